@@ -1,0 +1,177 @@
+"""An ordered list of rules, evaluated "first match wins, field by field".
+
+Each field a section sets (category, severity / team, owner, responsibility) takes
+the value of the first rule that matches and sets it. Rules without ``when`` are the
+defaults: they apply last, whatever their place in the file.
+
+Speed: rules are bucketed once by the field most of them test for equality
+(usually ``category`` or ``channel``). Per incident only the bucket for the
+incident's value is walked, so the cost grows with the rules that could match,
+not with the whole list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from qflow import TraceStep
+
+__all__ = ["Chain", "Rule"]
+
+
+@attrs.frozen
+class Rule:
+    """One compiled rule: its condition and the values it sets."""
+
+    id: str
+    section: str
+    condition: Any  # qflow.conditions.Condition
+    values: tuple[tuple[str, Any], ...]
+
+    @property
+    def source(self) -> str:
+        return f"{self.section}:{self.id}"
+
+
+Extra = Callable[[Mapping[str, Any]], "tuple[tuple[tuple[str, Any], ...], str] | None"]
+
+
+class Chain:
+    """The compiled form of a rule section."""
+
+    def __init__(self, section: str, rules: Sequence[Rule], fields: Sequence[str],
+                 extra: tuple[str, Extra, Callable[[Mapping[str, Any]], str]] | None = None) -> None:
+        self.section = section
+        self.rules = tuple(rules)
+        self.fields = tuple(fields)
+        self._conditional = tuple(r for r in rules if not r.condition.always)
+        self._defaults = tuple(r for r in rules if r.condition.always)
+        # *extra* is a pseudo-rule between the conditional rules and the defaults
+        # (the impact x urgency matrix): (name, run, explain).
+        self._extra = extra
+        self._key, self._buckets = _index(self._conditional)
+        # The walk over conditional rules may stop once every field they can set is set.
+        self._settable = len({f for r in self._conditional for f, _ in r.values})
+
+    def candidates(self, view: Mapping[str, Any]) -> tuple[Rule, ...]:
+        if self._key is None:
+            return self._conditional
+        try:
+            return self._buckets.get(view.get(self._key), self._buckets[_ANY])
+        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
+            return self._buckets[_ANY]
+
+    def run(self, view: Mapping[str, Any]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
+        """Return ``{field: (value, source)}`` and the ids of the rules that set something."""
+        out: dict[str, tuple[Any, str]] = {}
+        matched: list[str] = []
+        want = len(self.fields)
+        settable = self._settable
+        for rule in self.candidates(view):
+            if rule.condition.test(view):
+                _take(rule, out, matched)
+                if len(out) >= settable:
+                    break
+        if self._extra is not None and len(out) < want:
+            found = self._extra[1](view)
+            if found is not None:
+                values, source = found
+                for f, v in values:
+                    if f not in out:
+                        out[f] = (v, source)
+        for rule in self._defaults:
+            if len(out) >= want:
+                break
+            _take(rule, out, matched)
+        return out, matched
+
+    def explain(self, view: Mapping[str, Any]) -> list[TraceStep]:
+        """The same walk as :meth:`run`, over every rule in file order, with reasons."""
+        steps: list[TraceStep] = []
+        out: dict[str, tuple[Any, str]] = {}
+        want = len(self.fields)
+        pending = list(self._conditional)
+        pending.reverse()
+        while pending and len(out) < self._settable:
+            rule = pending.pop()
+            ok, why = rule.condition.explain(view)
+            if not ok:
+                steps.append(TraceStep(self.section, rule.id, "no match", why))
+                continue
+            took = [f"{f}={v}" for f, v in rule.values if f not in out]
+            _take(rule, out, [])
+            if took:
+                steps.append(TraceStep(self.section, rule.id, "matched", f"{why}; sets {', '.join(took)}"))
+            else:
+                steps.append(TraceStep(self.section, rule.id, "matched",
+                                       f"{why}; sets nothing new (earlier rules set {', '.join(f for f, _ in rule.values)})"))
+        if pending:
+            steps.append(TraceStep(self.section, None, "not reached",
+                                   f"{len(pending)} later rule(s) not considered: every field is set (first match wins)"))
+        if self._extra is not None and len(out) < want:
+            name, run, why = self._extra
+            found = run(view)
+            if found is None:
+                steps.append(TraceStep(self.section, name, "no match", why(view)))
+            else:
+                values, _source = found
+                took = [f"{f}={v}" for f, v in values if f not in out]
+                for f, v in values:
+                    out.setdefault(f, (v, name))
+                steps.append(TraceStep(self.section, name, "matched",
+                                       f"{why(view)}; sets {', '.join(took) or 'nothing new'}"))
+        for rule in self._defaults:
+            if len(out) >= want:
+                steps.append(TraceStep(self.section, rule.id, "not reached", "default not needed: every field is set"))
+                continue
+            took = [f"{f}={v}" for f, v in rule.values if f not in out]
+            _take(rule, out, [])
+            steps.append(TraceStep(self.section, rule.id, "matched" if took else "no match",
+                                   f"default (no conditions); sets {', '.join(took)}" if took
+                                   else "default (no conditions); sets nothing new"))
+        missing = [f for f in self.fields if f not in out]
+        if missing:
+            steps.append(TraceStep(self.section, None, "unset",
+                                   f"no rule sets {', '.join(missing)}; add a default rule (one without 'when')"))
+        return steps
+
+
+def _take(rule: Rule, out: dict[str, tuple[Any, str]], matched: list[str]) -> None:
+    new = False
+    for f, v in rule.values:
+        if f not in out:
+            out[f] = (v, rule.source)
+            new = True
+    if new:
+        matched.append(rule.source)
+
+
+_ANY = object()
+
+
+def _index(rules: Sequence[Rule]) -> tuple[str | None, dict[Any, tuple[Rule, ...]]]:
+    """Pick the top-level field most rules test for equality and bucket by its value."""
+    counts: Counter[str] = Counter()
+    for r in rules:
+        for path in r.condition.equalities:
+            if "." not in path:
+                counts[path] += 1
+    if not counts or len(rules) < 8:
+        return None, {_ANY: tuple(rules)}
+    key, n = counts.most_common(1)[0]
+    if n < len(rules) // 4:
+        return None, {_ANY: tuple(rules)}
+    values: set[Any] = set()
+    for r in rules:
+        values |= set(r.condition.equalities.get(key, ()))
+    buckets: dict[Any, tuple[Rule, ...]] = {}
+    for value in values:
+        buckets[value] = tuple(
+            r for r in rules if key not in r.condition.equalities or value in r.condition.equalities[key]
+        )
+    buckets[_ANY] = tuple(r for r in rules if key not in r.condition.equalities)
+    return key, buckets

@@ -1,0 +1,60 @@
+"""qflow: rules and plugins for handling service-quality anomalies.
+
+The public surface is re-exported here; modules starting with ``_`` are private.
+"""
+
+from __future__ import annotations
+
+from qflow._convert import format_duration, make_converter, parse_duration
+from qflow._manager import make_plugin_manager
+from qflow._view import incident_view
+from qflow.clock import Clock, FakeClock, SystemClock
+from qflow.diagnostics import Diagnostic, RulesetError
+from qflow.engine import Engine, parse_incident
+from qflow.errors import (
+    ConcurrencyError,
+    IncidentNotFoundError,
+    InputError,
+    PluginError,
+    QflowError,
+    TransitionError,
+)
+from qflow.hookimpl import hookimpl
+from qflow.model import (
+    Action,
+    ActionKind,
+    ActionStatus,
+    Assignment,
+    Attachment,
+    Cause,
+    Classification,
+    Customer,
+    Deadline,
+    Decision,
+    Event,
+    Incident,
+    IncidentState,
+    Notification,
+    Person,
+    Stage,
+    Trace,
+    TraceStep,
+    Verification,
+    VerificationResult,
+    WhyStep,
+)
+from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
+from qflow.store import IncidentQuery, MemoryStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
+    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic",
+    "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
+    "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
+    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "Trace",
+    "TraceStep", "TransitionError", "Verification", "VerificationResult", "WhyStep",
+    "format_duration", "hookimpl", "incident_view", "load_ruleset", "load_ruleset_text",
+    "make_converter", "make_plugin_manager", "parse_duration", "parse_incident",
+]

@@ -1,0 +1,254 @@
+"""The one converter: plain data (JSON, YAML) to and from qflow's attrs values.
+
+The model knows nothing about this module. Structuring is strict: a number is not
+text, text is not a number, an unknown key is an error, a time needs a time zone.
+Hooks raise :class:`ShapeError` so that every problem reaches the ops person with a
+stable code and a sentence that says what to write instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from qflow._frozen import FrozenDict, thaw
+from qflow.diagnostics import did_you_mean
+from qflow.model import Trace, TraceStep
+
+__all__ = [
+    "ShapeError",
+    "configure_converter",
+    "format_duration",
+    "make_converter",
+    "parse_duration",
+    "structure_errors",
+]
+
+
+class ShapeError(ValueError):
+    """A value of the wrong shape, with its diagnostic code and a hint."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+DURATION_HINT = "use 15m, 1h, 2d, 1w or a sum like 1h30m"
+
+
+def parse_duration(text: object) -> timedelta:
+    """Read ``15m``, ``1h30m``, ``2d``, ``1w``; raise :class:`ShapeError` otherwise."""
+    if not isinstance(text, str) or not text.strip():
+        raise ShapeError("QF105", f"{_show(text)} is not a duration", DURATION_HINT)
+    s = text.strip().replace(" ", "")
+    pos, seconds = 0, 0.0
+    for m in _DURATION.finditer(s):
+        if m.start() != pos:
+            break
+        seconds += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise ShapeError("QF105", f"{_show(text)} is not a duration", DURATION_HINT)
+    if seconds <= 0:
+        raise ShapeError("QF105", f"{_show(text)} is not a positive duration", DURATION_HINT)
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Write a duration the way rulesets do: ``1d2h30m``; ``0s`` for nothing."""
+    total = int(delta.total_seconds())
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, total = divmod(total, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return sign + ("".join(parts) or "0s")
+
+
+def parse_time(value: object) -> datetime:
+    """An aware datetime from ISO-8601 text (or a YAML timestamp)."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ShapeError(
+                "QF106", f"{_show(value)} is not a date and time",
+                "use ISO 8601 such as 2026-11-20T23:10:00+08:00",
+            ) from None
+    else:
+        raise ShapeError("QF103", f"expected a date and time, got {_show(value)}",
+                         "use ISO 8601 such as 2026-11-20T23:10:00+08:00")
+    if dt.utcoffset() is None:
+        raise ShapeError("QF106", f"{_show(value)} has no time zone",
+                         "add an offset such as +08:00 or Z")
+    return dt
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def _text(value: object, _: Any = None) -> str:
+    if isinstance(value, str):
+        return value
+    raise ShapeError("QF103", f"expected text, got {_show(value)}",
+                     "put the value in quotes" if isinstance(value, (int, float)) else None)
+
+
+def _int(value: object, _: Any = None) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ShapeError("QF103", f"expected a whole number, got {_show(value)}")
+
+
+def _float(value: object, _: Any = None) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ShapeError("QF103", f"expected a number, got {_show(value)}")
+
+
+def _bool(value: object, _: Any = None) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ShapeError("QF103", f"expected true or false, got {_show(value)}")
+
+
+def _enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = [str(m.value) for m in cls]
+        raise ShapeError(
+            "QF104", f"{_show(value)} is not one of: {', '.join(choices)}",
+            did_you_mean(value, choices),
+        ) from None
+
+
+def _timedelta(value: object, _: Any = None) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return parse_duration(value)
+
+
+def _date(value: object, _: Any = None) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ShapeError("QF106", f"{_show(value)} is not a date", "use YYYY-MM-DD, e.g. 2026-12-24")
+
+
+def _frozendict(value: object, _: Any = None) -> FrozenDict:
+    if isinstance(value, Mapping):
+        return FrozenDict(value)
+    raise ShapeError("QF103", f"expected a mapping, got {_show(value)}")
+
+
+def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
+    """Install qflow's hooks on *c* (strict scalars, times, durations, enums)."""
+    c.register_structure_hook(str, _text)
+    c.register_structure_hook(int, _int)
+    c.register_structure_hook(float, _float)
+    c.register_structure_hook(bool, _bool)
+    c.register_structure_hook(datetime, lambda v, _: parse_time(v))
+    c.register_unstructure_hook(datetime, lambda d: d.isoformat())
+    c.register_structure_hook(date, _date)
+    c.register_unstructure_hook(date, lambda d: d.isoformat())
+    c.register_structure_hook(timedelta, _timedelta)
+    c.register_unstructure_hook(timedelta, format_duration)
+    c.register_structure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum
+    )
+    c.register_unstructure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value
+    )
+    c.register_structure_hook(FrozenDict, _frozendict)
+    c.register_unstructure_hook(FrozenDict, thaw)
+    c.register_structure_hook(
+        Trace, lambda v, _: Trace(tuple(c.structure(s, TraceStep) for s in v or ()))
+    )
+    c.register_unstructure_hook(Trace, lambda t: [c.unstructure(s) for s in t.steps])
+    return c
+
+
+def make_converter() -> cattrs.Converter:
+    """A fresh strict converter; each caller gets its own (no global state)."""
+    return configure_converter(cattrs.Converter(forbid_extra_keys=True, detailed_validation=True))
+
+
+# One item per problem: (path inside the structured value, code, message, hint, at)
+# where *at* is "key" when the problem is the key itself (an unknown key).
+Problem = tuple[tuple[str | int, ...], str, str, "str | None", str]
+
+
+def structure_errors(exc: BaseException, cls: Any = None) -> list[Problem]:
+    """Flatten a cattrs validation error into located problems (walking its notes)."""
+    out: list[Problem] = []
+    _walk(exc, (), out, cls)
+    return out
+
+
+def _walk(exc: BaseException, path: tuple[str | int, ...], out: list[Problem], cls: Any) -> None:
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            step = getattr(note, "name", None)
+            if step is None:
+                step = getattr(note, "index", None)
+            sub_cls = getattr(note, "type", None)
+            if isinstance(sub, KeyError):
+                out.append((path + (step,), "QF102", f"missing required key '{step}'", None, "parent"))
+            else:
+                _walk(sub, path + (step,), out, sub_cls)
+        for sub in without:
+            _walk(sub, path, out, getattr(exc, "cl", cls))
+        return
+    if isinstance(exc, ForbiddenExtraKeysError):
+        known = [a.name for a in getattr(exc.cl, "__attrs_attrs__", ())]
+        for key in sorted(exc.extra_fields, key=str):
+            out.append((path + (key,), "QF101", f"unknown key '{key}'", did_you_mean(key, known), "key"))
+        return
+    if isinstance(exc, ShapeError):
+        out.append((path, exc.code, exc.message, exc.hint, "value"))
+        return
+    if isinstance(exc, KeyError):
+        out.append((path, "QF102", f"missing required key {exc}", None, "parent"))
+        return
+    if isinstance(exc, (TypeError, AttributeError)):
+        out.append((path, "QF103", "value has the wrong shape for this key", _expected(cls), "value"))
+        return
+    out.append((path, "QF104", str(exc), None, "value"))
+
+
+def _expected(cls: Any) -> str | None:
+    name = getattr(cls, "__name__", None)
+    return f"expected {name}" if name else None

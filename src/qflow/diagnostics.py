@@ -1,0 +1,118 @@
+"""One diagnostic format for everything qflow reports about a ruleset or an input.
+
+``path:line:col: CODE message (hint) @ $.json.path (rule 'id')``
+
+Codes are stable: tools and people grep for them. ``CODES`` is the table the docs
+print; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import attrs
+
+__all__ = [
+    "CODES",
+    "Diagnostic",
+    "RulesetError",
+    "did_you_mean",
+    "json_path",
+]
+
+#: Every diagnostic code qflow emits, with a one-line meaning.
+CODES: dict[str, str] = {
+    "QF001": "the file is not valid YAML",
+    "QF002": "a key appears twice in one mapping",
+    "QF003": "a file cannot be read (missing, not UTF-8, a directory)",
+    "QF004": "an include cycle",
+    "QF005": "the format version `qflow:` is missing or not supported",
+    "QF101": "an unknown key",
+    "QF102": "a required key is missing",
+    "QF103": "a value has the wrong type",
+    "QF104": "a value is not one of the allowed choices or out of range",
+    "QF105": "a duration cannot be read",
+    "QF106": "a time zone, date or time of day cannot be read",
+    "QF201": "a reference to something not defined (team, severity, calendar, ...)",
+    "QF202": "an id or name defined twice",
+    "QF301": "a condition names a field incidents do not have",
+    "QF302": "a condition uses an unknown operator or function",
+    "QF303": "a condition operator has an argument it cannot use",
+    "QF304": "a regular expression does not compile",
+    "QF305": "a regular expression can backtrack catastrophically",
+    "QF401": "an input line is not valid JSON or not an object",
+    "QF402": "an input incident does not fit the incident format",
+    "QF501": "a plugin failed while loading its ruleset section",
+}
+
+_PLAIN_KEY = re.compile(r"^[^\W\d][\w-]*$")
+
+
+def json_path(parts: Iterable[str | int]) -> str:
+    """Render ``("route", 1, "assign", "team")`` as ``$.route[1].assign.team``."""
+    out = ["$"]
+    for part in parts:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _PLAIN_KEY.match(part):
+            out.append(f".{part}")
+        else:
+            escaped = part.replace("\\", "\\\\").replace("'", "\\'")
+            out.append(f"['{escaped}']")
+    return "".join(out)
+
+
+def did_you_mean(name: object, candidates: Iterable[str]) -> str | None:
+    """Return ``did you mean 'x'?`` for the closest candidate, or None."""
+    if not isinstance(name, str):
+        return None
+    pool = sorted(set(candidates))
+    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in pool}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+@attrs.frozen(order=False)
+class Diagnostic:
+    """One located problem. ``line`` and ``col`` are 1-based."""
+
+    file: str
+    line: int
+    col: int
+    code: str
+    message: str
+    path: str = "$"
+    hint: str | None = None
+    rule: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        return (self.file, self.line, self.col, self.code, self.message)
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}:{self.col}: {self.code} {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        text += f" @ {self.path}"
+        if self.rule is not None:
+            text += f" (rule '{self.rule}')"
+        return text
+
+
+def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:
+    """Sort by position and drop exact repeats (one mistake, one line)."""
+    return tuple(sorted(set(diagnostics), key=Diagnostic.sort_key))
+
+
+class RulesetError(Exception):
+    """A ruleset (or an input) has errors; ``diagnostics`` lists all of them, sorted."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = sort_diagnostics(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))

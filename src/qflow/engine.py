@@ -1,0 +1,361 @@
+"""The engine: decide (pure), report, move through the loop. Effects go to the store.
+
+One engine holds one ruleset, one plugin manager, one store and one clock, all passed
+in; there is no global state, so several engines live side by side in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import pluggy
+from cattrs.errors import BaseValidationError
+
+from qflow import events as ev
+from qflow import lifecycle
+from qflow._convert import ShapeError, make_converter, structure_errors
+from qflow._manager import make_plugin_manager
+from qflow._view import incident_view
+from qflow.clock import Clock, SystemClock
+from qflow.diagnostics import json_path
+from qflow.errors import IncidentNotFoundError, InputError, PluginError, TransitionError
+from qflow.model import (
+    Action,
+    ActionStatus,
+    Assignment,
+    Cause,
+    Classification,
+    Decision,
+    Event,
+    Incident,
+    IncidentState,
+    Notification,
+    Stage,
+    Trace,
+    TraceStep,
+    Verification,
+)
+from qflow.ruleset import Ruleset, load_ruleset
+from qflow.store import Due, IncidentQuery, MemoryStore, Store
+
+__all__ = ["Engine", "open_store", "parse_incident"]
+
+log = logging.getLogger("qflow")
+
+_CLASSIFIED = ("category", "severity", "priority")
+
+
+class _Hooks:
+    """The typed facade the engine calls plugins through (keyword arguments only)."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._hook = pm.hook
+
+    def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
+        return self._hook.qflow_classify(incident=incident, view=view, ruleset=ruleset, now=now)
+
+    def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
+              ruleset: Ruleset, now: datetime) -> Assignment | None:
+        return self._hook.qflow_route(incident=incident, view=view, classification=classification,
+                                      ruleset=ruleset, now=now)
+
+    def deadline(self, incident: Incident, classification: Classification, assignment: Assignment,
+                 ruleset: Ruleset, now: datetime) -> Sequence[Any] | None:
+        return self._hook.qflow_deadline(incident=incident, classification=classification,
+                                         assignment=assignment, ruleset=ruleset, now=now)
+
+    def explain(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
+        parts = self._hook.qflow_explain(incident=incident, view=view, ruleset=ruleset, now=now)
+        return tuple(step for steps in parts for step in steps)
+
+    def guard(self, state: IncidentState, target: Stage, ruleset: Ruleset, now: datetime) -> list[str]:
+        return [r for r in self._hook.qflow_transition_guard(state=state, target=target, ruleset=ruleset, now=now) if r]
+
+    def stage_changed(self, before: IncidentState, after: IncidentState, now: datetime) -> None:
+        # Observers run after the change is stored; one failing must not stop the others.
+        for name, kwargs in (("qflow_stage_exit", {"state": before, "target": after.stage, "now": now}),
+                             ("qflow_stage_enter", {"state": after, "previous": before.stage, "now": now})):
+            for impl in reversed(getattr(self._hook, name).get_hookimpls()):
+                try:
+                    impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+                except Exception:
+                    log.exception("plugin %s failed in %s for %s", impl.plugin_name, name, after.id)
+
+    def notify(self, notification: Notification, now: datetime) -> list[tuple[str, str]]:
+        failures = []
+        for impl in reversed(self._hook.qflow_notify.get_hookimpls()):
+            try:
+                impl.function(**{k: v for k, v in {"notification": notification, "now": now}.items()
+                                 if k in impl.argnames})
+            except Exception as exc:
+                log.exception("plugin %s failed to deliver %s", impl.plugin_name, notification.topic)
+                failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+        return failures
+
+    def open_store(self, url: str) -> Store | None:
+        return self._hook.qflow_open_store(url=url)
+
+
+def open_store(url: str, plugins: pluggy.PluginManager) -> Store:
+    """Open the store *url* names: ``memory://`` here, others through plugins."""
+    if url in ("memory://", "memory:", "memory"):
+        return MemoryStore()
+    store = _Hooks(plugins).open_store(url)
+    if store is None:
+        scheme = url.split(":", 1)[0]
+        raise PluginError(f"no installed plugin opens '{scheme}:' store URLs; use memory:// or install the plugin for {scheme}")
+    return store
+
+
+def parse_incident(data: Any, *, converter: Any = None) -> Incident:
+    """Build an :class:`Incident` from JSON-like data; :class:`InputError` lists every problem."""
+    conv = converter or _CONVERTER
+    if not isinstance(data, Mapping):
+        raise InputError("an incident must be a JSON object")
+    try:
+        return conv.structure(dict(data), Incident)
+    except (BaseValidationError, ShapeError, ValueError, TypeError) as exc:
+        problems = structure_errors(exc, Incident) or [((), "QF402", str(exc), None, "value")]
+        lines = []
+        for path, _code, msg, hint, where in problems:
+            shown = json_path(path[:-1] if where == "parent" else path)
+            lines.append(f"{msg}{f' ({hint})' if hint else ''} @ {shown}")
+        raise InputError("; ".join(lines)) from None
+
+
+class Engine:
+    """Decides and records incidents under one ruleset."""
+
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        *,
+        plugins: pluggy.PluginManager | None = None,
+        store: Store | str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.plugins = plugins or make_plugin_manager()
+        self.ruleset = ruleset
+        self.clock: Clock = clock or SystemClock()
+        self.store: Store = open_store(store, self.plugins) if isinstance(store, str) else (store or MemoryStore())
+        self._hooks = _Hooks(self.plugins)
+        self._conv = _CONVERTER
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        plugins: Iterable[object] = (),
+        blocked: Iterable[str] = (),
+        autoload: bool = True,
+        store: Store | str | None = None,
+        clock: Clock | None = None,
+    ) -> Engine:
+        """Load the ruleset at *path* with the installed plugins plus *plugins*."""
+        pm = make_plugin_manager(autoload=autoload, blocked=blocked, plugins=plugins)
+        return cls(load_ruleset(path, plugins=pm), plugins=pm, store=store, clock=clock)
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def decide(self, incident: Incident, now: datetime | None = None) -> Decision:
+        """What the ruleset decides for *incident* at *now*; changes nothing.
+
+        The decision's ``trace`` is worked out when first read, from the same inputs.
+        """
+        if now is None:
+            now = self.clock.now()
+        ruleset = self.ruleset
+        hooks = self._hooks
+        view = incident_view(incident)
+        category = severity = priority = None
+        sources: dict[str, str] = {}
+        matched: list[str] = []
+        for c in hooks.classify(incident, view, ruleset, now):
+            if c is None:
+                continue
+            if category is None and c.category is not None:
+                category = c.category
+                sources["category"] = c.sources.get("category") or c.source or "?"
+            if severity is None and c.severity is not None:
+                severity = c.severity
+                sources["severity"] = c.sources.get("severity") or c.source or "?"
+            if priority is None and c.priority is not None:
+                priority = c.priority
+                sources["priority"] = c.sources.get("priority") or c.source or "?"
+            matched.extend(c.matched)
+        classification = Classification(category, severity, priority, None, matched)
+        assignment = hooks.route(incident, view, classification, ruleset, now) or _NO_ASSIGNMENT
+        for key in ("team", "owner", "responsibility"):
+            if getattr(assignment, key) is not None:
+                sources[key] = assignment.sources.get(key) or assignment.source or "?"
+        matched.extend(assignment.matched)
+        deadlines = hooks.deadline(incident, classification, assignment, ruleset, now) or ()
+
+        def explain() -> tuple[TraceStep, ...]:
+            return hooks.explain(incident, incident_view(incident), ruleset, now)
+
+        return Decision(
+            incident_id=incident.id, decided_at=now, ruleset=ruleset.ref,
+            category=category, severity=severity, priority=priority,
+            team=assignment.team, owner=assignment.owner, responsibility=assignment.responsibility,
+            deadlines=deadlines, matched=matched, sources=sources, trace=Trace(thunk=explain),
+        )
+
+    # -- recording ---------------------------------------------------------------------
+
+    def report(self, incident: Incident | Mapping[str, Any], *, actor: str | None = None) -> IncidentState:
+        """Record a new incident and what the ruleset decides for it.
+
+        A report that repeats the ``external_id`` of a recorded one (a retry) returns
+        the recorded incident and records nothing.
+        """
+        if not isinstance(incident, Incident):
+            incident = parse_incident(incident, converter=self._conv)
+        now = self.clock.now()
+        if incident.external_id is not None:
+            known = self.store.find_external(incident.external_id)
+            if known is not None:
+                state = self.store.get(known)
+                assert state is not None
+                return state
+        changes: dict[str, Any] = {}
+        if incident.id is None:
+            changes["id"] = self.store.next_id()
+        elif self.store.get(incident.id) is not None:
+            raise InputError(f"incident {incident.id} is already recorded; report without an id to get a new one")
+        if incident.reported_at is None:
+            changes["reported_at"] = now
+        if changes:
+            incident = attrs.evolve(incident, **changes)
+        assert incident.id is not None
+        decision = self.decide(incident, now)
+        ref = self.ruleset.ref
+        events = (
+            Event(incident.id, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
+                  data=self._conv.unstructure(incident)),
+            Event(incident.id, 2, now, ev.DECISION_MADE, actor=None, source=_source_summary(decision),
+                  ruleset=ref, data=ev._decision_data(self._conv, decision)),
+        )
+        state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+        self.store.append(events, state)
+        self._notify(state, "incident.reported", now)
+        return state
+
+    def _notify(self, state: IncidentState, topic: str, now: datetime) -> None:
+        d = state.decision
+        recipients = tuple(x for x in (d.team, d.owner) if x) if d else ()
+        note = Notification(
+            incident_id=state.id, topic=topic, at=now, recipients=recipients,
+            subject=f"[{d.severity if d else '?'}] {state.id} {d.category if d else ''}".strip(),
+            body=state.incident.description,
+        )
+        failures = self._hooks.notify(note, now)
+        if failures:
+            latest = self.store.get(state.id) or state
+            seq = latest.seq
+            new = [Event(state.id, seq + i + 1, now, ev.NOTIFICATION_FAILED, source=f"plugin:{plugin}",
+                         ruleset=self.ruleset.ref, data={"topic": topic, "plugin": plugin, "error": error})
+                   for i, (plugin, error) in enumerate(failures)]
+            after = latest
+            for e in new:
+                after = ev.apply(after, e, self._conv)
+            self.store.append(new, after)
+
+    def _load(self, incident_id: str) -> IncidentState:
+        state = self.store.get(incident_id)
+        if state is None:
+            raise IncidentNotFoundError(f"no incident '{incident_id}' in this store")
+        return state
+
+    def _record(self, state: IncidentState, type_: str, data: Mapping[str, Any], *, actor: str | None,
+                source: str | None = None) -> IncidentState:
+        now = self.clock.now()
+        event = Event(state.id, state.seq + 1, now, type_, actor=actor, source=source,
+                      ruleset=self.ruleset.ref, data=data)
+        after = ev.apply(state, event, self._conv)
+        self.store.append((event,), after)
+        return after
+
+    def transition(self, incident_id: str, target: Stage | str, *, actor: str | None = None,
+                   reason: str | None = None) -> IncidentState:
+        """Move an incident to *target*, if the lifecycle and every guard allow it.
+
+        :raises TransitionError: naming every reason it may not move yet.
+        """
+        target = Stage(target)
+        state = self._load(incident_id)
+        now = self.clock.now()
+        reasons = lifecycle.refusals(state, target)
+        if not reasons:
+            reasons = self._hooks.guard(state, target, self.ruleset, now)
+        if target is Stage.REJECTED and not reason and not reasons:
+            reasons = ["give the reason for rejecting it"]
+        if reasons:
+            raise TransitionError(f"cannot move {incident_id} to {target.value}: " + "; ".join(reasons))
+        after = self._record(state, ev.STAGE_CHANGED,
+                             {"from": state.stage.value, "to": target.value, "reason": reason},
+                             actor=actor, source="lifecycle")
+        self._hooks.stage_changed(state, after, now)
+        return after
+
+    def record_cause(self, incident_id: str, cause: Cause, *, actor: str | None = None) -> IncidentState:
+        state = self._load(incident_id)
+        if state.stage is not Stage.ANALYSING:
+            raise TransitionError(f"cannot record a cause on {incident_id}: it is {state.stage.value}, not analysing")
+        return self._record(state, ev.CAUSE_RECORDED, self._conv.unstructure(cause), actor=actor)
+
+    def plan_action(self, incident_id: str, action: Action, *, actor: str | None = None) -> IncidentState:
+        state = self._load(incident_id)
+        if state.stage in (Stage.REJECTED, Stage.CLOSED):
+            raise TransitionError(f"cannot plan an action on {incident_id}: it is {state.stage.value}")
+        if any(a.id == action.id for a in state.actions):
+            raise InputError(f"{incident_id} already has an action {action.id}; choose another id")
+        return self._record(state, ev.ACTION_PLANNED, self._conv.unstructure(action), actor=actor)
+
+    def update_action(self, incident_id: str, action_id: str, status: ActionStatus | str, *,
+                      actor: str | None = None) -> IncidentState:
+        state = self._load(incident_id)
+        if not any(a.id == action_id for a in state.actions):
+            known = ", ".join(a.id for a in state.actions) or "none"
+            raise InputError(f"{incident_id} has no action {action_id}; its actions: {known}")
+        status = ActionStatus(status)
+        done_at = self.clock.now().isoformat() if status is ActionStatus.DONE else None
+        return self._record(state, ev.ACTION_UPDATED, {"id": action_id, "status": status.value, "done_at": done_at},
+                            actor=actor)
+
+    def record_verification(self, incident_id: str, verification: Verification, *,
+                            actor: str | None = None) -> IncidentState:
+        state = self._load(incident_id)
+        if state.stage is not Stage.VERIFYING:
+            raise TransitionError(f"cannot verify {incident_id}: it is {state.stage.value}, not verifying")
+        return self._record(state, ev.VERIFICATION_RECORDED, self._conv.unstructure(verification), actor=actor)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, incident_id: str) -> IncidentState:
+        return self._load(incident_id)
+
+    def events(self, incident_id: str) -> tuple[Event, ...]:
+        return self.store.events(incident_id)
+
+    def query(self, query: IncidentQuery | None = None, **filters: Any) -> list[IncidentState]:
+        return self.store.query(query or IncidentQuery(**filters))
+
+    def due(self, until: datetime) -> list[Due]:
+        """Deadlines of open incidents that fall at or before *until*."""
+        return self.store.due(until)
+
+
+_NO_ASSIGNMENT = Assignment()
+_CONVERTER = make_converter()
+
+
+def _source_summary(decision: Decision) -> str:
+    return ",".join(decision.matched) or "defaults"

@@ -1,0 +1,116 @@
+"""The event log: what each event type means, and the state as a fold over events.
+
+Events are the source of truth; :class:`~qflow.model.IncidentState` is derived. The
+same events always fold to the same state, whatever store kept them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import attrs
+import cattrs
+
+from qflow._convert import make_converter
+from qflow.errors import QflowError
+from qflow.model import (
+    Action,
+    ActionStatus,
+    Cause,
+    Decision,
+    Event,
+    Incident,
+    IncidentState,
+    Stage,
+    Verification,
+)
+
+__all__ = [
+    "ACTION_PLANNED",
+    "ACTION_UPDATED",
+    "AuditSequenceError",
+    "CAUSE_RECORDED",
+    "DECISION_MADE",
+    "INCIDENT_REPORTED",
+    "NOTIFICATION_FAILED",
+    "STAGE_CHANGED",
+    "VERIFICATION_RECORDED",
+    "apply",
+    "fold",
+]
+
+INCIDENT_REPORTED = "IncidentReported"  #: data: the incident
+DECISION_MADE = "DecisionMade"  #: data: the decision (without its trace)
+STAGE_CHANGED = "StageChanged"  #: data: from, to, reason
+CAUSE_RECORDED = "CauseRecorded"  #: data: the cause
+ACTION_PLANNED = "ActionPlanned"  #: data: the action
+ACTION_UPDATED = "ActionUpdated"  #: data: id, status, done_at
+VERIFICATION_RECORDED = "VerificationRecorded"  #: data: the verification
+NOTIFICATION_FAILED = "NotificationFailed"  #: data: topic, plugin, error
+
+
+class AuditSequenceError(QflowError):
+    """An event's ``seq`` is not the previous one plus one: the log has a gap or a fork."""
+
+    def __init__(self, got: int, expected: int) -> None:
+        super().__init__(f"event seq {got} does not follow the log; expected {expected}")
+        self.got, self.expected = got, expected
+
+
+def _decision_data(conv: cattrs.Converter, decision: Decision) -> dict[str, Any]:
+    data = conv.unstructure(decision)
+    data.pop("trace", None)
+    return data
+
+
+def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | None = None) -> IncidentState:
+    """Return the state after *event*. Unknown event types (from plugins) only move ``seq``."""
+    conv = conv or _CONVERTER
+    expected = 1 if state is None else state.seq + 1
+    if event.seq != expected:
+        raise AuditSequenceError(event.seq, expected)
+    if state is None:
+        if event.type != INCIDENT_REPORTED:
+            raise QflowError(f"the first event of {event.incident_id} must be {INCIDENT_REPORTED}, not {event.type}")
+        incident = conv.structure(dict(event.data), Incident)
+        return IncidentState(incident=incident, stage=Stage.REPORTED, seq=1, updated_at=event.at)
+    changes: dict[str, Any] = {"seq": event.seq, "updated_at": event.at}
+    data = event.data
+    if event.type == DECISION_MADE:
+        changes["decision"] = conv.structure(dict(data), Decision)
+    elif event.type == STAGE_CHANGED:
+        target = Stage(data["to"])
+        changes["stage"] = target
+        if target is Stage.REJECTED:
+            changes["rejected_reason"] = data.get("reason")
+        elif target is Stage.REOPENED:
+            changes["rejected_reason"] = None
+    elif event.type == CAUSE_RECORDED:
+        changes["causes"] = state.causes + (conv.structure(dict(data), Cause),)
+    elif event.type == ACTION_PLANNED:
+        changes["actions"] = state.actions + (conv.structure(dict(data), Action),)
+    elif event.type == ACTION_UPDATED:
+        done_at = conv.structure(data["done_at"], datetime) if data.get("done_at") else None
+        status = ActionStatus(data["status"])
+        changes["actions"] = tuple(
+            attrs.evolve(a, status=status, done_at=done_at) if a.id == data["id"] else a
+            for a in state.actions
+        )
+    elif event.type == VERIFICATION_RECORDED:
+        changes["verifications"] = state.verifications + (conv.structure(dict(data), Verification),)
+    return attrs.evolve(state, **changes)
+
+
+def fold(events: Iterable[Event], conv: cattrs.Converter | None = None) -> IncidentState:
+    """The state an incident's events add up to."""
+    state: IncidentState | None = None
+    for event in events:
+        state = apply(state, event, conv)
+    if state is None:
+        raise QflowError("no events to fold")
+    return state
+
+
+_CONVERTER = make_converter()

@@ -1,0 +1,256 @@
+"""Every extension point of qflow.
+
+Each hook receives frozen values and returns new ones; none may change its arguments.
+Hooks are called with keyword arguments, so an implementation accepts only the
+arguments it uses. New arguments may be added to a spec in a later version;
+existing ones are deprecated through ``warn_on_impl_args`` before they go.
+
+The per-incident hooks (classify, route, deadline) are called once per decision, never
+once per rule: plugins compile their rules when the ruleset loads
+(:func:`qflow_ruleset_sections`) and only run the compiled form per incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from qflow.conditions import ConditionFunction
+    from qflow.model import (
+        Assignment,
+        Classification,
+        Deadline,
+        Decision,
+        IncidentState,
+        Incident,
+        Notification,
+        Stage,
+        TraceStep,
+    )
+    from qflow.ruleset import Ruleset, Section
+    from qflow.store import Store
+
+PROJECT = "qflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+# -------------------------------------------------------------------------
+# Ruleset hooks: called once when a ruleset loads
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_ruleset_sections() -> Sequence[Section]:
+    """Return the ruleset sections this plugin reads.
+
+    Each :class:`~qflow.ruleset.Section` names a top-level key of the ruleset, the attrs
+    class its YAML is structured into (every error located as ``file:line:col``), and a
+    ``compile`` function that turns the structured value into what the plugin uses per
+    incident. A section name may be claimed by one plugin only.
+
+    :returns: the sections, possibly empty.
+
+    All implementations are called and their lists joined.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def qflow_condition_functions() -> Sequence[ConditionFunction]:
+    """Return operators and predicates that rulesets may use in conditions.
+
+    A field operator is used as ``description: {has_keyword: [...]}``; a predicate
+    with ``whole_incident=True`` as ``fn: {name: arg}``. Both are compiled when the
+    ruleset loads: ``compile(arg)`` validates the argument (raise ``ValueError`` with
+    a message for the ops person) and returns the predicate run per incident.
+
+    :returns: the functions, possibly empty.
+
+    All implementations are called and their lists joined; two functions with one
+    name are an error at load.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -------------------------------------------------------------------------
+# Decision hooks: called once per decision, in this order
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_classify(
+    incident: Incident, view: Mapping[str, Any], ruleset: Ruleset, now: datetime
+) -> Classification | None:
+    """Say what kind of incident this is and how urgent it is.
+
+    :param incident: the incident as reported.
+    :param view: the incident as plain data (what conditions read); do not change it.
+    :param ruleset: the loaded ruleset; ``ruleset.compiled(name)`` gives a section.
+    :param now: the moment of the decision.
+    :returns: a :class:`~qflow.model.Classification`, or None for no opinion.
+
+    All implementations are called. For each field, the first non-None value in call
+    order wins, so a ``tryfirst`` plugin overrides the built-in rules field by field.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_route(
+    incident: Incident,
+    view: Mapping[str, Any],
+    classification: Classification,
+    ruleset: Ruleset,
+    now: datetime,
+) -> Assignment | None:
+    """Decide whose incident this is: team, owner and responsibility class.
+
+    :param incident: the incident as reported.
+    :param view: the incident as plain data.
+    :param classification: the merged result of :func:`qflow_classify`.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the decision.
+    :returns: an :class:`~qflow.model.Assignment`, or None to let the next plugin decide.
+
+    Stops at the first non-None result; the built-in router is ``trylast``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_deadline(
+    incident: Incident,
+    classification: Classification,
+    assignment: Assignment,
+    ruleset: Ruleset,
+    now: datetime,
+) -> Sequence[Deadline] | None:
+    """Compute the committed deadlines (``respond``, ``resolve``, ...).
+
+    :param incident: the incident as reported; clocks start at ``reported_at``.
+    :param classification: the merged classification (severity, priority).
+    :param assignment: the routing result.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the decision (used when ``reported_at`` is unset).
+    :returns: the deadlines, or None to let the next plugin decide.
+
+    Stops at the first non-None result; the built-in deadlines are ``trylast``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def qflow_explain(
+    incident: Incident, view: Mapping[str, Any], ruleset: Ruleset, now: datetime
+) -> Sequence[TraceStep]:
+    """Explain, rule by rule, what this plugin decides for *incident* and why.
+
+    Called only when someone reads ``Decision.trace``, never on the hot path. The
+    steps must agree with what the plugin's decision hooks return for the same inputs.
+
+    :param incident: the incident as reported.
+    :param view: the incident as plain data.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the decision.
+    :returns: the steps, in the order the plugin considered its rules.
+
+    All implementations are called; the trace is their steps in call order.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -------------------------------------------------------------------------
+# Lifecycle hooks: called when an incident moves between stages
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_transition_guard(
+    state: IncidentState, target: Stage, ruleset: Ruleset, now: datetime
+) -> str | None:
+    """Refuse a stage change that must not happen yet.
+
+    :param state: the incident as it stands.
+    :param target: the stage it is asked to move to.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the change.
+    :returns: None to allow, or a sentence saying why not and what to do, e.g.
+        ``"hygiene incidents need a photo before closing; attach one"``.
+
+    All implementations are called; any refusal stops the change and every refusal
+    is reported.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def qflow_stage_exit(state: IncidentState, target: Stage, now: datetime) -> None:
+    """Observe an incident leaving its stage for *target*.
+
+    :param state: the incident before the change.
+    :param target: the stage it moves to.
+    :param now: the moment of the change.
+
+    All implementations are called after the change is recorded; return values are
+    ignored and an exception is logged, never undoing the recorded change.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def qflow_stage_enter(state: IncidentState, previous: Stage, now: datetime) -> None:
+    """Observe an incident entering its new stage.
+
+    :param state: the incident after the change.
+    :param previous: the stage it left.
+    :param now: the moment of the change.
+
+    All implementations are called after the change is recorded; return values are
+    ignored and an exception is logged, never undoing the recorded change.
+
+    .. versionadded:: 0.1
+    """
+
+
+# -------------------------------------------------------------------------
+# Effects: notifications and storage
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_notify(notification: Notification, now: datetime) -> None:
+    """Deliver *notification* (log, e-mail, webhook, chat ...).
+
+    :param notification: what to say, to whom, about which incident.
+    :param now: the moment of delivery.
+
+    A broadcast: all implementations are called and return values are ignored. An
+    implementation that raises is logged and recorded on the incident as a
+    ``NotificationFailed`` event; the others still run.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_open_store(url: str) -> Store | None:
+    """Open the store that *url* names (``memory://``, ``sqlite:///path`` ...).
+
+    :param url: the store URL the application was given.
+    :returns: a :class:`~qflow.store.Store`, or None when the scheme is not yours.
+
+    Stops at the first non-None result.
+
+    .. versionadded:: 0.1
+    """
