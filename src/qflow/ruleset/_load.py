@@ -187,7 +187,7 @@ class _Loader:
 
     def _sections(self) -> dict[str, tuple[Section, str]]:
         found: dict[str, tuple[Section, str]] = {}
-        for impl in reversed(self.pm.hook.qflow_ruleset_sections.get_hookimpls()):
+        for impl in self.pm.hook.qflow_ruleset_sections.get_hookimpls():
             for section in impl.function() or ():
                 if section.name in found or section.name in _CORE_KEYS:
                     other = found[section.name][1] if section.name in found else "qflow"
@@ -200,7 +200,7 @@ class _Loader:
     def _functions(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
-        for impl in reversed(self.pm.hook.qflow_condition_functions.get_hookimpls()):
+        for impl in self.pm.hook.qflow_condition_functions.get_hookimpls():
             for fn in impl.function() or ():
                 if fn.name in found:
                     raise PluginError(

@@ -1,0 +1,208 @@
+"""The engine: pure decisions, recorded reports, the event log, plugin hooks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import attrs
+import pytest
+
+import qflow
+from qflow import Classification, Engine, Incident, Stage, hookimpl
+from qflow import events as ev
+from tests.conftest import CST, T0
+
+
+@pytest.fixture
+def engine(base_ruleset, pm, clock):
+    return Engine(base_ruleset, plugins=pm, clock=clock)
+
+
+GOLD_CALL = Incident(
+    reported_at=T0, channel="phone", category="complaint", place="lobby",
+    description="前台办理入住等待超过30分钟", customer=qflow.Customer(tier="gold"),
+)
+
+
+def test_decide_follows_the_rules(engine):
+    d = engine.decide(GOLD_CALL, T0)
+    assert (d.category, d.severity, d.team, d.owner, d.responsibility) == ("complaint", "high", "front-office", None, None)
+    assert d.respond_by == datetime(2026, 11, 21, 0, 10, tzinfo=CST)
+    assert d.resolve_by == datetime(2026, 11, 21, 23, 10, tzinfo=CST)
+    assert d.matched == ("classify:vip-complaint", "route:default")
+    assert d.sources == {"severity": "classify:vip-complaint", "team": "route:default"}
+    assert d.ruleset == engine.ruleset.ref
+
+
+def test_reporter_category_is_kept_and_rules_may_set_it(engine):
+    d = engine.decide(Incident(reported_at=T0, description="大堂有烟味 smoke in lobby"), T0)
+    assert (d.category, d.severity, d.team) == ("safety", "critical", "front-office")
+    assert d.respond_by == T0 + timedelta(minutes=15)
+
+
+def test_decide_is_pure(engine):
+    first = engine.decide(GOLD_CALL, T0)
+    second = engine.decide(GOLD_CALL, T0)
+    assert first == second
+    assert first.trace == second.trace
+    assert engine.query() == []
+
+
+def test_the_trace_says_why_each_rule_matched_or_not(engine):
+    d = engine.decide(GOLD_CALL, T0)
+    rules = [(s.section, s.rule, s.outcome) for s in d.trace if s.section in ("classify", "route")]
+    assert rules == [
+        ("classify", "safety", "no match"),
+        ("classify", "vip-complaint", "matched"),
+        ("classify", "default", "not reached"),
+        ("classify", None, "unset"),
+        ("route", "cleanliness", "no match"),
+        ("route", "broken-equipment", "no match"),
+        ("route", "default", "matched"),
+        ("route", None, "unset"),
+    ]
+    matched = [f"{s.section}:{s.rule}" for s in d.trace if s.outcome == "matched"]
+    assert tuple(matched) == d.matched
+
+
+def test_deadlines_start_at_the_report_not_at_the_decision(engine):
+    later = T0 + timedelta(hours=5)
+    d = engine.decide(GOLD_CALL, later)
+    assert d.respond_by == T0 + timedelta(hours=1)
+    assert d.decided_at == later
+    unstamped = attrs.evolve(GOLD_CALL, reported_at=None)
+    assert engine.decide(unstamped, later).respond_by == later + timedelta(hours=1)
+
+
+def test_report_records_the_incident_and_its_events(engine, clock):
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "空调坏了",
+                           "customer": {"tier": "gold"}}, actor="前台-王芳")
+    assert state.id == "INC-1"
+    assert state.stage is Stage.REPORTED
+    assert state.incident.reported_at == T0
+    log = engine.events("INC-1")
+    assert [(e.seq, e.type, e.actor) for e in log] == [(1, ev.INCIDENT_REPORTED, "前台-王芳"), (2, ev.DECISION_MADE, None)]
+    assert all(e.ruleset == engine.ruleset.ref for e in log)
+    assert log[1].source == "classify:vip-complaint,route:default"
+    assert ev.fold(log) == state
+    assert engine.get("INC-1") == state
+
+
+def test_a_retry_with_the_same_external_id_creates_nothing(engine):
+    first = engine.report({"description": "x", "external_id": "pms-77"})
+    again = engine.report({"description": "x (retry)", "external_id": "pms-77"})
+    assert again == first
+    assert len(engine.query()) == 1
+
+
+def test_report_refuses_a_bad_incident_and_records_nothing(engine):
+    with pytest.raises(qflow.InputError) as info:
+        engine.report({"description": "x", "impact": "high"})
+    assert str(info.value) == "expected a whole number, got 'high' @ $.impact"
+    assert engine.query() == []
+
+
+def test_report_refuses_a_known_id(engine):
+    engine.report(Incident(id="A-1", description="x"))
+    with pytest.raises(qflow.InputError) as info:
+        engine.report(Incident(id="A-1", description="y"))
+    assert str(info.value) == "incident A-1 is already recorded; report without an id to get a new one"
+
+
+def test_queries_and_due(engine, clock):
+    engine.report(GOLD_CALL)
+    clock.advance(timedelta(minutes=5))
+    engine.report(Incident(description="smoke", channel="phone"))
+    assert [s.id for s in engine.query(team="front-office")] == ["INC-1", "INC-2"]
+    assert [s.id for s in engine.query(severity="critical")] == ["INC-2"]
+    due = engine.due(T0 + timedelta(hours=1))
+    assert [(d.incident_id, d.clock, d.at) for d in due] == [
+        ("INC-2", "respond", T0 + timedelta(minutes=20)),
+        ("INC-1", "respond", T0 + timedelta(hours=1)),
+    ]
+
+
+class SiteOverride:
+    """A site plugin that makes every lobby incident high, whatever the rules say."""
+
+    @hookimpl(tryfirst=True)
+    def qflow_classify(self, incident):
+        return Classification(severity="high", source="plugin:site") if incident.place == "lobby" else None
+
+
+def test_a_plugin_classification_overrides_field_by_field(base_ruleset, clock):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(SiteOverride(), "site")])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock)
+    d = engine.decide(attrs.evolve(GOLD_CALL, description="smoke!"), T0)
+    assert (d.category, d.severity) == ("safety", "high")
+    assert d.sources["severity"] == "plugin:site"
+    assert d.sources["category"] == "classify:safety"
+
+
+class Router:
+    @hookimpl
+    def qflow_route(self, classification):
+        if classification.severity == "critical":
+            return qflow.Assignment(team="security", owner="值班经理", source="plugin:router")
+        return None
+
+
+def test_route_stops_at_the_first_answer_and_falls_back_to_the_rules(base_ruleset, clock):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(Router(), "router")])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock)
+    assert engine.decide(Incident(description="fire"), T0).team == "security"
+    assert engine.decide(Incident(description="late"), T0).team == "front-office"
+
+
+class Failing:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def qflow_notify(self, notification):
+        raise ConnectionError("smtp down")
+
+
+class Recording:
+    def __init__(self):
+        self.sent = []
+
+    @hookimpl
+    def qflow_notify(self, notification):
+        self.sent.append(notification)
+
+
+def test_a_failing_notifier_is_recorded_and_does_not_stop_the_others(base_ruleset, clock):
+    rec = Recording()
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(rec, "rec"), (Failing(), "failing")])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock)
+    state = engine.report(GOLD_CALL)
+    assert [(n.topic, n.recipients, n.subject) for n in rec.sent] == [
+        ("incident.reported", ("front-office",), "[high] INC-1 complaint")]
+    log = engine.events(state.id)
+    assert [e.type for e in log] == [ev.INCIDENT_REPORTED, ev.DECISION_MADE, ev.NOTIFICATION_FAILED]
+    assert dict(log[2].data) == {"topic": "incident.reported", "plugin": "failing", "error": "ConnectionError: smtp down"}
+    assert engine.get(state.id).seq == 3
+
+
+def test_engines_do_not_share_state(base_ruleset, pm):
+    a = Engine(base_ruleset, plugins=pm, clock=qflow.FakeClock(T0))
+    b = Engine(base_ruleset, plugins=pm, clock=qflow.FakeClock(T0))
+    a.report(Incident(description="x"))
+    assert b.query() == []
+
+
+def test_unknown_store_scheme(base_ruleset, pm):
+    with pytest.raises(qflow.PluginError) as info:
+        Engine(base_ruleset, plugins=pm, store="redis://localhost")
+    assert str(info.value) == "no installed plugin opens 'redis:' store URLs; use memory:// or install the plugin for redis"
+
+
+def test_from_path(tmp_path):
+    from tests.conftest import BASE
+
+    path = tmp_path / "r.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    engine = Engine.from_path(path, autoload=False, clock=qflow.FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc)))
+    assert engine.ruleset.name == "test-desk"
+    assert engine.decide(Incident(description="x")).severity == "normal"
