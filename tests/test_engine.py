@@ -30,7 +30,7 @@ def test_decide_follows_the_rules(engine):
     assert d.respond_by == datetime(2026, 11, 21, 0, 10, tzinfo=CST)
     assert d.resolve_by == datetime(2026, 11, 21, 23, 10, tzinfo=CST)
     assert d.matched == ("classify:vip-complaint", "route:default")
-    assert d.sources == {"severity": "classify:vip-complaint", "team": "route:default"}
+    assert d.sources == {"category": "report", "severity": "classify:vip-complaint", "team": "route:default"}
     assert d.ruleset == engine.ruleset.ref
 
 
@@ -54,7 +54,7 @@ def test_the_trace_says_why_each_rule_matched_or_not(engine):
     assert rules == [
         ("classify", "safety", "no match"),
         ("classify", "vip-complaint", "matched"),
-        ("classify", "default", "not reached"),
+        ("classify", "default", "not needed"),
         ("classify", None, "unset"),
         ("route", "cleanliness", "no match"),
         ("route", "broken-equipment", "no match"),
@@ -206,3 +206,29 @@ def test_from_path(tmp_path):
     engine = Engine.from_path(path, autoload=False, clock=qflow.FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc)))
     assert engine.ruleset.name == "test-desk"
     assert engine.decide(Incident(description="x")).severity == "normal"
+
+
+class Timing:
+    """A new-style wrapper: the engine must then call through pluggy and honour it."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl(wrapper=True)
+    def qflow_classify(self):
+        self.calls += 1
+        results = yield
+        return [attrs.evolve(c, severity="critical") for c in results]
+
+
+def test_wrappers_are_honoured_and_plugins_added_later_are_seen(base_ruleset, clock):
+    pm = qflow.make_plugin_manager(autoload=False)
+    engine = Engine(base_ruleset, plugins=pm, clock=clock)
+    assert engine.decide(GOLD_CALL, T0).severity == "high"
+    timing = Timing()
+    pm.register(timing, name="timing")
+    assert engine.decide(GOLD_CALL, T0).severity == "critical"
+    assert timing.calls == 1
+    pm.unregister(name="timing")
+    pm.register(SiteOverride(), name="site")
+    assert engine.decide(attrs.evolve(GOLD_CALL, category="equipment"), T0).sources["severity"] == "plugin:site"

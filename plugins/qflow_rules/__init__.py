@@ -128,17 +128,35 @@ def _compile_priority(priority: Priority | None, ctx: CompileContext) -> Priorit
     return priority
 
 
+def _classification(out: dict[str, tuple[Any, str]], matched: list[str]) -> Classification:
+    get = out.get
+    return Classification(
+        category=get("category", (None,))[0], severity=get("severity", (None,))[0],
+        priority=get("priority", (None,))[0], matched=matched,
+        sources={f: src for f, (_, src) in out.items()},
+    )
+
+
+def _assignment(out: dict[str, tuple[Any, str]], matched: list[str]) -> Assignment:
+    get = out.get
+    return Assignment(
+        team=get("team", (None,))[0], owner=get("owner", (None,))[0],
+        responsibility=get("responsibility", (None,))[0], matched=matched,
+        sources={f: src for f, (_, src) in out.items()},
+    )
+
+
 def _compile_classify(rules: Sequence[ClassifyRule] | None, ctx: CompileContext) -> Chain:
     compiled = _rules("classify", rules, ctx, "set", ("category", "severity"))
     priority = ctx.section("priority")
     if priority is None:
-        return Chain("classify", compiled, ("category", "severity"))
-    return Chain("classify", compiled, ("category", "severity", "priority"), _matrix(priority))
+        return Chain("classify", compiled, ("category", "severity"), _classification)
+    return Chain("classify", compiled, ("category", "severity", "priority"), _classification, _matrix(priority))
 
 
 def _compile_route(rules: Sequence[RouteRule] | None, ctx: CompileContext) -> Chain:
     return Chain("route", _rules("route", rules, ctx, "assign", ("team", "owner", "responsibility")),
-                 ("team", "owner", "responsibility"))
+                 ("team", "owner", "responsibility"), _assignment)
 
 
 @hookimpl
@@ -155,29 +173,12 @@ def qflow_ruleset_sections() -> Sequence[Section]:
 
 @hookimpl(trylast=True)
 def qflow_classify(view: Mapping[str, Any], ruleset: Ruleset) -> Classification | None:
-    values, matched = ruleset.compiled("classify").run(view)
-    if not values:
-        return None
-    get = values.get
-    return Classification(
-        category=get("category", (None,))[0], severity=get("severity", (None,))[0],
-        priority=get("priority", (None,))[0], matched=matched,
-        sources={f: src for f, (_, src) in values.items()},
-    )
+    return ruleset.compiled("classify").run(view)
 
 
 @hookimpl(trylast=True)
 def qflow_route(view: Mapping[str, Any], ruleset: Ruleset) -> Assignment | None:
-    chain: Chain = ruleset.compiled("route")
-    values, matched = chain.run(view)
-    if not values:
-        return None
-    get = values.get
-    return Assignment(
-        team=get("team", (None,))[0], owner=get("owner", (None,))[0],
-        responsibility=get("responsibility", (None,))[0], matched=matched,
-        sources={f: src for f, (_, src) in values.items()},
-    )
+    return ruleset.compiled("route").run(view)
 
 
 @hookimpl

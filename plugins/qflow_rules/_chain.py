@@ -40,42 +40,82 @@ class Rule:
 Extra = Callable[[Mapping[str, Any]], "tuple[tuple[tuple[str, Any], ...], str] | None"]
 
 
-class Chain:
-    """The compiled form of a rule section."""
+Build = Callable[[dict[str, tuple[Any, str]], list[str]], Any]
 
-    def __init__(self, section: str, rules: Sequence[Rule], fields: Sequence[str],
+
+class Chain:
+    """The compiled form of a rule section.
+
+    ``run`` returns what *build* makes of the fields set and the rules that set them
+    (or None when nothing is set). When every conditional rule sets the same fields
+    and nothing depends on the incident beyond which rule matched, each possible
+    result is built once at load and ``run`` is a bucket lookup plus a scan.
+    """
+
+    def __init__(self, section: str, rules: Sequence[Rule], fields: Sequence[str], build: Build,
                  extra: tuple[str, Extra, Callable[[Mapping[str, Any]], str]] | None = None) -> None:
         self.section = section
         self.rules = tuple(rules)
         self.fields = tuple(fields)
+        self._build = build
         self._conditional = tuple(r for r in rules if not r.condition.always)
         self._defaults = tuple(r for r in rules if r.condition.always)
         # *extra* is a pseudo-rule between the conditional rules and the defaults
         # (the impact x urgency matrix): (name, run, explain).
         self._extra = extra
-        self._key, self._buckets = _index(self._conditional)
+        self._key, buckets = _index(self._conditional)
         # The walk over conditional rules may stop once every field they can set is set.
-        self._settable = len({f for r in self._conditional for f, _ in r.values})
+        settable = {f for r in self._conditional for f, _ in r.values}
+        self._settable = len(settable)
+        self._fixed = extra is None and all({f for f, _ in r.values} == settable for r in self._conditional)
+        if self._fixed:
+            made = {r.source: self._finish(*self._first(r)) for r in self._conditional}
+            self._nothing = self._finish({}, [])
+            self._buckets = {k: tuple((r.condition.test, made[r.source]) for r in rs) for k, rs in buckets.items()}
+        else:
+            self._buckets = {k: tuple((r.condition.test, r) for r in rs) for k, rs in buckets.items()}
 
-    def candidates(self, view: Mapping[str, Any]) -> tuple[Rule, ...]:
-        if self._key is None:
-            return self._conditional
-        try:
-            return self._buckets.get(view.get(self._key), self._buckets[_ANY])
-        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
-            return self._buckets[_ANY]
-
-    def run(self, view: Mapping[str, Any]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
-        """Return ``{field: (value, source)}`` and the ids of the rules that set something."""
+    @staticmethod
+    def _first(rule: Rule) -> tuple[dict[str, tuple[Any, str]], list[str]]:
         out: dict[str, tuple[Any, str]] = {}
         matched: list[str] = []
+        _take(rule, out, matched)
+        return out, matched
+
+    def _finish(self, out: dict[str, tuple[Any, str]], matched: list[str]) -> Any:
+        """Fill what is still unset from the defaults, and build (no matrix: see _fixed)."""
         want = len(self.fields)
+        for rule in self._defaults:
+            if len(out) >= want:
+                break
+            _take(rule, out, matched)
+        return self._build(out, matched) if out else None
+
+    def candidates(self, view: Mapping[str, Any]) -> tuple[tuple[Callable[[Any], bool], Any], ...]:
+        buckets = self._buckets
+        if self._key is None:
+            return buckets[_ANY]
+        try:
+            return buckets.get(view.get(self._key), buckets[_ANY])
+        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
+            return buckets[_ANY]
+
+    def run(self, view: Mapping[str, Any]) -> Any:
+        """What the section decides for *view*: ``build``'s result, or None."""
+        if self._fixed:
+            for test, made in self.candidates(view):
+                if test(view):
+                    return made
+            return self._nothing
+        out: dict[str, tuple[Any, str]] = {}
+        matched: list[str] = []
         settable = self._settable
-        for rule in self.candidates(view):
-            if rule.condition.test(view):
+        for test, rule in self.candidates(view):
+            if test(view):
                 _take(rule, out, matched)
                 if len(out) >= settable:
                     break
+        want = len(self.fields)
         if self._extra is not None and len(out) < want:
             found = self._extra[1](view)
             if found is not None:
@@ -87,7 +127,7 @@ class Chain:
             if len(out) >= want:
                 break
             _take(rule, out, matched)
-        return out, matched
+        return self._build(out, matched) if out else None
 
     def explain(self, view: Mapping[str, Any]) -> list[TraceStep]:
         """The same walk as :meth:`run`, over every rule in file order, with reasons."""
@@ -130,13 +170,15 @@ class Chain:
                 continue
             took = [f"{f}={v}" for f, v in rule.values if f not in out]
             _take(rule, out, [])
-            steps.append(TraceStep(self.section, rule.id, "matched" if took else "no match",
-                                   f"default (no conditions); sets {', '.join(took)}" if took
-                                   else "default (no conditions); sets nothing new"))
+            if took:
+                steps.append(TraceStep(self.section, rule.id, "matched", f"default (no conditions); sets {', '.join(took)}"))
+            else:
+                steps.append(TraceStep(self.section, rule.id, "not needed",
+                                       "default (no conditions); every field it sets is already set"))
         missing = [f for f in self.fields if f not in out]
         if missing:
             steps.append(TraceStep(self.section, None, "unset",
-                                   f"no rule sets {', '.join(missing)}; add a default rule (one without 'when')"))
+                                   f"no rule set {', '.join(missing)}; a default rule (one without 'when') would"))
         return steps
 
 

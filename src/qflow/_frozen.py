@@ -14,7 +14,9 @@ class FrozenDict(Mapping[str, Any]):
     __slots__ = ("_data", "_hash")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data: dict[str, Any] = {k: freeze(v) for k, v in (data or {}).items()}
+        self._data: dict[str, Any] = {
+            k: v if type(v) in _SCALARS else freeze(v) for k, v in (data or {}).items()
+        }
         self._hash: int | None = None
 
     def __getitem__(self, key: str) -> Any:
@@ -42,9 +44,12 @@ class FrozenDict(Mapping[str, Any]):
         return f"FrozenDict({self._data!r})"
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """Deep-freeze plain data: dicts become FrozenDict, lists and sets become tuples."""
-    if isinstance(value, FrozenDict):
+    if type(value) in _SCALARS or isinstance(value, FrozenDict):
         return value
     if isinstance(value, Mapping):
         return FrozenDict(value)
@@ -57,6 +62,8 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """The inverse of :func:`freeze`: fresh dicts and lists that a caller may change."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):

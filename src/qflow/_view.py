@@ -71,12 +71,12 @@ def incident_view(incident: Incident) -> dict[str, Any]:
         },
         "customer": None if customer is None else {
             "id": customer.id, "name": customer.name, "tier": customer.tier,
-            "contact": customer.contact, "extra": thaw(customer.extra),
+            "contact": customer.contact, "extra": thaw(customer.extra) if customer.extra else {},
         },
         "attachments": [
             {"ref": a.ref, "kind": a.kind, "name": a.name, "added_by": a.added_by}
             for a in incident.attachments
-        ],
+        ] if incident.attachments else [],
         "tags": list(incident.tags),
         "external_id": incident.external_id,
         "extra": thaw(incident.extra) if incident.extra else {},

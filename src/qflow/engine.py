@@ -47,28 +47,76 @@ __all__ = ["Engine", "open_store", "parse_incident"]
 
 log = logging.getLogger("qflow")
 
-_CLASSIFIED = ("category", "severity", "priority")
+_CLASSIFY_ARGS = ("incident", "view", "ruleset", "now")
+_ROUTE_ARGS = ("incident", "view", "classification", "ruleset", "now")
+_DEADLINE_ARGS = ("incident", "classification", "assignment", "ruleset", "now")
 
 
 class _Hooks:
-    """The typed facade the engine calls plugins through (keyword arguments only)."""
+    """The typed facade the engine calls plugins through (keyword arguments only).
+
+    The three per-decision hooks are called through a plan built from pluggy's own
+    implementation list, in pluggy's order and with its semantics (collect all, or
+    stop at the first non-None result): pluggy's generic call costs about 1.5 µs per
+    hook, as much as the rules themselves. The plan is rebuilt whenever the list of
+    implementations changes; a hook with wrappers goes through pluggy as usual.
+    """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._hook = pm.hook
+        self._plans: dict[str, tuple[list[Any], Any]] = {}
+
+    def _plan(self, name: str, args: tuple[str, ...]) -> Any:
+        caller = getattr(self._hook, name)
+        impls = caller.get_hookimpls()
+        cached = self._plans.get(name)
+        if cached is not None and cached[0] == impls:
+            return cached[1]
+        if any(i.hookwrapper or i.wrapper for i in impls):
+            plan = None
+        else:
+            plan = tuple((i.function, tuple(args.index(a) for a in i.argnames)) for i in reversed(impls))
+        self._plans[name] = (impls, plan)
+        return plan
 
     def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
-        return self._hook.qflow_classify(incident=incident, view=view, ruleset=ruleset, now=now)
+        plan = self._plan("qflow_classify", _CLASSIFY_ARGS)
+        if plan is None:
+            return self._hook.qflow_classify(incident=incident, view=view, ruleset=ruleset, now=now)
+        values = (incident, view, ruleset, now)
+        out = []
+        for fn, idx in plan:
+            result = fn(*[values[i] for i in idx])
+            if result is not None:
+                out.append(result)
+        return out
 
     def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
               ruleset: Ruleset, now: datetime) -> Assignment | None:
-        return self._hook.qflow_route(incident=incident, view=view, classification=classification,
-                                      ruleset=ruleset, now=now)
+        plan = self._plan("qflow_route", _ROUTE_ARGS)
+        if plan is None:
+            return self._hook.qflow_route(incident=incident, view=view, classification=classification,
+                                          ruleset=ruleset, now=now)
+        values = (incident, view, classification, ruleset, now)
+        for fn, idx in plan:
+            result = fn(*[values[i] for i in idx])
+            if result is not None:
+                return result
+        return None
 
     def deadline(self, incident: Incident, classification: Classification, assignment: Assignment,
                  ruleset: Ruleset, now: datetime) -> Sequence[Any] | None:
-        return self._hook.qflow_deadline(incident=incident, classification=classification,
-                                         assignment=assignment, ruleset=ruleset, now=now)
+        plan = self._plan("qflow_deadline", _DEADLINE_ARGS)
+        if plan is None:
+            return self._hook.qflow_deadline(incident=incident, classification=classification,
+                                             assignment=assignment, ruleset=ruleset, now=now)
+        values = (incident, classification, assignment, ruleset, now)
+        for fn, idx in plan:
+            result = fn(*[values[i] for i in idx])
+            if result is not None:
+                return result
+        return None
 
     def explain(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
         parts = self._hook.qflow_explain(incident=incident, view=view, ruleset=ruleset, now=now)
@@ -190,6 +238,10 @@ class Engine:
                 priority = c.priority
                 sources["priority"] = c.sources.get("priority") or c.source or "?"
             matched.extend(c.matched)
+        if category is None and incident.category is not None:
+            # What the reporter said stands unless a rule or plugin says otherwise.
+            category = incident.category
+            sources["category"] = "report"
         classification = Classification(category, severity, priority, None, matched)
         assignment = hooks.route(incident, view, classification, ruleset, now) or _NO_ASSIGNMENT
         for key in ("team", "owner", "responsibility"):
