@@ -197,3 +197,13 @@ def test_fake_clock_only_moves_forward():
     assert str(info.value) == "time can't go backwards"
     with pytest.raises(ValueError):
         qflow.FakeClock(datetime(2026, 11, 20))
+
+
+def test_enums_unstructure_to_their_values():
+    assert conv.unstructure(ActionKind.CORRECTIVE) == "corrective"
+    assert conv.unstructure(Action("A-1", "x", "y", datetime(2026, 1, 1, tzinfo=timezone.utc)))["status"] == "planned"
+    assert conv.unstructure(Stage.CLOSED) == "closed"
+    assert conv.structure("done", ActionStatus) is ActionStatus.DONE
+    with pytest.raises(ValueError) as info:
+        conv.structure("finished", ActionStatus)
+    assert str(info.value) == "'finished' is not one of: planned, in_progress, done, cancelled"

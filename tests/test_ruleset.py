@@ -328,3 +328,12 @@ def test_blocking_a_builtin_removes_its_sections():
     assert errors("qflow: 1\nseverities: {}\n", pm) == [
         "r.yaml:2:1: QF101 unknown section 'severities' (no installed plugin reads it; check the spelling or install the plugin) @ $.severities",
     ]
+
+
+def test_hash_does_not_depend_on_the_directory_it_is_loaded_from(write, pm, monkeypatch, tmp_path):
+    write("inc/t.yaml", "qflow: 1\nteams: {a: {}}\n")
+    path = write("main.yaml", "qflow: 1\ninclude: inc/t.yaml\n")
+    absolute = qflow.load_ruleset(path, plugins=pm)
+    monkeypatch.chdir(tmp_path)
+    relative = qflow.load_ruleset("main.yaml", plugins=pm)
+    assert absolute.hash == relative.hash

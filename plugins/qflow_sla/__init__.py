@@ -106,6 +106,7 @@ def qflow_explain(incident: Incident, view: Mapping[str, Any], ruleset: Ruleset,
     for sev in policies.order:
         spans = policies.clocks.get(sev, ())
         parts = ", ".join(f"{name} {format_duration(span)}" for name, span, _ in spans) or "no clocks"
-        lines.append(f"{sev}: {parts}")
+        cal = spans[0][2] if spans else None
+        lines.append(f"{sev}: {parts}" + (f" ({cal})" if cal else ""))
     return [TraceStep("severities", None, "info",
-                      f"clocks start at {start.isoformat()} (24x7); " + "; ".join(lines), "plugin:sla")]
+                      f"clocks start at {start.isoformat()}; " + "; ".join(lines), "plugin:sla")]

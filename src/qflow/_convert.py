@@ -19,7 +19,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from qflow._frozen import FrozenDict, thaw
 from qflow.diagnostics import did_you_mean
-from qflow.model import Trace, TraceStep
+from qflow.model import ActionKind, ActionStatus, Stage, Trace, TraceStep, VerificationResult
 
 __all__ = [
     "ShapeError",
@@ -150,6 +150,10 @@ def _enum(value: object, cls: type[enum.Enum]) -> enum.Enum:
         ) from None
 
 
+def _enum_value(member: enum.Enum) -> Any:
+    return member.value
+
+
 def _timedelta(value: object, _: Any = None) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -188,8 +192,13 @@ def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
     c.register_structure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum
     )
+    # str-based enums would otherwise be caught by cattrs's str handling and come
+    # out as members; register each model enum directly.
+    for cls in (Stage, ActionKind, ActionStatus, VerificationResult):
+        c.register_unstructure_hook(cls, _enum_value)
+        c.register_structure_hook(cls, _enum)
     c.register_unstructure_hook_func(
-        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_value
     )
     c.register_structure_hook(FrozenDict, _frozendict)
     c.register_unstructure_hook(FrozenDict, thaw)

@@ -70,8 +70,12 @@ class _Loader:
                 return self._fail_read(display, at, at_path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8")
             except OSError as exc:
                 return self._fail_read(display, at, at_path, f"cannot be read ({exc.strerror})", None)
+        # The hash names a version of the content: the main file counts by content
+        # alone and includes by their path relative to it, so the same ruleset has
+        # the same hash whatever directory it is loaded from.
+        name = os.path.relpath(display, self.base) if self.files else ""
         self.files.append(display)
-        self.digest.update(display.encode() + b"\0" + text.encode("utf-8") + b"\0")
+        self.digest.update(name.encode() + b"\0" + text.encode("utf-8") + b"\0")
         doc, problems = load_yaml(text, display)
         self.diags.extend(problems)
         if doc is None:
@@ -268,6 +272,7 @@ class _Loader:
     # -- the whole -------------------------------------------------------------------
 
     def load(self, display: str, text: str | None) -> Ruleset:
+        self.base = os.path.dirname(display) or "."
         docs = self._collect(display, text, ())
         if not docs:
             raise RulesetError(self.diags)

@@ -1,0 +1,644 @@
+"""The ``qflow`` command line: check, decide, explain, demo, and its errors.
+
+End-to-end tests run ``python -m qflow`` in a subprocess from the repository root;
+the others call ``main([...])`` in-process. Every test passes ``--now``: none reads
+the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import qflow
+from qflow import cli
+from qflow.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = "tests/data/cli"
+DESK = f"{DATA}/desk.yaml"
+BROKEN = f"{DATA}/broken.yaml"
+INCIDENTS = f"{DATA}/incidents.jsonl"
+NOW = "2026-11-21T08:00:00+08:00"
+
+GOLD_CALL = {"id": "A-1", "reported_at": "2026-11-20T23:10:00+08:00", "channel": "phone",
+             "category": "complaint", "customer": {"tier": "gold"}, "description": "前台办理入住等待超过30分钟"}
+
+BROKEN_DIAGNOSTICS = [
+    f"{BROKEN}:6:19: QF105 '1hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m)"
+    " @ $.severities.high.respond",
+    f"{BROKEN}:10:20: QF201 unknown team 'enginering' (did you mean 'engineering'?)"
+    " @ $.route[0].assign.team (rule 'kaput')",
+]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([sys.executable, "-m", "qflow", *args], cwd=cwd, input=stdin, capture_output=True,
+                          text=True, encoding="utf-8", env=env, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _at_repo(monkeypatch):
+    """In-process tests see the same relative paths as the subprocess ones."""
+    monkeypatch.chdir(REPO)
+
+
+def ref_of(path: str) -> str:
+    return qflow.load_ruleset(path, plugins=qflow.make_plugin_manager(autoload=False)).ref
+
+
+@pytest.fixture
+def ref() -> str:
+    # The hash covers the path as given (relative to the repository root here).
+    return ref_of(DESK)
+
+
+def decided(line: int, id_: str | None, category: str | None, severity: str | None, team: str | None,
+            responsibility: str | None, respond_by: str, resolve_by: str, matched: list[str], ref: str) -> dict:
+    return {"line": line, "id": id_, "category": category, "severity": severity, "priority": None,
+            "team": team, "owner": None, "responsibility": responsibility, "respond_by": respond_by,
+            "resolve_by": resolve_by, "matched": matched, "ruleset": ref}
+
+
+# ---------------------------------------------------------------------------
+# qflow check
+# ---------------------------------------------------------------------------
+
+
+def test_check_ok_end_to_end():
+    result = run("check", DESK)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"{DESK}: ok (9 rules, 3 teams, 3 severities)\n", "")
+
+
+def test_check_reports_every_diagnostic_end_to_end():
+    result = run("check", DESK, BROKEN)
+    assert result.returncode == 1
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        f"{DESK}: ok (9 rules, 3 teams, 3 severities)",
+        *BROKEN_DIAGNOSTICS,
+        "2 errors in 1 file",
+    ]
+
+
+def test_check_counts_errors_over_files_and_reports_a_shared_include_once(write, capsys):
+    common = write("common/teams.yaml", """\
+        qflow: 1
+        teams:
+          front-office: {name: 1}
+    """)
+    one = write("one.yaml", """\
+        qflow: 1
+        include: [common/teams.yaml]
+        severities:
+          high: {respond: 1h, resolve: 1d}
+    """)
+    two = write("two.yaml", """\
+        qflow: 1
+        include: [common/teams.yaml]
+        severities:
+          high: {respond: 2h, resolve: 1h}
+    """)
+    assert main(["check", one, two]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{common}:3:24: QF103 expected text, got the number 1 (put the value in quotes) @ $.teams.front-office.name",
+        f"{two}:4:19: QF104 respond (2h) is longer than resolve (1h) (an answer cannot come after the fix;"
+        " shorten respond or lengthen resolve) @ $.severities.high.respond",
+        "2 errors in 2 files",
+    ]
+
+
+def test_check_singular_counts(write, capsys):
+    path = write("tiny.yaml", """\
+        qflow: 1
+        teams: {desk: {}}
+        severities: {only: {respond: 1h}}
+        route: [{id: all, assign: {team: desk}}]
+    """)
+    assert main(["check", path]) == 0
+    assert capsys.readouterr().out == f"{path}: ok (1 rule, 1 team, 1 severity)\n"
+
+
+def test_check_without_the_rules_plugin_names_its_sections(capsys):
+    assert main(["--block", "rules", "check", DESK]) == 1
+    hint = "(no installed plugin reads it; check the spelling or install the plugin)"
+    assert capsys.readouterr().out.splitlines() == [
+        f"{DESK}:13:1: QF101 unknown section 'classify' {hint} @ $.classify",
+        f"{DESK}:36:1: QF101 unknown section 'route' {hint} @ $.route",
+        "2 errors in 1 file",
+    ]
+
+
+class Legacy:
+    """A local plugin whose section only warns."""
+
+    @qflow.hookimpl
+    def qflow_ruleset_sections(self):
+        def compile_(value, ctx):
+            ctx.warn(("legacy",), "QF104", "'legacy' is ignored since 0.1", hint="remove it")
+            return value
+
+        return [qflow.Section("legacy", bool, compile_)]
+
+
+def test_check_prints_warnings_under_the_ok_line(write, monkeypatch, capsys):
+    real = qflow.make_plugin_manager
+    monkeypatch.setattr(qflow, "make_plugin_manager", lambda **kw: real(**kw, plugins=[(Legacy(), "legacy")]))
+    path = write("old.yaml", """\
+        qflow: 1
+        legacy: true
+    """)
+    assert main(["check", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: ok (0 rules, 0 teams, 0 severities), 1 warning",
+        f"{path}:2:9: QF104 'legacy' is ignored since 0.1 (remove it) @ $.legacy",
+    ]
+
+
+# ---------------------------------------------------------------------------
+# qflow decide
+# ---------------------------------------------------------------------------
+
+
+def expected_decisions(ref: str) -> list[dict]:
+    return [
+        decided(1, "A-1", "complaint", "high", "front-office", None, "2026-11-21T00:10:00+08:00",
+                "2026-11-21T23:10:00+08:00", ["classify:vip-complaint", "route:default"], ref),
+        # No reported_at: the clocks start at --now.
+        decided(3, "A-2", "equipment", "normal", "engineering", "equipment", "2026-11-21T12:00:00+08:00",
+                "2026-11-24T08:00:00+08:00", ["classify:equipment", "classify:default", "route:broken-equipment"],
+                ref),
+        {"line": 4, "error": "QF401 not valid JSON: Expecting value at column 1"},
+        {"line": 5, "error": "QF401 expected a JSON object, got an array"},
+        {"line": 6, "error": "QF402 expected a whole number, got 'high' @ $.impact; "
+                             "unknown key 'categroy' (did you mean 'category'?) @ $.categroy"},
+        # Reported in UTC, shown in the ruleset's time zone.
+        decided(7, "A-4", "safety", "critical", "front-office", None, "2026-11-20T23:15:00+08:00",
+                "2026-11-21T03:00:00+08:00", ["classify:safety", "route:default"], ref),
+    ]
+
+
+def test_decide_goes_on_after_bad_lines_end_to_end(ref):
+    result = run("decide", DESK, "--input", INCIDENTS, "--now", NOW)
+    assert result.returncode == 1
+    assert [json.loads(line) for line in result.stdout.splitlines()] == expected_decisions(ref)
+    assert result.stderr == 'qflow: 3 of 6 lines failed; see the objects with "error"\n'
+
+
+def test_decide_keeps_the_key_order_and_chinese_text(ref):
+    result = run("decide", DESK, "--input", INCIDENTS, "--now", NOW)
+    first = result.stdout.splitlines()[0]
+    assert first == (
+        '{"line": 1, "id": "A-1", "category": "complaint", "severity": "high", "priority": null, '
+        '"team": "front-office", "owner": null, "responsibility": null, '
+        '"respond_by": "2026-11-21T00:10:00+08:00", "resolve_by": "2026-11-21T23:10:00+08:00", '
+        f'"matched": ["classify:vip-complaint", "route:default"], "ruleset": "{ref}"}}'
+    )
+
+
+def test_decide_reads_stdin_end_to_end(ref):
+    lines = [json.dumps(GOLD_CALL, ensure_ascii=False), "", json.dumps({"category": "hygiene"})]
+    result = run("decide", DESK, "--input", "-", "--now", NOW, stdin="\n".join(lines) + "\n")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        decided(1, "A-1", "complaint", "high", "front-office", None, "2026-11-21T00:10:00+08:00",
+                "2026-11-21T23:10:00+08:00", ["classify:vip-complaint", "route:default"], ref),
+        decided(3, None, "hygiene", "normal", "housekeeping", "human", "2026-11-21T12:00:00+08:00",
+                "2026-11-24T08:00:00+08:00", ["classify:hygiene", "classify:default", "route:cleanliness"], ref),
+    ]
+
+
+def test_decide_skips_blank_lines_and_a_bom_and_reports_bad_bytes(tmp_path, capsys, ref):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"category": "equipment"}\n   \n{"description": "caf\xe9"}\n'
+                     b'{"reported_at": "2026-11-21T09:00"}\n')
+    assert main(["decide", DESK, "--input", str(path), "--now", NOW]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [
+        decided(1, None, "equipment", "normal", "engineering", "equipment", "2026-11-21T12:00:00+08:00",
+                "2026-11-24T08:00:00+08:00", ["classify:equipment", "classify:default", "route:broken-equipment"],
+                ref),
+        {"line": 3, "error": "QF401 not UTF-8 text (byte 21); save the file as UTF-8"},
+        {"line": 4, "error": "QF402 '2026-11-21T09:00' has no time zone (add an offset such as +08:00 or Z)"
+                             " @ $.reported_at"},
+    ]
+    assert err == 'qflow: 2 of 3 lines failed; see the objects with "error"\n'
+
+
+def test_decide_an_empty_input_is_fine(tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n", encoding="utf-8")
+    assert main(["decide", DESK, "--input", str(path), "--now", NOW]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_decide_with_a_broken_ruleset_prints_diagnostics_to_stderr(capsys):
+    assert main(["decide", BROKEN, "--input", INCIDENTS, "--now", NOW]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        *BROKEN_DIAGNOSTICS,
+        f"qflow: 2 errors in {BROKEN}; run 'qflow check {BROKEN}' after fixing",
+    ]
+
+
+def test_decide_stops_quietly_when_the_reader_goes_away(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text((json.dumps(GOLD_CALL) + "\n") * 5000, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "qflow", "decide", DESK, "--input", str(path), "--now", NOW],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert json.loads(first)["line"] == 1
+    assert err == b""
+    assert proc.returncode == 1
+
+
+def test_decide_is_fast(tmp_path, capsys):
+    path = tmp_path / "many.jsonl"
+    path.write_text((json.dumps(GOLD_CALL) + "\n") * 2000, encoding="utf-8")
+    started = time.perf_counter()
+    assert main(["decide", DESK, "--input", str(path), "--now", NOW]) == 0
+    elapsed = time.perf_counter() - started
+    assert len(capsys.readouterr().out.splitlines()) == 2000
+    assert elapsed < 2.0
+
+
+# ---------------------------------------------------------------------------
+# qflow explain
+# ---------------------------------------------------------------------------
+
+
+EXPLAIN_GOLD_CALL = """\
+incident:   A-1
+reported:   2026-11-20 23:10 +08:00
+facts:      channel phone, category complaint, customer tier gold
+says:       前台办理入住等待超过30分钟
+decided at: 2026-11-21 08:00 +08:00
+ruleset:    REF (Asia/Shanghai)
+
+decision:
+  category        complaint     from classify:vip-complaint
+  severity        high          from classify:vip-complaint
+  priority        -             not set: no rule sets it
+  team            front-office  from route:default
+  owner           -             not set: no rule sets it
+  responsibility  -             not set: no rule sets it
+
+deadlines:
+  clock    due                      left           business time  calendar time  counted from
+  respond  2026-11-21 00:10 +08:00  7h50m overdue  1h on 24x7     1h             2026-11-20 23:10 +08:00
+  resolve  2026-11-21 23:10 +08:00  in 15h10m      1d on 24x7     1d             2026-11-20 23:10 +08:00
+
+why:
+  classify
+    no match     safety            none hold: category is 'complaint', not 'safety'; description is '前台办理入住等待超过30分钟', not matching '(?i)fire|smoke|火|烟'
+    matched      vip-complaint     all hold: channel is 'phone'; category is 'complaint'; customer.tier is 'gold'; sets category=complaint, severity=high
+    not reached                    3 later rule(s) not considered: every field is set (first match wins)
+    not reached  default           default not needed: every field is set
+  route
+    no match     cleanliness       category is 'complaint', not 'hygiene'
+    no match     broken-equipment  category is 'complaint', not 'equipment'
+    matched      default           default (no conditions); sets team=front-office
+    unset                          no rule set owner, responsibility; a default rule (one without 'when') would
+  severities
+    info                           clocks start at 2026-11-20T23:10:00+08:00; critical: respond 15m, resolve 4h (24x7); high: respond 1h, resolve 1d (24x7); normal: respond 4h, resolve 3d (24x7)
+"""
+
+
+def test_explain_end_to_end(ref):
+    result = run("explain", DESK, "--incident", json.dumps(GOLD_CALL, ensure_ascii=False), "--now", NOW)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == EXPLAIN_GOLD_CALL.replace("REF", ref)
+
+
+def test_explain_reads_a_file_or_stdin(tmp_path, monkeypatch, capsys, ref):
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(GOLD_CALL, indent=2, ensure_ascii=False), encoding="utf-8")
+    assert main(["explain", DESK, "--incident", str(path), "--now", NOW]) == 0
+    assert capsys.readouterr() == (EXPLAIN_GOLD_CALL.replace("REF", ref), "")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(json.dumps(GOLD_CALL)))
+    assert main(["explain", DESK, "--incident", "-", "--now", NOW]) == 0
+    assert capsys.readouterr() == (EXPLAIN_GOLD_CALL.replace("REF", ref), "")
+
+
+@pytest.fixture
+def many_rules(write) -> str:
+    rules = "".join(f"  - id: r{i:02d}\n    when: {{place: room-{i:02d}}}\n    set: {{severity: high}}\n"
+                    for i in range(1, 21))
+    return write("many.yaml", "qflow: 1\nname: many\nteams: {desk: {}}\n"
+                 "severities: {high: {respond: 1h}, normal: {respond: 4h}}\n"
+                 f"classify:\n{rules}  - id: fallback\n    set: {{severity: normal}}\n"
+                 "route: [{id: all, assign: {team: desk}}]\n")
+
+
+def test_explain_folds_long_runs_of_non_matching_rules(many_rules, capsys):
+    assert main(["explain", many_rules, "--incident", '{"place": "lobby"}', "--now", NOW]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    why = lines[lines.index("why:"):]
+    assert why[:4] == [
+        "why:",
+        "  classify",
+        "    no match  20 rules  'r01' … 'r20' did not match (--all lists them)",
+        "    matched   fallback  default (no conditions); sets severity=normal",
+    ]
+
+
+def test_explain_all_shows_every_rule(many_rules, capsys):
+    assert main(["explain", many_rules, "--incident", '{"place": "lobby"}', "--now", NOW, "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    classify = [line.split()[:3] for line in lines[lines.index("  classify") + 1:] if line.startswith("    ")]
+    assert classify[:21] == [["no", "match", f"r{i:02d}"] for i in range(1, 21)] + [["matched", "fallback", "default"]]
+
+
+def test_explain_a_run_of_fifteen_is_not_folded(write, capsys):
+    rules = "".join(f"  - id: r{i:02d}\n    when: {{place: room-{i:02d}}}\n    set: {{severity: high}}\n"
+                    for i in range(1, 16))
+    path = write("fifteen.yaml", "qflow: 1\nteams: {desk: {}}\nseverities: {high: {respond: 1h}}\n"
+                 f"classify:\n{rules}route: [{{id: all, assign: {{team: desk}}}}]\n")
+    assert main(["explain", path, "--incident", '{"place": "lobby"}', "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert "did not match (--all lists them)" not in out
+    assert sum(1 for line in out.splitlines() if line.startswith("    no match  r")) == 15
+
+
+# ---------------------------------------------------------------------------
+# qflow demo
+# ---------------------------------------------------------------------------
+
+DEMO_DESK = """\
+qflow demo: REF; times in Asia/Shanghai (UTC+08:00), dates in 2026
+ruleset:   tests/data/cli/desk.yaml
+incidents: tests/data/cli/desk.incidents.jsonl (7 incidents)
+store:     in memory (the SQLite store comes later; nothing is kept after the demo)
+
+1. Reported 7 incidents in time order (the clock set to each reported_at)
+
+  id     reported     category   severity  team          respond by   resolve by
+  INC-1  11-20 07:40  hygiene    normal    housekeeping  11-20 11:40  11-23 07:40
+  INC-2  11-20 08:05  complaint  high      front-office  11-20 09:05  11-21 08:05
+  INC-3  11-20 09:30  hygiene    normal    housekeeping  11-20 13:30  11-23 09:30
+  INC-4  11-20 10:15  equipment  normal    engineering   11-20 14:15  11-23 10:15
+  INC-5  11-20 11:02  safety     critical  front-office  11-20 11:17  11-20 15:02
+  INC-6  11-20 13:45  complaint  normal    front-office  11-20 17:45  11-23 13:45
+  INC-7  11-20 16:20  complaint  high      front-office  11-20 17:20  11-21 16:20
+
+2. Why INC-5 is critical (what 'qflow explain' shows)
+
+  incident:   INC-5
+  reported:   2026-11-20 11:02 +08:00
+  facts:      channel onsite, place corridor 3F
+  says:       走廊有烟味 smoke smell near the linen room
+  decided at: 2026-11-20 11:02 +08:00
+  ruleset:    REF (Asia/Shanghai)
+
+  decision:
+    category        safety        from classify:safety
+    severity        critical      from classify:safety
+    priority        -             not set: no rule sets it
+    team            front-office  from route:default
+    owner           -             not set: no rule sets it
+    responsibility  -             not set: no rule sets it
+
+  deadlines:
+    clock    due                      left    business time  calendar time  counted from
+    respond  2026-11-20 11:17 +08:00  in 15m  15m on 24x7    15m            2026-11-20 11:02 +08:00
+    resolve  2026-11-20 15:02 +08:00  in 4h   4h on 24x7     4h             2026-11-20 11:02 +08:00
+
+  why:
+    classify
+      matched      safety            description is '走廊有烟味 smoke smell near the linen room', matching '(?i)fire|smoke|火|烟'; sets category=safety, severity=critical
+      not reached                    4 later rule(s) not considered: every field is set (first match wins)
+      not reached  default           default not needed: every field is set
+    route
+      no match     cleanliness       category is missing, not 'hygiene'
+      no match     broken-equipment  category is missing, not 'equipment'
+      matched      default           default (no conditions); sets team=front-office
+      unset                          no rule set owner, responsibility; a default rule (one without 'when') would
+    severities
+      info                           clocks start at 2026-11-20T11:02:00+08:00; critical: respond 15m, resolve 4h (24x7); high: respond 1h, resolve 1d (24x7); normal: respond 4h, resolve 3d (24x7)
+
+3. INC-5 through the loop: confirm, analyse, act, verify, close (now closed)
+
+  seq  at           event                 by       what
+  1    11-20 11:02  IncidentReported      -        onsite, corridor 3F: 走廊有烟味 smoke smell near the linen …
+  2    11-20 11:02  DecisionMade          qflow    critical, team front-office, respond by 11-20 11:17, resolve by 11-20 15:02
+  3    11-20 11:12  StageChanged          王芳     reported → confirmed (checked on site: the anomaly is real)
+  4    11-20 11:22  StageChanged          王芳     confirmed → analysing
+  5    11-20 12:02  CauseRecorded         quality  five_why: the shift checklist does not cover this check (3 whys)
+  6    11-20 12:12  StageChanged          王芳     analysing → acting
+  7    11-20 12:17  ActionPlanned         王芳     A1 corrective: add the check to the shift checklist and brief every shift, owner 王芳, due 11-22 12:17
+  8    11-20 15:02  ActionUpdated         王芳     A1 is done
+  9    11-20 15:07  StageChanged          quality  acting → verifying
+  10   11-20 16:02  VerificationRecorded  quality  effective (repeats 0, checks passed 12/12)
+  11   11-20 16:07  StageChanged          quality  verifying → closed (verified effective)
+
+4. Due in the 24 hours after the last report (11-20 16:20 to 11-21 16:20): 4 deadlines
+
+  due         | in        | incident | clock   | team
+  11-20 17:20 | in 1h     | INC-7    | respond | front-office
+  11-20 17:45 | in 1h25m  | INC-6    | respond | front-office
+  11-21 08:05 | in 15h45m | INC-2    | resolve | front-office
+  11-21 16:20 | in 1d     | INC-7    | resolve | front-office
+  already passed: 4 deadlines of 4 open incidents (the demo answers none but the one above)
+
+7 incidents: 1 critical, 2 high, 4 normal
+"""
+
+
+def test_demo_end_to_end_on_a_small_ruleset(ref):
+    started = time.perf_counter()
+    result = run("demo", "--ruleset", DESK)
+    elapsed = time.perf_counter() - started
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == DEMO_DESK.replace("REF", ref)
+    assert elapsed < 2.0
+
+
+def test_demo_finds_its_files_in_the_current_directory_first(tmp_path, monkeypatch, capsys, ref):
+    (tmp_path / "rulesets").mkdir()
+    shutil.copy(REPO / DESK, tmp_path / "rulesets" / "hotel-front-desk.yaml")
+    shutil.copy(REPO / DATA / "desk.incidents.jsonl", tmp_path / "rulesets" / "hotel-front-desk.incidents.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    expected = DEMO_DESK.replace("REF", ref_of("rulesets/hotel-front-desk.yaml")).replace(DESK, "rulesets/hotel-front-desk.yaml").replace(
+        f"{DATA}/desk.incidents.jsonl", "rulesets/hotel-front-desk.incidents.jsonl")
+    assert out == expected
+
+
+def test_demo_refuses_bad_incident_lines(capsys):
+    assert main(["demo", "--ruleset", DESK, "--incidents", INCIDENTS]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{INCIDENTS}:4:1: QF401 not valid JSON: Expecting value at column 1",
+        f"{INCIDENTS}:5:1: QF401 expected a JSON object, got an array",
+        f"{INCIDENTS}:6:1: QF402 expected a whole number, got 'high' @ $.impact; "
+        "unknown key 'categroy' (did you mean 'category'?) @ $.categroy",
+        f"qflow: 3 bad lines in {INCIDENTS}; fix them or run 'qflow decide' to see all",
+    ]
+
+
+SHIPPED = REPO / "rulesets" / "hotel-front-desk.incidents.jsonl"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped demo incidents are not written yet")
+def test_demo_runs_on_the_shipped_ruleset_from_anywhere(tmp_path):
+    started = time.perf_counter()
+    result = run("demo", cwd=tmp_path)
+    elapsed = time.perf_counter() - started
+    assert (result.returncode, result.stderr) == (0, "")
+    ruleset = REPO / "rulesets" / "hotel-front-desk.yaml"
+    count = sum(1 for line in SHIPPED.read_text(encoding="utf-8").splitlines() if line.strip())
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        f"qflow demo: {ref_of(str(ruleset))}; times in Asia/Shanghai (UTC+08:00), dates in 2026",
+        f"ruleset:   {ruleset}",
+        f"incidents: {SHIPPED} ({count} incidents)",
+        "store:     in memory (the SQLite store comes later; nothing is kept after the demo)",
+    ]
+    headings = [line for line in lines if line[:2] in ("1.", "2.", "3.", "4.")]
+    assert [h.split(" ")[0] for h in headings] == ["1.", "2.", "3.", "4."]
+    assert headings[0] == f"1. Reported {count} incidents in time order (the clock set to each reported_at)"
+    assert headings[1].endswith(" is critical (what 'qflow explain' shows)")
+    assert headings[2].endswith("through the loop: confirm, analyse, act, verify, close (now closed)")
+    assert headings[3].startswith("4. Due in the 24 hours after the last report (")
+    assert lines[-1].startswith(f"{count} incidents: ") and " critical, " in lines[-1]
+    assert elapsed < 2.0
+
+
+# ---------------------------------------------------------------------------
+# Usage errors, plugins, help
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "stderr"), [
+    (["deicde", DESK], "qflow: error: unknown command 'deicde'\n"
+                       "hint: did you mean 'decide'? the commands are check, decide, explain, demo; run 'qflow --help'\n"),
+    (["decide", DESK, "--input", INCIDENTS, "--now", "2026-11-21T08:00"],
+     "qflow: error: argument --now: '2026-11-21T08:00' has no time zone\n"
+     "hint: add an offset such as +08:00 or Z\n"),
+    (["explain", DESK, "--incident", "{}", "--now", "tomorrow"],
+     "qflow: error: argument --now: 'tomorrow' is not a date and time\n"
+     "hint: use ISO 8601 such as 2026-11-20T23:10:00+08:00\n"),
+    (["check", "missing.yaml"], "qflow: error: no such ruleset file: 'missing.yaml'\n"
+                                "hint: check the path and the current directory\n"),
+    (["decide", DESK, "--input", "missing.jsonl", "--now", NOW],
+     "qflow: error: no such input file: 'missing.jsonl'\nhint: check the path and the current directory\n"),
+    (["decide", DESK, "--input", "tests", "--now", NOW],
+     "qflow: error: 'tests' is a directory, not a file\nhint: give the path of the input file\n"),
+    (["decide", DESK, "--now", NOW], "qflow: error: the following arguments are required: --input/-i\n"
+                                     "hint: run 'qflow decide --help' for usage and examples\n"),
+    (["check", DESK, "--frobnicate"], "qflow: error: unrecognized arguments: --frobnicate\n"
+                                      "hint: run 'qflow check --help' for usage and examples\n"),
+    ([], "qflow: error: choose a command\nhint: the commands are check, decide, explain, demo; run 'qflow --help'\n"),
+])
+def test_usage_errors_end_to_end(args, stderr):
+    result = run(*args)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", stderr)
+
+
+@pytest.mark.parametrize(("incident", "stderr"), [
+    ("{bad", "qflow: error: --incident: QF401 not valid JSON: Expecting property name enclosed in double quotes"
+             " at line 1 column 2\n"
+             "hint: give one JSON object such as '{\"category\": \"complaint\"}', or a file holding one\n"),
+    ("[1]", "qflow: error: --incident: QF401 expected a JSON object, got an array\n"
+            "hint: give one JSON object such as '{\"category\": \"complaint\"}', or a file holding one\n"),
+    ('{"urgency": "now"}', "qflow: error: --incident: QF402 expected a whole number, got 'now' @ $.urgency\n"
+                           "hint: see the incident fields in the ruleset format\n"),
+    (INCIDENTS, f"qflow: error: --incident {INCIDENTS}: more than one JSON value\n"
+                "hint: explain takes one incident; for a JSON Lines file use 'qflow decide'\n"),
+    ("nowhere.json", "qflow: error: no such incident file: 'nowhere.json'\n"
+                     "hint: check the path and the current directory\n"),
+])
+def test_explain_input_errors(incident, stderr, capsys):
+    assert main(["explain", DESK, "--incident", incident, "--now", NOW]) == 2
+    assert capsys.readouterr() == ("", stderr)
+
+
+def test_explain_refuses_stdin_that_is_not_utf8():
+    result = subprocess.run([sys.executable, "-m", "qflow", "explain", DESK, "--incident", "-", "--now", NOW],
+                            cwd=REPO, input=b'{"description": "caf\xe9"}', capture_output=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr.decode()) == (
+        2, b"", "qflow: error: --incident (stdin): not UTF-8 text\nhint: send the incident as UTF-8\n")
+
+
+def test_demo_without_an_incidents_file_next_to_the_ruleset(capsys):
+    assert main(["demo", "--ruleset", BROKEN]) == 2
+    assert capsys.readouterr() == ("", f"qflow: error: no incidents file next to the ruleset (looked for "
+                                       f"'{DATA}/broken.incidents.jsonl')\nhint: pass --incidents PATH\n")
+
+
+def test_plugin_options_reach_the_plugin_manager(monkeypatch, capsys):
+    calls = []
+    real = qflow.make_plugin_manager
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(qflow, "make_plugin_manager", spy)
+    assert main(["--no-plugins", "--block", "slack", "check", DESK, "--block", "pager"]) == 0
+    assert main(["check", DESK]) == 0
+    assert calls == [{"autoload": False, "blocked": ["slack", "pager"]}, {"autoload": True, "blocked": []}]
+    capsys.readouterr()
+
+
+def test_a_plugin_error_exits_2_with_its_message(monkeypatch, capsys):
+    def broken(**kwargs):
+        raise qflow.PluginError("plugin 'slack' (qflow_slack) failed to import: ImportError: no slack_sdk; "
+                                "fix or uninstall it, or block it with QFLOW_BLOCKED_PLUGINS=slack")
+
+    monkeypatch.setattr(qflow, "make_plugin_manager", broken)
+    assert main(["check", DESK]) == 2
+    assert capsys.readouterr() == ("", (
+        "qflow: error: plugin 'slack' (qflow_slack) failed to import: ImportError: no slack_sdk; "
+        "fix or uninstall it, or block it with QFLOW_BLOCKED_PLUGINS=slack\n"
+        "hint: run with --no-plugins, or --block NAME, to leave a plugin out\n"))
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"qflow {qflow.__version__}\n"
+
+
+@pytest.mark.parametrize(("args", "example"), [
+    ([], "  qflow demo\n"),
+    (["check"], "  qflow check rulesets/*.yaml\n"),
+    (["decide"], "  cat incidents.jsonl | qflow decide rulesets/hotel-front-desk.yaml --input - | head -3\n"),
+    (["explain"], "  qflow explain rulesets/hotel-front-desk.yaml --incident incident.json\n"),
+    (["demo"], "  qflow demo --ruleset my.yaml --incidents my.incidents.jsonl\n"),
+])
+def test_help_has_examples(args, example, capsys):
+    assert main([*args, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: qflow{' ' + args[0] if args else ''} ")
+    assert example in out
+
+
+def test_tables_align_chinese_text():
+    assert cli._table([("id", "team"), ("A-1", "前厅部"), ("A-22", "x")], indent="  ") == [
+        "  id    team",
+        "  A-1   前厅部",
+        "  A-22  x",
+    ]
+    assert cli._table([("前厅部", "a"), ("x", "b")]) == ["前厅部  a", "x       b"]
+
+
+def test_explanation_text_lines_have_no_trailing_spaces():
+    text = textwrap.dedent(EXPLAIN_GOLD_CALL)
+    assert all(line == line.rstrip() for line in text.splitlines())
