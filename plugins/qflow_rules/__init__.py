@@ -7,12 +7,11 @@ entry-point group as ``rules``, exactly as a third-party plugin would be.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import attrs
 
-from qflow import Assignment, Classification, CompileContext, Incident, Ruleset, Section, TraceStep, hookimpl
+from qflow import Assignment, Classification, CompileContext, Ruleset, Section, TraceStep, hookimpl
 from qflow_rules._chain import Chain, Rule
 
 __all__ = ["Assign", "ClassifyRule", "Priority", "RouteRule", "SetValues"]
@@ -182,7 +181,9 @@ def qflow_route(view: Mapping[str, Any], ruleset: Ruleset) -> Assignment | None:
 
 
 @hookimpl
-def qflow_explain(incident: Incident, view: Mapping[str, Any], ruleset: Ruleset, now: datetime) -> list[TraceStep]:
+def qflow_explain(view: Mapping[str, Any], classification: Classification, ruleset: Ruleset) -> list[TraceStep]:
     steps = ruleset.compiled("classify").explain(view)
-    steps += ruleset.compiled("route").explain(view)
+    routed = {**view, "category": classification.category, "severity": classification.severity,
+              "priority": classification.priority}
+    steps += ruleset.compiled("route").explain(routed)
     return [attrs.evolve(s, source="plugin:rules") for s in steps]

@@ -175,10 +175,11 @@ class Chain:
             else:
                 steps.append(TraceStep(self.section, rule.id, "not needed",
                                        "default (no conditions); every field it sets is already set"))
-        missing = [f for f in self.fields if f not in out]
+        # Only the matrix sets priority; it has said why it did not.
+        missing = [f for f in self.fields if f not in out and f != "priority"]
         if missing:
             steps.append(TraceStep(self.section, None, "unset",
-                                   f"no rule set {', '.join(missing)}; a default rule (one without 'when') would"))
+                                   f"no rule set {', '.join(missing)}; add a default rule (one without 'when') to set it"))
         return steps
 
 

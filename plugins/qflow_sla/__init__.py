@@ -95,18 +95,17 @@ def qflow_deadline(incident: Incident, classification: Classification, ruleset: 
     return tuple(Deadline(name, start, start + span, span, cal) for name, span, cal in spans)
 
 
-@hookimpl
-def qflow_explain(incident: Incident, view: Mapping[str, Any], ruleset: Ruleset, now: datetime) -> list[TraceStep]:
+@hookimpl(trylast=True)
+def qflow_explain(incident: Incident, classification: Classification, ruleset: Ruleset, now: datetime) -> list[TraceStep]:
     # The severity is the classify rules' business; say what it means for the clocks.
     policies: _Policies = ruleset.compiled("severities")
-    if not policies.order:
-        return [TraceStep("severities", None, "info", "no severities defined: no deadlines", "plugin:sla")]
+    severity = classification.severity
     start = incident.reported_at or now
-    lines = []
-    for sev in policies.order:
-        spans = policies.clocks.get(sev, ())
-        parts = ", ".join(f"{name} {format_duration(span)}" for name, span, _ in spans) or "no clocks"
-        cal = spans[0][2] if spans else None
-        lines.append(f"{sev}: {parts}" + (f" ({cal})" if cal else ""))
-    return [TraceStep("severities", None, "info",
-                      f"clocks start at {start.isoformat()}; " + "; ".join(lines), "plugin:sla")]
+    if severity is None:
+        return [TraceStep("severities", None, "unset", "no severity was decided, so no deadlines", "plugin:sla")]
+    spans = policies.clocks.get(severity, ())
+    if not spans:
+        return [TraceStep("severities", severity, "info", f"severity {severity} has no respond or resolve time", "plugin:sla")]
+    parts = ", ".join(f"{name} {format_duration(span)} (due {(start + span).isoformat()})" for name, span, _ in spans)
+    return [TraceStep("severities", severity, "info",
+                      f"{parts}; counted on {spans[0][2]} from {start.isoformat()}", "plugin:sla")]

@@ -1,5 +1,9 @@
 """The plain-data view of an incident that conditions and rules see.
 
+``severity`` and ``priority`` are not facts of the report: they are None while
+classifying and carry the classification (with the decided ``category``) when
+routing, so route rules can say ``when: {severity: critical}``.
+
 Rules must never reach a live object: they get fresh dicts, lists and scalars
 (datetimes stay datetimes), built by hand here because this runs once per decision.
 """
@@ -27,6 +31,8 @@ FIELDS: dict[str, str] = {
     "scope": "text",
     "impact": "number",
     "urgency": "number",
+    "severity": "text",
+    "priority": "text",
     "reporter": "object",
     "reporter.id": "text",
     "reporter.name": "text",
@@ -65,6 +71,8 @@ def incident_view(incident: Incident) -> dict[str, Any]:
         "description": incident.description,
         "scope": incident.scope,
         "impact": incident.impact,
+        "severity": None,
+        "priority": None,
         "urgency": incident.urgency,
         "reporter": None if reporter is None else {
             "id": reporter.id, "name": reporter.name, "contact": reporter.contact,

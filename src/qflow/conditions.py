@@ -3,7 +3,7 @@
 Why our own compiler (see ARCHITECTURE.md, "Dependencies"): the rule libraries we
 measured ran 20-700x slower than hand-written lambdas, and two of them let a rule
 mutate the incident or walk into a live object's globals. Here a condition is data,
-never code: nothing is passed to ``eval``, ``exec`` or ``compile``. When a ruleset
+never code: nothing is passed to ``eval``, ``exec`` or ``compile()``. When a ruleset
 loads, each condition becomes a tree of small closures specialised to its shape (one
 ``view.get(name)`` for a top-level field, pre-split paths for nested ones, frozensets
 for membership, fused checks for the common "a few fields equal a few values" case).
@@ -24,11 +24,20 @@ The language (a mapping means "all of these hold")::
     any: [...]  all: [...]  not: {...}  # combinators, mixed freely with fields
     fn: {vip_guest: true}               # a plugin predicate over the whole incident
 
-Rules of evaluation: a missing value (or one below a missing parent) is None; a value
+Rules of evaluation: a missing value (or one below a missing parent) is None; a path
+through a list reads every item (``attachments.kind`` is the list of kinds); a value
 of another type than the argument never matches and never raises (a number argument
 matches only numbers, and true/false are not numbers); ``ne``, ``not_in`` and
 ``not_contains`` are exactly the negation of ``eq``, ``in`` and ``contains``, so they
-hold for a missing value. A plugin predicate that raises counts as "no match".
+hold for a missing value. A date-time argument (a YAML timestamp, or ISO text with a
+zone where the field is not text) compares with date-time values; in a flow mapping
+``{ge: ...}`` quote it, as YAML does not allow the colons there unquoted. A plugin
+predicate that raises counts as "no match".
+
+At load, the field types in :data:`qflow._view.FIELDS` catch tests that could never
+hold (``impact: "3"``, ``tags: vip``), and regexes are parsed with ``re._parser`` to
+refuse those that can backtrack catastrophically. The only strings ever compiled are
+regular expressions, by :func:`re.compile`.
 """
 
 from __future__ import annotations
@@ -68,7 +77,6 @@ OPERATORS: tuple[str, ...] = (
     "matches", "contains", "not_contains", "icontains", "startswith", "endswith",
     "exists", "empty",
 )
-_COMBINATORS = ("any", "all", "not", "fn")
 
 
 @attrs.frozen
@@ -658,30 +666,31 @@ def _catastrophic(items: Sequence[tuple[Any, Any]]) -> bool:
     several ways (nested unbounded repeats, overlapping alternatives)."""
     for op, av in items:
         if op in _REPEATS:
-            low, high, body = av
+            _, high, body = av
             if high > 1 and _ambiguous(body, _first_seq(body)[0]):
                 return True
             if _catastrophic(body):
                 return True
-        elif op is _sre.POSSESSIVE_REPEAT:
-            if _catastrophic(av[2]):
-                return True
-        elif op is _sre.SUBPATTERN:
-            if _catastrophic(av[-1]):
-                return True
-        elif op is _sre.BRANCH:
-            if any(_catastrophic(alt) for alt in av[1]):
-                return True
-        elif op is _sre.ATOMIC_GROUP:
-            if _catastrophic(av):
-                return True
-        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
-            if _catastrophic(av[1]):
-                return True
-        elif op is _sre.GROUPREF_EXISTS:
-            if _catastrophic(av[1]) or (av[2] is not None and _catastrophic(av[2])):
-                return True
+        elif any(_catastrophic(inner) for inner in _inside(op, av)):
+            return True
     return False
+
+
+def _inside(op: Any, av: Any) -> list[Any]:
+    """The sub-sequences of a parsed item other than a backtracking repeat's body."""
+    if op is _sre.POSSESSIVE_REPEAT:
+        return [av[2]]
+    if op is _sre.SUBPATTERN:
+        return [av[-1]]
+    if op is _sre.BRANCH:
+        return list(av[1])
+    if op is _sre.ATOMIC_GROUP:
+        return [av]
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return [av[1]]
+    if op is _sre.GROUPREF_EXISTS:
+        return [av[1]] + ([av[2]] if av[2] is not None else [])
+    return []
 
 
 # ---------------------------------------------------------------------------
@@ -694,7 +703,7 @@ _SIMPLE, _LEAF, _REGEX, _COMPOUND, _PLUGIN = range(5)
 
 
 class _Node:
-    __slots__ = ("test", "why", "text", "prec", "cost", "simple", "eqs", "empty")
+    __slots__ = ("cost", "empty", "eqs", "prec", "simple", "test", "text", "why")
 
     def __init__(self, test: Test, why: Why, text: str, *, prec: int = _ATOM, cost: int = _LEAF,
                  simple: tuple[str, frozenset[Any]] | None = None,
@@ -907,7 +916,6 @@ _TYPE_PHRASE = {
     "object": "a group of fields",
 }
 _VALUE_KINDS = {"text": {"text"}, "number": {"number"}, "time": {"time"}}
-_TEXT_OPS = ("matches", "icontains", "startswith", "endswith")
 
 
 def _type_hint(field: str, ftype: str, arg: Any = None) -> str:
@@ -1072,14 +1080,14 @@ class _Compiler:
 
         def test(view: Mapping[str, Any]) -> bool:
             try:
-                return True if pred(view) else False
-            except Exception:
+                return bool(pred(view))
+            except Exception:  # noqa: BLE001 - a plugin's failure is "no match"
                 return False
 
         def why(view: Mapping[str, Any]) -> tuple[bool, str, bool]:
             try:
-                ok = True if pred(view) else False
-            except Exception as exc:
+                ok = bool(pred(view))
+            except Exception as exc:  # noqa: BLE001 - reported in the reason
                 return False, f"function '{name}' raised {type(exc).__name__}: {exc}; counted as no match", False
             return ok, f"{label} {'holds' if ok else 'does not hold'}", False
 
@@ -1092,7 +1100,7 @@ class _Compiler:
             self.error("QF303", f"{kind} '{fn.name}' cannot use {_kind_name(arg)}: {exc}", at, rel,
                        hint=fn.doc or None)
             return None
-        except Exception as exc:  # a bug in the plugin: report it, do not crash the load
+        except Exception as exc:  # noqa: BLE001 - a bug in the plugin: report it, do not crash the load
             self.error("QF501", f"{kind} '{fn.name}' failed while compiling its argument: "
                        f"{type(exc).__name__}: {exc}", at, rel,
                        hint=f"this is a bug in the plugin that provides '{fn.name}'; report it to its authors")
@@ -1206,9 +1214,15 @@ class _Compiler:
             self.error("QF303", f"{what} needs at least one value", at, rel,
                        hint="an empty list matches nothing; add values or remove the test")
             return None
-        ok = all([self._check_value(field, op, v, self.item_mark(arg, i, at), rel + (i,), shorthand)
-                  for i, v in enumerate(arg)])
-        if not ok:
+        if field.type in ("list", "object"):  # one mistake, one message
+            wrong = next((v for v in arg if v is not None), None)
+            if wrong is not None:
+                self._type_error(field, op, wrong, at, rel, shorthand)
+                return None
+        # check every item (not all() over a generator: every mistake is reported)
+        checked = [self._check_value(field, op, v, self.item_mark(arg, i, at), rel + (i,), shorthand)
+                   for i, v in enumerate(arg)]
+        if False in checked:
             return None
         return self._membership(field, op, _Values(list(arg)))
 
@@ -1326,9 +1340,9 @@ class _Compiler:
         if test is None:
             if len(field.parts) == 1:
                 key = field.parts[0]
-                test = lambda view: pred(view.get(key))  # noqa: E731
+                test = lambda view: pred(view.get(key))
             else:
-                test = lambda view: pred(get(view))  # noqa: E731
+                test = lambda view: pred(get(view))
         need = {"number": "a number", "text": "text", "time": "a date-time"}.get(kind or "")
 
         def why(view: Mapping[str, Any]) -> tuple[bool, str, bool]:
@@ -1366,7 +1380,7 @@ class _Compiler:
             return None
         try:
             dangerous = _catastrophic(_sre_parse.parse(arg).data)
-        except Exception:  # the parser accepted it once; be safe rather than crash
+        except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
             dangerous = False
         if dangerous:
             self.error("QF305", f"the regular expression {_show(arg)} can backtrack catastrophically "
@@ -1376,7 +1390,7 @@ class _Compiler:
                             "(?>...) or a possessive quantifier like a++")
             return None
         search = pattern.search
-        pred = lambda x: x.__class__ is str and search(x) is not None  # noqa: E731
+        pred = lambda x: x.__class__ is str and search(x) is not None
         test = None
         if len(field.parts) == 1:
             key = field.parts[0]
@@ -1444,7 +1458,7 @@ class _Compiler:
         if not self._text_only(field, op, at, rel):
             return None
         folded = arg.casefold()
-        pred = lambda x: x.__class__ is str and folded in x.casefold()  # noqa: E731
+        pred = lambda x: x.__class__ is str and folded in x.casefold()
         return self._leaf(field, pred, f"{field.path} contains {_show(arg)} (ignoring case)",
                           f"containing {_show(arg)} (ignoring case)", "text")
 
@@ -1460,10 +1474,10 @@ class _Compiler:
         if not self._text_only(field, op, at, rel):
             return None
         if op == "startswith":
-            pred = lambda x: x.__class__ is str and x.startswith(affixes)  # noqa: E731
+            pred = lambda x: x.__class__ is str and x.startswith(affixes)
             words = "starts with", "starting with"
         else:
-            pred = lambda x: x.__class__ is str and x.endswith(affixes)  # noqa: E731
+            pred = lambda x: x.__class__ is str and x.endswith(affixes)
             words = "ends with", "ending with"
         shown = _show(arg) if isinstance(arg, str) else _show_choices(affixes)
         return self._leaf(field, pred, f"{field.path} {words[0]} {shown}", f"{words[1]} {shown}", "text")
@@ -1503,9 +1517,9 @@ class _Compiler:
 
         text = f"{path} is empty" if want else f"{path} is not empty"
         if want:
-            test = lambda view: is_empty(get(view))  # noqa: E731
+            test = lambda view: is_empty(get(view))
         else:
-            test = lambda view: not is_empty(get(view))  # noqa: E731
+            test = lambda view: not is_empty(get(view))
 
         def why_empty(view: Mapping[str, Any]) -> tuple[bool, str, bool]:
             x = get(view)
@@ -1525,17 +1539,17 @@ class _Compiler:
 
         def test(view: Mapping[str, Any]) -> bool:
             try:
-                return True if pred(get(view)) else False
-            except Exception:
+                return bool(pred(get(view)))
+            except Exception:  # noqa: BLE001 - a plugin's failure is "no match"
                 return False
 
         def why(view: Mapping[str, Any]) -> tuple[bool, str, bool]:
             x = get(view)
             try:
-                ok = True if pred(x) else False
-            except Exception as exc:
-                return (False, f"{_describe(path, x)}; operator '{name}' raised {type(exc).__name__}: "
-                        f"{exc}; counted as no match", False)
+                ok = bool(pred(x))
+            except Exception as exc:  # noqa: BLE001 - reported in the reason
+                return (False, (f"{_describe(path, x)}; operator '{name}' raised {type(exc).__name__}: "
+                        f"{exc}; counted as no match"), False)
             return ok, f"{_describe(path, x)}; {label} {'holds' if ok else 'does not hold'}", False
 
         return _Node(test, why, f"{path} {label}", cost=_PLUGIN)

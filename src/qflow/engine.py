@@ -118,8 +118,10 @@ class _Hooks:
                 return result
         return None
 
-    def explain(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
-        parts = self._hook.qflow_explain(incident=incident, view=view, ruleset=ruleset, now=now)
+    def explain(self, incident: Incident, view: dict[str, Any], classification: Classification,
+                assignment: Assignment, ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
+        parts = self._hook.qflow_explain(incident=incident, view=view, classification=classification,
+                                         assignment=assignment, ruleset=ruleset, now=now)
         return tuple(step for steps in parts for step in steps)
 
     def guard(self, state: IncidentState, target: Stage, ruleset: Ruleset, now: datetime) -> list[str]:
@@ -243,6 +245,8 @@ class Engine:
             category = incident.category
             sources["category"] = "report"
         classification = Classification(category, severity, priority, None, matched)
+        # Routing sees what classification decided (the view is ours, made for this call).
+        view["category"], view["severity"], view["priority"] = category, severity, priority
         assignment = hooks.route(incident, view, classification, ruleset, now) or _NO_ASSIGNMENT
         for key in ("team", "owner", "responsibility"):
             if getattr(assignment, key) is not None:
@@ -251,7 +255,7 @@ class Engine:
         deadlines = hooks.deadline(incident, classification, assignment, ruleset, now) or ()
 
         def explain() -> tuple[TraceStep, ...]:
-            return hooks.explain(incident, incident_view(incident), ruleset, now)
+            return hooks.explain(incident, incident_view(incident), classification, assignment, ruleset, now)
 
         return Decision(
             incident_id=incident.id, decided_at=now, ruleset=ruleset.ref,

@@ -112,7 +112,8 @@ def qflow_route(
     """Decide whose incident this is: team, owner and responsibility class.
 
     :param incident: the incident as reported.
-    :param view: the incident as plain data.
+    :param view: the incident as plain data, with the decided ``category``,
+        ``severity`` and ``priority``.
     :param classification: the merged result of :func:`qflow_classify`.
     :param ruleset: the loaded ruleset.
     :param now: the moment of the decision.
@@ -149,7 +150,12 @@ def qflow_deadline(
 
 @hookspec
 def qflow_explain(
-    incident: Incident, view: Mapping[str, Any], ruleset: Ruleset, now: datetime
+    incident: Incident,
+    view: Mapping[str, Any],
+    classification: Classification,
+    assignment: Assignment,
+    ruleset: Ruleset,
+    now: datetime,
 ) -> Sequence[TraceStep]:
     """Explain, rule by rule, what this plugin decides for *incident* and why.
 
@@ -157,7 +163,9 @@ def qflow_explain(
     steps must agree with what the plugin's decision hooks return for the same inputs.
 
     :param incident: the incident as reported.
-    :param view: the incident as plain data.
+    :param view: the incident as plain data, as classification saw it.
+    :param classification: the merged classification the decision used.
+    :param assignment: the routing result the decision used.
     :param ruleset: the loaded ruleset.
     :param now: the moment of the decision.
     :returns: the steps, in the order the plugin considered its rules.
