@@ -232,3 +232,19 @@ def test_wrappers_are_honoured_and_plugins_added_later_are_seen(base_ruleset, cl
     pm.unregister(name="timing")
     pm.register(SiteOverride(), name="site")
     assert engine.decide(attrs.evolve(GOLD_CALL, category="equipment"), T0).sources["severity"] == "plugin:site"
+
+
+def test_the_trace_agrees_with_the_decision_on_every_shipped_incident(pm):
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "rulesets"
+    for name in ("hotel-front-desk", "support-centre"):
+        engine = Engine(qflow.load_ruleset(root / f"{name}.yaml", plugins=pm), plugins=pm)
+        lines = (root / f"{name}.incidents.jsonl").read_text(encoding="utf-8").splitlines()
+        for line in filter(None, lines):
+            incident = qflow.parse_incident(json.loads(line))
+            d = engine.decide(incident, incident.reported_at)
+            matched = tuple(f"{s.section}:{s.rule}" for s in d.trace if s.outcome == "matched"
+                            and s.section in ("classify", "route"))
+            assert matched == d.matched, incident.id

@@ -120,9 +120,12 @@ class Chain:
             found = self._extra[1](view)
             if found is not None:
                 values, source = found
+                before = len(out)
                 for f, v in values:
                     if f not in out:
                         out[f] = (v, source)
+                if len(out) > before:
+                    matched.append(f"{self.section}:{self._extra[0]}")
         for rule in self._defaults:
             if len(out) >= want:
                 break
@@ -147,8 +150,8 @@ class Chain:
             if took:
                 steps.append(TraceStep(self.section, rule.id, "matched", f"{why}; sets {', '.join(took)}"))
             else:
-                steps.append(TraceStep(self.section, rule.id, "matched",
-                                       f"{why}; sets nothing new (earlier rules set {', '.join(f for f, _ in rule.values)})"))
+                steps.append(TraceStep(self.section, rule.id, "no effect",
+                                       f"{why}; but earlier rules already set {', '.join(f for f, _ in rule.values)}"))
         if pending:
             steps.append(TraceStep(self.section, None, "not reached",
                                    f"{len(pending)} later rule(s) not considered: every field is set (first match wins)"))
@@ -162,8 +165,9 @@ class Chain:
                 took = [f"{f}={v}" for f, v in values if f not in out]
                 for f, v in values:
                     out.setdefault(f, (v, name))
-                steps.append(TraceStep(self.section, name, "matched",
-                                       f"{why(view)}; sets {', '.join(took) or 'nothing new'}"))
+                steps.append(TraceStep(self.section, name, "matched" if took else "no effect",
+                                       f"{why(view)}; sets {', '.join(took)}" if took
+                                       else f"{why(view)}; but earlier rules already set what it gives"))
         for rule in self._defaults:
             if len(out) >= want:
                 steps.append(TraceStep(self.section, rule.id, "not reached", "default not needed: every field is set"))
