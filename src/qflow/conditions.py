@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import operator
 import re
-import re._constants as _sre
-import re._parser as _sre_parse
+import re._constants as _sre  # type: ignore[import-not-found,unused-ignore]
+import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -506,9 +506,9 @@ _PROBES = " \t\n0123456789aAzZ_-.,:;/@中é"
 def _accepts(atom: tuple[Any, Any], ch: str) -> bool:
     op, av = atom
     if op is _sre.LITERAL:
-        return ord(ch) == av
+        return bool(ord(ch) == av)
     if op is _sre.NOT_LITERAL:
-        return ord(ch) != av
+        return bool(ord(ch) != av)
     if op is _sre.ANY:
         return ch != "\n"
     negate = False
@@ -1048,20 +1048,19 @@ class _Compiler:
 
     def _functions(self, spec: Any, at: Mark, rel: Path) -> _Node | None:
         if isinstance(spec, str):
-            return self._predicate(spec, None, at, at, at, rel)
+            return self._predicate(spec, None, at, at, rel)
         if not isinstance(spec, dict) or not spec:
             self.error("QF303", f"'fn' needs a function name or {{name: argument}}, not {_kind_name(spec)}",
                        at, rel, hint="for example fn: {vip_guest: true}")
             return None
         parts = [self._predicate(name, arg, self.key_mark(spec, name, at), self.value_mark(spec, name, at),
-                                 at, rel + (str(name),))
+                                 rel + (str(name),))
                  for name, arg in spec.items()]
         if any(p is None for p in parts):
             return None
         return _and([p for p in parts if p is not None])
 
-    def _predicate(self, name: Any, arg: Any, name_at: Mark, arg_at: Mark, at: Mark,
-                   rel: Path) -> _Node | None:
+    def _predicate(self, name: Any, arg: Any, name_at: Mark, arg_at: Mark, rel: Path) -> _Node | None:
         fn = self.predicates.get(name) if isinstance(name, str) else None
         if fn is None:
             if name in OPERATORS or name in self.field_ops:
@@ -1095,7 +1094,7 @@ class _Compiler:
 
     def _plugin_compile(self, fn: Any, kind: str, arg: Any, at: Mark, rel: Path) -> Callable[[Any], Any] | None:
         try:
-            pred = fn.compile(_plain(arg))
+            pred: Callable[[Any], Any] = fn.compile(_plain(arg))
         except ValueError as exc:
             self.error("QF303", f"{kind} '{fn.name}' cannot use {_kind_name(arg)}: {exc}", at, rel,
                        hint=fn.doc or None)
@@ -1291,7 +1290,8 @@ class _Compiler:
         if kind is None:
             return None
         bound = _as_time(arg) if kind == "time" else arg
-        fn = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}[op]
+        fn: Callable[[Any, Any], Any] = {
+            "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}[op]
         pred = _comparison(kind, lambda x: fn(x, bound))
         symbol = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
         words = {"lt": "less than", "le": "at most", "gt": "more than", "ge": "at least"}[op]
@@ -1303,7 +1303,7 @@ class _Compiler:
 
             def test(view: Mapping[str, Any]) -> bool:
                 x = view.get(key)
-                return x.__class__ in number_types and fn(x, bound)
+                return x.__class__ in number_types and bool(fn(x, bound))
 
         return self._leaf(field, pred, text, phrase, kind, test)
 
@@ -1314,15 +1314,15 @@ class _Compiler:
             self.error("QF303", f"'between' needs two values [low, high], not {got}", at, rel,
                        hint=f"for example {field.path}: {{between: [2, 4]}} (both ends included)")
             return None
-        kinds = [self._bound(field, op, v, self.item_mark(arg, i, at), rel + (i,)) for i, v in enumerate(arg)]
-        if None in kinds:
+        kind, other = (self._bound(field, op, v, self.item_mark(arg, i, at), rel + (i,))
+                       for i, v in enumerate(arg))
+        if kind is None or other is None:
             return None
-        if kinds[0] != kinds[1]:
+        if kind != other:
             self.error("QF303", f"'between' needs two values of one kind, not {_kind_name(arg[0])} "
                        f"and {_kind_name(arg[1])}", at, rel,
                        hint="give two numbers, two texts or two date-times")
             return None
-        kind = kinds[0]
         low, high = (_as_time(v) if kind == "time" else v for v in arg)
         if low > high:
             self.error("QF303", f"'between' bounds are reversed: {_show(low)} is greater than {_show(high)}",
