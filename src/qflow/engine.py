@@ -224,34 +224,21 @@ class Engine:
         ruleset = self.ruleset
         hooks = self._hooks
         view = incident_view(incident)
-        category = severity = priority = None
-        sources: dict[str, str] = {}
-        matched: list[str] = []
-        for c in hooks.classify(incident, view, ruleset, now):
-            if c is None:
-                continue
-            if category is None and c.category is not None:
-                category = c.category
-                sources["category"] = c.sources.get("category") or c.source or "?"
-            if severity is None and c.severity is not None:
-                severity = c.severity
-                sources["severity"] = c.sources.get("severity") or c.source or "?"
-            if priority is None and c.priority is not None:
-                priority = c.priority
-                sources["priority"] = c.sources.get("priority") or c.source or "?"
-            matched.extend(c.matched)
-        if category is None and incident.category is not None:
-            # What the reporter said stands unless a rule or plugin says otherwise.
-            category = incident.category
-            sources["category"] = "report"
-        classification = Classification(category, severity, priority, None, matched)
+        results = hooks.classify(incident, view, ruleset, now)
+        if len(results) == 1 and (results[0].category is not None or incident.category is None):
+            # The common case, one classifier: its answer is the classification.
+            classification = results[0]
+            sources = _sources(classification, _CLASSIFIED)
+            matched = list(classification.matched)
+        else:
+            classification, sources, matched = _merge(results, incident)
+        category, severity, priority = classification.category, classification.severity, classification.priority
         # Routing sees what classification decided (the view is ours, made for this call).
         view["category"], view["severity"], view["priority"] = category, severity, priority
         assignment = hooks.route(incident, view, classification, ruleset, now) or _NO_ASSIGNMENT
-        for key in ("team", "owner", "responsibility"):
-            if getattr(assignment, key) is not None:
-                sources[key] = assignment.sources.get(key) or assignment.source or "?"
-        matched.extend(assignment.matched)
+        if assignment is not _NO_ASSIGNMENT:
+            sources.update(_sources(assignment, _ASSIGNED))
+            matched.extend(assignment.matched)
         deadlines = hooks.deadline(incident, classification, assignment, ruleset, now) or ()
 
         def explain() -> tuple[TraceStep, ...]:
@@ -410,6 +397,32 @@ class Engine:
 
 
 _NO_ASSIGNMENT = Assignment()
+_CLASSIFIED = ("category", "severity", "priority")
+_ASSIGNED = ("team", "owner", "responsibility")
+
+
+def _sources(result: Classification | Assignment, fields: tuple[str, ...]) -> dict[str, str]:
+    """Which rule or plugin set each field *result* sets."""
+    own, default = result.sources, result.source or "?"
+    return {f: own.get(f) or default for f in fields if getattr(result, f) is not None}
+
+
+def _merge(results: Sequence[Classification], incident: Incident) -> tuple[Classification, dict[str, str], list[str]]:
+    """Several classifiers: per field, the first non-None value in call order wins."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    matched: list[str] = []
+    for c in results:
+        for f, src in _sources(c, _CLASSIFIED).items():
+            if f not in values:
+                values[f] = getattr(c, f)
+                sources[f] = src
+        matched.extend(c.matched)
+    if "category" not in values and incident.category is not None:
+        # What the reporter said stands unless a rule or plugin says otherwise.
+        values["category"] = incident.category
+        sources["category"] = "report"
+    return Classification(**values, sources=sources, matched=matched), sources, matched
 _CONVERTER = make_converter()
 
 
