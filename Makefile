@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/qflow demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src plugins examples benchmarks
 	$(BIN)/python -m pytest
 	$(BIN)/qflow check rulesets/*.yaml
 

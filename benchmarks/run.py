@@ -95,7 +95,7 @@ def main() -> int:
     # A second, stronger baseline: the lambdas bucketed by category by hand, as a
     # careful programmer would write them.
     by_cat: dict[str, list] = {}
-    for r, (fn, sev) in zip([r for r in rules if "when" in r], lambdas):
+    for r, (fn, sev) in zip([r for r in rules if "when" in r], lambdas, strict=True):
         by_cat.setdefault(r["when"]["category"], []).append((fn, sev))
     assert [first_match(by_cat.get(v["category"], ()), "normal", v) for v in views] == theirs
     q = median_rate(lambda: [chain.run(v) for v in views], len(views), args.repeats)
@@ -112,7 +112,7 @@ def main() -> int:
 
     def run_rule_engine():
         for v in sample:
-            for rule, sev in re_rules:
+            for rule, _sev in re_rules:
                 if rule.matches(v):
                     break
 

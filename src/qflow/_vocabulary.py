@@ -8,7 +8,6 @@ plugin manager like any plugin, under the name ``qflow.vocabulary``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import attrs
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         Assignment,
         Classification,
         Deadline,
-        Decision,
         IncidentState,
         Incident,
         Notification,

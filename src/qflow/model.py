@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from qflow._frozen import FrozenDict, freeze
+from qflow._frozen import FrozenDict
 
 __all__ = [
     "Action",

@@ -130,7 +130,7 @@ class _Loader:
                                              "include must be a file name or a list of file names", "$.include"))
                 includes, marks = [], []
             base = os.path.dirname(display)
-            for i, (inc, m) in enumerate(zip(includes, marks)):
+            for i, (inc, m) in enumerate(zip(includes, marks, strict=True)):
                 ipath = ("include", i) if isinstance(doc["include"], YSeq) else ("include",)
                 if not isinstance(inc, str):
                     self.diags.append(Diagnostic(m.file, m.line + 1, m.col + 1, "QF103",

@@ -1,0 +1,247 @@
+"""Refusing regular expressions that can backtrack catastrophically.
+
+Python's ``re`` backtracks: a pattern like ``(a+)+$`` takes exponential time on a long
+``aaaa…b``, and a ruleset regex runs on every incident's description, so one bad rule
+could stall the engine. We cannot switch engines (RE2 drops features ops people use),
+so we refuse the dangerous shapes at load instead.
+
+The analysis walks the pattern as ``re._parser`` parses it and looks for a repeat
+whose body can match the same text in more than one way while repeating: a repeat
+inside a repeat whose pieces can match the same characters (``(a+)+``, ``(a*)*``,
+``(.*a)*``, ``(\w+\s?)+``), or alternatives that overlap inside a repeat
+(``(a|aa)+``, ``(?:\d|\d\d)+``). Characters are compared through small probe sets
+of first and following characters, so the check errs on the safe side only where the
+probes say two pieces cannot meet: it accepts ``(\d+\.)+\d+``, ``(\w+\s)+``,
+``(ab|ac)+`` and anything made atomic (``(?>a+)+``, ``(a++)+``). It is a guard for
+the common mistakes, not a proof: exotic constructions (back-references inside
+repeats, lookarounds that change what follows) are treated as harmless.
+"""
+
+from __future__ import annotations
+
+import re
+import re._constants as _sre  # type: ignore[import-not-found,unused-ignore]
+import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = ["can_backtrack_catastrophically"]
+
+
+def can_backtrack_catastrophically(pattern: str) -> bool:
+    """True when *pattern* (already accepted by ``re.compile``) has a dangerous repeat."""
+    try:
+        return _catastrophic(_sre_parse.parse(pattern).data)
+    except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
+        return False
+
+
+
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
+_CHAR_OPS = (_sre.LITERAL, _sre.NOT_LITERAL, _sre.ANY, _sre.IN)
+_CATEGORY_RE = {
+    name: re.compile(pattern)
+    for pattern, names in {
+        r"\d": ("CATEGORY_DIGIT", "CATEGORY_UNI_DIGIT"),
+        r"\D": ("CATEGORY_NOT_DIGIT", "CATEGORY_UNI_NOT_DIGIT"),
+        r"\s": ("CATEGORY_SPACE", "CATEGORY_UNI_SPACE"),
+        r"\S": ("CATEGORY_NOT_SPACE", "CATEGORY_UNI_NOT_SPACE"),
+        r"\w": ("CATEGORY_WORD", "CATEGORY_UNI_WORD", "CATEGORY_LOC_WORD"),
+        r"\W": ("CATEGORY_NOT_WORD", "CATEGORY_UNI_NOT_WORD", "CATEGORY_LOC_NOT_WORD"),
+        r"\n": ("CATEGORY_LINEBREAK", "CATEGORY_UNI_LINEBREAK"),
+        r"[^\n]": ("CATEGORY_NOT_LINEBREAK", "CATEGORY_UNI_NOT_LINEBREAK"),
+    }.items()
+    for name in names
+}
+# Characters to probe whether two character sets overlap, besides those they name.
+_PROBES = " \t\n0123456789aAzZ_-.,:;/@中é"
+
+
+def _accepts(atom: tuple[Any, Any], ch: str) -> bool:
+    op, av = atom
+    if op is _sre.LITERAL:
+        return bool(ord(ch) == av)
+    if op is _sre.NOT_LITERAL:
+        return bool(ord(ch) != av)
+    if op is _sre.ANY:
+        return ch != "\n"
+    negate = False
+    hit = False
+    for item_op, item_av in av:
+        if item_op is _sre.NEGATE:
+            negate = True
+        elif item_op is _sre.LITERAL:
+            hit = hit or ord(ch) == item_av
+        elif item_op is _sre.RANGE:
+            hit = hit or item_av[0] <= ord(ch) <= item_av[1]
+        elif item_op is _sre.CATEGORY:
+            probe = _CATEGORY_RE.get(str(item_av))
+            hit = hit or (probe is None or probe.match(ch) is not None)
+        else:  # anything unexpected: assume it may match
+            hit = True
+    return hit != negate
+
+
+def _named_chars(atoms: Iterable[tuple[Any, Any]]) -> set[str]:
+    out: set[str] = set()
+    for op, av in atoms:
+        if op in (_sre.LITERAL, _sre.NOT_LITERAL):
+            out.add(chr(av))
+        elif op is _sre.IN:
+            for item_op, item_av in av:
+                if item_op is _sre.LITERAL:
+                    out.add(chr(item_av))
+                elif item_op is _sre.RANGE:
+                    out.update((chr(item_av[0]), chr(item_av[1])))
+    return out
+
+
+def _overlap(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
+    if not a or not b:
+        return False
+    probes = set(_PROBES) | _named_chars(a) | _named_chars(b)
+    return any(any(_accepts(x, ch) for x in a) and any(_accepts(y, ch) for y in b) for ch in probes)
+
+
+def _first_seq(items: Iterable[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], bool]:
+    """The characters a sequence can start with, and whether it can match nothing."""
+    atoms: list[tuple[Any, Any]] = []
+    for op, av in items:
+        more, nullable = _first_item(op, av)
+        atoms += more
+        if not nullable:
+            return atoms, False
+    return atoms, True
+
+
+def _first_item(op: Any, av: Any) -> tuple[list[tuple[Any, Any]], bool]:
+    if op in _CHAR_OPS:
+        return [(op, av)], False
+    if op is _sre.BRANCH:
+        atoms: list[tuple[Any, Any]] = []
+        nullable = False
+        for alt in av[1]:
+            more, n = _first_seq(alt)
+            atoms += more
+            nullable = nullable or n
+        return atoms, nullable
+    if op is _sre.SUBPATTERN:
+        return _first_seq(av[-1])
+    if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
+        atoms, nullable = _first_seq(av[2])
+        return atoms, nullable or av[0] == 0
+    if op is _sre.ATOMIC_GROUP:
+        return _first_seq(av)
+    if op is _sre.GROUPREF_EXISTS:
+        yes, ny = _first_seq(av[1])
+        no, nn = _first_seq(av[2]) if av[2] is not None else ([], True)
+        return yes + no, ny or nn
+    if op is _sre.GROUPREF:
+        return [(_sre.ANY, None)], True
+    return [], True  # anchors and lookarounds match no character
+
+
+def _chars_in(items: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Every character set a sequence can consume (lookarounds excluded)."""
+    out: list[tuple[Any, Any]] = []
+    for op, av in items:
+        if op in _CHAR_OPS:
+            out.append((op, av))
+        elif op is _sre.BRANCH:
+            for alt in av[1]:
+                out += _chars_in(alt)
+        elif op is _sre.SUBPATTERN:
+            out += _chars_in(av[-1])
+        elif op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
+            out += _chars_in(av[2])
+        elif op is _sre.ATOMIC_GROUP:
+            out += _chars_in(av)
+        elif op is _sre.GROUPREF_EXISTS:
+            out += _chars_in(av[1]) + (_chars_in(av[2]) if av[2] is not None else [])
+        elif op is _sre.GROUPREF:
+            out.append((_sre.ANY, None))
+    return out
+
+
+def _literal_text(items: Sequence[tuple[Any, Any]]) -> str | None:
+    if all(op is _sre.LITERAL for op, _ in items):
+        return "".join(chr(av) for _, av in items)
+    return None
+
+
+def _ambiguous(items: Sequence[tuple[Any, Any]], follow: list[tuple[Any, Any]]) -> bool:
+    """Can this part of a repeated body match one text in several ways, given the
+    characters that may *follow* it? Walks right to left, keeping the follow set."""
+    for op, av in reversed(items):
+        if op in _REPEATS:
+            low, high, body = av
+            if low != high and _overlap(_chars_in(body), follow):
+                return True  # e.g. the a+ in (a+)+ or the .* in (.*a)*
+            inner = follow + (_first_seq(body)[0] if high > 1 else [])
+            if _ambiguous(body, inner):
+                return True
+        elif op is _sre.SUBPATTERN:
+            if _ambiguous(av[-1], follow):
+                return True
+        elif op is _sre.BRANCH:
+            alts = av[1]
+            if any(_ambiguous(alt, follow) for alt in alts):
+                return True
+            if _alternatives_clash(alts, follow):
+                return True
+        # atomic groups, possessive repeats and lookarounds are never backtracked into
+        atoms, nullable = _first_item(op, av)
+        follow = atoms + (follow if nullable else [])
+    return False
+
+
+def _alternatives_clash(alts: Sequence[Any], follow: list[tuple[Any, Any]]) -> bool:
+    """Two alternatives that can match the same text, as in (a|aa)+."""
+    for i, a in enumerate(alts):
+        for b in alts[i + 1:]:
+            ta, tb = _literal_text(a), _literal_text(b)
+            if ta is not None and tb is not None:
+                short, long = sorted((ta, tb), key=len)
+                if long.startswith(short):
+                    rest = long[len(short):]
+                    if not rest or _overlap([(_sre.LITERAL, ord(rest[0]))], follow):
+                        return True
+                continue
+            first_a, empty_a = _first_seq(a)
+            first_b, empty_b = _first_seq(b)
+            if (_overlap(first_a, first_b) or (empty_a and _overlap(first_b, follow))
+                    or (empty_b and _overlap(first_a, follow))):
+                return True
+    return False
+
+
+def _catastrophic(items: Sequence[tuple[Any, Any]]) -> bool:
+    """True when some backtracking repeat contains a part that can match one text in
+    several ways (nested unbounded repeats, overlapping alternatives)."""
+    for op, av in items:
+        if op in _REPEATS:
+            _, high, body = av
+            if high > 1 and _ambiguous(body, _first_seq(body)[0]):
+                return True
+            if _catastrophic(body):
+                return True
+        elif any(_catastrophic(inner) for inner in _inside(op, av)):
+            return True
+    return False
+
+
+def _inside(op: Any, av: Any) -> list[Any]:
+    """The sub-sequences of a parsed item other than a backtracking repeat's body."""
+    if op is _sre.POSSESSIVE_REPEAT:
+        return [av[2]]
+    if op is _sre.SUBPATTERN:
+        return [av[-1]]
+    if op is _sre.BRANCH:
+        return list(av[1])
+    if op is _sre.ATOMIC_GROUP:
+        return [av]
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return [av[1]]
+    if op is _sre.GROUPREF_EXISTS:
+        return [av[1]] + ([av[2]] if av[2] is not None else [])
+    return []
