@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import qflow
-from qflow import cli
+from qflow import _render
 from qflow.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -621,12 +621,12 @@ def test_help_has_examples(args, example, capsys):
 
 
 def test_tables_align_chinese_text():
-    assert cli._table([("id", "team"), ("A-1", "前厅部"), ("A-22", "x")], indent="  ") == [
+    assert _render._table([("id", "team"), ("A-1", "前厅部"), ("A-22", "x")], indent="  ") == [
         "  id    team",
         "  A-1   前厅部",
         "  A-22  x",
     ]
-    assert cli._table([("前厅部", "a"), ("x", "b")]) == ["前厅部  a", "x       b"]
+    assert _render._table([("前厅部", "a"), ("x", "b")]) == ["前厅部  a", "x       b"]
 
 
 def test_explanation_text_lines_have_no_trailing_spaces():
