@@ -215,9 +215,11 @@ class Ruleset:
     warnings: tuple[Diagnostic, ...] = ()
     description: str | None = None
 
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.hash}"
+    ref: str = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Read with every decision: computed once.
+        object.__setattr__(self, "ref", f"{self.name}@{self.hash}")
 
     def compiled(self, name: str, default: Any = None) -> Any:
         """The compiled form of section *name* (what its plugin's ``compile`` returned)."""
