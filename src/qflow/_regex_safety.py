@@ -1,4 +1,4 @@
-"""Refusing regular expressions that can backtrack catastrophically.
+r"""Refusing regular expressions that can backtrack catastrophically.
 
 Python's ``re`` backtracks: a pattern like ``(a+)+$`` takes exponential time on a long
 ``aaaa…b``, and a ruleset regex runs on every incident's description, so one bad rule
