@@ -72,6 +72,7 @@ class Chain:
             made = {r.source: self._finish(*self._first(r)) for r in self._conditional}
             self._nothing = self._finish({}, [])
             self._buckets = {k: tuple((r.condition.test, made[r.source]) for r in rs) for k, rs in buckets.items()}
+            self.run = _fixed_run(self._key, self._buckets, self._nothing)  # type: ignore[method-assign]
         else:
             self._buckets = {k: tuple((r.condition.test, r) for r in rs) for k, rs in buckets.items()}
 
@@ -101,12 +102,11 @@ class Chain:
             return buckets[_ANY]
 
     def run(self, view: Mapping[str, Any]) -> Any:
-        """What the section decides for *view*: ``build``'s result, or None."""
-        if self._fixed:
-            for test, made in self.candidates(view):
-                if test(view):
-                    return made
-            return self._nothing
+        """What the section decides for *view*: ``build``'s result, or None.
+
+        When every result is prebuilt, ``__init__`` replaces this method on the
+        instance with a closure that does only the bucket lookup and the scan.
+        """
         out: dict[str, tuple[Any, str]] = {}
         matched: list[str] = []
         settable = self._settable
@@ -185,6 +185,31 @@ class Chain:
             steps.append(TraceStep(self.section, None, "unset",
                                    f"no rule set {', '.join(missing)}; add a default rule (one without 'when') to set it"))
         return steps
+
+
+def _fixed_run(key: str | None, buckets: dict[Any, tuple[tuple[Callable[[Any], bool], Any], ...]],
+               nothing: Any) -> Callable[[Mapping[str, Any]], Any]:
+    """The scan when each rule's result is prebuilt: locals only, no attribute lookups."""
+    unkeyed = buckets[_ANY]
+    if key is None:
+        def run_all(view: Mapping[str, Any]) -> Any:
+            for test, made in unkeyed:
+                if test(view):
+                    return made
+            return nothing
+        return run_all
+    bucket = buckets.get
+
+    def run_bucket(view: Mapping[str, Any]) -> Any:
+        try:
+            candidates = bucket(view.get(key), unkeyed)
+        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
+            candidates = unkeyed
+        for test, made in candidates:
+            if test(view):
+                return made
+        return nothing
+    return run_bucket
 
 
 def _take(rule: Rule, out: dict[str, tuple[Any, str]], matched: list[str]) -> None:
