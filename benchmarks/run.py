@@ -25,7 +25,8 @@ from qflow import incident_view  # noqa: E402
 
 
 def median_rate(fn, items: int, repeats: int) -> float:
-    """Items per second, the median over *repeats* runs of fn()."""
+    """Items per second, the median over *repeats* runs of fn(), after one warm-up run."""
+    fn()
     rates = []
     for _ in range(repeats):
         gc.collect()
