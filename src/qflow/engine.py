@@ -284,7 +284,7 @@ class Engine:
             Event(incident.id, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
                   data=self._conv.unstructure(incident)),
             Event(incident.id, 2, now, ev.DECISION_MADE, actor=None, source=_source_summary(decision),
-                  ruleset=ref, data=ev._decision_data(self._conv, decision)),
+                  ruleset=ref, data=ev.decision_data(self._conv, decision)),
         )
         state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
         self.store.append(events, state)
@@ -302,14 +302,8 @@ class Engine:
         failures = self._hooks.notify(note, now)
         if failures:
             latest = self.store.get(state.id) or state
-            seq = latest.seq
-            new = [Event(state.id, seq + i + 1, now, ev.NOTIFICATION_FAILED, source=f"plugin:{plugin}",
-                         ruleset=self.ruleset.ref, data={"topic": topic, "plugin": plugin, "error": error})
-                   for i, (plugin, error) in enumerate(failures)]
-            after = latest
-            for e in new:
-                after = ev.apply(after, e, self._conv)
-            self.store.append(new, after)
+            self._record_many(latest, [(ev.NOTIFICATION_FAILED, {"topic": topic, "plugin": plugin, "error": error},
+                                        f"plugin:{plugin}") for plugin, error in failures])
 
     def _load(self, incident_id: str) -> IncidentState:
         state = self.store.get(incident_id)
@@ -319,11 +313,19 @@ class Engine:
 
     def _record(self, state: IncidentState, type_: str, data: Mapping[str, Any], *, actor: str | None,
                 source: str | None = None) -> IncidentState:
+        return self._record_many(state, [(type_, data, source)], actor=actor)
+
+    def _record_many(self, state: IncidentState, items: Sequence[tuple[str, Mapping[str, Any], str | None]], *,
+                     actor: str | None = None) -> IncidentState:
+        """Append events after *state* in one store call; return the new state."""
         now = self.clock.now()
-        event = Event(state.id, state.seq + 1, now, type_, actor=actor, source=source,
-                      ruleset=self.ruleset.ref, data=data)
-        after = ev.apply(state, event, self._conv)
-        self.store.append((event,), after)
+        new = [Event(state.id, state.seq + i + 1, now, type_, actor=actor, source=source,
+                     ruleset=self.ruleset.ref, data=data)
+               for i, (type_, data, source) in enumerate(items)]
+        after = state
+        for event in new:
+            after = ev.apply(after, event, self._conv)
+        self.store.append(new, after)
         return after
 
     def transition(self, incident_id: str, target: Stage | str, *, actor: str | None = None,

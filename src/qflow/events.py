@@ -38,6 +38,7 @@ __all__ = [
     "STAGE_CHANGED",
     "VERIFICATION_RECORDED",
     "apply",
+    "decision_data",
     "fold",
 ]
 
@@ -59,7 +60,8 @@ class AuditSequenceError(QflowError):
         self.got, self.expected = got, expected
 
 
-def _decision_data(conv: cattrs.Converter, decision: Decision) -> dict[str, Any]:
+def decision_data(conv: cattrs.Converter, decision: Decision) -> dict[str, Any]:
+    """The data of a DecisionMade event: the decision without its (derivable) trace."""
     data = conv.unstructure(decision)
     data.pop("trace", None)
     return data
