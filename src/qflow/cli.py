@@ -9,6 +9,7 @@ traceback means a bug in qflow or a plugin, never a mistake in what was typed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -35,6 +36,18 @@ __all__ = ["main"]
 
 PROG = "qflow"
 COMMANDS = ("check", "decide", "explain", "demo")
+
+#: Modules that add command groups. Each has ``add_commands(sub, common)`` that adds its
+#: subparsers (with ``parents=[common]``) and returns ``{name: handler}``; a handler
+#: is ``(args, out, err) -> exit status``. Shared pieces (UsageError, _load, _plugins
+#: ...) are imported from this module.
+COMMAND_MODULES = (
+    "qflow._cli_authoring",  # test, lint, replay, schema, graph, init
+    "qflow._cli_store",      # db, import, ls, show, worker
+    "qflow._cli_notify",     # notify test, notify preview
+    "qflow._cli_loop",       # confirm, reject, cause, action, verify, close, reopen, problems, risks
+    "qflow._cli_report",     # report, survey, score, forms
+)
 DEMO_RULESET = "rulesets/hotel-front-desk.yaml"
 DEMO_INCIDENTS = "rulesets/hotel-front-desk.incidents.jsonl"
 
@@ -56,13 +69,16 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line plus a hint and raise instead of exiting."""
 
+    commands: tuple[str, ...] = ()
+
     def error(self, message: str) -> NoReturn:
         found = re.search(r"invalid choice: '?([^' ]*)'? \(choose from", message)
         if found and message.startswith(("argument command", "argument COMMAND")):
             name = found.group(1)
-            hint = did_you_mean(name, COMMANDS)
+            names = self.commands or COMMANDS
+            hint = did_you_mean(name, names)
             raise UsageError(f"unknown command '{name}'",
-                             f"{hint + ' ' if hint else ''}the commands are {', '.join(COMMANDS)}; "
+                             f"{hint + ' ' if hint else ''}the commands are {', '.join(names)}; "
                              f"run '{PROG} --help'")
         raise UsageError(message, f"run '{self.prog} --help' for usage and examples")
 
@@ -122,7 +138,7 @@ examples:
 """
 
 
-def _build_parser() -> _Parser:
+def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO[str], IO[str]], int]]]:
     parser = _Parser(
         prog=PROG, formatter_class=_FORMATTER, epilog=_MAIN_EPILOG,
         description="Rules and plugins for service-quality anomalies: classify, route, "
@@ -166,7 +182,17 @@ def _build_parser() -> _Parser:
     p.add_argument("--ruleset", metavar="PATH", help=f"the ruleset (default {DEMO_RULESET})")
     p.add_argument("--incidents", metavar="PATH",
                    help="the incidents, JSON Lines (default: the ruleset's name with .incidents.jsonl)")
-    return parser
+    handlers = dict(_COMMANDS)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        handlers.update(module.add_commands(sub, common))
+    parser.commands = tuple(handlers)
+    return parser, handlers
 
 
 def _plugin_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -197,17 +223,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         try:
-            args, extra = _build_parser().parse_known_args(args_list)
+            parser, handlers = _build_parser()
+            args, extra = parser.parse_known_args(args_list)
         except SystemExit as exc:  # --help and --version
             return int(exc.code or 0)
         if args.command is None:
-            raise UsageError("choose a command", f"the commands are {', '.join(COMMANDS)}; run '{PROG} --help'")
+            raise UsageError("choose a command", f"the commands are {', '.join(handlers)}; run '{PROG} --help'")
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}",
                              f"run '{PROG} {args.command} --help' for usage and examples")
         args.no_plugins = args.no_plugins or getattr(args, "no_plugins_sub", False)
         args.block = (args.block or []) + (getattr(args, "block_sub", None) or [])
-        status = _COMMANDS[args.command](args, out, err)
+        status = handlers[args.command](args, out, err)
         out.flush()
         return status
     except UsageError as exc:

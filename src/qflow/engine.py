@@ -17,18 +17,14 @@ import pluggy
 from cattrs.errors import BaseValidationError
 
 from qflow import events as ev
-from qflow import lifecycle
 from qflow._convert import ShapeError, make_converter, structure_errors
 from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
-from qflow.errors import IncidentNotFoundError, InputError, PluginError, TransitionError
+from qflow.errors import IncidentNotFoundError, InputError, PluginError
 from qflow.model import (
-    Action,
-    ActionStatus,
     Assignment,
-    Cause,
     Classification,
     Decision,
     Event,
@@ -38,10 +34,11 @@ from qflow.model import (
     Stage,
     Trace,
     TraceStep,
-    Verification,
 )
 from qflow.ruleset import Ruleset, load_ruleset
-from qflow.store import Due, IncidentQuery, MemoryStore, Store
+from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Store, Timer, Write
+from qflow._loop import LoopCommands
+from qflow._tick import Scheduling
 
 __all__ = ["Engine", "open_store", "parse_incident"]
 
@@ -148,6 +145,15 @@ class _Hooks:
                 failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
         return failures
 
+    def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
+        found = self._hook.qflow_schedule(state=state, events=tuple(events), ruleset=ruleset, now=now)
+        return [t for timers in found for t in timers]
+
+    def plan_delivery(self, notification: Notification, state: IncidentState, ruleset: Ruleset,
+                      now: datetime) -> list[OutboxMessage]:
+        found = self._hook.qflow_plan_delivery(notification=notification, state=state, ruleset=ruleset, now=now)
+        return [m for messages in found for m in messages]
+
     def open_store(self, url: str) -> Store | None:
         return self._hook.qflow_open_store(url=url)
 
@@ -179,8 +185,12 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
         raise InputError("; ".join(lines)) from None
 
 
-class Engine:
-    """Decides and records incidents under one ruleset."""
+class Engine(LoopCommands, Scheduling):
+    """Decides and records incidents under one ruleset.
+
+    The commands of the improvement loop live in ``_loop.py`` and ``tick`` in
+    ``_tick.py``; both record through :meth:`_record_many`, the one write path.
+    """
 
     def __init__(
         self,
@@ -287,22 +297,26 @@ class Engine:
                   ruleset=ref, data=ev.decision_data(self._conv, decision)),
         )
         state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
-        self.store.append(events, state)
-        self._notify(state, "incident.reported", now)
+        note = self._notification(state, "incident.reported", now)
+        self.store.write([self._write(events, events, state, (note,), now)])
+        self._broadcast(state, note, now)
         return state
 
-    def _notify(self, state: IncidentState, topic: str, now: datetime) -> None:
+    def _notification(self, state: IncidentState, topic: str, now: datetime) -> Notification:
         d = state.decision
         recipients = tuple(x for x in (d.team, d.owner) if x) if d else ()
-        note = Notification(
+        return Notification(
             incident_id=state.id, topic=topic, at=now, recipients=recipients,
             subject=f"[{d.severity if d else '?'}] {state.id} {d.category if d else ''}".strip(),
             body=state.incident.description,
         )
+
+    def _broadcast(self, state: IncidentState, note: Notification, now: datetime) -> None:
+        """Tell in-process ``qflow_notify`` observers; a failure becomes an event."""
         failures = self._hooks.notify(note, now)
         if failures:
             latest = self.store.get(state.id) or state
-            self._record_many(latest, [(ev.NOTIFICATION_FAILED, {"topic": topic, "plugin": plugin, "error": error},
+            self._record_many(latest, [(ev.NOTIFICATION_FAILED, {"topic": note.topic, "plugin": plugin, "error": error},
                                         f"plugin:{plugin}") for plugin, error in failures])
 
     def _load(self, incident_id: str) -> IncidentState:
@@ -316,8 +330,9 @@ class Engine:
         return self._record_many(state, [(type_, data, source)], actor=actor)
 
     def _record_many(self, state: IncidentState, items: Sequence[tuple[str, Mapping[str, Any], str | None]], *,
-                     actor: str | None = None) -> IncidentState:
-        """Append events after *state* in one store call; return the new state."""
+                     actor: str | None = None, notifications: Sequence[Notification] = ()) -> IncidentState:
+        """Append events after *state* in one store transaction, with the incident's new
+        timers and the outbox messages for *notifications*; return the new state."""
         now = self.clock.now()
         new = [Event(state.id, state.seq + i + 1, now, type_, actor=actor, source=source,
                      ruleset=self.ruleset.ref, data=data)
@@ -325,62 +340,18 @@ class Engine:
         after = state
         for event in new:
             after = ev.apply(after, event, self._conv)
-        self.store.append(new, after)
+        history = self.store.events(state.id) + tuple(new)
+        self.store.write([self._write(history, new, after, notifications, now)])
         return after
 
-    def transition(self, incident_id: str, target: Stage | str, *, actor: str | None = None,
-                   reason: str | None = None) -> IncidentState:
-        """Move an incident to *target*, if the lifecycle and every guard allow it.
-
-        :raises TransitionError: naming every reason it may not move yet.
-        """
-        target = Stage(target)
-        state = self._load(incident_id)
-        now = self.clock.now()
-        reasons = lifecycle.refusals(state, target)
-        if not reasons:
-            reasons = self._hooks.guard(state, target, self.ruleset, now)
-        if target is Stage.REJECTED and not reason and not reasons:
-            reasons = ["give the reason for rejecting it"]
-        if reasons:
-            raise TransitionError(f"cannot move {incident_id} to {target.value}: " + "; ".join(reasons))
-        after = self._record(state, ev.STAGE_CHANGED,
-                             {"from": state.stage.value, "to": target.value, "reason": reason},
-                             actor=actor, source="lifecycle")
-        self._hooks.stage_changed(state, after, now)
-        return after
-
-    def record_cause(self, incident_id: str, cause: Cause, *, actor: str | None = None) -> IncidentState:
-        state = self._load(incident_id)
-        if state.stage is not Stage.ANALYSING:
-            raise TransitionError(f"cannot record a cause on {incident_id}: it is {state.stage.value}, not analysing")
-        return self._record(state, ev.CAUSE_RECORDED, self._conv.unstructure(cause), actor=actor)
-
-    def plan_action(self, incident_id: str, action: Action, *, actor: str | None = None) -> IncidentState:
-        state = self._load(incident_id)
-        if state.stage in (Stage.REJECTED, Stage.CLOSED):
-            raise TransitionError(f"cannot plan an action on {incident_id}: it is {state.stage.value}")
-        if any(a.id == action.id for a in state.actions):
-            raise InputError(f"{incident_id} already has an action {action.id}; choose another id")
-        return self._record(state, ev.ACTION_PLANNED, self._conv.unstructure(action), actor=actor)
-
-    def update_action(self, incident_id: str, action_id: str, status: ActionStatus | str, *,
-                      actor: str | None = None) -> IncidentState:
-        state = self._load(incident_id)
-        if not any(a.id == action_id for a in state.actions):
-            known = ", ".join(a.id for a in state.actions) or "none"
-            raise InputError(f"{incident_id} has no action {action_id}; its actions: {known}")
-        status = ActionStatus(status)
-        done_at = self.clock.now().isoformat() if status is ActionStatus.DONE else None
-        return self._record(state, ev.ACTION_UPDATED, {"id": action_id, "status": status.value, "done_at": done_at},
-                            actor=actor)
-
-    def record_verification(self, incident_id: str, verification: Verification, *,
-                            actor: str | None = None) -> IncidentState:
-        state = self._load(incident_id)
-        if state.stage is not Stage.VERIFYING:
-            raise TransitionError(f"cannot verify {incident_id}: it is {state.stage.value}, not verifying")
-        return self._record(state, ev.VERIFICATION_RECORDED, self._conv.unstructure(verification), actor=actor)
+    def _write(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
+               notifications: Sequence[Notification], now: datetime) -> Write:
+        """What one command writes: *new* events, the state they fold to, the timers
+        plugins schedule from the whole *history*, and the outbox messages plugins plan
+        for *notifications*."""
+        timers = self._hooks.schedule(after, history, self.ruleset, now)
+        outbox = [m for n in notifications for m in self._hooks.plan_delivery(n, after, self.ruleset, now)]
+        return Write(tuple(new), after, tuple(timers), tuple(outbox))
 
     # -- reading -----------------------------------------------------------------------
 

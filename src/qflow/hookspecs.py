@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         TraceStep,
     )
     from qflow.ruleset import Ruleset, Section
-    from qflow.store import Store
+    from qflow.model import Event
+    from qflow.store import OutboxMessage, Store, Timer
 
 PROJECT = "qflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -260,4 +261,52 @@ def qflow_open_store(url: str) -> Store | None:
     Stops at the first non-None result.
 
     .. versionadded:: 0.1
+    """
+
+
+# -------------------------------------------------------------------------
+# Scheduling and delivery: timers and the outbox
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_schedule(
+    state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime
+) -> Sequence[Timer]:
+    """Say when something will next be due for this incident.
+
+    Called in the transaction of every command that records events, with the
+    incident's whole log; the store replaces the incident's timers with the joined
+    result and keeps them indexed by time, so ``tick`` finds what is due without
+    scanning open incidents.
+
+    :param state: the incident after the command.
+    :param events: its whole event log, oldest first, including the new events.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :returns: the :class:`~qflow.store.Timer` values, possibly empty.
+
+    All implementations are called and their lists joined.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_plan_delivery(
+    notification: Notification, state: IncidentState, ruleset: Ruleset, now: datetime
+) -> Sequence[OutboxMessage]:
+    """Turn a notification into outbox messages: one per channel, rendered, each with
+    its idempotency key as ``id``.
+
+    :param notification: what happened and whom it concerns.
+    :param state: the incident as the command leaves it.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :returns: the :class:`~qflow.store.OutboxMessage` values, possibly empty.
+
+    All implementations are called and their lists joined; the messages are written
+    in the same transaction as the events that caused them.
+
+    .. versionadded:: 0.2
     """

@@ -10,10 +10,18 @@ from datetime import datetime
 
 import attrs
 
+from qflow._frozen import FrozenDict
 from qflow.errors import ConcurrencyError
 from qflow.model import Event, IncidentState, Stage
 
-__all__ = ["CLOSED_STAGES", "Due", "IncidentQuery", "MemoryStore", "Store"]
+
+def _frozen_map(value: object) -> FrozenDict:
+    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})  # type: ignore[arg-type]
+
+__all__ = [
+    "CLOSED_STAGES", "DeliveryAttempt", "Due", "IncidentQuery", "MemoryStore", "OutboxMessage", "Store",
+    "Timer", "Write",
+]
 
 #: Stages in which an incident no longer runs any clock.
 CLOSED_STAGES = frozenset({Stage.CLOSED, Stage.REJECTED})
@@ -49,6 +57,63 @@ class IncidentQuery:
         return not (self.severity is not None and (d is None or d.severity != self.severity))
 
 
+@attrs.frozen
+class Timer:
+    """A moment at which something is due for an incident: the next escalation step of
+    a clock, an action reminder, a scheduled verification. ``key`` names it within the
+    incident (``clock:respond``, ``action:A-1``, ``verify``); plugins return timers from
+    ``qflow_schedule`` and the store keeps them indexed by ``at``, so ``tick`` never
+    scans open incidents."""
+
+    incident_id: str
+    key: str
+    at: datetime
+
+
+@attrs.frozen
+class OutboxMessage:
+    """A notification waiting to be delivered, written in the same transaction as the
+    event that caused it. ``id`` is the idempotency key: a message with a known id is
+    never stored twice, and backends pass it on so receivers can drop repeats."""
+
+    id: str
+    incident_id: str
+    channel: str
+    backend: str
+    created_at: datetime
+    next_attempt_at: datetime
+    payload: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    status: str = "pending"  # pending, delivered, dead
+    attempts: int = 0
+    last_error: str | None = None
+    fallback: str | None = None  # channel to try once this one is dead
+
+
+@attrs.frozen
+class DeliveryAttempt:
+    """One try at delivering an outbox message."""
+
+    message_id: str
+    number: int
+    at: datetime
+    ok: bool
+    error: str | None = None
+    worker: str | None = None
+
+
+@attrs.frozen
+class Write:
+    """Everything one command writes for one incident, in one transaction.
+
+    ``timers=None`` leaves the incident's timers as they are; a tuple replaces them all
+    (empty clears them)."""
+
+    events: tuple[Event, ...] = attrs.field(converter=tuple)
+    state: IncidentState
+    timers: tuple[Timer, ...] | None = None
+    outbox: tuple[OutboxMessage, ...] = attrs.field(default=(), converter=tuple)
+
+
 class Store(abc.ABC):
     """The store interface. Each method is one transaction.
 
@@ -60,12 +125,63 @@ class Store(abc.ABC):
     def next_id(self) -> str:
         """A new incident id, unique in this store (``INC-1``, ``INC-2`` ...)."""
 
-    @abc.abstractmethod
-    def append(self, events: Sequence[Event], state: IncidentState) -> None:
-        """Append *events* (one incident, consecutive ``seq``) and store *state*.
+    def append(self, events: Sequence[Event], state: IncidentState, *,
+               timers: Sequence[Timer] | None = None, outbox: Sequence[OutboxMessage] = ()) -> None:
+        """Append *events* (one incident, consecutive ``seq``), store *state*, replace
+        the incident's timers (unless None) and add *outbox* messages, all or nothing.
 
         :raises ConcurrencyError: the first event's ``seq`` is not the stored last + 1.
         """
+        self.write([Write(tuple(events), state, None if timers is None else tuple(timers), tuple(outbox))])
+
+    @abc.abstractmethod
+    def write(self, writes: Sequence[Write]) -> None:
+        """Apply *writes* (any number of incidents) in one transaction, all or nothing.
+
+        :raises ConcurrencyError: a write's first ``seq`` is not its incident's last + 1.
+        """
+
+    # -- timers ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[Timer]:
+        """Claim up to *limit* timers due at or before *until*, earliest first.
+
+        A claimed timer is not handed to another worker until *lease_until* passes (or
+        the claim is released); replacing an incident's timers through ``write`` drops
+        its claims. Several workers never get the same timer while a lease holds.
+        """
+
+    @abc.abstractmethod
+    def release_timers(self, worker: str) -> None:
+        """Give back every claim *worker* holds (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def timers(self, incident_id: str | None = None) -> list[Timer]:
+        """Pending timers (of one incident, or all), earliest first."""
+
+    # -- outbox --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[OutboxMessage]:
+        """Claim up to *limit* pending messages whose ``next_attempt_at`` has come."""
+
+    @abc.abstractmethod
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
+                        write: Write | None = None) -> None:
+        """Store *message* as it now stands (status, attempts, next_attempt_at, error)
+        with *attempt*, and apply *write* (e.g. a dead-letter event on the incident)
+        in the same transaction; the message's claim is released."""
+
+    @abc.abstractmethod
+    def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        """Outbox messages, oldest first."""
+
+    @abc.abstractmethod
+    def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        """Every attempt at delivering one message, in order."""
 
     @abc.abstractmethod
     def get(self, incident_id: str) -> IncidentState | None:
@@ -99,6 +215,11 @@ class MemoryStore(Store):
         self._states: dict[str, IncidentState] = {}
         self._events: dict[str, list[Event]] = {}
         self._external: dict[str, str] = {}
+        self._timers: dict[str, tuple[Timer, ...]] = {}
+        self._timer_claims: dict[tuple[str, str], tuple[str, datetime | None]] = {}
+        self._outbox: dict[str, OutboxMessage] = {}
+        self._outbox_claims: dict[str, tuple[str, datetime | None]] = {}
+        self._attempts: dict[str, list[DeliveryAttempt]] = {}
         self._counter = 0
 
     def next_id(self) -> str:
@@ -108,23 +229,38 @@ class MemoryStore(Store):
                 self._counter += 1
             return f"INC-{self._counter}"
 
-    def append(self, events: Sequence[Event], state: IncidentState) -> None:
-        if not events:
-            return
-        iid = state.id
+    def _check(self, write: Write, pending: dict[str, int]) -> None:
+        iid = write.state.id
+        last = pending.get(iid)
+        if last is None:
+            log = self._events.get(iid)
+            last = log[-1].seq if log else 0
+        for i, event in enumerate(write.events):
+            if event.incident_id != iid or event.seq != last + 1 + i:
+                raise ConcurrencyError(
+                    f"{iid}: event seq {event.seq} does not follow {last + i}; "
+                    "reload the incident and try again")
+        pending[iid] = last + len(write.events)
+
+    def write(self, writes: Sequence[Write]) -> None:
         with self._lock:
-            log = self._events.get(iid, [])
-            expected = (log[-1].seq if log else 0) + 1
-            for i, event in enumerate(events):
-                if event.incident_id != iid or event.seq != expected + i:
-                    raise ConcurrencyError(
-                        f"{iid}: event seq {event.seq} does not follow {expected + i - 1}; "
-                        "reload the incident and try again")
-            self._events[iid] = log + list(events)
-            self._states[iid] = state
-            ext = state.incident.external_id
-            if ext is not None:
-                self._external.setdefault(ext, iid)
+            pending: dict[str, int] = {}
+            for w in writes:  # check everything before changing anything
+                self._check(w, pending)
+            for w in writes:
+                iid = w.state.id
+                if w.events:
+                    self._events.setdefault(iid, []).extend(w.events)
+                self._states[iid] = w.state
+                ext = w.state.incident.external_id
+                if ext is not None:
+                    self._external.setdefault(ext, iid)
+                if w.timers is not None:
+                    self._timers[iid] = tuple(sorted(w.timers, key=lambda t: (t.at, t.key)))
+                    for key in [k for k in self._timer_claims if k[0] == iid]:
+                        del self._timer_claims[key]
+                for m in w.outbox:
+                    self._outbox.setdefault(m.id, m)
 
     def get(self, incident_id: str) -> IncidentState | None:
         return self._states.get(incident_id)
@@ -153,3 +289,74 @@ class MemoryStore(Store):
                     found.append(Due(d.due, s.id, d.clock))
         found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
         return found
+
+    # -- timers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _free(claim: tuple[str, datetime | None] | None, worker: str, now: datetime) -> bool:
+        if claim is None:
+            return True
+        holder, until = claim
+        return holder == worker or (until is not None and until <= now)
+
+    def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[Timer]:
+        with self._lock:
+            due = sorted((t for ts in self._timers.values() for t in ts if t.at <= until),
+                         key=lambda t: (t.at, t.incident_id, t.key))
+            out = []
+            for t in due:
+                k = (t.incident_id, t.key)
+                if self._free(self._timer_claims.get(k), worker, until):
+                    self._timer_claims[k] = (worker, lease_until)
+                    out.append(t)
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def release_timers(self, worker: str) -> None:
+        with self._lock:
+            for k in [k for k, (w, _) in self._timer_claims.items() if w == worker]:
+                del self._timer_claims[k]
+            for k in [k for k, (w, _) in self._outbox_claims.items() if w == worker]:
+                del self._outbox_claims[k]
+
+    def timers(self, incident_id: str | None = None) -> list[Timer]:
+        with self._lock:
+            if incident_id is not None:
+                return list(self._timers.get(incident_id, ()))
+            return sorted((t for ts in self._timers.values() for t in ts), key=lambda t: (t.at, t.incident_id, t.key))
+
+    # -- outbox --------------------------------------------------------------------------
+
+    def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[OutboxMessage]:
+        with self._lock:
+            ready = sorted((m for m in self._outbox.values() if m.status == "pending" and m.next_attempt_at <= now),
+                           key=lambda m: (m.next_attempt_at, m.created_at, m.id))
+            out = []
+            for m in ready:
+                if self._free(self._outbox_claims.get(m.id), worker, now):
+                    self._outbox_claims[m.id] = (worker, lease_until)
+                    out.append(m)
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
+        if write is not None:
+            self.write([write])
+        with self._lock:
+            self._outbox[message.id] = message
+            self._attempts.setdefault(message.id, []).append(attempt)
+            self._outbox_claims.pop(message.id, None)
+
+    def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        with self._lock:
+            found = [m for m in self._outbox.values()
+                     if (incident_id is None or m.incident_id == incident_id) and (status is None or m.status == status)]
+        return sorted(found, key=lambda m: (m.created_at, m.id))
+
+    def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        with self._lock:
+            return list(self._attempts.get(message_id, ()))

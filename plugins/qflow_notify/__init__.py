@@ -1,0 +1,3 @@
+"""Built-in plugin qflow_notify (being written)."""
+
+from __future__ import annotations

@@ -1,0 +1,16 @@
+"""Time-driven work: ``tick(now)`` fires what is due. Mixed into :class:`qflow.Engine`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qflow.engine import Engine as _Base
+else:
+    _Base = object
+
+__all__ = ["Scheduling"]
+
+
+class Scheduling(_Base):
+    pass
