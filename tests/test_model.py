@@ -21,6 +21,7 @@ from qflow import (
     Customer,
     Deadline,
     Decision,
+    Effect,
     Event,
     Incident,
     IncidentState,
@@ -83,6 +84,7 @@ assignment = st.builds(Assignment, team=opt_text, owner=opt_text, responsibility
                        matched=st.lists(text, max_size=2), sources=st.dictionaries(text, text, max_size=2))
 notification = st.builds(Notification, incident_id=text, topic=text, at=aware, recipients=st.lists(text, max_size=2),
                          subject=text, body=text, data=extra)
+effect = st.builds(Effect, type=text, source=text, data=extra, notifications=st.lists(notification, max_size=2))
 state = st.builds(
     IncidentState, incident=incident, stage=st.sampled_from(Stage), seq=st.integers(1, 1000), updated_at=aware,
     decision=st.none() | decision, causes=st.lists(cause, max_size=2), actions=st.lists(action, max_size=2),
@@ -93,7 +95,7 @@ ALL = {
     Person: person, Customer: customer, Attachment: attachment, Incident: incident, WhyStep: why, Cause: cause,
     Action: action, Verification: verification, Event: event, Deadline: deadline, TraceStep: step,
     Decision: decision, Classification: classification, Assignment: assignment, Notification: notification,
-    IncidentState: state,
+    IncidentState: state, Effect: effect,
 }
 
 

@@ -31,6 +31,7 @@ from qflow.model import (
     Customer,
     Deadline,
     Decision,
+    Effect,
     Event,
     Incident,
     IncidentState,
@@ -44,16 +45,16 @@ from qflow.model import (
     WhyStep,
 )
 from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
-from qflow.store import IncidentQuery, MemoryStore, Store
+from qflow.store import DeliveryAttempt, IncidentQuery, MemoryStore, OutboxMessage, Store, Timer, Write
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
-    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic",
+    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
-    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "Trace",
+    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
     "TraceStep", "TransitionError", "Verification", "VerificationResult", "WhyStep",
     "format_duration", "hookimpl", "incident_view", "load_ruleset", "load_ruleset_text",
     "make_converter", "make_plugin_manager", "parse_duration", "parse_incident",

@@ -42,8 +42,10 @@ COMMANDS = ("check", "decide", "explain", "demo")
 #: is ``(args, out, err) -> exit status``. Shared pieces (UsageError, _load, _plugins
 #: ...) are imported from this module.
 COMMAND_MODULES = (
-    "qflow._cli_authoring",  # test, lint, replay, schema, graph, init
-    "qflow._cli_store",      # db, import, ls, show, worker
+    "qflow._cli_authoring",  # test, replay, graph, init
+    "qflow._cli_lint",       # lint, schema
+    "qflow._cli_store",      # db, import, ls, show
+    "qflow._cli_worker",     # worker
     "qflow._cli_notify",     # notify test, notify preview
     "qflow._cli_loop",       # confirm, reject, cause, action, verify, close, reopen, problems, risks
     "qflow._cli_report",     # report, survey, score, forms

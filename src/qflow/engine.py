@@ -27,6 +27,7 @@ from qflow.model import (
     Assignment,
     Classification,
     Decision,
+    Effect,
     Event,
     Incident,
     IncidentState,
@@ -38,6 +39,7 @@ from qflow.model import (
 from qflow.ruleset import Ruleset, load_ruleset
 from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Store, Timer, Write
 from qflow._loop import LoopCommands
+from qflow._delivery import Delivery
 from qflow._tick import Scheduling
 
 __all__ = ["Engine", "open_store", "parse_incident"]
@@ -154,6 +156,10 @@ class _Hooks:
         found = self._hook.qflow_plan_delivery(notification=notification, state=state, ruleset=ruleset, now=now)
         return [m for messages in found for m in messages]
 
+    def due(self, state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset,
+            now: datetime) -> list[Sequence[Effect]]:
+        return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now)
+
     def open_store(self, url: str) -> Store | None:
         return self._hook.qflow_open_store(url=url)
 
@@ -185,11 +191,12 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
         raise InputError("; ".join(lines)) from None
 
 
-class Engine(LoopCommands, Scheduling):
+class Engine(LoopCommands, Scheduling, Delivery):
     """Decides and records incidents under one ruleset.
 
-    The commands of the improvement loop live in ``_loop.py`` and ``tick`` in
-    ``_tick.py``; both record through :meth:`_record_many`, the one write path.
+    The commands of the improvement loop live in ``_loop.py``, ``tick`` in ``_tick.py``
+    and outbox delivery in ``_delivery.py``; they record through :meth:`_record_many`,
+    the one write path.
     """
 
     def __init__(
@@ -330,10 +337,12 @@ class Engine(LoopCommands, Scheduling):
         return self._record_many(state, [(type_, data, source)], actor=actor)
 
     def _record_many(self, state: IncidentState, items: Sequence[tuple[str, Mapping[str, Any], str | None]], *,
-                     actor: str | None = None, notifications: Sequence[Notification] = ()) -> IncidentState:
+                     actor: str | None = None, notifications: Sequence[Notification] = (),
+                     now: datetime | None = None) -> IncidentState:
         """Append events after *state* in one store transaction, with the incident's new
         timers and the outbox messages for *notifications*; return the new state."""
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         new = [Event(state.id, state.seq + i + 1, now, type_, actor=actor, source=source,
                      ruleset=self.ruleset.ref, data=data)
                for i, (type_, data, source) in enumerate(items)]

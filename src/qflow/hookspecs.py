@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         TraceStep,
     )
     from qflow.ruleset import Ruleset, Section
-    from qflow.model import Event
+    from qflow.model import Effect, Event
     from qflow.store import OutboxMessage, Store, Timer
 
 PROJECT = "qflow"
@@ -307,6 +307,34 @@ def qflow_plan_delivery(
 
     All implementations are called and their lists joined; the messages are written
     in the same transaction as the events that caused them.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_due(
+    state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset, now: datetime
+) -> Sequence[Effect]:
+    """Act on what has fallen due for an incident: fire escalation steps, remind action
+    owners, start a scheduled verification.
+
+    Called by ``Engine.tick(now)`` once per incident that has due timers, never once
+    per missed tick: after downtime, a plugin fires each step once and records that
+    it did, so the same log never fires it again. What is recorded is read back from
+    the log (``events``), which makes each step fire once per incident even when two
+    workers race (the second one's append fails its sequence check and it re-reads).
+
+    :param state: the incident as it stands.
+    :param events: its whole event log, oldest first.
+    :param timers: its timers that are due at *now* (any plugin's; look at ``key``).
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the tick.
+    :returns: the :class:`~qflow.model.Effect` values to record, possibly empty.
+
+    All implementations are called and their lists joined; the effects are recorded
+    in one transaction, their notifications in the outbox, and the incident's timers
+    are then scheduled anew.
 
     .. versionadded:: 0.2
     """

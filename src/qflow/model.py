@@ -25,6 +25,7 @@ __all__ = [
     "Customer",
     "Deadline",
     "Decision",
+    "Effect",
     "Event",
     "Incident",
     "IncidentState",
@@ -362,6 +363,17 @@ class Notification:
     subject: str = ""
     body: str = ""
     data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+
+
+@attrs.frozen
+class Effect:
+    """What a plugin wants recorded when something falls due (``qflow_due``): one
+    event, and the notifications it causes (written to the outbox with it)."""
+
+    type: str
+    source: str
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    notifications: tuple[Notification, ...] = attrs.field(default=(), converter=tuple)
 
 
 @attrs.frozen
