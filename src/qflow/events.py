@@ -35,6 +35,12 @@ __all__ = [
     "DECISION_MADE",
     "INCIDENT_REPORTED",
     "NOTIFICATION_FAILED",
+    "ACKNOWLEDGED",
+    "REASSIGNED",
+    "REPORT_ATTACHED",
+    "RESPONDED",
+    "SEVERITY_CHANGED",
+    "STATUS_CHANGED",
     "STAGE_CHANGED",
     "VERIFICATION_RECORDED",
     "apply",
@@ -50,6 +56,12 @@ ACTION_PLANNED = "ActionPlanned"  #: data: the action
 ACTION_UPDATED = "ActionUpdated"  #: data: id, status, done_at
 VERIFICATION_RECORDED = "VerificationRecorded"  #: data: the verification
 NOTIFICATION_FAILED = "NotificationFailed"  #: data: topic, plugin, error
+REPORT_ATTACHED = "ReportAttached"  #: data: the further report (an incident), channel, dedup_key
+SEVERITY_CHANGED = "SeverityChanged"  #: data: from, to, reason (escalation or a person)
+REASSIGNED = "Reassigned"  #: data: team, owner, reason (None keeps the field)
+ACKNOWLEDGED = "Acknowledged"  #: data: note
+RESPONDED = "Responded"  #: data: message, channel (the first answer to the customer stops `respond`)
+STATUS_CHANGED = "StatusChanged"  #: data: from, to, reason (working, waiting_customer, waiting_vendor ...)
 
 
 class AuditSequenceError(QflowError):
@@ -102,6 +114,21 @@ def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | No
         )
     elif event.type == VERIFICATION_RECORDED:
         changes["verifications"] = state.verifications + (conv.structure(dict(data), Verification),)
+    elif event.type == SEVERITY_CHANGED and state.decision is not None:
+        changes["decision"] = attrs.evolve(state.decision, severity=data["to"])
+    elif event.type == REASSIGNED and state.decision is not None:
+        changes["decision"] = attrs.evolve(
+            state.decision,
+            team=data.get("team") or state.decision.team,
+            owner=data.get("owner") if data.get("owner") is not None else state.decision.owner)
+    elif event.type == ACKNOWLEDGED and state.acknowledged_at is None:
+        changes["acknowledged_at"] = event.at
+    elif event.type == RESPONDED and state.responded_at is None:
+        changes["responded_at"] = event.at
+    elif event.type == STATUS_CHANGED:
+        changes["status"] = data["to"]
+    elif event.type == REPORT_ATTACHED:
+        changes["reports"] = state.reports + 1
     return attrs.evolve(state, **changes)
 
 

@@ -389,6 +389,10 @@ class IncidentState:
     actions: tuple[Action, ...] = attrs.field(default=(), converter=tuple)
     verifications: tuple[Verification, ...] = attrs.field(default=(), converter=tuple)
     rejected_reason: str | None = None
+    status: str | None = None  # within a stage: working, waiting_customer, waiting_vendor ...
+    acknowledged_at: datetime | None = attrs.field(default=None, validator=_aware)
+    responded_at: datetime | None = attrs.field(default=None, validator=_aware)
+    reports: int = 1  # how many reports (channels, repeats) this incident gathers
 
     @property
     def id(self) -> str:

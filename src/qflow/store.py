@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -43,7 +44,13 @@ class IncidentQuery:
     stages: tuple[Stage, ...] | None = None
     team: str | None = None
     severity: str | None = None
+    category: str | None = None  # the decided category
+    owner: str | None = None
+    place: str | None = None
     open_only: bool = False
+    reported_from: datetime | None = None  # reported_at >= this
+    reported_until: datetime | None = None  # reported_at < this
+    overdue_at: datetime | None = None  # some deadline of the decision falls before this
     limit: int | None = None
 
     def matches(self, state: IncidentState) -> bool:
@@ -52,9 +59,22 @@ class IncidentQuery:
         if self.stages is not None and state.stage not in self.stages:
             return False
         d = state.decision
-        if self.team is not None and (d is None or d.team != self.team):
+        for name in ("team", "severity", "category", "owner"):
+            wanted = getattr(self, name)
+            if wanted is not None and (d is None or getattr(d, name) != wanted):
+                return False
+        inc = state.incident
+        if self.place is not None and inc.place != self.place:
             return False
-        return not (self.severity is not None and (d is None or d.severity != self.severity))
+        at = inc.reported_at
+        if self.reported_from is not None and (at is None or at < self.reported_from):
+            return False
+        if self.reported_until is not None and (at is None or at >= self.reported_until):
+            return False
+        if self.overdue_at is not None:
+            if d is None or not any(dl.due < self.overdue_at for dl in d.deadlines):
+                return False
+        return True
 
 
 @attrs.frozen
@@ -161,6 +181,25 @@ class Store(abc.ABC):
     def timers(self, incident_id: str | None = None) -> list[Timer]:
         """Pending timers (of one incident, or all), earliest first."""
 
+    # -- documents ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        """Store a document that is not an incident (a problem record, a known error,
+        an assessment score) as JSON data. *version* is the new version: 1 creates it,
+        N replaces version N - 1.
+
+        :raises ConcurrencyError: the stored version is not *version* - 1.
+        """
+
+    @abc.abstractmethod
+    def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        """``(version, data)`` of one document, or None."""
+
+    @abc.abstractmethod
+    def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        """Every document of *kind* as ``(id, version, data)``, in id order."""
+
     # -- outbox --------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -220,6 +259,7 @@ class MemoryStore(Store):
         self._outbox: dict[str, OutboxMessage] = {}
         self._outbox_claims: dict[str, tuple[str, datetime | None]] = {}
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
+        self._documents: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self._counter = 0
 
     def next_id(self) -> str:
@@ -350,6 +390,20 @@ class MemoryStore(Store):
             self._outbox[message.id] = message
             self._attempts.setdefault(message.id, []).append(attempt)
             self._outbox_claims.pop(message.id, None)
+
+    def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        with self._lock:
+            have = self._documents.get((kind, doc_id), (0, {}))[0]
+            if have != version - 1:
+                raise ConcurrencyError(f"{kind} {doc_id} is at version {have}, not {version - 1}; reload it and try again")
+            self._documents[(kind, doc_id)] = (version, dict(data))
+
+    def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        return self._documents.get((kind, doc_id))
+
+    def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        with self._lock:
+            return sorted((i, v, d) for (k, i), (v, d) in self._documents.items() if k == kind)
 
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         with self._lock:

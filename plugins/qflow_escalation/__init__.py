@@ -1,0 +1,3 @@
+"""Built-in plugin qflow_escalation (being written)."""
+
+from __future__ import annotations
