@@ -41,6 +41,7 @@ __all__ = [
     "RESPONDED",
     "SEVERITY_CHANGED",
     "STATUS_CHANGED",
+    "SURVEY_RECORDED",
     "STAGE_CHANGED",
     "VERIFICATION_RECORDED",
     "apply",
@@ -62,6 +63,7 @@ REASSIGNED = "Reassigned"  #: data: team, owner, reason (None keeps the field)
 ACKNOWLEDGED = "Acknowledged"  #: data: note
 RESPONDED = "Responded"  #: data: message, channel (the first answer to the customer stops `respond`)
 STATUS_CHANGED = "StatusChanged"  #: data: from, to, reason (working, waiting_customer, waiting_vendor ...)
+SURVEY_RECORDED = "SurveyRecorded"  #: data: score, scale, nps, comment, channel, respondent, self_rated
 
 
 class AuditSequenceError(QflowError):
