@@ -160,6 +160,13 @@ class _Hooks:
             now: datetime) -> list[Sequence[Effect]]:
         return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now)
 
+    def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+                now: datetime) -> dict[str, Any]:
+        rows: dict[str, Any] = {}
+        for found in self._hook.qflow_project(state=state, events=tuple(events), ruleset=ruleset, now=now):
+            rows.update(found or {})
+        return rows
+
     def open_store(self, url: str) -> Store | None:
         return self._hook.qflow_open_store(url=url)
 
@@ -360,7 +367,8 @@ class Engine(LoopCommands, Scheduling, Delivery):
         for *notifications*."""
         timers = self._hooks.schedule(after, history, self.ruleset, now)
         outbox = [m for n in notifications for m in self._hooks.plan_delivery(n, after, self.ruleset, now)]
-        return Write(tuple(new), after, tuple(timers), tuple(outbox))
+        rows = self._hooks.project(after, history, self.ruleset, now)
+        return Write(tuple(new), after, tuple(timers), tuple(outbox), rows)
 
     # -- reading -----------------------------------------------------------------------
 

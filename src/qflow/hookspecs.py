@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     )
     from qflow.ruleset import Ruleset, Section
     from qflow.model import Effect, Event
-    from qflow.store import OutboxMessage, Store, Timer
+    from qflow.store import OutboxMessage, Projection, Store, Timer
 
 PROJECT = "qflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -335,6 +335,44 @@ def qflow_due(
     All implementations are called and their lists joined; the effects are recorded
     in one transaction, their notifications in the outbox, and the incident's timers
     are then scheduled anew.
+
+    .. versionadded:: 0.2
+    """
+
+
+# -------------------------------------------------------------------------
+# Projections: per-incident rows for figures aggregated in the database
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_projections() -> Sequence[Projection]:
+    """Declare the projections this plugin keeps: tables of one row per incident
+    with typed columns, aggregated by the store (``Store.aggregate``) for reports.
+
+    :returns: the :class:`~qflow.store.Projection` values, possibly empty.
+
+    All implementations are called and their lists joined; stores create the tables.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_project(
+    state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime
+) -> Mapping[str, Mapping[str, Any] | None]:
+    """Compute this plugin's projection rows for one incident after a command.
+
+    :param state: the incident after the command.
+    :param events: its whole event log, oldest first.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :returns: ``{projection name: row}`` (a row maps column names to values; None
+        deletes the incident's row), or an empty mapping.
+
+    All implementations are called; the rows are written in the same transaction as
+    the events, so a figure never counts an event that was not stored.
 
     .. versionadded:: 0.2
     """

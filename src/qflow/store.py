@@ -20,8 +20,8 @@ def _frozen_map(value: object) -> FrozenDict:
     return value if isinstance(value, FrozenDict) else FrozenDict(value or {})  # type: ignore[arg-type]
 
 __all__ = [
-    "CLOSED_STAGES", "DeliveryAttempt", "Due", "IncidentQuery", "MemoryStore", "OutboxMessage", "Store",
-    "Timer", "Write",
+    "CLOSED_STAGES", "DeliveryAttempt", "Due", "Filter", "IncidentQuery", "Measure", "MemoryStore",
+    "OutboxMessage", "Projection", "Store", "Timer", "Write",
 ]
 
 #: Stages in which an incident no longer runs any clock.
@@ -121,6 +121,44 @@ class DeliveryAttempt:
     worker: str | None = None
 
 
+#: Column types of a projection: text, integer, real (times are real epoch seconds).
+COLUMN_TYPES = ("text", "int", "real")
+
+
+@attrs.frozen
+class Projection:
+    """A table of one row per incident that a plugin keeps up to date through
+    ``qflow_project``, so figures over many incidents are aggregated in the database
+    (``Store.aggregate``) instead of loading incidents. Declared by ``qflow_projections``.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...] = attrs.field(converter=tuple)  # (name, type in COLUMN_TYPES)
+    doc: str = ""
+
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+
+@attrs.frozen
+class Measure:
+    """One aggregate over a projection column: ``count`` (rows, or non-null values of
+    *column*), ``sum``, ``avg``, ``min``, ``max``, ``median`` or ``p90`` (nearest rank:
+    the smallest value with at least 90% of the values at or below it)."""
+
+    fn: str
+    column: str | None = None
+
+
+@attrs.frozen
+class Filter:
+    """``column op value``; op is one of == != < <= > >= in "is null" "not null"."""
+
+    column: str
+    op: str
+    value: Any = None
+
+
 @attrs.frozen
 class Write:
     """Everything one command writes for one incident, in one transaction.
@@ -132,6 +170,7 @@ class Write:
     state: IncidentState
     timers: tuple[Timer, ...] | None = None
     outbox: tuple[OutboxMessage, ...] = attrs.field(default=(), converter=tuple)
+    rows: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)  # projection -> row (None deletes)
 
 
 class Store(abc.ABC):
@@ -242,6 +281,14 @@ class Store(abc.ABC):
     def due(self, until: datetime) -> list[Due]:
         """Deadlines of open incidents falling at or before *until*, earliest first."""
 
+    # -- projections -------------------------------------------------------------------
+
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
+                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        """Aggregate the rows of *projection*: one tuple per group, the group values
+        first, then one value per measure; groups sorted by their values."""
+        raise NotImplementedError(f"{type(self).__name__} cannot aggregate projections yet")
+
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections and files."""
 
@@ -260,6 +307,7 @@ class MemoryStore(Store):
         self._outbox_claims: dict[str, tuple[str, datetime | None]] = {}
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
         self._documents: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        self._rows: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._counter = 0
 
     def next_id(self) -> str:
@@ -301,6 +349,12 @@ class MemoryStore(Store):
                         del self._timer_claims[key]
                 for m in w.outbox:
                     self._outbox.setdefault(m.id, m)
+                for name, row in w.rows.items():
+                    table = self._rows.setdefault(name, {})
+                    if row is None:
+                        table.pop(iid, None)
+                    else:
+                        table[iid] = row
 
     def get(self, incident_id: str) -> IncidentState | None:
         return self._states.get(incident_id)
@@ -391,6 +445,12 @@ class MemoryStore(Store):
             self._attempts.setdefault(message.id, []).append(attempt)
             self._outbox_claims.pop(message.id, None)
 
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
+                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            rows = list(self._rows.get(projection.name, {}).values())
+        return aggregate_rows(rows, projection, measures, group_by, where)
+
     def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
         with self._lock:
             have = self._documents.get((kind, doc_id), (0, {}))[0]
@@ -414,3 +474,70 @@ class MemoryStore(Store):
     def attempts(self, message_id: str) -> list[DeliveryAttempt]:
         with self._lock:
             return list(self._attempts.get(message_id, ()))
+
+
+# -- aggregation in Python (the memory store; the reference the SQL stores are tested against)
+
+_OPS: Mapping[str, Any] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a is not None and a < b, "<=": lambda a, b: a is not None and a <= b,
+    ">": lambda a, b: a is not None and a > b, ">=": lambda a, b: a is not None and a >= b,
+    "in": lambda a, b: a in b, "is null": lambda a, _b: a is None, "not null": lambda a, _b: a is not None,
+}
+MEASURES = ("count", "sum", "avg", "min", "max", "median", "p90")
+
+
+def check_query(projection: Projection, measures: Sequence[Measure], group_by: Sequence[str],
+                where: Sequence[Filter]) -> None:
+    """Refuse unknown columns, functions and operators before any SQL is built."""
+    names = set(projection.column_names())
+    for col in [*group_by, *(f.column for f in where), *(m.column for m in measures if m.column is not None)]:
+        if col not in names:
+            raise ValueError(f"projection {projection.name} has no column '{col}'; it has: {', '.join(sorted(names))}")
+    for m in measures:
+        if m.fn not in MEASURES or (m.column is None and m.fn != "count"):
+            raise ValueError(f"unknown measure {m.fn}({m.column or ''}); use one of {', '.join(MEASURES)}")
+    for f in where:
+        if f.op not in _OPS:
+            raise ValueError(f"unknown operator '{f.op}'; use one of {', '.join(_OPS)}")
+
+
+def nearest_rank(values: Sequence[Any], fraction: float) -> Any:
+    """The smallest value with at least *fraction* of *values* at or below it (sorted input)."""
+    if not values:
+        return None
+    import math
+
+    return values[max(1, math.ceil(fraction * len(values))) - 1]
+
+
+def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, measures: Sequence[Measure],
+                   group_by: Sequence[str], where: Sequence[Filter]) -> list[tuple[Any, ...]]:
+    check_query(projection, measures, group_by, where)
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if all(_OPS[f.op](row.get(f.column), f.value) for f in where):
+            groups.setdefault(tuple(row.get(c) for c in group_by), []).append(row)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple((v is not None, v) for v in k)):
+        members = groups[key]
+        values = []
+        for m in measures:
+            col = [r.get(m.column) for r in members] if m.column else None
+            present = sorted(v for v in col if v is not None) if col is not None else None
+            if m.fn == "count":
+                values.append(len(members) if present is None else len(present))
+            elif m.fn == "sum":
+                values.append(sum(present) if present else None)
+            elif m.fn == "avg":
+                values.append(sum(present) / len(present) if present else None)
+            elif m.fn == "min":
+                values.append(present[0] if present else None)
+            elif m.fn == "max":
+                values.append(present[-1] if present else None)
+            elif m.fn == "median":
+                values.append(nearest_rank(present, 0.5))
+            else:
+                values.append(nearest_rank(present, 0.9))
+        out.append(key + tuple(values))
+    return out
