@@ -141,6 +141,15 @@ class Projection:
 
 
 @attrs.frozen
+class Filter:
+    """``column op value``; op is one of == != < <= > >= in "is null" "not null"."""
+
+    column: str
+    op: str
+    value: Any = None
+
+
+@attrs.frozen
 class Measure:
     """One aggregate over a projection column: ``count`` (rows, or non-null values of
     *column*), ``sum``, ``avg``, ``min``, ``max``, ``median`` or ``p90`` (nearest rank:
@@ -148,15 +157,7 @@ class Measure:
 
     fn: str
     column: str | None = None
-
-
-@attrs.frozen
-class Filter:
-    """``column op value``; op is one of == != < <= > >= in "is null" "not null"."""
-
-    column: str
-    op: str
-    value: Any = None
+    where: tuple[Filter, ...] = attrs.field(default=(), converter=tuple)  # only rows where all hold
 
 
 @attrs.frozen
@@ -491,13 +492,14 @@ def check_query(projection: Projection, measures: Sequence[Measure], group_by: S
                 where: Sequence[Filter]) -> None:
     """Refuse unknown columns, functions and operators before any SQL is built."""
     names = set(projection.column_names())
-    for col in [*group_by, *(f.column for f in where), *(m.column for m in measures if m.column is not None)]:
+    conditions = [*where, *(f for m in measures for f in m.where)]
+    for col in [*group_by, *(f.column for f in conditions), *(m.column for m in measures if m.column is not None)]:
         if col not in names:
             raise ValueError(f"projection {projection.name} has no column '{col}'; it has: {', '.join(sorted(names))}")
     for m in measures:
         if m.fn not in MEASURES or (m.column is None and m.fn != "count"):
             raise ValueError(f"unknown measure {m.fn}({m.column or ''}); use one of {', '.join(MEASURES)}")
-    for f in where:
+    for f in conditions:
         if f.op not in _OPS:
             raise ValueError(f"unknown operator '{f.op}'; use one of {', '.join(_OPS)}")
 
@@ -523,10 +525,14 @@ def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, me
         members = groups[key]
         values = []
         for m in measures:
-            col = [r.get(m.column) for r in members] if m.column else None
-            present = sorted(v for v in col if v is not None) if col is not None else None
+            rows_m = [r for r in members if all(_OPS[f.op](r.get(f.column), f.value) for f in m.where)]
+            if m.column is None:
+                values.append(len(rows_m))
+                continue
+            col = [r.get(m.column) for r in rows_m]
+            present = sorted(v for v in col if v is not None)
             if m.fn == "count":
-                values.append(len(members) if present is None else len(present))
+                values.append(len(present))
             elif m.fn == "sum":
                 values.append(sum(present) if present else None)
             elif m.fn == "avg":
