@@ -361,15 +361,16 @@ def qflow_projections() -> Sequence[Projection]:
 @hookspec
 def qflow_project(
     state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime
-) -> Mapping[str, Mapping[str, Any] | None]:
+) -> Mapping[str, Any]:
     """Compute this plugin's projection rows for one incident after a command.
 
     :param state: the incident after the command.
     :param events: its whole event log, oldest first.
     :param ruleset: the loaded ruleset.
     :param now: the moment of the command.
-    :returns: ``{projection name: row}`` (a row maps column names to values; None
-        deletes the incident's row), or an empty mapping.
+    :returns: ``{projection name: rows}`` where rows is one row (a mapping of column
+        names to values), a list of rows, or None for none; they replace the
+        incident's previous rows in that projection.
 
     All implementations are called; the rows are written in the same transaction as
     the events, so a figure never counts an event that was not stored.

@@ -152,7 +152,7 @@ class Filter:
 @attrs.frozen
 class Measure:
     """One aggregate over a projection column: ``count`` (rows, or non-null values of
-    *column*), ``sum``, ``avg``, ``min``, ``max``, ``median`` or ``p90`` (nearest rank:
+    *column*), ``count_distinct``, ``sum``, ``avg``, ``min``, ``max``, ``median`` or ``p90`` (nearest rank:
     the smallest value with at least 90% of the values at or below it)."""
 
     fn: str
@@ -171,7 +171,9 @@ class Write:
     state: IncidentState
     timers: tuple[Timer, ...] | None = None
     outbox: tuple[OutboxMessage, ...] = attrs.field(default=(), converter=tuple)
-    rows: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)  # projection -> row (None deletes)
+    #: projection name -> the incident's rows there: one mapping, a list of them, or None
+    #: (no rows); they replace the incident's previous rows in that projection.
+    rows: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
 
 
 class Store(abc.ABC):
@@ -274,6 +276,29 @@ class Store(abc.ABC):
     def find_external(self, external_id: str) -> str | None:
         """The id of the incident reported with *external_id*, if any."""
 
+    def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        """The id of the open incident reported with *dedup_key* at or after *since*
+        (the latest such report when there are several), or None."""
+        raise NotImplementedError(f"{type(self).__name__} does not look up dedup keys yet")
+
+    def next_ids(self, count: int) -> list[str]:
+        """*count* new incident ids at once (batch intake)."""
+        return [self.next_id() for _ in range(count)]
+
+    def count(self, query: IncidentQuery) -> int:
+        """How many incidents match *query* (its ``limit`` aside)."""
+        return len(self.query(attrs.evolve(query, limit=None)))
+
+    def schema_version(self) -> int:
+        """The schema version this store's data is at (0 for a store without a schema)."""
+        return 0
+
+    def upgrade(self) -> tuple[int, int]:
+        """Migrate the stored data forward to the schema this qflow knows, in one
+        transaction; return ``(from, to)``. A store at the current version is left alone."""
+        version = self.schema_version()
+        return (version, version)
+
     @abc.abstractmethod
     def query(self, query: IncidentQuery) -> list[IncidentState]:
         """Incidents matching *query*, oldest report first."""
@@ -294,6 +319,13 @@ class Store(abc.ABC):
         """Release connections and files."""
 
 
+def _report_order(state: IncidentState) -> tuple[datetime, int, str]:
+    # Oldest report first; ids of one store compare by their number (INC-9 < INC-10).
+    at = state.incident.reported_at or state.updated_at
+    tail = state.id.rsplit("-", 1)[-1]
+    return (at, int(tail) if tail.isdigit() else 0, state.id)
+
+
 class MemoryStore(Store):
     """Everything in dicts; gone when the process ends. Thread-safe."""
 
@@ -302,13 +334,14 @@ class MemoryStore(Store):
         self._states: dict[str, IncidentState] = {}
         self._events: dict[str, list[Event]] = {}
         self._external: dict[str, str] = {}
+        self._dedup: dict[str, list[str]] = {}
         self._timers: dict[str, tuple[Timer, ...]] = {}
         self._timer_claims: dict[tuple[str, str], tuple[str, datetime | None]] = {}
         self._outbox: dict[str, OutboxMessage] = {}
         self._outbox_claims: dict[str, tuple[str, datetime | None]] = {}
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
         self._documents: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-        self._rows: dict[str, dict[str, Mapping[str, Any]]] = {}
+        self._rows: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
         self._counter = 0
 
     def next_id(self) -> str:
@@ -344,18 +377,17 @@ class MemoryStore(Store):
                 ext = w.state.incident.external_id
                 if ext is not None:
                     self._external.setdefault(ext, iid)
+                key = w.state.incident.dedup_key
+                if key is not None and iid not in self._dedup.get(key, ()):
+                    self._dedup.setdefault(key, []).append(iid)
                 if w.timers is not None:
                     self._timers[iid] = tuple(sorted(w.timers, key=lambda t: (t.at, t.key)))
                     for key in [k for k in self._timer_claims if k[0] == iid]:
                         del self._timer_claims[key]
                 for m in w.outbox:
                     self._outbox.setdefault(m.id, m)
-                for name, row in w.rows.items():
-                    table = self._rows.setdefault(name, {})
-                    if row is None:
-                        table.pop(iid, None)
-                    else:
-                        table[iid] = row
+                for name, rows in w.rows.items():
+                    self._rows.setdefault(name, {})[iid] = projection_rows(rows)
 
     def get(self, incident_id: str) -> IncidentState | None:
         return self._states.get(incident_id)
@@ -366,10 +398,18 @@ class MemoryStore(Store):
     def find_external(self, external_id: str) -> str | None:
         return self._external.get(external_id)
 
+    def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        with self._lock:
+            found = [s for s in (self._states[i] for i in self._dedup.get(dedup_key, ()))
+                     if s.stage not in CLOSED_STAGES and s.incident.reported_at is not None
+                     and s.incident.reported_at >= since]
+        found.sort(key=_report_order)
+        return found[-1].id if found else None
+
     def query(self, query: IncidentQuery) -> list[IncidentState]:
         with self._lock:
             states: Iterable[IncidentState] = list(self._states.values())
-        out = [s for s in states if query.matches(s)]
+        out = sorted((s for s in states if query.matches(s)), key=_report_order)
         return out[: query.limit] if query.limit is not None else out
 
     def due(self, until: datetime) -> list[Due]:
@@ -449,7 +489,7 @@ class MemoryStore(Store):
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
                   where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            rows = list(self._rows.get(projection.name, {}).values())
+            rows = [r for per_incident in self._rows.get(projection.name, {}).values() for r in per_incident]
         return aggregate_rows(rows, projection, measures, group_by, where)
 
     def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
@@ -485,7 +525,16 @@ _OPS: Mapping[str, Any] = {
     ">": lambda a, b: a is not None and a > b, ">=": lambda a, b: a is not None and a >= b,
     "in": lambda a, b: a in b, "is null": lambda a, _b: a is None, "not null": lambda a, _b: a is not None,
 }
-MEASURES = ("count", "sum", "avg", "min", "max", "median", "p90")
+MEASURES = ("count", "count_distinct", "sum", "avg", "min", "max", "median", "p90")
+
+
+def projection_rows(value: Any) -> list[Mapping[str, Any]]:
+    """The rows of one incident in a projection, however ``qflow_project`` gave them."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    return list(value)
 
 
 def check_query(projection: Projection, measures: Sequence[Measure], group_by: Sequence[str],
@@ -533,6 +582,8 @@ def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, me
             present = sorted(v for v in col if v is not None)
             if m.fn == "count":
                 values.append(len(present))
+            elif m.fn == "count_distinct":
+                values.append(len(set(present)))
             elif m.fn == "sum":
                 values.append(sum(present) if present else None)
             elif m.fn == "avg":
