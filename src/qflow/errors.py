@@ -11,6 +11,7 @@ __all__ = [
     "PluginError",
     "QflowError",
     "RulesetError",
+    "StoreUnavailableError",
     "TransitionError",
 ]
 
@@ -36,6 +37,11 @@ class IncidentNotFoundError(QflowError, KeyError):
 
 class ConcurrencyError(QflowError):
     """Someone else appended to the incident's log first; reload and retry."""
+
+
+class StoreUnavailableError(QflowError):
+    """The store cannot be reached (the database went away); nothing was written.
+    Retrying later is safe: a long-running worker waits and reconnects."""
 
 
 class InputError(QflowError):
