@@ -16,7 +16,7 @@ def test_builtins_are_entry_points_and_can_be_blocked(monkeypatch):
     monkeypatch.delenv("QFLOW_BLOCKED_PLUGINS", raising=False)
     assert {"qflow.vocabulary", "rules", "sla"} <= set(names(qflow.make_plugin_manager(autoload=False)))
     assert "sla" not in names(qflow.make_plugin_manager(autoload=False, blocked=["sla"]))
-    monkeypatch.setenv("QFLOW_BLOCKED_PLUGINS", "rules, sla, sqlite, postgres, notify, loop, escalation")
+    monkeypatch.setenv("QFLOW_BLOCKED_PLUGINS", "rules, sla, sqlite, postgres, notify, loop, escalation, assess")
     assert names(qflow.make_plugin_manager(autoload=False)) == ["qflow.vocabulary"]
 
 
