@@ -45,11 +45,23 @@ from qflow.model import (
     WhyStep,
 )
 from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
-from qflow.store import DeliveryAttempt, IncidentQuery, MemoryStore, OutboxMessage, Store, Timer, Write
+from qflow.store import (
+    DeliveryAttempt,
+    Filter,
+    IncidentQuery,
+    Measure,
+    MemoryStore,
+    OutboxMessage,
+    Projection,
+    Store,
+    Timer,
+    Write,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Filter", "Measure", "Projection",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
     "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
