@@ -569,6 +569,8 @@ def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, me
     for row in rows:
         if all(_OPS[f.op](row.get(f.column), f.value) for f in where):
             groups.setdefault(tuple(row.get(c) for c in group_by), []).append(row)
+    if not group_by and not groups:
+        groups[()] = []  # like SQL: an aggregate without GROUP BY is one row, even over nothing
     out = []
     for key in sorted(groups, key=lambda k: tuple((v is not None, v) for v in k)):
         members = groups[key]
