@@ -25,7 +25,7 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=CST)  # after every shipped incident
 
 HOTEL = RULESETS / "hotel-front-desk.yaml"
 SUPPORT = RULESETS / "support-centre.yaml"
-SHIPPED = sorted(RULESETS.glob("*.yaml"))
+SHIPPED = sorted(p for p in RULESETS.glob("*.yaml") if not p.name.endswith(".tests.yaml"))
 INCIDENT_FILES = {HOTEL: RULESETS / "hotel-front-desk.incidents.jsonl",
                   SUPPORT: RULESETS / "support-centre.incidents.jsonl"}
 

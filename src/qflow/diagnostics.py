@@ -46,6 +46,17 @@ CODES: dict[str, str] = {
     "QF401": "an input line is not valid JSON or not an object",
     "QF402": "an input incident does not fit the incident format",
     "QF501": "a plugin failed while loading its ruleset section",
+    "QF601": "a tests file is empty or not a mapping with `ruleset:` and `tests:`",
+    "QF602": "a tests file has an unknown key, expectation or step action",
+    "QF603": "a tests file or case misses a required key (ruleset, tests, name, incident, expect, a time)",
+    "QF604": "a value in a tests file has the wrong shape",
+    "QF605": "a time or duration in a tests file cannot be read",
+    "QF606": "a test case's incident does not fit the incident format",
+    "QF607": "the ruleset a tests file names does not exist or does not load",
+    "QF608": "an expectation names a team, severity, category or responsibility the ruleset does not define",
+    "QF609": "a test case's steps go back in time",
+    "QF610": "two test cases in one file have the same name",
+    "QF611": "a test step does nothing, or more than one thing",
 }
 
 _PLAIN_KEY = re.compile(r"^[^\W\d][\w-]*$")

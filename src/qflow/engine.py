@@ -41,6 +41,7 @@ from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Store, T
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
+from qflow._versions import Versions
 
 __all__ = ["Engine", "open_store", "parse_incident"]
 
@@ -198,7 +199,7 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
         raise InputError("; ".join(lines)) from None
 
 
-class Engine(LoopCommands, Scheduling, Delivery):
+class Engine(LoopCommands, Scheduling, Delivery, Versions):
     """Decides and records incidents under one ruleset.
 
     The commands of the improvement loop live in ``_loop.py``, ``tick`` in ``_tick.py``
@@ -303,7 +304,7 @@ class Engine(LoopCommands, Scheduling, Delivery):
             incident = attrs.evolve(incident, **changes)
         assert incident.id is not None
         decision = self.decide(incident, now)
-        ref = self.ruleset.ref
+        ref = decision.ruleset  # the ruleset that decided, even if swapped since
         events = (
             Event(incident.id, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
                   data=self._conv.unstructure(incident)),
