@@ -22,6 +22,7 @@ __all__ = [
     "Attachment",
     "Cause",
     "Classification",
+    "Command",
     "Customer",
     "Deadline",
     "Decision",
@@ -29,9 +30,16 @@ __all__ = [
     "Event",
     "Incident",
     "IncidentState",
+    "KnownError",
+    "LedgerEntry",
+    "LedgerKind",
+    "MetricFigure",
     "Notification",
     "Person",
+    "Problem",
+    "RiskPoint",
     "Stage",
+    "Suggestion",
     "Trace",
     "TraceStep",
     "Verification",
@@ -124,20 +132,29 @@ class Incident:
     attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
     tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     external_id: str | None = None
+    #: The same anomaly through another channel carries the same key; within the
+    #: ruleset's ``intake.dedup_window`` it attaches to the open incident.
+    dedup_key: str | None = None
     extra: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
 
 
 @attrs.frozen
 class WhyStep:
-    """One link of a 5-Why chain: *why* did it happen, *because* of what."""
+    """One link of a 5-Why chain: *why* did it happen, *because* of what. The last
+    link of a chain is marked ``root``: its *because* is the root cause."""
 
     why: str
     because: str
+    root: bool = False
 
 
 @attrs.frozen
 class Cause:
-    """A (candidate) root cause with how it was found."""
+    """A (candidate) root cause with how it was found.
+
+    ``code`` is a stable name for the root cause (``rota-gap``) that recurrence
+    fingerprints and the known-error archive match on; ``responsibility`` is the class
+    it points to (from the fishbone ``branch`` when not given)."""
 
     id: str
     summary: str
@@ -147,6 +164,13 @@ class Cause:
     evidence: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
     confirmed: bool = False
     recorded_by: str | None = None
+    code: str | None = None
+    responsibility: str | None = None
+
+    @property
+    def root_cause(self) -> str:
+        """The root cause in words: the last *because* of a 5-Why chain, else the summary."""
+        return self.whys[-1].because if self.whys and self.whys[-1].root else self.summary
 
 
 class ActionKind(str, enum.Enum):
@@ -162,9 +186,30 @@ class ActionStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+class LedgerKind(str, enum.Enum):
+    """What a tracking-ledger (台账) entry records."""
+
+    PROGRESS = "progress"
+    DEVIATION = "deviation"
+    ADJUSTMENT = "adjustment"
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One line of an action's tracking ledger. An adjustment may move the due date."""
+
+    at: datetime = attrs.field(validator=_aware)
+    kind: LedgerKind
+    note: str
+    by: str | None = None
+    percent: int | None = None  # how far along, for progress entries
+    due: datetime | None = attrs.field(default=None, validator=_aware)  # the new due date of an adjustment
+
+
 @attrs.frozen
 class Action:
-    """A measure with an owner, a due date and a measurable target."""
+    """A measure with an owner, a due date and a measurable target; ``feasibility``
+    and ``expected_effect`` are judged before it is planned."""
 
     id: str
     description: str
@@ -174,6 +219,14 @@ class Action:
     target: str | None = None
     status: ActionStatus = ActionStatus.PLANNED
     done_at: datetime | None = attrs.field(default=None, validator=_aware)
+    feasibility: str | None = None
+    expected_effect: str | None = None
+    cause: str | None = None  # the id of the cause it aims at
+    ledger: tuple[LedgerEntry, ...] = attrs.field(default=(), converter=tuple)
+
+    @property
+    def open(self) -> bool:
+        return self.status not in (ActionStatus.DONE, ActionStatus.CANCELLED)
 
 
 class VerificationResult(str, enum.Enum):
@@ -183,8 +236,24 @@ class VerificationResult(str, enum.Enum):
 
 
 @attrs.frozen
+class MetricFigure:
+    """One measured metric of a verification: its value over the baseline window
+    before the measures and over the equal window after, and what that means."""
+
+    metric: str
+    kind: str  # recurrence, satisfaction, kpi
+    baseline: float | None
+    after: float | None
+    result: VerificationResult | None = None  # None: no data in a window
+    note: str | None = None
+
+
+@attrs.frozen
 class Verification:
-    """Whether the measures worked, with the figures that say so."""
+    """Whether the measures worked, with the figures that say so.
+
+    ``method`` is ``manual`` (a verifier judged, with evidence) or ``measured`` (the
+    configured metrics over ``baseline_from``–``after_until``)."""
 
     result: VerificationResult
     at: datetime = attrs.field(validator=_aware)
@@ -192,6 +261,79 @@ class Verification:
     method: str = "manual"
     metrics: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
     note: str | None = None
+    figures: tuple[MetricFigure, ...] = attrs.field(default=(), converter=tuple)
+    evidence: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
+    baseline_from: datetime | None = attrs.field(default=None, validator=_aware)
+    measured_from: datetime | None = attrs.field(default=None, validator=_aware)  # end of baseline, start of after
+    after_until: datetime | None = attrs.field(default=None, validator=_aware)
+
+
+@attrs.frozen
+class Command:
+    """A loop command about to be recorded, as ``qflow_command_guard`` sees it.
+
+    ``name`` is ``confirm``, ``reject``, ``reassign``, ``record_cause``,
+    ``confirm_cause``, ``add_evidence``, ``plan_action``, ``log_action``,
+    ``update_action`` or ``record_verification``; ``subject`` the value it records
+    (a Cause, Action, LedgerEntry, Verification, Attachment) or None; ``data`` the
+    other arguments."""
+
+    name: str
+    actor: str | None = None
+    subject: Any = None
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+
+
+@attrs.frozen
+class Suggestion:
+    """A known error that may explain an incident (``qflow_suggest_known_errors``)."""
+
+    known_error: str
+    score: float
+    reason: str
+    workaround: str | None = None
+    source: str | None = None
+
+
+@attrs.frozen
+class KnownError:
+    """A confirmed root cause with its workaround, kept in the known-error archive
+    (store documents of kind ``known_error``) and matched against new incidents."""
+
+    id: str
+    summary: str
+    workaround: str | None = None
+    cause_code: str | None = None
+    category: str | None = None
+    place: str | None = None
+    asset: str | None = None
+    keywords: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    incidents: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    recorded_at: datetime | None = attrs.field(default=None, validator=_aware)
+
+
+@attrs.frozen
+class Problem:
+    """An ITIL problem record: the one underlying issue behind many incidents with
+    the same fingerprint (store documents of kind ``problem``)."""
+
+    id: str
+    fingerprint: FrozenDict = attrs.field(converter=_frozen_map)
+    opened_at: datetime = attrs.field(validator=_aware)
+    incidents: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    status: str = "open"  # open, known_error, closed
+    reason: str | None = None
+    known_error: str | None = None
+
+
+@attrs.frozen
+class RiskPoint:
+    """A place, category or cause whose recurrence is rising."""
+
+    dimension: str  # place, category, cause
+    value: str
+    count: int  # in the current window
+    previous: int  # in the window before
 
 
 @attrs.frozen
@@ -393,6 +535,7 @@ class IncidentState:
     acknowledged_at: datetime | None = attrs.field(default=None, validator=_aware)
     responded_at: datetime | None = attrs.field(default=None, validator=_aware)
     reports: int = 1  # how many reports (channels, repeats) this incident gathers
+    problem: str | None = None  # the problem record this incident is linked to
 
     @property
     def id(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from qflow._frozen import FrozenDict
-from qflow.errors import ConcurrencyError
+from qflow.errors import ConcurrencyError, QflowError
 from qflow.model import Event, IncidentState, Stage
 
 
@@ -20,9 +20,18 @@ def _frozen_map(value: object) -> FrozenDict:
     return value if isinstance(value, FrozenDict) else FrozenDict(value or {})  # type: ignore[arg-type]
 
 __all__ = [
-    "CLOSED_STAGES", "DeliveryAttempt", "Due", "Filter", "IncidentQuery", "Measure", "MemoryStore",
+    "CLOSED_STAGES", "SchemaError", "StoreError", "DeliveryAttempt", "Due", "Filter", "IncidentQuery", "Measure", "MemoryStore",
     "OutboxMessage", "Projection", "Store", "Timer", "Write",
 ]
+
+class StoreError(QflowError):
+    """The store cannot be opened or used (not a qflow store, unreadable, read-only,
+    disk full); the message says which file or server and what to do."""
+
+
+class SchemaError(StoreError):
+    """The stored schema is newer than this qflow knows, or older and not upgraded."""
+
 
 #: Stages in which an incident no longer runs any clock.
 CLOSED_STAGES = frozenset({Stage.CLOSED, Stage.REJECTED})
@@ -319,6 +328,12 @@ class Store(abc.ABC):
         """Release connections and files."""
 
 
+def external_conflict(incident_id: str, external_id: str, owner: str) -> str:
+    """The message every store gives when a second incident claims a known external id."""
+    return (f"{incident_id}: external id '{external_id}' is already recorded for {owner}; "
+            "report it without an id to get that incident back")
+
+
 def _report_order(state: IncidentState) -> tuple[datetime, int, str]:
     # Oldest report first; ids of one store compare by their number (INC-9 < INC-10).
     at = state.incident.reported_at or state.updated_at
@@ -363,6 +378,12 @@ class MemoryStore(Store):
                     f"{iid}: event seq {event.seq} does not follow {last + i}; "
                     "reload the incident and try again")
         pending[iid] = last + len(write.events)
+        ext = write.state.incident.external_id
+        if ext is not None:
+            owner = self._external.get(ext) or pending.get(("external", ext))  # type: ignore[call-overload]
+            if owner is not None and owner != iid:
+                raise ConcurrencyError(external_conflict(iid, ext, owner))
+            pending[("external", ext)] = iid  # type: ignore[index]
 
     def write(self, writes: Sequence[Write]) -> None:
         with self._lock:

@@ -1,0 +1,68 @@
+"""The SQLite schema as a list of forward migrations.
+
+A new store runs every step from the first, so a fresh file and an upgraded one end
+at the same schema. Times are kept twice: as ISO text with the offset they were
+given (what is read back) and as epoch seconds (``*_ts``, what is compared and
+indexed).
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+_V1 = """
+CREATE TABLE qflow_schema (version INTEGER NOT NULL, applied_at TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters VALUES ('incident', 0);
+CREATE TABLE events (
+    incident_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, type TEXT NOT NULL,
+    actor TEXT, source TEXT, ruleset TEXT, data TEXT NOT NULL,
+    PRIMARY KEY (incident_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY, ord INTEGER NOT NULL, seq INTEGER NOT NULL, stage TEXT NOT NULL,
+    open INTEGER NOT NULL, team TEXT, severity TEXT, category TEXT, owner TEXT, place TEXT,
+    reported_ts REAL, first_due_ts REAL, external_id TEXT,
+    incident TEXT, state TEXT NOT NULL
+);
+CREATE UNIQUE INDEX incidents_external ON incidents (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX incidents_open ON incidents (open, team, severity, stage);
+CREATE INDEX incidents_reported ON incidents (reported_ts, ord);
+CREATE TABLE timers (
+    incident_id TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, at_ts REAL NOT NULL,
+    worker TEXT, lease_ts REAL,
+    PRIMARY KEY (incident_id, key)
+);
+CREATE INDEX timers_at ON timers (at_ts);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, channel TEXT NOT NULL, backend TEXT NOT NULL,
+    created_at TEXT NOT NULL, created_ts REAL NOT NULL, next_at TEXT NOT NULL, next_ts REAL NOT NULL,
+    payload TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT,
+    fallback TEXT, worker TEXT, lease_ts REAL
+);
+CREATE INDEX outbox_ready ON outbox (status, next_ts);
+CREATE INDEX outbox_incident ON outbox (incident_id);
+CREATE TABLE attempts (
+    message_id TEXT NOT NULL, number INTEGER NOT NULL, at TEXT NOT NULL, ok INTEGER NOT NULL,
+    error TEXT, worker TEXT
+);
+CREATE INDEX attempts_message ON attempts (message_id);
+"""
+
+# Version 2: dedup keys for multi-channel intake, documents, projection rows.
+_V2 = """
+ALTER TABLE incidents ADD COLUMN dedup_key TEXT;
+CREATE INDEX incidents_dedup ON incidents (dedup_key, reported_ts) WHERE dedup_key IS NOT NULL;
+CREATE TABLE documents (
+    kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE TABLE projection_rows (
+    projection TEXT NOT NULL, incident_id TEXT NOT NULL, row TEXT NOT NULL,
+    PRIMARY KEY (projection, incident_id)
+) WITHOUT ROWID;
+"""
+
+#: ``(version, script)``: running the scripts up to N gives schema N.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+SCHEMA_VERSION = MIGRATIONS[-1][0]

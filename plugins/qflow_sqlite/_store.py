@@ -1,0 +1,619 @@
+"""The SQLite store: one file, WAL, every command one ``BEGIN IMMEDIATE`` transaction.
+
+Several processes may share the file (SQLite serialises writers; claims on timers
+and outbox messages carry a worker and a lease). Within a process the connection is
+guarded by a lock, so threads may share one store.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+from qflow.errors import ConcurrencyError
+from qflow.model import Event, IncidentState
+from qflow.store import (
+    CLOSED_STAGES,
+    DeliveryAttempt,
+    Due,
+    Filter,
+    IncidentQuery,
+    Measure,
+    OutboxMessage,
+    Projection,
+    SchemaError,
+    Store,
+    StoreError,
+    Timer,
+    Write,
+    aggregate_rows,
+    external_conflict,
+    projection_rows,
+)
+
+from qflow_sqlite import _codec
+from qflow_sqlite._codec import dumps, incident_order, loads
+from qflow_sqlite._schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["SQLiteStore"]
+
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+_INCIDENT_REPORTED = "IncidentReported"
+_CLOSED = tuple(s.value for s in CLOSED_STAGES)
+#: IncidentQuery fields the SQL filters on; any other field set is checked in Python.
+_PUSHED = {"stages", "team", "severity", "category", "owner", "place", "open_only", "reported_from",
+           "reported_until", "overdue_at", "limit"}
+
+_INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
+_INCIDENT_COLUMNS = ("id, ord, seq, stage, open, team, severity, category, owner, place, reported_ts, "
+                     "first_due_ts, external_id, dedup_key, incident, state")
+_INSERT_INCIDENT = f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_UPSERT_INCIDENT = _INSERT_INCIDENT + (
+    " ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, stage=excluded.stage, open=excluded.open,"
+    " team=excluded.team, severity=excluded.severity, category=excluded.category, owner=excluded.owner,"
+    " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts,"
+    " external_id=excluded.external_id, dedup_key=excluded.dedup_key, incident=excluded.incident,"
+    " state=excluded.state")
+_QUERY_FIELDS = attrs.fields(IncidentQuery)
+_READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data) FROM incidents i"
+               " LEFT JOIN events e ON e.incident_id = i.id AND e.seq = 1")
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class SQLiteStore(Store):
+    """A qflow store in the SQLite file *path*.
+
+    :param synchronous: SQLite's ``synchronous`` setting: ``normal`` (the default with
+        WAL: a commit survives a crash of the process, a power cut may lose the last
+        ones) or ``full`` (every commit reaches the disk before it returns).
+    :param timeout: seconds to wait for another process's write to finish.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", timeout: float = 10.0) -> None:
+        self.path = os.fspath(path)
+        if synchronous not in SYNCHRONOUS:
+            raise StoreError(f"unknown synchronous setting '{synchronous}' for {self.path}; "
+                             f"use one of {', '.join(SYNCHRONOUS)}")
+        self.synchronous = synchronous
+        self._lock = threading.RLock()
+        self._stored_version = 0
+        self._con = self._connect(timeout)
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        path = self.path
+        if path != ":memory:":
+            p = Path(path)
+            if p.is_dir():
+                raise StoreError(f"cannot open the store {path}: it is a directory; give the path of a file")
+            if not p.parent.is_dir():
+                raise StoreError(f"cannot open the store {path}: the directory {p.parent} does not exist; "
+                                 "create it or give another path")
+            if not _writable(p.parent):
+                raise StoreError(f"cannot open the store {path}: the directory {p.parent} is read-only "
+                                 "(SQLite keeps its journal next to the file); give a path in a writable directory")
+            if p.exists() and not _writable(p):
+                raise StoreError(f"cannot open the store {path}: the file is read-only; "
+                                 "make it writable or give another path")
+        try:
+            con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}; check the path and its permissions") from None
+        try:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            con.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            self._prepare(con)
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                raise StoreError(f"cannot open the store {path}: it is read-only ({exc}); "
+                                 "give a path in a writable directory") from None
+            raise StoreError(f"{path} is not a qflow store: {exc}; give the path of a qflow store "
+                             "or of a new file (a damaged store can be restored from a backup)") from None
+        except BaseException:
+            con.close()
+            raise
+        if path != ":memory:" and mode != "wal":
+            con.close()
+            raise StoreError(f"cannot open the store {path} in WAL mode (got '{mode}'); "
+                             "put it on a local file system")
+        return con
+
+    def _prepare(self, con: sqlite3.Connection) -> None:
+        version = self._read_version(con)
+        if version is None:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._read_version(con)  # another process may have created it meanwhile
+                if version is None:
+                    self._migrate(con, 0)
+                    version = SCHEMA_VERSION
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        if version > SCHEMA_VERSION:
+            raise SchemaError(f"the store {self.path} has schema version {version}, newer than the "
+                              f"{SCHEMA_VERSION} this qflow knows; upgrade qflow (pip install -U qflow) "
+                              "or open a backup made before the newer qflow touched it")
+        self._stored_version = version
+
+    def _read_version(self, con: sqlite3.Connection) -> int | None:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if not tables:
+            return None
+        if "qflow_schema" not in tables:
+            shown = ", ".join(tables[:5]) + (" ..." if len(tables) > 5 else "")
+            raise StoreError(f"{self.path} is an SQLite database but not a qflow store (it has tables {shown}); "
+                             "give the path of a qflow store or of a new file")
+        row = con.execute("SELECT MAX(version) FROM qflow_schema").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self, con: sqlite3.Connection, start: int) -> None:
+        for version, script in MIGRATIONS:
+            if version <= start:
+                continue
+            for statement in script.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            con.execute("INSERT INTO qflow_schema VALUES (?, datetime('now'))", (version,))
+
+    def schema_version(self) -> int:
+        return self._stored_version
+
+    def upgrade(self) -> tuple[int, int]:
+        with self._lock:
+            con = self._con
+            with self._errors():
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    start = self._read_version(con) or 0
+                    if start > SCHEMA_VERSION:
+                        raise SchemaError(f"the store {self.path} has schema version {start}, newer than the "
+                                          f"{SCHEMA_VERSION} this qflow knows; upgrade qflow (pip install -U qflow)")
+                    self._migrate(con, start)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            self._stored_version = SCHEMA_VERSION
+            return (start, SCHEMA_VERSION)
+
+    def backup(self, dest: str | os.PathLike[str]) -> None:
+        """Copy the store to *dest* while it stays in use (SQLite's online backup)."""
+        target = Path(dest)
+        if target.exists():
+            raise StoreError(f"cannot back up to {target}: the file exists; give a new path")
+        if not target.parent.is_dir():
+            raise StoreError(f"cannot back up to {target}: the directory {target.parent} does not exist")
+        with self._lock:
+            try:
+                out = sqlite3.connect(target)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot back up to {target}: {exc}") from None
+            try:
+                with self._errors():
+                    self._con.backup(out)
+                out.execute("PRAGMA journal_mode=WAL")
+            finally:
+                out.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as StoreError, with the file and what to do."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "full" in text:
+                hint = "free space on the disk and retry; what was committed before is kept"
+            elif "readonly" in text:
+                hint = "the file or its directory became read-only; make them writable and retry"
+            elif "locked" in text or "busy" in text:
+                hint = "another process holds the store for too long; retry"
+            else:
+                hint = "the file may be damaged; restore it from a backup ('qflow db backup')"
+            raise StoreError(f"the store {self.path} failed: {text}; {hint}") from None
+
+    def _ready(self) -> None:
+        if self._stored_version < SCHEMA_VERSION:
+            raise SchemaError(f"the store {self.path} has schema version {self._stored_version}, older than "
+                              f"the {SCHEMA_VERSION} this qflow needs; run 'qflow db upgrade --store "
+                              f"sqlite:///{self.path}' (after 'qflow db backup')")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors():
+            self._ready()
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock, self._errors():
+            self._ready()
+            return self._con.execute(sql, params).fetchall()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def next_id(self) -> str:
+        return self.next_ids(1)[0]
+
+    def next_ids(self, count: int) -> list[str]:
+        out: list[str] = []
+        with self._tx() as con:
+            while len(out) < count:
+                need = count - len(out)
+                top = con.execute("UPDATE counters SET value = value + ? WHERE name = 'incident' RETURNING value",
+                                  (need,)).fetchone()[0]
+                ids = [f"INC-{n}" for n in range(top - need + 1, top + 1)]
+                taken = {r[0] for r in con.execute(
+                    f"SELECT id FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids)}
+                out.extend(i for i in ids if i not in taken)
+        return out
+
+    def write(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        with self._tx() as con:
+            self._write(con, writes)
+
+    def _write(self, con: sqlite3.Connection, writes: Sequence[Write]) -> None:
+        events: list[tuple[Any, ...]] = []
+        created: list[tuple[Any, ...]] = []
+        updated: list[tuple[Any, ...]] = []
+        follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
+        batch_last: dict[str, int] = {}
+        externals: dict[str, str] = {}  # external id -> incident in this batch
+        cleared: list[tuple[str]] = []
+        timers: list[tuple[Any, ...]] = []
+        outbox: list[tuple[Any, ...]] = []
+        rows_set: list[tuple[str, str, str]] = []
+        rows_gone: list[tuple[str, str]] = []
+        for w in writes:
+            state = w.state
+            iid = state.incident.id
+            evs = w.events
+            new = False
+            if evs:
+                first = evs[0].seq
+                for i, e in enumerate(evs):
+                    if e.seq != first + i or e.incident_id != iid:
+                        raise ConcurrencyError(f"{iid}: event seq {e.seq} of {e.incident_id} does not follow "
+                                               f"{first + i - 1}; reload the incident and try again")
+                last = batch_last.get(iid)
+                if last is not None:
+                    if first != last + 1:
+                        raise ConcurrencyError(f"{iid}: event seq {first} does not follow {last}; "
+                                               "reload the incident and try again")
+                elif first == 1:
+                    new = True
+                else:
+                    follows[iid] = first - 1
+                batch_last[iid] = evs[-1].seq
+                for e in evs:
+                    events.append((iid, e.seq, e.at.isoformat(), e.type, e.actor, e.source, e.ruleset,
+                                   dumps(e.data)))
+            elif iid not in batch_last:
+                follows.setdefault(iid, -1)  # no events: the incident must exist, any seq
+            inc = state.incident
+            if inc.external_id is not None:
+                owner = externals.setdefault(inc.external_id, iid)
+                if owner != iid:
+                    raise ConcurrencyError(external_conflict(iid, inc.external_id, owner))
+            d = state.decision
+            reported = inc.reported_at
+            first_due = min(dl.due for dl in d.deadlines).timestamp() if d is not None and d.deadlines else None
+            own_incident = None if new and evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
+            row = (iid, incident_order(iid), state.seq, state.stage.value, state.stage not in CLOSED_STAGES,
+                   d.team if d else None, d.severity if d else None, d.category if d else None,
+                   d.owner if d else None, inc.place, None if reported is None else reported.timestamp(),
+                   first_due, inc.external_id, inc.dedup_key, own_incident, _codec.state_json(state))
+            (created if new else updated).append(row)
+            if w.timers is not None:
+                if not new:
+                    cleared.append((iid,))
+                for t in w.timers:
+                    timers.append((iid, t.key, t.at.isoformat(), t.at.timestamp()))
+            for m in w.outbox:
+                outbox.append(_outbox_row(m))
+            for name, given in w.rows.items():
+                prows = projection_rows(given)
+                if prows:
+                    rows_set.append((name, iid, dumps(prows)))
+                else:
+                    rows_gone.append((name, iid))
+        if follows:
+            self._check_follows(con, follows)
+        if externals:
+            self._check_externals(con, externals)
+        try:
+            if events:
+                con.executemany(_INSERT_EVENT, events)
+            if created:
+                con.executemany(_INSERT_INCIDENT, created)
+            if updated:
+                con.executemany(_UPSERT_INCIDENT, updated)
+        except sqlite3.IntegrityError as exc:
+            raise self._conflict(con, exc, created) from None
+        if cleared:
+            con.executemany("DELETE FROM timers WHERE incident_id = ?", cleared)
+        if timers:
+            con.executemany("INSERT OR REPLACE INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)", timers)
+        if outbox:
+            con.executemany("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)", outbox)
+        if rows_gone:
+            con.executemany("DELETE FROM projection_rows WHERE projection = ? AND incident_id = ?", rows_gone)
+        if rows_set:
+            con.executemany("INSERT OR REPLACE INTO projection_rows VALUES (?,?,?)", rows_set)
+
+    def _check_follows(self, con: sqlite3.Connection, follows: Mapping[str, int]) -> None:
+        ids = list(follows)
+        stored: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            stored.update(con.execute(f"SELECT id, seq FROM incidents WHERE id IN ({','.join('?' * len(chunk))})",
+                                      chunk).fetchall())
+        for iid, after in follows.items():
+            have = stored.get(iid)
+            if have is None and after == -1:
+                continue  # a state without events for an incident not stored yet: allowed, as in memory
+            have = have or 0
+            if after != -1 and have != after:
+                raise ConcurrencyError(f"{iid}: event seq {after + 1} does not follow {have}; "
+                                       "reload the incident and try again")
+
+    def _check_externals(self, con: sqlite3.Connection, externals: Mapping[str, str]) -> None:
+        keys = list(externals)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for ext, owner in con.execute(
+                    f"SELECT external_id, id FROM incidents WHERE external_id IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                if owner != externals[ext]:
+                    raise ConcurrencyError(external_conflict(externals[ext], ext, owner))
+
+    def _conflict(self, con: sqlite3.Connection, exc: sqlite3.IntegrityError,
+                  created: Sequence[tuple[Any, ...]]) -> ConcurrencyError:
+        text = str(exc)
+        if "external_id" in text:
+            return ConcurrencyError(f"an incident with the same external id is already recorded ({text}); "
+                                    "look it up with find_external and report again")
+        ids = [r[0] for r in created]
+        known = {r[0]: r[1] for r in con.execute(
+            f"SELECT id, seq FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+        for iid in ids:
+            if iid in known:
+                return ConcurrencyError(f"{iid}: event seq 1 does not follow {known[iid]}; "
+                                        "reload the incident and try again")
+        return ConcurrencyError(f"conflicting write ({text}); reload the incidents and try again")
+
+    # -- reading incidents ----------------------------------------------------------------
+
+    def get(self, incident_id: str) -> IncidentState | None:
+        rows = self._read(_READ_STATE + " WHERE i.id = ?", (incident_id,))
+        return _codec.state_from(rows[0][0], loads(rows[0][1])) if rows else None
+
+    def events(self, incident_id: str) -> tuple[Event, ...]:
+        rows = self._read("SELECT incident_id, seq, at, type, actor, source, ruleset, data FROM events"
+                          " WHERE incident_id = ? ORDER BY seq", (incident_id,))
+        return tuple(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4], source=r[5],
+                           ruleset=r[6], data=loads(r[7])) for r in rows)
+
+    def find_external(self, external_id: str) -> str | None:
+        rows = self._read("SELECT id FROM incidents WHERE external_id = ?", (external_id,))
+        return rows[0][0] if rows else None
+
+    def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        rows = self._read("SELECT id FROM incidents WHERE dedup_key = ? AND open AND reported_ts >= ?"
+                          " ORDER BY reported_ts DESC, ord DESC LIMIT 1", (dedup_key, since.timestamp()))
+        return rows[0][0] if rows else None
+
+    def _where(self, query: IncidentQuery) -> tuple[str, list[Any], bool]:
+        """SQL conditions for *query*, and whether they say everything it asks."""
+        sql: list[str] = []
+        params: list[Any] = []
+        if query.open_only:
+            sql.append("i.open")
+        if query.stages is not None:
+            sql.append(f"i.stage IN ({','.join('?' * len(query.stages))})" if query.stages else "0")
+            params.extend(s.value for s in query.stages)
+        for name in ("team", "severity", "category", "owner", "place"):
+            value = getattr(query, name)
+            if value is not None:
+                sql.append(f"i.{name} = ?")
+                params.append(value)
+        if query.reported_from is not None:
+            sql.append("i.reported_ts >= ?")
+            params.append(query.reported_from.timestamp())
+        if query.reported_until is not None:
+            sql.append("i.reported_ts < ?")
+            params.append(query.reported_until.timestamp())
+        if query.overdue_at is not None:
+            sql.append("i.first_due_ts < ?")
+            params.append(query.overdue_at.timestamp())
+        complete = all(getattr(query, f.name) == f.default for f in _QUERY_FIELDS if f.name not in _PUSHED)
+        return (" WHERE " + " AND ".join(sql) if sql else ""), params, complete
+
+    def query(self, query: IncidentQuery) -> list[IncidentState]:
+        where, params, complete = self._where(query)
+        sql = _READ_STATE + where + " ORDER BY i.reported_ts, i.ord, i.id"
+        if complete and query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        out = []
+        for state_text, incident_text in self._read(sql, params):
+            state = _codec.state_from(state_text, loads(incident_text))
+            if complete or query.matches(state):
+                out.append(state)
+                if query.limit is not None and len(out) >= query.limit:
+                    break
+        return out
+
+    def count(self, query: IncidentQuery) -> int:
+        where, params, complete = self._where(query)
+        if not complete:
+            return super().count(query)
+        return int(self._read("SELECT COUNT(*) FROM incidents i" + where, params)[0][0])
+
+    def due(self, until: datetime) -> list[Due]:
+        found = []
+        for iid, state_text in self._read("SELECT id, state FROM incidents WHERE open AND first_due_ts <= ?",
+                                          (until.timestamp(),)):
+            for dl in (loads(state_text).get("decision") or {}).get("deadlines", ()):
+                at = datetime.fromisoformat(dl["due"])
+                if at <= until:
+                    found.append(Due(at, iid, dl["clock"]))
+        found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
+        return found
+
+    # -- timers ------------------------------------------------------------------------
+
+    def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[Timer]:
+        now = until.timestamp()
+        with self._tx() as con:
+            rows = con.execute(
+                "UPDATE timers SET worker = ?, lease_ts = ? WHERE rowid IN ("
+                " SELECT rowid FROM timers WHERE at_ts <= ?"
+                " AND (worker IS NULL OR worker = ? OR lease_ts <= ?)"
+                " ORDER BY at_ts, incident_id, key LIMIT ?)"
+                " RETURNING incident_id, key, at, at_ts",
+                (worker, _ts(lease_until), now, worker, now, limit)).fetchall()
+        rows.sort(key=lambda r: (r[3], r[0], r[1]))
+        return [Timer(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+
+    def release_timers(self, worker: str) -> None:
+        with self._tx() as con:
+            con.execute("UPDATE timers SET worker = NULL, lease_ts = NULL WHERE worker = ?", (worker,))
+            con.execute("UPDATE outbox SET worker = NULL, lease_ts = NULL WHERE worker = ?", (worker,))
+
+    def timers(self, incident_id: str | None = None) -> list[Timer]:
+        if incident_id is None:
+            rows = self._read("SELECT incident_id, key, at FROM timers ORDER BY at_ts, incident_id, key")
+        else:
+            rows = self._read("SELECT incident_id, key, at FROM timers WHERE incident_id = ? ORDER BY at_ts, key",
+                              (incident_id,))
+        return [Timer(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+
+    # -- outbox ------------------------------------------------------------------------
+
+    def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[OutboxMessage]:
+        ts = now.timestamp()
+        with self._tx() as con:
+            rows = con.execute(
+                "UPDATE outbox SET worker = ?, lease_ts = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE status = 'pending' AND next_ts <= ?"
+                " AND (worker IS NULL OR worker = ? OR lease_ts <= ?)"
+                " ORDER BY next_ts, created_ts, id LIMIT ?)"
+                f" RETURNING {_OUTBOX_COLUMNS}",
+                (worker, _ts(lease_until), ts, worker, ts, limit)).fetchall()
+        rows.sort(key=lambda r: (r[7], r[5], r[0]))
+        return [_message(r) for r in rows]
+
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
+        with self._tx() as con:
+            if write is not None:
+                self._write(con, [write])
+            con.execute("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL) ON CONFLICT (id) DO UPDATE"
+                        " SET next_at=excluded.next_at, next_ts=excluded.next_ts, payload=excluded.payload,"
+                        " status=excluded.status, attempts=excluded.attempts, last_error=excluded.last_error,"
+                        " fallback=excluded.fallback, worker=NULL, lease_ts=NULL", _outbox_row(message))
+            con.execute("INSERT INTO attempts VALUES (?,?,?,?,?,?)",
+                        (attempt.message_id, attempt.number, attempt.at.isoformat(), attempt.ok, attempt.error,
+                         attempt.worker))
+
+    def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        sql, params = [], []
+        if incident_id is not None:
+            sql.append("incident_id = ?")
+            params.append(incident_id)
+        if status is not None:
+            sql.append("status = ?")
+            params.append(status)
+        where = " WHERE " + " AND ".join(sql) if sql else ""
+        rows = self._read(f"SELECT {_OUTBOX_COLUMNS} FROM outbox{where} ORDER BY created_ts, id", params)
+        return [_message(r) for r in rows]
+
+    def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        rows = self._read("SELECT message_id, number, at, ok, error, worker FROM attempts"
+                          " WHERE message_id = ? ORDER BY rowid", (message_id,))
+        return [DeliveryAttempt(r[0], r[1], datetime.fromisoformat(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    # -- documents ---------------------------------------------------------------------
+
+    def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        text = dumps(data)
+        with self._tx() as con:
+            row = con.execute("SELECT version FROM documents WHERE kind = ? AND id = ?", (kind, doc_id)).fetchone()
+            have = row[0] if row else 0
+            if have != version - 1:
+                raise ConcurrencyError(f"{kind} {doc_id} is at version {have}, not {version - 1}; "
+                                       "reload it and try again")
+            con.execute("INSERT OR REPLACE INTO documents VALUES (?,?,?,?)", (kind, doc_id, version, text))
+
+    def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        rows = self._read("SELECT version, data FROM documents WHERE kind = ? AND id = ?", (kind, doc_id))
+        return (rows[0][0], loads(rows[0][1])) if rows else None
+
+    def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        rows = self._read("SELECT id, version, data FROM documents WHERE kind = ? ORDER BY id", (kind,))
+        return [(r[0], r[1], loads(r[2])) for r in rows]
+
+    # -- projections -------------------------------------------------------------------
+
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
+                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        # The rows are aggregated by the memory store's reference code, so both agree.
+        rows = self._read("SELECT row FROM projection_rows WHERE projection = ? ORDER BY incident_id",
+                          (projection.name,))
+        return aggregate_rows((r for text, in rows for r in loads(text)), projection, measures, group_by, where)
+
+
+_OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, next_at, next_ts, payload, status,"
+                   " attempts, last_error, fallback")
+
+
+def _outbox_row(m: OutboxMessage) -> tuple[Any, ...]:
+    return (m.id, m.incident_id, m.channel, m.backend, m.created_at.isoformat(), m.created_at.timestamp(),
+            m.next_attempt_at.isoformat(), m.next_attempt_at.timestamp(), dumps(m.payload), m.status, m.attempts,
+            m.last_error, m.fallback)
+
+
+def _message(r: Sequence[Any]) -> OutboxMessage:
+    return OutboxMessage(id=r[0], incident_id=r[1], channel=r[2], backend=r[3],
+                         created_at=datetime.fromisoformat(r[4]), next_attempt_at=datetime.fromisoformat(r[6]),
+                         payload=loads(r[8]), status=r[9], attempts=r[10], last_error=r[11], fallback=r[12])
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
