@@ -1,3 +1,57 @@
-"""Built-in plugin qflow_postgres (being written)."""
+"""Built-in plugin: the PostgreSQL store, for several workers on several machines.
+
+``postgresql://user@host:5432/db`` (or ``postgres://``) opens it; ``?schema=NAME``
+keeps qflow's tables in their own schema (created when missing), and every other
+parameter is psycopg's (``sslmode``, ``connect_timeout``, ``options=-csearch_path=NAME``
+...). Put the password in ``PGPASSWORD`` or ``~/.pgpass``, never in a ruleset.
+
+The same tables as the SQLite store: the event log keyed by (incident, seq), the
+state query table written in the same transaction, timers indexed by due time,
+the outbox with its delivery attempts, documents, and the schema version. Due
+timers and outbox messages are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` and
+a lease, so any number of workers share them without handing one out twice.
+"""
 
 from __future__ import annotations
+
+from qflow import hookimpl
+
+from qflow_postgres._async import AsyncPostgresStore
+from qflow_postgres._errors import SchemaVersionError
+from qflow_postgres._schema import CURRENT as SCHEMA_VERSION
+from qflow_postgres._sync import PostgresStore
+from qflow_postgres._url import parse
+
+__all__ = ["AsyncPostgresStore", "PostgresStore", "SCHEMA_VERSION", "SchemaVersionError", "open_store"]
+
+
+def open_store(url: str, *, upgrade: bool = False, **options: object) -> PostgresStore:
+    """Open (creating the tables in an empty schema) the store at *url*."""
+    target = _target(url)
+    return PostgresStore(target, upgrade=upgrade, **options)  # type: ignore[arg-type]
+
+
+def _target(url: str):  # type: ignore[no-untyped-def]
+    try:
+        target = parse(url)
+    except ValueError as exc:
+        from qflow import InputError
+
+        raise InputError(str(exc)) from None
+    if target is None:
+        raise ValueError(f"not a postgres URL: {url}")
+    return target
+
+
+@hookimpl
+def qflow_open_store(url: str) -> PostgresStore | None:
+    if not url.startswith(("postgresql:", "postgres:")):
+        return None
+    return open_store(url)
+
+
+@hookimpl
+def qflow_open_async_store(url: str) -> AsyncPostgresStore | None:
+    if not url.startswith(("postgresql:", "postgres:")):
+        return None
+    return AsyncPostgresStore(_target(url))

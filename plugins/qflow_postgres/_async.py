@@ -1,0 +1,193 @@
+"""The postgres store on psycopg's asyncio API: the same operations as ``_sync``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Timer, Write
+from qflow.store import Due, Filter, Measure, Projection, aggregate_rows
+
+from qflow_postgres import _ops
+from qflow_postgres._codec import Codec
+from qflow_postgres._sync import LOST, session_setup, unavailable
+from qflow_postgres._url import Target
+
+__all__ = ["AsyncPostgresStore"]
+
+log = logging.getLogger("qflow.postgres")
+
+
+class AsyncPostgresStore:
+    """The :class:`qflow.aio.AsyncStore` for PostgreSQL: every method of
+    :class:`qflow.Store` as a coroutine, one transaction each, one connection.
+
+    Nothing connects until the first call, inside the running loop (the plugin hook
+    hands the store out before a loop may exist); that call also checks the schema.
+    """
+
+    def __init__(self, target: Target, *, retries: int = 5, backoff: float = 0.1, connect_timeout: int = 10,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.target = target
+        self.retries = retries
+        self.backoff = backoff
+        self.connect_timeout = connect_timeout
+        self._sleep = sleep
+        self._codec = Codec()
+        self._lock = asyncio.Lock()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._ready = False
+        self.reconnects = 0
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            self.reconnects += 1
+            await conn.close()
+        conn = await psycopg.AsyncConnection.connect(self.target.conninfo, autocommit=True,
+                                                     connect_timeout=self.connect_timeout)
+        for stmt in session_setup(self.target):
+            await conn.execute(stmt)
+        self._conn = conn
+        return conn
+
+    @property
+    def backend_pid(self) -> int | None:
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    async def _run(self, make: Callable[[bool], _ops.Op]) -> Any:
+        async with self._lock:
+            for attempt in range(self.retries + 1):
+                try:
+                    conn = await self._connection()
+                    if not self._ready:
+                        async with conn.transaction(), conn.cursor() as cur:
+                            await _drive(cur, _ops.bootstrap(self.target.shown, upgrade=False))
+                        self._ready = True
+                    async with conn.transaction(), conn.cursor() as cur:
+                        return await _drive(cur, make(attempt > 0))
+                except LOST as exc:
+                    if attempt == self.retries:
+                        raise unavailable(self.target, attempt + 1, exc) from exc
+                    log.warning("postgres: %s; reconnecting and running the transaction again (try %d of %d)",
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                                attempt + 2, self.retries + 1)
+                    if attempt:
+                        await self._sleep(self.backoff * 2 ** (attempt - 1))
+            raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+
+    async def schema_version(self) -> int:
+        return await self._run(lambda retry: _ops.schema_version())
+
+    async def next_id(self) -> str:
+        return await self._run(lambda retry: _ops.next_id())
+
+    async def append(self, events: Sequence[Event], state: IncidentState, *, timers: Sequence[Timer] | None = None,
+                     outbox: Sequence[OutboxMessage] = ()) -> None:
+        await self.write([Write(tuple(events), state, None if timers is None else tuple(timers), tuple(outbox))])
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        writes = list(writes)
+        await self._run(lambda retry: _ops.write(self._codec, writes, retry=retry))
+
+    async def get(self, incident_id: str) -> IncidentState | None:
+        return await self._run(lambda retry: _ops.get(self._codec, incident_id))
+
+    async def events(self, incident_id: str) -> tuple[Event, ...]:
+        return await self._run(lambda retry: _ops.events(self._codec, incident_id))
+
+    async def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        return await self._run(lambda retry: _ops.find_dedup(dedup_key, since))
+
+    async def next_ids(self, count: int) -> list[str]:
+        return [await self.next_id() for _ in range(count)]
+
+    async def count(self, query: IncidentQuery) -> int:
+        return await self._run(lambda retry: _ops.count(query))
+
+    async def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
+                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        # Rows are fetched and aggregated here, with the memory store's reference code,
+        # so both stores give the same figures (nearest-rank p90 included).
+        rows = await self._run(lambda retry: _ops.projection(projection.name))
+        return aggregate_rows(rows, projection, measures, group_by, where)
+
+    async def find_external(self, external_id: str) -> str | None:
+        return await self._run(lambda retry: _ops.find_external(external_id))
+
+    async def query(self, query: IncidentQuery) -> list[IncidentState]:
+        return await self._run(lambda retry: _ops.query(self._codec, query))
+
+    async def due(self, until: datetime) -> list[Due]:
+        return await self._run(lambda retry: _ops.due(until))
+
+    async def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
+                           lease_until: datetime | None = None) -> list[Timer]:
+        return await self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until))
+
+    async def release_timers(self, worker: str) -> None:
+        await self._run(lambda retry: _ops.release(worker))
+
+    async def timers(self, incident_id: str | None = None) -> list[Timer]:
+        return await self._run(lambda retry: _ops.timers(self._codec, incident_id))
+
+    async def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
+                           lease_until: datetime | None = None) -> list[OutboxMessage]:
+        return await self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until))
+
+    async def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
+                              write: Write | None = None) -> None:
+        await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, retry=retry))
+
+    async def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        return await self._run(lambda retry: _ops.outbox(self._codec, incident_id, status))
+
+    async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        return await self._run(lambda retry: _ops.attempts(self._codec, message_id))
+
+    async def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        await self._run(lambda retry: _ops.save_document(self._codec, kind, doc_id, data, version))
+
+    async def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        return await self._run(lambda retry: _ops.document(kind, doc_id))
+
+    async def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        return await self._run(lambda retry: _ops.documents(kind))
+
+    def __repr__(self) -> str:
+        return f"AsyncPostgresStore({self.target.shown!r})"
+
+
+async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op) -> Any:
+    try:
+        q = next(op)
+        while True:
+            try:
+                if q.many:
+                    await cur.executemany(q.sql, q.params)
+                    rows: list[Any] = []
+                else:
+                    await cur.execute(q.sql, q.params)
+                    rows = await cur.fetchall() if cur.description is not None else []
+            except LOST:
+                raise
+            except psycopg.Error as exc:
+                q = op.throw(exc)
+                continue
+            q = op.send(rows)
+    except StopIteration as stop:
+        return stop.value

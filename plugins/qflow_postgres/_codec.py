@@ -1,0 +1,96 @@
+"""Rows to values and back. Bodies are stored as ``json`` (not ``jsonb``) so a value
+comes back with its keys in the order it was written, as ``qflow show`` prints them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+import qflow
+from qflow import DeliveryAttempt, Event, IncidentState, OutboxMessage, Timer, Trace
+
+__all__ = ["Codec"]
+
+CLOSED = ("closed", "rejected")
+
+
+class Codec:
+    """One converter per store (no global state)."""
+
+    def __init__(self) -> None:
+        self.conv = qflow.make_converter()
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    # -- incidents ---------------------------------------------------------------------
+
+    def state_row(self, state: IncidentState) -> dict[str, Any]:
+        d = state.decision
+        if d is not None:
+            # The trace is derivable and lazy; unstructuring it would compute it.
+            state = attrs.evolve(state, decision=attrs.evolve(d, trace=Trace(())))
+        inc = state.incident
+        deadlines = () if d is None else d.deadlines
+        stage = state.stage.value
+        return {
+            "id": state.id, "seq": state.seq, "stage": stage, "open": stage not in CLOSED,
+            "team": d.team if d else None, "severity": d.severity if d else None,
+            "category": d.category if d else None, "owner": d.owner if d else None,
+            "place": inc.place, "reported_at": inc.reported_at, "updated_at": state.updated_at,
+            "sort_at": inc.reported_at or state.updated_at, "sort_n": _number(state.id),
+            "min_due": min((x.due for x in deadlines), default=None),
+            "dedup_key": inc.dedup_key,
+            "external_id": inc.external_id,
+            "body": self.dumps(self.conv.unstructure(state)),
+        }
+
+    def state(self, body: Any) -> IncidentState:
+        return self.conv.structure(_loaded(body), IncidentState)
+
+    # -- events ------------------------------------------------------------------------
+
+    def event_row(self, e: Event) -> tuple[Any, ...]:
+        return (e.incident_id, e.seq, e.at, e.type, self.dumps(self.conv.unstructure(e)))
+
+    def event(self, body: Any) -> Event:
+        return self.conv.structure(_loaded(body), Event)
+
+    # -- timers, outbox ----------------------------------------------------------------
+
+    @staticmethod
+    def timer(row: tuple[Any, ...]) -> Timer:
+        return Timer(row[0], row[1], _utc(row[2]))
+
+    def outbox_row(self, m: OutboxMessage) -> dict[str, Any]:
+        return {
+            "id": m.id, "incident_id": m.incident_id, "channel": m.channel, "backend": m.backend,
+            "created_at": m.created_at, "next_attempt_at": m.next_attempt_at, "status": m.status,
+            "attempts": m.attempts, "body": self.dumps(self.conv.unstructure(m)),
+        }
+
+    def outbox(self, body: Any) -> OutboxMessage:
+        return self.conv.structure(_loaded(body), OutboxMessage)
+
+    def attempt_row(self, a: DeliveryAttempt) -> tuple[Any, ...]:
+        return (a.message_id, a.number, a.at, a.ok, self.dumps(self.conv.unstructure(a)))
+
+    def attempt(self, body: Any) -> DeliveryAttempt:
+        return self.conv.structure(_loaded(body), DeliveryAttempt)
+
+
+def _number(incident_id: str) -> int:
+    # Ids of one store sort by their number (INC-9 before INC-10), as the memory store does.
+    tail = incident_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _loaded(body: Any) -> Any:
+    return json.loads(body) if isinstance(body, (str, bytes)) else body
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

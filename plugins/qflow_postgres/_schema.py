@@ -1,0 +1,101 @@
+"""The tables, their version, and the forward migrations between versions.
+
+Version N is reached by applying ``MIGRATIONS[1..N]`` in order, each in the same
+transaction as the version bump, so a migration is either done or not started.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CURRENT", "MIGRATIONS", "LOCK_KEY"]
+
+#: pg_advisory_xact_lock key taken while creating or migrating the schema, so workers
+#: starting together do not race to create the same tables.
+LOCK_KEY = 0x71F10_0001
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE qflow_incidents (
+            id text PRIMARY KEY,
+            ord bigserial,
+            seq integer NOT NULL,
+            stage text NOT NULL,
+            open boolean NOT NULL,
+            team text, severity text, category text, owner text, place text,
+            reported_at timestamptz,
+            updated_at timestamptz NOT NULL,
+            sort_at timestamptz NOT NULL,
+            sort_n bigint NOT NULL,
+            min_due timestamptz,
+            external_id text,
+            body json NOT NULL)""",
+        "CREATE INDEX qflow_incidents_open ON qflow_incidents (team, severity, stage) WHERE open",
+        "CREATE INDEX qflow_incidents_reported ON qflow_incidents (sort_at, sort_n, id)",
+        """CREATE TABLE qflow_events (
+            incident_id text NOT NULL,
+            seq integer NOT NULL,
+            at timestamptz NOT NULL,
+            type text NOT NULL,
+            body json NOT NULL,
+            PRIMARY KEY (incident_id, seq))""",
+        # The first incident to claim an external id keeps it (a retry finds it).
+        """CREATE TABLE qflow_external (
+            external_id text PRIMARY KEY,
+            incident_id text NOT NULL)""",
+        """CREATE TABLE qflow_deadlines (
+            incident_id text NOT NULL,
+            clock text NOT NULL,
+            due timestamptz NOT NULL,
+            PRIMARY KEY (incident_id, clock))""",
+        "CREATE INDEX qflow_deadlines_due ON qflow_deadlines (due)",
+        """CREATE TABLE qflow_timers (
+            incident_id text NOT NULL,
+            key text NOT NULL,
+            at timestamptz NOT NULL,
+            claimed_by text,
+            lease_until timestamptz,
+            PRIMARY KEY (incident_id, key))""",
+        "CREATE INDEX qflow_timers_at ON qflow_timers (at, incident_id, key)",
+        """CREATE TABLE qflow_outbox (
+            id text PRIMARY KEY,
+            incident_id text NOT NULL,
+            channel text NOT NULL,
+            backend text NOT NULL,
+            created_at timestamptz NOT NULL,
+            next_attempt_at timestamptz NOT NULL,
+            status text NOT NULL,
+            attempts integer NOT NULL,
+            claimed_by text,
+            lease_until timestamptz,
+            body json NOT NULL)""",
+        "CREATE INDEX qflow_outbox_pending ON qflow_outbox (next_attempt_at, created_at, id) "
+        "WHERE status = 'pending'",
+        "CREATE INDEX qflow_outbox_incident ON qflow_outbox (incident_id)",
+        """CREATE TABLE qflow_attempts (
+            message_id text NOT NULL,
+            number integer NOT NULL,
+            at timestamptz NOT NULL,
+            ok boolean NOT NULL,
+            body json NOT NULL,
+            PRIMARY KEY (message_id, number))""",
+        """CREATE TABLE qflow_documents (
+            kind text NOT NULL,
+            id text NOT NULL,
+            version integer NOT NULL,
+            body json NOT NULL,
+            PRIMARY KEY (kind, id))""",
+        "CREATE SEQUENCE qflow_incident_ids",
+    ),
+    # Multi-channel intake (dedup keys) and the per-incident rows of projections.
+    2: (
+        "ALTER TABLE qflow_incidents ADD COLUMN dedup_key text",
+        "CREATE INDEX qflow_incidents_dedup ON qflow_incidents (dedup_key, sort_at) WHERE dedup_key IS NOT NULL",
+        """CREATE TABLE qflow_projection_rows (
+            projection text NOT NULL,
+            incident_id text NOT NULL,
+            n integer NOT NULL,
+            body json NOT NULL,
+            PRIMARY KEY (projection, incident_id, n))""",
+    ),
+}
+
+CURRENT = max(MIGRATIONS)

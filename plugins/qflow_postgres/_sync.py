@@ -1,0 +1,218 @@
+"""The postgres store on psycopg's blocking API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+
+from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Store, Timer, Write
+from qflow.errors import StoreUnavailableError
+from qflow.store import Due, Filter, Measure, Projection, aggregate_rows
+
+from qflow_postgres import _ops, _schema
+from qflow_postgres._codec import Codec
+from qflow_postgres._url import Target
+
+__all__ = ["PostgresStore", "LOST", "unavailable"]
+
+log = logging.getLogger("qflow.postgres")
+
+#: What a lost or refused connection raises. A transaction that failed with one of
+#: these was rolled back by the server (or never started), so running it again is safe.
+LOST: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def unavailable(target: Target, tries: int, exc: BaseException) -> StoreUnavailableError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnavailableError(
+        f"the database at {target.shown} did not answer after {tries} tries ({reason}); "
+        "nothing was written: check that the server runs and the URL, then try again")
+
+
+def session_setup(target: Target) -> list[Any]:
+    """Statements run on every new connection: UTC times, and the schema if one is named."""
+    out: list[Any] = [sql.SQL("SET TIME ZONE 'UTC'")]
+    if target.schema is not None:
+        name = sql.Identifier(target.schema)
+        out += [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name),
+                sql.SQL("SET search_path TO {}").format(name)]
+    return out
+
+
+class PostgresStore(Store):
+    """One connection, one transaction per method; thread-safe (calls queue on a lock).
+
+    A dropped connection is reopened and the method's transaction run again from the
+    start, up to *retries* times with a doubling pause starting at *backoff* seconds;
+    then :class:`~qflow.errors.StoreUnavailableError`. *sleep* is injectable for tests.
+    """
+
+    def __init__(self, target: Target, *, retries: int = 5, backoff: float = 0.1,
+                 connect_timeout: int = 10, upgrade: bool = False,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.target = target
+        self.retries = retries
+        self.backoff = backoff
+        self.connect_timeout = connect_timeout
+        self._sleep = sleep
+        self._codec = Codec()
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self.reconnects = 0
+        self.found_version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade))
+
+    # -- the driver --------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            self.reconnects += 1
+            conn.close()
+        conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
+        for stmt in session_setup(self.target):
+            conn.execute(stmt)
+        self._conn = conn
+        return conn
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the current connection (for operators and tests)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    def _run(self, make: Callable[[bool], _ops.Op]) -> Any:
+        with self._lock:
+            for attempt in range(self.retries + 1):
+                try:
+                    conn = self._connection()
+                    with conn.transaction(), conn.cursor() as cur:
+                        return _drive(cur, make(attempt > 0))
+                except LOST as exc:
+                    if attempt == self.retries:
+                        raise unavailable(self.target, attempt + 1, exc) from exc
+                    log.warning("postgres: %s; reconnecting and running the transaction again (try %d of %d)",
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                                attempt + 2, self.retries + 1)
+                    if attempt:
+                        self._sleep(self.backoff * 2 ** (attempt - 1))
+            raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- the interface -----------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return self._run(lambda retry: _ops.schema_version())
+
+    def upgrade(self) -> tuple[int, int]:
+        """Migrate forward to the current schema in one transaction; ``(from, to)``."""
+        found = self._run(lambda retry: _ops.bootstrap(self.target.shown, upgrade=True))
+        return (found, _schema.CURRENT)
+
+    def next_id(self) -> str:
+        return self._run(lambda retry: _ops.next_id())
+
+    def write(self, writes: Sequence[Write]) -> None:
+        writes = list(writes)
+        self._run(lambda retry: _ops.write(self._codec, writes, retry=retry))
+
+    def get(self, incident_id: str) -> IncidentState | None:
+        return self._run(lambda retry: _ops.get(self._codec, incident_id))
+
+    def events(self, incident_id: str) -> tuple[Event, ...]:
+        return self._run(lambda retry: _ops.events(self._codec, incident_id))
+
+    def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        return self._run(lambda retry: _ops.find_dedup(dedup_key, since))
+
+    def next_ids(self, count: int) -> list[str]:
+        return [self.next_id() for _ in range(count)]
+
+    def count(self, query: IncidentQuery) -> int:
+        return self._run(lambda retry: _ops.count(query))
+
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
+                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        # Rows are fetched and aggregated here, with the memory store's reference code,
+        # so both stores give the same figures (nearest-rank p90 included).
+        rows = self._run(lambda retry: _ops.projection(projection.name))
+        return aggregate_rows(rows, projection, measures, group_by, where)
+
+    def find_external(self, external_id: str) -> str | None:
+        return self._run(lambda retry: _ops.find_external(external_id))
+
+    def query(self, query: IncidentQuery) -> list[IncidentState]:
+        return self._run(lambda retry: _ops.query(self._codec, query))
+
+    def due(self, until: datetime) -> list[Due]:
+        return self._run(lambda retry: _ops.due(until))
+
+    def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[Timer]:
+        return self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until))
+
+    def release_timers(self, worker: str) -> None:
+        self._run(lambda retry: _ops.release(worker))
+
+    def timers(self, incident_id: str | None = None) -> list[Timer]:
+        return self._run(lambda retry: _ops.timers(self._codec, incident_id))
+
+    def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
+                     lease_until: datetime | None = None) -> list[OutboxMessage]:
+        return self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until))
+
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
+        self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, retry=retry))
+
+    def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        return self._run(lambda retry: _ops.outbox(self._codec, incident_id, status))
+
+    def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        return self._run(lambda retry: _ops.attempts(self._codec, message_id))
+
+    def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        self._run(lambda retry: _ops.save_document(self._codec, kind, doc_id, data, version))
+
+    def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        return self._run(lambda retry: _ops.document(kind, doc_id))
+
+    def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        return self._run(lambda retry: _ops.documents(kind))
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.target.shown!r})"
+
+
+def _drive(cur: psycopg.Cursor[Any], op: _ops.Op) -> Any:
+    try:
+        q = next(op)
+        while True:
+            try:
+                if q.many:
+                    cur.executemany(q.sql, q.params)
+                    rows: list[Any] = []
+                else:
+                    cur.execute(q.sql, q.params)
+                    rows = cur.fetchall() if cur.description is not None else []
+            except LOST:
+                raise
+            except psycopg.Error as exc:
+                q = op.throw(exc)  # the operation turns it into its own error, or re-raises
+                continue
+            q = op.send(rows)
+    except StopIteration as stop:
+        return stop.value
