@@ -1,110 +1,117 @@
-"""Built-in plugin: severities with their committed times, and the calendars they
-count on.
+"""Built-in plugin: calendars, business-time arithmetic, deadline policies and the
+named SLA clocks.
 
-Sections ``severities`` (ordered, most urgent first) and ``calendars``. This version
-counts on round-the-clock calendars (``hours: 24x7``); working hours and holidays
-come through the same hook and sections.
+Sections ``calendars`` (working hours, holidays, time zones; ``24x7`` is built in),
+``severities`` (ordered, most urgent first, each with committed times and the
+calendar they count on), ``priorities`` (targets that override a severity's for a
+priority of the impact x urgency matrix) and ``clocks`` (when each clock starts,
+pauses, resumes, stops and resets). The clocks of an incident are rebuilt from its
+event log by :func:`qflow_sla.clocks.clock_states`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import attrs
+from qflow import Classification, Deadline, Incident, Ruleset, Section, TraceStep, format_duration, hookimpl
+from qflow import events as ev
+from qflow_sla._calendar import BusinessCalendar, NoWorkingTimeError
+from qflow_sla._policy import (
+    CLOCKS,
+    DEFAULT_CLOCKS,
+    ClockRule,
+    ClockSpec,
+    Policies,
+    PriorityPolicy,
+    SeverityPolicy,
+    compile_clocks,
+    compile_priorities,
+    compile_severities,
+)
+from qflow_sla._spec import ROUND_THE_CLOCK, CalendarSpec, Calendars, Interval, compile_calendars
+from qflow_sla.clocks import ClockState, business_calendar, clock_states
 
-from qflow import Classification, CompileContext, Deadline, Incident, Ruleset, Section, TraceStep, format_duration, hookimpl
-
-__all__ = ["CalendarSpec", "SeverityPolicy"]
-
-ROUND_THE_CLOCK = "24x7"
-
-
-@attrs.frozen
-class CalendarSpec:
-    """When the clocks run. ``hours: 24x7`` runs them always."""
-
-    hours: str = ROUND_THE_CLOCK
-    name: str | None = None
-
-
-@attrs.frozen
-class SeverityPolicy:
-    """A severity and its committed times; ``calendar`` names what they count on."""
-
-    name: str | None = None
-    respond: timedelta | None = None
-    resolve: timedelta | None = None
-    calendar: str = ROUND_THE_CLOCK
-
-
-@attrs.frozen
-class _Policies:
-    order: tuple[str, ...]
-    clocks: Mapping[str, tuple[tuple[str, timedelta, str], ...]]  # severity -> (clock, span, calendar)
-
-
-def _compile_calendars(calendars: Mapping[str, CalendarSpec] | None, ctx: CompileContext) -> Mapping[str, CalendarSpec]:
-    ctx.define("calendar", ROUND_THE_CLOCK, ())
-    for key, cal in (calendars or {}).items():
-        if key == ROUND_THE_CLOCK:
-            ctx.error(("calendars", key), "QF202", f"calendar '{key}' is built in",
-                      hint="choose another name, or use '24x7' without defining it", at="key")
-            continue
-        ctx.define("calendar", key, ("calendars", key))
-        if cal.hours != ROUND_THE_CLOCK:
-            ctx.error(("calendars", key, "hours"), "QF104",
-                      f"hours '{cal.hours}' is not supported by this version",
-                      hint="use hours: 24x7; working-hour calendars come with the SLA calendar plugin")
-    return {ROUND_THE_CLOCK: CalendarSpec(), **(calendars or {})}
-
-
-def _compile_severities(severities: Mapping[str, SeverityPolicy] | None, ctx: CompileContext) -> _Policies:
-    ctx.declare("severity")
-    clocks = {}
-    for key, policy in (severities or {}).items():
-        ctx.define("severity", key, ("severities", key))
-        ctx.refer("calendar", policy.calendar, ("severities", key, "calendar"))
-        if policy.respond and policy.resolve and policy.respond > policy.resolve:
-            ctx.error(("severities", key, "respond"), "QF104",
-                      f"respond ({format_duration(policy.respond)}) is longer than resolve ({format_duration(policy.resolve)})",
-                      hint="an answer cannot come after the fix; shorten respond or lengthen resolve")
-        clocks[key] = tuple((name, span, policy.calendar)
-                            for name, span in (("respond", policy.respond), ("resolve", policy.resolve)) if span)
-    return _Policies(tuple(severities or ()), clocks)
+__all__ = [
+    "CLOCKS", "BusinessCalendar", "CalendarSpec", "ClockSpec", "ClockState", "Interval",
+    "NoWorkingTimeError", "PriorityPolicy", "SeverityPolicy", "business_calendar", "clock_states",
+]
 
 
 @hookimpl
 def qflow_ruleset_sections() -> Sequence[Section]:
     return [
-        Section("calendars", dict[str, CalendarSpec], _compile_calendars,
-                doc="when the clocks run; '24x7' is built in"),
-        Section("severities", dict[str, SeverityPolicy], _compile_severities,
-                doc="severities, most urgent first, with respond and resolve times and their calendar"),
+        Section("calendars", dict[str, CalendarSpec], compile_calendars,
+                doc="when the clocks run: working windows, time zone, holidays; '24x7' is built in"),
+        Section("priorities", dict[str, PriorityPolicy], compile_priorities,
+                doc="committed times per priority (impact x urgency); they override the severity's"),
+        Section("severities", dict[str, SeverityPolicy], compile_severities,
+                doc="severities, most urgent first, with their committed times and calendar"),
+        Section("clocks", dict[str, ClockSpec], compile_clocks,
+                doc="when each clock starts, pauses, resumes, stops and resets"),
     ]
 
 
+def _reported_clocks(ruleset: Ruleset) -> Mapping[str, ClockRule]:
+    rules: Mapping[str, ClockRule] = ruleset.compiled("clocks") or DEFAULT_CLOCKS
+    return {name: rule for name, rule in rules.items() if ev.INCIDENT_REPORTED in rule.start.event}
+
+
+def _deadlines(classification: Classification, ruleset: Ruleset, start: datetime) -> list[tuple[Deadline, str]]:
+    policies: Policies = ruleset.compiled("severities")
+    calendars: Calendars = ruleset.compiled("calendars")
+    targets = policies.targets(classification.severity, classification.priority)
+    out = []
+    for name in _reported_clocks(ruleset):
+        target = targets.get(name)
+        if target is None:
+            continue
+        cal = calendars.get(target.calendar) or calendars[ROUND_THE_CLOCK]
+        out.append((Deadline(name, start, cal.add(start, target.span), target.span, target.calendar), target.source))
+    order = {c: i for i, c in enumerate(CLOCKS)}
+    out.sort(key=lambda d: order.get(d[0].clock, len(order)))
+    return out
+
+
 @hookimpl(trylast=True)
-def qflow_deadline(incident: Incident, classification: Classification, ruleset: Ruleset, now: datetime) -> Sequence[Deadline] | None:
-    policies: _Policies = ruleset.compiled("severities")
-    spans = policies.clocks.get(classification.severity) if classification.severity else None
-    if not spans:
+def qflow_deadline(incident: Incident, classification: Classification, ruleset: Ruleset,
+                   now: datetime) -> Sequence[Deadline] | None:
+    if classification.severity is None and classification.priority is None:
         return None
-    start = incident.reported_at or now
-    return tuple(Deadline(name, start, start + span, span, cal) for name, span, cal in spans)
+    found = _deadlines(classification, ruleset, incident.reported_at or now)
+    return tuple(d for d, _ in found) or None
 
 
 @hookimpl(trylast=True)
-def qflow_explain(incident: Incident, classification: Classification, ruleset: Ruleset, now: datetime) -> list[TraceStep]:
+def qflow_explain(incident: Incident, classification: Classification, ruleset: Ruleset,
+                  now: datetime) -> list[TraceStep]:
     # The severity is the classify rules' business; say what it means for the clocks.
-    policies: _Policies = ruleset.compiled("severities")
     severity = classification.severity
     start = incident.reported_at or now
-    if severity is None:
+    if severity is None and classification.priority is None:
         return [TraceStep("severities", None, "unset", "no severity was decided, so no deadlines", "plugin:sla")]
-    spans = policies.clocks.get(severity, ())
-    if not spans:
-        return [TraceStep("severities", severity, "info", f"severity {severity} has no respond or resolve time", "plugin:sla")]
-    parts = ", ".join(f"{name} {format_duration(span)} (due {(start + span).isoformat()})" for name, span, _ in spans)
-    return [TraceStep("severities", severity, "info",
-                      f"{parts}; counted on {spans[0][2]} from {start.isoformat()}", "plugin:sla")]
+    found = _deadlines(classification, ruleset, start)
+    if not found:
+        return [TraceStep("severities", severity, "info", f"severity {severity} has no respond or resolve time",
+                          "plugin:sla")]
+    parts = []
+    for d, source in found:
+        text = f"{d.clock} {format_duration(d.business)} (due {d.due.isoformat()}"
+        if d.due - d.start != d.business:
+            text += f", {format_duration(d.due - d.start)} calendar time"
+        if source != f"severity {severity}":
+            text += f", from {source}"
+        parts.append(text + ")")
+    calendars = sorted({d.calendar for d, _ in found})
+    steps = [TraceStep("severities", severity, "info",
+                       f"{', '.join(parts)}; counted on {' and '.join(calendars)} from {start.isoformat()}",
+                       "plugin:sla")]
+    cals: Calendars = ruleset.compiled("calendars")
+    notes: list[str] = []
+    for d, _ in found:
+        cal = cals.get(d.calendar)
+        for note in cal.warnings(d.start, d.due) if cal is not None else ():
+            if note not in notes:
+                notes.append(note)
+    steps += [TraceStep("calendars", None, "warning", note, "plugin:sla") for note in notes]
+    return steps

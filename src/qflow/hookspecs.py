@@ -264,6 +264,22 @@ def qflow_open_store(url: str) -> Store | None:
     """
 
 
+@hookspec(firstresult=True)
+def qflow_open_async_store(url: str) -> Any:
+    """Open the asyncio store that *url* names, for :class:`qflow.aio.AsyncEngine`.
+
+    :param url: the store URL the application was given.
+    :returns: a :class:`qflow.aio.AsyncStore` (every ``Store`` method as a coroutine;
+        it may connect lazily, on its first call inside the running loop), or None
+        when the scheme is not yours or its driver has no asyncio API; the async
+        engine then runs the sync store in a thread.
+
+    Stops at the first non-None result.
+
+    .. versionadded:: 0.2
+    """
+
+
 # -------------------------------------------------------------------------
 # Scheduling and delivery: timers and the outbox
 # -------------------------------------------------------------------------
