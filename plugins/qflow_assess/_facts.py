@@ -1,0 +1,201 @@
+"""The facts every figure is computed from: one row per incident, derived from its log.
+
+A row is rebuilt from the whole event log after every command and written in the
+same transaction (``qflow_project``), so the figures never see an event the store
+did not keep, and the same log gives the same row whatever order it arrived in.
+Times are epoch seconds; period columns are in the organisation's time zone, so a
+month is the month the people in it lived through, DST and all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from qflow import Event, IncidentState, Projection, Ruleset, Stage
+from qflow import events as ev
+
+__all__ = ["ACTIONS", "FACTS", "action_rows", "facts_row", "period_keys"]
+
+_T, _I, _R = "text", "int", "real"
+
+#: The projection behind every KPI (see docs/kpis.md for what each column means).
+FACTS = Projection("incident_facts", (
+    ("reported_at", _R), ("reported_day", _T), ("reported_month", _T), ("reported_quarter", _T),
+    ("reported_year", _T),
+    ("team", _T), ("owner", _T), ("category", _T), ("severity", _T), ("priority", _T), ("channel", _T),
+    ("place", _T), ("fingerprint", _T),
+    ("stage", _T), ("is_open", _I), ("rejected", _I),
+    ("acknowledged_at", _R), ("ack_s", _R), ("ack_bs", _R),
+    ("responded_at", _R), ("respond_s", _R), ("respond_bs", _R), ("respond_due", _R), ("respond_met", _I),
+    ("resolved_at", _R), ("resolved_month", _T), ("resolved_quarter", _T), ("resolved_year", _T),
+    ("resolve_s", _R), ("resolve_bs", _R), ("resolve_due", _R), ("resolve_met", _I), ("resolve_target_met", _I),
+    ("closed_at", _R), ("reopens", _I), ("reopened", _I), ("reassigned", _I), ("reports", _I),
+    ("responses", _I), ("fcr", _I),
+    ("surveyed", _I), ("csat", _R), ("csat_satisfied", _I), ("nps", _I), ("promoter", _I), ("detractor", _I),
+    ("actions", _I),
+    ("verified", _I), ("verified_effective", _I), ("verification", _T),
+    ("responsibility", _T), ("cause_branch", _T),
+), doc="one row per incident: who, what, when, and how each commitment went")
+
+#: One row per action (cancelled ones left out), for the action on-time rate.
+ACTIONS = Projection("action_facts", (
+    ("incident_id", _T), ("action_id", _T), ("kind", _T), ("owner", _T), ("team", _T), ("category", _T),
+    ("severity", _T), ("channel", _T), ("place", _T),
+    ("due", _R), ("due_month", _T), ("due_quarter", _T), ("due_year", _T), ("done_at", _R), ("on_time", _I),
+), doc="one row per action: its owner, due date and when it was done")
+
+
+def period_keys(at: datetime, tz: tzinfo) -> tuple[str, str, str, str]:
+    """Day, month, quarter and year of *at* as lived in *tz*."""
+    local = at.astimezone(tz)
+    return (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"),
+            f"{local.year}-Q{(local.month - 1) // 3 + 1}", str(local.year))
+
+
+def _epoch(at: datetime | None) -> float | None:
+    return at.timestamp() if at is not None else None
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a is not None and b is not None else None
+
+
+def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, settings: Any,
+              business: Any = None) -> dict[str, Any]:
+    """The facts of one incident. *business* maps a clock name to the business
+    seconds it ran until it stopped (from the SLA plugin), or is None."""
+    tz: tzinfo = ZoneInfo(settings.timezone or ruleset.timezone)
+    inc, d = state.incident, state.decision
+    reported = inc.reported_at or events[0].at
+    day, month, quarter, year = period_keys(reported, tz)
+
+    responded = acknowledged = resolved = closed = None
+    reopens = reassigned = responses = 0
+    survey: Mapping[str, Any] | None = None
+    for e in events:
+        t = e.type
+        if t == ev.RESPONDED:
+            responses += 1
+            responded = responded or e.at
+        elif t == ev.ACKNOWLEDGED:
+            acknowledged = acknowledged or e.at
+        elif t == ev.STAGE_CHANGED:
+            to = e.data.get("to")
+            if to in (Stage.VERIFYING.value, Stage.CLOSED.value) and resolved is None:
+                resolved = e.at
+            if to == Stage.CLOSED.value:
+                closed = e.at
+            elif to == Stage.REOPENED.value:
+                reopens += 1
+                closed = None
+        elif t == ev.REASSIGNED:
+            reassigned += 1
+        elif t == ev.SURVEY_RECORDED and not e.data.get("self_rated"):
+            survey = e.data  # the latest survey the customer answered counts
+
+    def deadline(name: str) -> datetime | None:
+        found = d.deadline(name) if d is not None else None
+        return found.due if found is not None else None
+
+    respond_due, resolve_due = deadline("respond"), deadline("resolve")
+
+    def met(stopped: datetime | None, due: datetime | None) -> int | None:
+        # None while open and not yet due: neither kept nor broken. An open incident
+        # past its due time is counted broken by the query, not here (see docs/kpis.md).
+        if due is None or stopped is None:
+            return None
+        return int(stopped <= due)
+
+    row: dict[str, Any] = {
+        "reported_at": reported.timestamp(), "reported_day": day, "reported_month": month,
+        "reported_quarter": quarter, "reported_year": year,
+        "team": d.team if d else None, "owner": d.owner if d else None,
+        "category": d.category if d else inc.category, "severity": d.severity if d else None,
+        "priority": d.priority if d else None, "channel": inc.channel, "place": inc.place,
+        "stage": state.stage.value,
+        "is_open": int(state.stage not in (Stage.CLOSED, Stage.REJECTED)),
+        "rejected": int(state.stage is Stage.REJECTED),
+        "acknowledged_at": _epoch(acknowledged), "ack_s": _seconds(reported, acknowledged),
+        "responded_at": _epoch(responded), "respond_s": _seconds(reported, responded),
+        "respond_due": _epoch(respond_due), "respond_met": met(responded, respond_due),
+        "resolved_at": _epoch(resolved), "resolve_s": _seconds(reported, resolved),
+        "resolve_due": _epoch(resolve_due), "resolve_met": met(resolved, resolve_due),
+        "closed_at": _epoch(closed), "reopens": reopens, "reopened": int(reopens > 0),
+        "reassigned": int(reassigned > 0), "reports": state.reports, "responses": responses,
+    }
+    row["fingerprint"] = "|".join(str(row.get(f) or "") for f in settings.fingerprint)
+    for clock, col in (("acknowledge", "ack_bs"), ("respond", "respond_bs"), ("resolve", "resolve_bs")):
+        value = business.get(clock) if business else None
+        row[col] = value if value is not None else row[col.replace("_bs", "_s")]
+    target = settings.resolve_target
+    row["resolve_target_met"] = (int(row["resolve_bs"] <= target.total_seconds())
+                                 if target is not None and row["resolve_bs"] is not None else row["resolve_met"])
+    if resolved is not None:
+        _, row["resolved_month"], row["resolved_quarter"], row["resolved_year"] = period_keys(resolved, tz)
+    else:
+        row["resolved_month"] = row["resolved_quarter"] = row["resolved_year"] = None
+    # First-contact resolution: resolved with one report, one answer, no hand-over and
+    # no reopening. Not "closed within N minutes": speed is what respond_s measures.
+    row["fcr"] = (int(reopens == 0 and reassigned == 0 and state.reports == 1 and responses <= 1)
+                  if resolved is not None and not row["rejected"] else None)
+    if survey is not None:
+        score, scale = survey.get("score"), survey.get("scale") or settings.csat_scale
+        row["surveyed"] = 1
+        row["csat"] = float(score) if score is not None else None
+        row["csat_satisfied"] = int(score >= settings.csat_satisfied) if score is not None and scale else None
+        nps = survey.get("nps")
+        row["nps"] = nps
+        row["promoter"] = int(nps >= 9) if nps is not None else None
+        row["detractor"] = int(nps <= 6) if nps is not None else None
+    else:
+        row.update(surveyed=0, csat=None, csat_satisfied=None, nps=None, promoter=None, detractor=None)
+    row["actions"] = sum(1 for a in state.actions if _status(a) != "cancelled")
+    row["responsibility"] = d.responsibility if d else None
+    confirmed = [c for c in state.causes if getattr(c, "confirmed", False)]
+    cause = confirmed[-1] if confirmed else (state.causes[-1] if state.causes else None)
+    row["cause_branch"] = getattr(cause, "branch", None) if cause is not None else None
+    last = state.verifications[-1] if state.verifications else None
+    row["verified"] = int(last is not None)
+    row["verification"] = getattr(last.result, "value", None) if last is not None else None
+    row["verified_effective"] = int(row["verification"] == "effective") if last is not None else None
+    return row
+
+
+def _status(action: Any) -> str:
+    return getattr(action.status, "value", action.status)
+
+
+def action_rows(state: IncidentState, ruleset: Ruleset, settings: Any) -> list[dict[str, Any]]:
+    tz: tzinfo = ZoneInfo(settings.timezone or ruleset.timezone)
+    d = state.decision
+    rows = []
+    for a in state.actions:
+        if _status(a) == "cancelled":
+            continue
+        _, month, quarter, year = period_keys(a.due, tz)
+        rows.append({
+            "incident_id": state.id, "action_id": a.id, "kind": getattr(a.kind, "value", a.kind), "owner": a.owner,
+            "team": d.team if d else None, "category": d.category if d else None,
+            "severity": d.severity if d else None, "channel": state.incident.channel, "place": state.incident.place,
+            "due": a.due.timestamp(), "due_month": month, "due_quarter": quarter, "due_year": year,
+            "done_at": _epoch(a.done_at), "on_time": int(a.done_at <= a.due) if a.done_at is not None else None,
+        })
+    return rows
+
+
+def business_seconds(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+                     now: datetime) -> dict[str, float] | None:
+    """Business seconds each stopped clock ran, from the SLA plugin when it offers them."""
+    try:
+        from qflow_sla.clocks import clock_states  # the SLA plugin's public API
+    except ImportError:
+        return None
+    try:
+        states = clock_states(state, events, ruleset, now)
+    except Exception:  # no clocks section, or an older SLA plugin: fall back to calendar time
+        return None
+    return {name: c.elapsed.total_seconds() for name, c in states.items()
+            if getattr(c, "stopped_at", None) is not None and isinstance(c.elapsed, timedelta)}

@@ -1,0 +1,91 @@
+"""How figures read: durations, rates, deltas, in English or Chinese."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qflow_assess._kpis import KPI, Figure
+
+__all__ = ["LABELS", "cell", "delta", "duration", "label"]
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {"kpi": "KPI", "value": "value", "n": "n", "previous": "previous", "last_year": "a year ago",
+           "mean": "mean", "median": "median", "p90": "P90", "calendar": "calendar", "business": "business",
+           "low": "low confidence", "whole": "all", "period": "Period", "as_of": "as of", "timezone": "time zone",
+           "problems": "Problem list", "status": "status", "owner": "owner", "due": "due", "incident": "incident",
+           "category": "category", "severity": "severity", "team": "team", "reported": "reported",
+           "summary": "summary", "scorecards": "Scorecards", "total": "total", "weight": "weight",
+           "score": "score", "inputs": "inputs", "component": "component", "subject": "subject",
+           "trend": "On-time rate by month", "histogram": "Resolution time (business hours)",
+           "pareto": "Causes by 6M branch (Pareto)", "recurrence": "Recurrence by place",
+           "incidents": "incidents", "repeats": "repeats", "definitions": "Definitions",
+           "numerator": "numerator", "denominator": "denominator", "membership": "period membership",
+           "no_data": "no data", "resolved": "resolved", "in progress": "in progress", "pending": "pending",
+           "figures": "Figures", "by": "by", "place": "place", "channel": "channel", "cumulative": "cumulative"},
+    "zh": {"kpi": "指标", "value": "数值", "n": "样本", "previous": "上期", "last_year": "去年同期",
+           "mean": "平均", "median": "中位数", "p90": "P90", "calendar": "日历时间", "business": "工作时间",
+           "low": "样本不足", "whole": "全部", "period": "期间", "as_of": "截至", "timezone": "时区",
+           "problems": "问题清单", "status": "状态", "owner": "责任人", "due": "期限", "incident": "编号",
+           "category": "类型", "severity": "严重度", "team": "部门", "reported": "报告时间",
+           "summary": "描述", "scorecards": "考核评分", "total": "总分", "weight": "权重",
+           "score": "得分", "inputs": "依据", "component": "项目", "subject": "对象",
+           "trend": "按月及时率", "histogram": "解决时间分布（工作小时）",
+           "pareto": "原因帕累托（6M）", "recurrence": "各地点再发",
+           "incidents": "异常数", "repeats": "再发数", "definitions": "指标定义",
+           "numerator": "分子", "denominator": "分母", "membership": "期间归属",
+           "no_data": "无数据", "resolved": "已解决", "in progress": "处理中", "pending": "待处理",
+           "figures": "指标", "by": "按", "place": "地点", "channel": "渠道", "cumulative": "累计"},
+}
+
+
+def label(key: str, lang: str) -> str:
+    return LABELS.get(lang, LABELS["en"]).get(key, key)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    if d:
+        return f"{d}d{h}h" if h else f"{d}d"
+    if h:
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{m}m" if m else f"{s}s"
+
+
+def cell(kpi: KPI, fig: Figure | None) -> str:
+    """The figure as a reader sees it: 93.1%, 1h20m, +35, 12."""
+    if fig is None or fig.value is None:
+        return "—"
+    v = fig.value
+    if kpi.unit == "rate":
+        return f"{100 * v:.1f}%"
+    if kpi.unit == "duration":
+        return duration(v)
+    if kpi.unit == "score":
+        return f"{v:+.0f}"
+    return f"{v:g}"
+
+
+def delta(kpi: KPI, now: Figure | None, before: Figure | None) -> tuple[str, int]:
+    """The change and its direction: 1 better, -1 worse, 0 same or unknown."""
+    if now is None or before is None or now.value is None or before.value is None:
+        return "—", 0
+    diff = now.value - before.value
+    if kpi.unit == "rate":
+        text = f"{100 * diff:+.1f} pt"
+    elif kpi.unit == "duration":
+        text = ("+" if diff >= 0 else "−") + duration(abs(diff))
+    else:
+        text = f"{diff:+g}"
+    if diff == 0:
+        return text, 0
+    better = (diff > 0) == kpi.higher_is_better
+    return text, 1 if better else -1
+
+
+def number(value: Any) -> str:
+    return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,157 @@
+"""A period report as data: the figures, the slices, the charts' series, the problem
+list and the scorecards. Renderers (terminal, CSV, XLSX, HTML) only lay it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from qflow import Filter, IncidentQuery, Measure, Ruleset, Stage, Store
+from qflow_assess._compute import Comparison, Slice, compare, compute
+from qflow_assess._facts import FACTS
+from qflow_assess._kpis import DEFINITIONS, KPI
+from qflow_assess._periods import Period, parse_period
+from qflow_assess._scores import Scorecard, scorecards
+
+__all__ = ["Report", "build_report"]
+
+#: Resolution-time histogram buckets, in business hours.
+HISTOGRAM_HOURS = (1, 4, 8, 24, 72, 168)
+SIX_M = ("man", "machine", "method", "material", "measurement", "environment")
+
+
+@attrs.frozen
+class ProblemLine:
+    incident_id: str
+    status: str  # resolved, in progress, pending
+    stage: str
+    category: str | None
+    severity: str | None
+    team: str | None
+    owner: str | None
+    reported_at: datetime
+    due: datetime | None
+    summary: str
+
+
+@attrs.frozen
+class Report:
+    ruleset: str
+    title: str
+    period: Period
+    as_of: datetime
+    timezone: str
+    kpis: tuple[KPI, ...]
+    comparison: Comparison
+    slices: tuple[Slice, ...]
+    trend: tuple[Slice, ...]  # one per month, oldest first
+    histogram: tuple[tuple[str, int], ...]  # (bucket label, incidents resolved)
+    pareto: tuple[tuple[str, int], ...]  # (6M branch, incidents), most first
+    recurrence_by_place: tuple[tuple[str, int, int], ...]  # (place, incidents, repeats), most repeats first
+    problems: tuple[ProblemLine, ...]
+    problem_counts: tuple[tuple[str, int], ...]
+    scorecards: tuple[Scorecard, ...]
+    min_n: int
+
+
+def _histogram(store: Store, period: Period) -> tuple[tuple[str, int], ...]:
+    where = (Filter("resolved_at", ">=", period.start.timestamp()), Filter("resolved_at", "<", period.end.timestamp()),
+             Filter("rejected", "==", 0))
+    edges = (0, *HISTOGRAM_HOURS, None)
+    measures, labels = [], []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        conds = [Filter("resolve_bs", ">=", lo * 3600.0)]
+        if hi is not None:
+            conds.append(Filter("resolve_bs", "<", hi * 3600.0))
+        measures.append(Measure("count", None, tuple(conds)))
+        labels.append(f"{lo}-{hi}h" if hi is not None else f">{lo}h")
+    row = store.aggregate(FACTS, measures=measures, where=where)[0]
+    return tuple(zip(labels, (int(v or 0) for v in row), strict=True))
+
+
+def _grouped_counts(store: Store, period: Period, column: str) -> list[tuple[Any, ...]]:
+    where = (Filter("reported_at", ">=", period.start.timestamp()), Filter("reported_at", "<", period.end.timestamp()),
+             Filter("rejected", "==", 0))
+    return store.aggregate(FACTS, measures=[Measure("count"), Measure("count_distinct", "fingerprint")],
+                           group_by=(column,), where=where)
+
+
+_STATUS = {Stage.CLOSED.value: "resolved", Stage.VERIFYING.value: "resolved", Stage.REPORTED.value: "pending",
+           Stage.REOPENED.value: "pending"}
+
+
+def _problems(store: Store, period: Period, limit: int) -> tuple[tuple[ProblemLine, ...], tuple[tuple[str, int], ...]]:
+    """The regular problem list: counts by status from the database, and the lines
+    themselves (open ones first, oldest first) up to *limit*."""
+    counts = {"resolved": 0, "in progress": 0, "pending": 0}
+    for stage, n in _grouped_stage_counts(store, period):
+        counts[_STATUS.get(stage, "in progress")] += int(n)
+    open_states = store.query(IncidentQuery(reported_from=period.start, reported_until=period.end, open_only=True,
+                                            limit=limit))
+    done_states = store.query(IncidentQuery(reported_from=period.start, reported_until=period.end,
+                                            stages=(Stage.CLOSED, Stage.VERIFYING), limit=limit))
+    lines = []
+    for s in [*open_states, *done_states]:
+        d = s.decision
+        due = d.resolve_by if d is not None else None
+        owner = d.owner if d is not None else None
+        open_actions = [a for a in s.actions if a.done_at is None and getattr(a.status, "value", a.status) != "cancelled"]
+        if open_actions:
+            first = min(open_actions, key=lambda a: a.due)
+            owner, due = first.owner, first.due
+        lines.append(ProblemLine(s.id, _STATUS.get(s.stage.value, "in progress"), s.stage.value,
+                                 d.category if d else s.incident.category, d.severity if d else None,
+                                 d.team if d else None, owner, s.incident.reported_at or s.updated_at, due,
+                                 (s.incident.title or s.incident.description or "")[:80]))
+    order = {"pending": 0, "in progress": 1, "resolved": 2}
+    lines.sort(key=lambda p: (order[p.status], p.due is None, p.due or p.reported_at, p.incident_id))
+    return tuple(lines[:limit]), tuple(counts.items())
+
+
+def _grouped_stage_counts(store: Store, period: Period) -> list[tuple[Any, ...]]:
+    where = (Filter("reported_at", ">=", period.start.timestamp()), Filter("reported_at", "<", period.end.timestamp()),
+             Filter("rejected", "==", 0))
+    return store.aggregate(FACTS, measures=[Measure("count")], group_by=("stage",), where=where)
+
+
+def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: datetime, dimensions: Sequence[str] = ("team", "category", "severity"),
+                 site_kpis: Sequence[KPI] = (), problem_limit: int = 200, trend_months: int = 6,
+                 progress: Callable[[str], None] | None = None) -> Report:
+    from qflow_assess import settings  # the package imports this module
+
+    conf = settings(ruleset)
+    tzname = conf.timezone or ruleset.timezone
+    tz = ZoneInfo(tzname)
+    period = parse_period(period_text, tz, as_of)
+    kpis = tuple(DEFINITIONS) + tuple(site_kpis)
+    step = progress or (lambda _what: None)
+    step("figures")
+    comparison = compare(store, kpis, period, as_of=as_of, min_n=conf.min_n)
+    slices = []
+    for dim in dimensions:
+        step(f"by {dim}")
+        slices.append(compute(store, kpis, period, as_of=as_of, by=dim, min_n=conf.min_n))
+    step("trend")
+    on_time = tuple(k for k in kpis if k.name in ("on_time_respond", "on_time_resolve", "csat"))
+    months = []
+    cursor = parse_period(f"{(period.end - timedelta(days=1)).astimezone(tz):%Y-%m}", tz, as_of)
+    for _ in range(trend_months):
+        months.append(cursor)
+        cursor = cursor.previous()
+    trend = tuple(compute(store, on_time, m, as_of=as_of, min_n=conf.min_n) for m in reversed(months))
+    step("charts")
+    pareto_rows = [(b or "unknown", int(n)) for b, n, _ in _grouped_counts(store, period, "cause_branch") if b is not None]
+    pareto_rows.sort(key=lambda r: (-r[1], SIX_M.index(r[0]) if r[0] in SIX_M else 99, r[0]))
+    places = [(p or "—", int(n), int(n) - int(distinct)) for p, n, distinct in _grouped_counts(store, period, "place")]
+    places.sort(key=lambda r: (-r[2], -r[1], r[0]))
+    step("problem list")
+    problems, counts = _problems(store, period, problem_limit)
+    step("scorecards")
+    cards = scorecards(store, ruleset, period, as_of=as_of, kpis=kpis) if conf.scorecard else ()
+    return Report(ruleset.name, ruleset.description or ruleset.name, period, as_of, tzname, kpis, comparison,
+                  tuple(slices), trend, _histogram(store, period), tuple(pareto_rows), tuple(places[:15]),
+                  problems, counts, tuple(cards), conf.min_n)
