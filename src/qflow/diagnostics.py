@@ -57,6 +57,20 @@ CODES: dict[str, str] = {
     "QF609": "a test case's steps go back in time",
     "QF610": "two test cases in one file have the same name",
     "QF611": "a test step does nothing, or more than one thing",
+    "QF700": "a calendar's time zone is not an IANA time zone",
+    "QF701": "a working window or time of day cannot be read",
+    "QF702": "a working window is empty (it ends before or when it starts)",
+    "QF703": "working windows of one day overlap",
+    "QF704": "a weekday, day of the month or month cannot be read",
+    "QF705": "a holiday country or subdivision is not known to the holidays package",
+    "QF706": "a holiday or working date cannot be read",
+    "QF707": "a calendar has no working hours",
+    "QF708": "a date falls in a year whose national holiday schedule is not published yet (warning)",
+    "QF709": "a calendar's keys contradict each other (24x7 with intervals)",
+    "QF710": "a clock name is not one of the SLA clocks",
+    "QF711": "a clock trigger cannot work (not a mapping, never starts, pauses without resuming)",
+    "QF712": "a clock trigger names an unknown stage",
+    "QF713": "a clock trigger names an event type no built-in records (warning)",
 }
 
 _PLAIN_KEY = re.compile(r"^[^\W\d][\w-]*$")
