@@ -143,9 +143,11 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
                   if resolved is not None and not row["rejected"] else None)
     if survey is not None:
         score, scale = survey.get("score"), survey.get("scale") or settings.csat_scale
+        # Scores on another scale are put on the ruleset's before they are compared.
+        on_ours = score * settings.csat_scale / scale if score is not None else None
         row["surveyed"] = 1
-        row["csat"] = float(score) if score is not None else None
-        row["csat_satisfied"] = int(score >= settings.csat_satisfied) if score is not None and scale else None
+        row["csat"] = float(on_ours) if on_ours is not None else None
+        row["csat_satisfied"] = int(on_ours >= settings.csat_satisfied) if on_ours is not None else None
         nps = survey.get("nps")
         row["nps"] = nps
         row["promoter"] = int(nps >= 9) if nps is not None else None

@@ -43,6 +43,7 @@ from qflow._delivery import Delivery
 from qflow._tick import Scheduling
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
+from qflow._survey import SurveyCommands
 
 __all__ = ["Engine", "open_store", "parse_incident"]
 
@@ -200,7 +201,7 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
         raise InputError("; ".join(lines)) from None
 
 
-class Engine(LoopCommands, ContactCommands, Scheduling, Delivery, Versions):
+class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery, Versions):
     """Decides and records incidents under one ruleset.
 
     The commands of the improvement loop live in ``_loop.py``, ``tick`` in ``_tick.py``
