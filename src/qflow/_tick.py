@@ -1,10 +1,15 @@
 """Time-driven work: ``tick(now)`` fires what is due. Mixed into :class:`qflow.Engine`.
 
 The store hands out due timers (indexed by time, claimed with a lease so several
-workers share the work); plugins say what to record through ``qflow_due``. Each
-incident's effects are one transaction; a lost race (another worker appended first)
-re-reads the incident and asks again, so a step recorded by the winner is not
-recorded twice.
+workers share the work); plugins say what to record through ``qflow_due``. A tick
+asks each incident once, however many ticks were missed: plugins work out from the
+log what is due at *now*, so after downtime a step fires once (not once per missed
+tick) and a lost race re-reads the incident and asks again, so a step recorded by
+the other worker is not recorded twice.
+
+The writes of one batch of incidents go to the store in one transaction (one
+commit instead of one per incident); if any of them lost a race, each incident of
+the batch is written on its own, re-reading those that changed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from qflow import events as ev
 from qflow.errors import ConcurrencyError
-from qflow.model import Effect
-from qflow.store import Timer
+from qflow.model import Effect, Event, Notification
+from qflow.store import Timer, Write
 
 if TYPE_CHECKING:
     from qflow.engine import Engine as _Base
@@ -29,50 +35,130 @@ __all__ = ["Scheduling", "TickReport"]
 
 log = logging.getLogger("qflow.tick")
 
+_RETRIES = 3
+
 
 @attrs.frozen
 class TickReport:
-    """What one tick did."""
+    """What one tick did.
 
+    ``timers`` claimed, for ``incidents`` incidents; ``effects`` events recorded with
+    ``notifications`` for the outbox; ``conflicts`` races lost to another writer (and
+    retried); ``failed`` incidents whose plugins raised (their timers come back once
+    the lease runs out, or at the next tick of this worker).
+    """
+
+    timers: int = 0
     incidents: int = 0
     effects: int = 0
+    notifications: int = 0
     conflicts: int = 0
+    failed: int = 0
+
+    def __add__(self, other: TickReport) -> TickReport:
+        return TickReport(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other), strict=True)))
+
+
+@attrs.frozen
+class _Plan:
+    write: Write
+    effects: int
+    notifications: int
 
 
 class Scheduling(_Base):
     def tick(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 500,
-             lease: timedelta = timedelta(minutes=5)) -> TickReport:
-        """Fire what is due at *now* (default: the clock's now)."""
+             lease: timedelta = timedelta(minutes=5), drain: bool = True) -> TickReport:
+        """Fire what is due at *now* (default: the clock's now).
+
+        Claims up to *limit* timers at a time; with *drain* it goes on claiming until
+        nothing due at *now* is left (catching up after downtime in one call), each
+        incident asked once.
+        """
         if now is None:
             now = self.clock.now()
-        timers = self.store.claim_timers(now, worker=worker, limit=limit, lease_until=now + lease)
-        by_incident: dict[str, list[Timer]] = {}
-        for t in timers:
-            by_incident.setdefault(t.incident_id, []).append(t)
-        effects = conflicts = 0
-        for iid, due in by_incident.items():
-            for _attempt in range(3):
-                try:
-                    effects += self._fire(iid, due, now)
+        report = TickReport()
+        seen: set[str] = set()
+        try:
+            while True:
+                timers = self.store.claim_timers(now, worker=worker, limit=limit, lease_until=now + lease)
+                fresh: dict[str, list[Timer]] = {}
+                for t in timers:
+                    if t.incident_id not in seen:
+                        fresh.setdefault(t.incident_id, []).append(t)
+                if not fresh:
                     break
-                except ConcurrencyError:
-                    conflicts += 1
-                    log.info("tick: %s changed under us; reading it again", iid)
-        self.store.release_timers(worker)
-        return TickReport(len(by_incident), effects, conflicts)
+                seen.update(fresh)
+                report += self._batch(fresh, now)
+                report += TickReport(timers=sum(len(ts) for ts in fresh.values()), incidents=len(fresh))
+                if not drain or len(timers) < limit:
+                    break
+        finally:
+            self.store.release_timers(worker)
+        return report
 
-    def _fire(self, incident_id: str, due: Sequence[Timer], now: datetime) -> int:
+    def _batch(self, due: dict[str, list[Timer]], now: datetime) -> TickReport:
+        plans: dict[str, _Plan] = {}
+        failed = 0
+        for iid, timers in due.items():
+            try:
+                plan = self._plan(iid, timers, now)
+            except Exception:
+                # One incident's broken plugin must not stop the others' escalations.
+                log.exception("tick: plugins failed on %s; its timers come back after the lease", iid)
+                failed += 1
+                continue
+            if plan is not None:
+                plans[iid] = plan
+        if not plans:
+            return TickReport(failed=failed)
+        try:
+            self.store.write([p.write for p in plans.values()])
+            return TickReport(effects=sum(p.effects for p in plans.values()),
+                              notifications=sum(p.notifications for p in plans.values()), failed=failed)
+        except ConcurrencyError:
+            log.info("tick: a batch of %d lost a race; writing its incidents one by one", len(plans))
+        report = TickReport(failed=failed, conflicts=1)
+        for iid, plan in plans.items():
+            report += self._one(iid, due[iid], plan, now)
+        return report
+
+    def _one(self, iid: str, timers: Sequence[Timer], plan: _Plan | None, now: datetime) -> TickReport:
+        conflicts = 0
+        for _attempt in range(_RETRIES):
+            try:
+                if plan is None:
+                    plan = self._plan(iid, timers, now)
+                if plan is None:
+                    return TickReport(conflicts=conflicts)
+                self.store.write([plan.write])
+                return TickReport(effects=plan.effects, notifications=plan.notifications, conflicts=conflicts)
+            except ConcurrencyError:
+                conflicts += 1
+                plan = None
+                log.info("tick: %s changed under us; reading it again", iid)
+            except Exception:
+                log.exception("tick: plugins failed on %s; its timers come back after the lease", iid)
+                return TickReport(conflicts=conflicts, failed=1)
+        log.warning("tick: %s kept changing under us; its timers come back after the lease", iid)
+        return TickReport(conflicts=conflicts, failed=1)
+
+    def _plan(self, incident_id: str, due: Sequence[Timer], now: datetime) -> _Plan | None:
+        """What to write for one incident: its effects as events (or, when nothing
+        fired, only its timers scheduled anew so the same ones are not handed out
+        again)."""
         state = self.store.get(incident_id)
         if state is None:
-            return 0
+            return None
         history = self.store.events(incident_id)
-        found: list[Effect] = []
-        for effects in self._hooks.due(state, history, due, self.ruleset, now):
-            found.extend(effects)
-        if not found:
-            # Nothing to record: schedule anew so the same timers are not handed out again.
-            self.store.write([self._write(history, (), state, (), now)])
-            return 0
-        notes = [n for e in found for n in e.notifications]
-        self._record_many(state, [(e.type, e.data, e.source) for e in found], notifications=notes, now=now)
-        return len(found)
+        found: list[Effect] = [e for effects in self._hooks.due(state, history, due, self.ruleset, now)
+                               for e in effects]
+        notes: list[Notification] = [n for e in found for n in e.notifications]
+        new = [Event(state.id, state.seq + i + 1, now, e.type, source=e.source, ruleset=self.ruleset.ref,
+                     data=e.data) for i, e in enumerate(found)]
+        after = state
+        for event in new:
+            after = ev.apply(after, event, self._conv)
+        write = self._write(tuple(history) + tuple(new), new, after, notes, now)
+        held = len(write.events) - len(new)  # one NotificationSuppressed per held notification
+        return _Plan(write, len(found), len(notes) - held)

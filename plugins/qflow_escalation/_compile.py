@@ -1,0 +1,356 @@
+"""Compile the ``escalation:`` section: check every step can fire, resolve templates.
+
+Codes QF740-QF769 belong to this plugin (see docs/diagnostics.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from qflow import CompileContext, format_duration
+from qflow.diagnostics import did_you_mean
+
+from qflow_escalation._spec import EscalationSpec, StepSpec
+
+__all__ = ["FIELDS", "Compiled", "Count", "Group", "Step", "Suppress", "compile_escalation"]
+
+#: Fields incidents can be grouped, counted and compared by: those the store can filter on.
+FIELDS = ("category", "place", "team", "severity", "owner")
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PREFIXES = ("role:", "team:", "person:", "channel:")
+_ZERO = timedelta(0)
+
+
+@attrs.frozen
+class Count:
+    more_than: int
+    within: timedelta
+    same: tuple[str, ...]
+
+
+@attrs.frozen
+class Step:
+    """A compiled ladder step. ``kind`` is ``used``, ``remaining`` or ``overdue``."""
+
+    ladder: str
+    id: str
+    level: int
+    clock: str
+    kind: str
+    fraction: float = 1.0
+    amount: timedelta = _ZERO
+    notify: tuple[str, ...] = ()
+    topic: str = "escalation.warning"
+    every: timedelta | None = None
+    limit: int = 0
+    raise_severity: int = 0
+    team: str | None = None
+    owner: str | None = None
+    jump: str | None = None
+    only_in: str | None = None
+    count: Count | None = None
+    skip_unavailable: bool = True
+
+    @property
+    def key(self) -> str:
+        """The timer key of this step within an incident."""
+        return f"esc:{self.clock}:{self.ladder}/{self.id}"
+
+    def threshold(self, target: timedelta) -> timedelta | None:
+        """Business time used on the clock when this step falls due; None when it
+        cannot fall due for this target."""
+        if self.kind == "used":
+            at = target * self.fraction
+        elif self.kind == "remaining":
+            at = target - self.amount
+        else:
+            at = target + self.amount
+        return at if at >= _ZERO else None
+
+    def describe(self) -> str:
+        if self.kind == "used":
+            return f"{self.fraction * 100:g}% of {self.clock} used"
+        if self.kind == "remaining":
+            return f"{format_duration(self.amount)} left on {self.clock}"
+        if self.amount == _ZERO:
+            return f"{self.clock} breached"
+        return f"{self.clock} overdue by {format_duration(self.amount)}"
+
+
+@attrs.frozen
+class Group:
+    by: tuple[str, ...]
+    window: timedelta
+
+
+@attrs.frozen
+class Suppress:
+    id: str
+    source: Any  # a compiled qflow condition
+    target: Any
+    equal: tuple[str, ...]
+
+
+@attrs.frozen
+class Compiled:
+    ladders: Mapping[str, tuple[Step, ...]]
+    by_severity: Mapping[str, str]  # severity (or "default") -> ladder name
+    group: Group | None = None
+    suppress: tuple[Suppress, ...] = ()
+
+    def ladder_for(self, severity: str | None) -> tuple[str, tuple[Step, ...]] | None:
+        name = self.by_severity.get(severity) if severity is not None else None
+        if name is None:
+            name = self.by_severity.get("default")
+        if name is None:
+            return None
+        return name, self.ladders[name]
+
+
+def _targets(ctx: CompileContext) -> dict[str, dict[str, timedelta]]:
+    """Severity -> clock -> committed time, read from the severities section."""
+    out: dict[str, dict[str, timedelta]] = {}
+    for severity, policy in (ctx.section("severities") or {}).items():
+        clocks = {}
+        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
+            value = getattr(policy, field.name)
+            if isinstance(value, timedelta):
+                clocks[field.name] = value
+        out[severity] = clocks
+    return out
+
+
+def _priority_clocks(ctx: CompileContext) -> list[str]:
+    """Clocks that only a priority sets a target for (``priorities`` overrides severities)."""
+    out = []
+    for policy in (ctx.section("priorities") or {}).values():
+        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
+            if isinstance(getattr(policy, field.name), timedelta):
+                out.append(field.name)
+    return out
+
+
+def _percent(text: str, path: tuple[Any, ...], ctx: CompileContext, rule: str) -> float | None:
+    m = _PERCENT.match(text)
+    if m is None:
+        ctx.error(path, "QF742", f"'{text}' is not a percentage", hint="write it like 50%", rule=rule)
+        return None
+    value = float(m.group(1))
+    if value <= 0:
+        ctx.error(path, "QF742", f"used {text.strip()} falls due when the clock starts",
+                  hint="use a percentage above 0%, e.g. 50%", rule=rule)
+        return None
+    if value > 100:
+        ctx.error(path, "QF743", f"used {text.strip()} can never be reached: a clock's use stops at 100% when it breaches",
+                  hint="for a step after the breach write overdue: with a duration, e.g. overdue: 2h", rule=rule)
+        return None
+    return value / 100
+
+
+def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: CompileContext,
+          clocks: Sequence[str]) -> Step | None:
+    sid = spec.id or f"level-{level}"
+    at = spec.at
+    ok = True
+    if at.clock not in clocks:
+        hint = did_you_mean(at.clock, clocks) or (f"the clocks are: {', '.join(clocks)}" if clocks
+                                                 else "no severity has committed times yet; add respond or resolve")
+        ctx.error(path + ("at", "clock"), "QF740", f"unknown clock '{at.clock}'", hint=hint, rule=sid)
+        ok = False
+    given = [k for k in ("used", "remaining", "overdue") if getattr(at, k) is not None]
+    fraction, amount, kind = 1.0, _ZERO, "overdue"
+    if len(given) != 1:
+        ctx.error(path + ("at",), "QF741",
+                  "a step needs exactly one of used, remaining or overdue" if not given
+                  else f"a step needs exactly one of used, remaining or overdue, not {' and '.join(given)}",
+                  hint="e.g. used: 50%, remaining: 30m or overdue: 2h", rule=sid)
+        return None
+    kind = given[0]
+    if kind == "used":
+        f = _percent(at.used or "", path + ("at", "used"), ctx, sid)
+        if f is None:
+            return None
+        fraction = f
+    else:
+        amount = getattr(at, kind)
+        if amount < _ZERO or (kind == "remaining" and amount == _ZERO):
+            ctx.error(path + ("at", kind), "QF742", f"{kind} must be longer than 0",
+                      hint="for the breach itself write used: 100%", rule=sid)
+            return None
+    every, limit = None, 0
+    if spec.repeat is not None:
+        if spec.repeat.every <= _ZERO:
+            ctx.error(path + ("repeat", "every"), "QF749", "repeat every must be longer than 0",
+                      hint="e.g. every: 1h", rule=sid)
+            ok = False
+        if spec.repeat.limit < 1:
+            ctx.error(path + ("repeat", "limit"), "QF749", f"repeat limit {spec.repeat.limit} repeats nothing",
+                      hint="give 1 or more, or leave repeat out", rule=sid)
+            ok = False
+        every, limit = spec.repeat.every, spec.repeat.limit
+    raise_by = spec.raise_severity or 0
+    if spec.raise_severity is not None and spec.raise_severity < 1:
+        ctx.error(path + ("raise_severity",), "QF750", f"raise_severity {spec.raise_severity} raises nothing",
+                  hint="give the number of levels to raise, 1 or more", rule=sid)
+        ok = False
+    for i, who in enumerate(spec.notify):
+        if not who.strip() or who in _PREFIXES:
+            ctx.error(path + ("notify", i), "QF752", f"recipient '{who}' names nobody",
+                      hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=sid)
+            ok = False
+    team = owner = None
+    if spec.reassign is not None:
+        team, owner = spec.reassign.team, spec.reassign.owner
+        if team is None and owner is None:
+            ctx.error(path + ("reassign",), "QF753", "reassign names neither a team nor an owner",
+                      hint="give team:, owner: or both", rule=sid)
+            ok = False
+        if team is not None:
+            ctx.refer("team", team, path + ("reassign", "team"), rule=sid)
+    if spec.only_in is not None:
+        ctx.refer("calendar", spec.only_in, path + ("only_in",), rule=sid)
+    count = None
+    if spec.count is not None:
+        c = spec.count
+        if c.more_than < 0:
+            ctx.error(path + ("count", "more_than"), "QF754", f"more_than {c.more_than} is always true",
+                      hint="give 0 or more", rule=sid)
+            ok = False
+        if c.within <= _ZERO:
+            ctx.error(path + ("count", "within"), "QF754", "within must be longer than 0",
+                      hint="e.g. within: 30m", rule=sid)
+            ok = False
+        ok &= _fields(c.same, path + ("count", "same"), ctx, sid)
+        count = Count(c.more_than, c.within, c.same)
+    if not (spec.notify or raise_by or spec.reassign or spec.jump):
+        ctx.error(path, "QF753", "the step does nothing",
+                  hint="give notify, raise_severity, reassign or jump", rule=sid)
+        ok = False
+    if not ok:
+        return None
+    before = kind == "remaining" or (kind == "used" and fraction < 1)
+    topic = spec.topic or ("escalation.warning" if before else "escalation.breach")
+    return Step(ladder, sid, level, at.clock, kind, fraction, amount, spec.notify, topic, every, limit,
+                raise_by, team, owner, spec.jump, spec.only_in, count, spec.skip_unavailable)
+
+
+def _fields(names: Sequence[str], path: tuple[Any, ...], ctx: CompileContext, rule: str | None) -> bool:
+    ok = True
+    for i, name in enumerate(names):
+        if name not in FIELDS:
+            ctx.error(path + (i,), "QF751", f"incidents cannot be grouped, counted or compared by '{name}'",
+                      hint=did_you_mean(name, FIELDS) or f"use {', '.join(FIELDS)}", rule=rule)
+            ok = False
+    return ok
+
+
+def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: Sequence[str]) -> tuple[Step, ...]:
+    base = ("escalation", "ladders", name)
+    if not specs:
+        ctx.error(base, "QF755", f"ladder '{name}' has no steps", hint="give at least one step, or remove it")
+        return ()
+    steps: list[Step] = []
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        sid = spec.id or f"level-{i + 1}"
+        if sid in seen:
+            ctx.error(base + (i, "id"), "QF202", f"step '{sid}' is defined twice in ladder '{name}'",
+                      hint=f"first at level {seen[sid] + 1}; give each step its own id", rule=sid)
+            continue
+        seen[sid] = i
+        step = _step(name, i + 1, spec, base + (i,), ctx, clocks)
+        if step is not None:
+            steps.append(step)
+    for step in steps:
+        if step.jump is None:
+            continue
+        path = base + (step.level - 1, "jump")
+        if step.jump not in seen:
+            ctx.error(path, "QF747", f"jump to unknown step '{step.jump}'",
+                      hint=did_you_mean(step.jump, list(seen)) or f"the steps of '{name}': {', '.join(seen)}",
+                      rule=step.id)
+        elif seen[step.jump] + 1 <= step.level:
+            ctx.error(path, "QF747", f"jump to '{step.jump}' goes back to level {seen[step.jump] + 1}",
+                      hint="a jump goes to a later level of the ladder", rule=step.id)
+    return tuple(steps)
+
+
+def _check_reachable(name: str, steps: Sequence[Step], severities: Sequence[str],
+                     targets: Mapping[str, Mapping[str, timedelta]], ctx: CompileContext) -> None:
+    for step in steps:
+        if step.kind != "remaining":
+            continue
+        for sev in severities:
+            target = targets.get(sev, {}).get(step.clock)
+            if target is not None and step.amount >= target:
+                ctx.error(("escalation", "ladders", name, step.level - 1, "at", "remaining"), "QF744",
+                          f"remaining {format_duration(step.amount)} is not shorter than the {step.clock} target "
+                          f"of severity {sev} ({format_duration(target)}), so this step can never fire",
+                          hint="shorten remaining, or use used: with a percentage", rule=step.id)
+                break
+
+
+def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Compiled | None:
+    if spec is None:
+        return None
+    targets = _targets(ctx)
+    clocks = sorted({c for cl in targets.values() for c in cl} | set(_priority_clocks(ctx)) | set(ctx.defined("clock")))
+    ladders = {name: _ladder(name, steps, ctx, clocks) for name, steps in spec.ladders.items()}
+    severities = list(ctx.defined("severity"))
+    by_severity: dict[str, str] = {}
+    for sev in severities + ["default"]:
+        if sev in ladders:
+            by_severity[sev] = sev
+    for sev, ladder in spec.severities.items():
+        path = ("escalation", "severities", sev)
+        if sev != "default":
+            ctx.refer("severity", sev, path, rule=None)
+        if ladder not in ladders:
+            ctx.error(path, "QF745", f"unknown ladder '{ladder}'",
+                      hint=did_you_mean(ladder, list(ladders)) or
+                      (f"the ladders are: {', '.join(ladders)}" if ladders else "define it under escalation.ladders"))
+            continue
+        by_severity[sev] = ladder
+    users: dict[str, list[str]] = {}
+    for sev in severities:
+        ladder = by_severity.get(sev, by_severity.get("default"))
+        if ladder is not None:
+            users.setdefault(ladder, []).append(sev)
+    for name, steps in ladders.items():
+        if name not in users and name not in by_severity.values():
+            ctx.warn(("escalation", "ladders", name), "QF756", f"ladder '{name}' is used by no severity",
+                     hint=did_you_mean(name, severities + ["default"]) or
+                     "name it after a severity or default, or map one to it under escalation.severities",
+                     at="key")
+        _check_reachable(name, steps, users.get(name, ()), targets, ctx)
+    group = None
+    if spec.group is not None:
+        path = ("escalation", "group")
+        ok = _fields(spec.group.by, path + ("by",), ctx, None)
+        if not spec.group.by:
+            ctx.error(path + ("by",), "QF757", "group by names no field", hint="e.g. by: [category, place]")
+            ok = False
+        if spec.group.window <= _ZERO:
+            ctx.error(path + ("window",), "QF757", "group window must be longer than 0", hint="e.g. window: 30m")
+            ok = False
+        group = Group(spec.group.by, spec.group.window) if ok else None
+    suppress = []
+    for i, rule in enumerate(spec.suppress):
+        path = ("escalation", "suppress", i)
+        ctx.define("suppress rule", rule.id, path + ("id",))
+        _fields(rule.equal, path + ("equal",), ctx, rule.id)
+        if rule.source is None or rule.target is None:
+            missing = "source" if rule.source is None else "target"
+            ctx.error(path, "QF758", f"a suppress rule needs a {missing} condition",
+                      hint="e.g. source: {category: power_outage}, target: {category: equipment_fault}",
+                      rule=rule.id)
+            continue
+        suppress.append(Suppress(rule.id, ctx.condition(path + ("source",), rule=rule.id),
+                                 ctx.condition(path + ("target",), rule=rule.id), rule.equal))
+    return Compiled(ladders, by_severity, group, tuple(suppress))

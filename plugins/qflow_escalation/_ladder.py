@@ -1,0 +1,256 @@
+"""Running a ladder: when each step next falls due, and what firing it records.
+
+Everything is computed from the clocks and the log at *now*, never from counters
+kept elsewhere: a step's firings are ``EscalationStepFired`` events, so the same log
+never fires a step twice, and after downtime the latest due repetition fires once
+(with the number of repetitions it stands for) instead of one per missed tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from qflow import Effect, Event, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, format_duration
+from qflow import events as ev
+
+from qflow_escalation._clocks import calendar, clock_states
+from qflow_escalation._compile import Compiled, Step
+
+__all__ = ["BREACHED", "FIRED", "SKIPPED", "due_effects", "next_timers"]
+
+FIRED = "EscalationStepFired"  #: data: ladder, step, level, clock, occurrence, skipped, recipients ...
+SKIPPED = "EscalationStepSkipped"  #: data: ladder, step, level, clock, reason
+BREACHED = "DeadlineBreached"  #: data: clock, due, breached_at, target, calendar, clock_started
+
+_CLOSED = (Stage.CLOSED, Stage.REJECTED)
+_DONE = 1 << 30  # a skipped step counts as fired for good
+_US = timedelta(microseconds=1)
+
+
+def _started(clock: Any) -> str:
+    return clock.started_at.isoformat() if clock.started_at is not None else ""
+
+
+def _history(events: Sequence[Event]) -> tuple[dict[tuple[str, str, str, str], int], set[tuple[str, str]]]:
+    """What the log says has fired: (ladder, step, clock, clock start) -> latest
+    occurrence, and the (clock, clock start) pairs already recorded as breached."""
+    fired: dict[tuple[str, str, str, str], int] = {}
+    breached: set[tuple[str, str]] = set()
+    for e in events:
+        if e.type == FIRED or e.type == SKIPPED:
+            d = e.data
+            k = (d["ladder"], d["step"], d["clock"], d.get("clock_started", ""))
+            occ = d.get("occurrence", 0) if e.type == FIRED else _DONE
+            if occ > fired.get(k, -1):
+                fired[k] = occ
+        elif e.type == BREACHED:
+            breached.add((e.data["clock"], e.data.get("clock_started", "")))
+    return fired, breached
+
+
+def _running(clock: Any) -> bool:
+    return clock.started_at is not None and clock.stopped_at is None and not clock.paused
+
+
+def _reached(step: Step, clock: Any, now: datetime) -> int | None:
+    """The latest occurrence of *step* (0 the first firing, 1.. the repeats) whose
+    moment has come, or None."""
+    if clock is None or clock.started_at is None:
+        return None
+    threshold = step.threshold(clock.target)
+    if threshold is None:
+        return None
+    if clock.elapsed < threshold:
+        if not _running(clock):
+            return None
+        # Business-time rounding must not leave a due step one microsecond short.
+        moment = clock.moment_at(threshold)
+        if moment is None or moment > now:
+            return None
+        return 0
+    if step.every is None:
+        return 0
+    return min(step.limit, int((clock.elapsed - threshold) / step.every))
+
+
+def _moment(step: Step, clock: Any, occurrence: int, ruleset: Ruleset, now: datetime) -> datetime | None:
+    """When occurrence *occurrence* of *step* falls due (deferred to the next opening
+    of its ``only_in`` calendar)."""
+    if clock is None or not _running(clock) or occurrence > step.limit:
+        return None
+    threshold = step.threshold(clock.target)
+    if threshold is None or (occurrence and step.every is None):
+        return None
+    used = threshold + step.every * occurrence if occurrence else threshold
+    at = now if used <= clock.elapsed else clock.moment_at(used)
+    if at is None:
+        return None
+    if step.only_in is not None:
+        cal = calendar(ruleset, step.only_in)
+        if not cal.is_open(at):
+            at = cal.next_open(at)
+    return at
+
+
+def _ladder(compiled: Compiled, state: IncidentState) -> tuple[str, tuple[Step, ...]] | None:
+    return compiled.ladder_for(state.decision.severity if state.decision else None)
+
+
+def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
+    compiled: Compiled | None = ruleset.compiled("escalation")
+    if compiled is None or state.stage in _CLOSED or state.decision is None:
+        return []
+    clocks = clock_states(state, events, ruleset, now)
+    fired, breached = _history(events)
+    timers = []
+    for name, clock in clocks.items():
+        if clock.started_at is None or (name, _started(clock)) in breached:
+            continue
+        if clock.breached_at is not None:
+            timers.append(Timer(state.id, f"esc:{name}:breach", max(clock.breached_at, now)))
+        elif _running(clock):
+            at = now if clock.elapsed >= clock.target else clock.moment_at(clock.target)
+            if at is not None:
+                timers.append(Timer(state.id, f"esc:{name}:breach", at))
+    found = _ladder(compiled, state)
+    for step in found[1] if found else ():
+        clock = clocks.get(step.clock)
+        if clock is None:
+            continue
+        done = fired.get((step.ladder, step.id, step.clock, _started(clock)), -1)
+        at = _moment(step, clock, done + 1, ruleset, now)
+        if at is not None:
+            timers.append(Timer(state.id, step.key, at))
+    return timers
+
+
+def _view_value(state: IncidentState, name: str) -> Any:
+    if name == "place":
+        return state.incident.place
+    return getattr(state.decision, name) if state.decision is not None else None
+
+
+def _count(step: Step, state: IncidentState, store: Any, now: datetime) -> int:
+    assert step.count is not None
+    filters = {f: _view_value(state, f) for f in step.count.same}
+    if any(v is None for v in filters.values()):
+        return 1  # nothing to compare by: this incident alone
+    found = store.query(IncidentQuery(reported_from=now - step.count.within, reported_until=now + _US, **filters))
+    return len(found) if any(s.id == state.id for s in found) else len(found) + 1
+
+
+def _raise(severity: str | None, by: int, order: Sequence[str]) -> str | None:
+    """The severity *by* levels more urgent (``order`` is most urgent first)."""
+    if severity not in order:
+        return None
+    return order[max(order.index(severity) - by, 0)]
+
+
+def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime,
+                store: Any = None, plugins: Any = None) -> list[Effect]:
+    compiled: Compiled | None = ruleset.compiled("escalation")
+    if compiled is None or state.stage in _CLOSED or state.decision is None:
+        return []
+    clocks = clock_states(state, events, ruleset, now)
+    fired, breached = _history(events)
+    effects: list[Effect] = []
+    for name, clock in clocks.items():
+        if clock.started_at is None or (name, _started(clock)) in breached:
+            continue
+        if clock.breached_at is not None or clock.elapsed >= clock.target:
+            effects.append(Effect(BREACHED, "escalation", {
+                "clock": name, "due": clock.due.isoformat() if clock.due else None,
+                "breached_at": (clock.breached_at or now).isoformat(), "target": format_duration(clock.target),
+                "calendar": clock.calendar, "clock_started": _started(clock)}))
+    found = _ladder(compiled, state)
+    if found is None:
+        return effects
+    ladder, steps = found
+    severity = state.decision.severity
+    order = ruleset.names("severity")
+    forced: dict[str, str] = {}  # step id -> why it fires now
+    by_id = {s.id: s for s in steps}
+    for step in steps:
+        clock = clocks.get(step.clock)
+        if clock is None:
+            continue
+        start = _started(clock)
+        done = fired.get((ladder, step.id, step.clock, start), -1)
+        via = forced.get(step.id)
+        if via == "":
+            continue  # a jump went past it
+        if via and done < 0:
+            occurrence = 0
+        else:
+            via = None
+            reached = _reached(step, clock, now)
+            if reached is None or reached <= done:
+                continue
+            if step.only_in is not None and not calendar(ruleset, step.only_in).is_open(now):
+                continue  # deferred: the timer waits for the next opening
+            occurrence = reached
+        base = {"ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start}
+        source = f"escalation:{ladder}/{step.id}"
+        if step.count is not None:
+            n = _count(step, state, store, now)
+            if n <= step.count.more_than:
+                effects.append(Effect(SKIPPED, source, {**base, "reason": (
+                    f"{n} such incident(s) within {format_duration(step.count.within)}, "
+                    f"not more than {step.count.more_than}")}))
+                continue
+        recipients, away = [], []
+        for who in step.notify:
+            ok = plugins.hook.qflow_available(recipient=who, state=state, now=now) if plugins is not None else None
+            (away if ok is False and step.skip_unavailable else recipients).append(who)
+        skipped = occurrence - max(done, -1) - 1 if via is None else 0
+        data = {**base, "occurrence": occurrence, "skipped": skipped, "when": step.describe(),
+                "severity": severity, "recipients": recipients, "unavailable": away, "via": via}
+        notes: tuple[Notification, ...] = ()
+        if recipients:
+            due = clock.due.isoformat() if clock.due else None
+            subject = f"[{severity}] {state.id} {step.describe()}"
+            if skipped:
+                subject += f" (repeat {occurrence}; {skipped} missed while down)"
+            notes = (Notification(state.id, step.topic, now, tuple(recipients), subject,
+                                  state.incident.title or state.incident.description,
+                                  {**data, "due": due, "category": state.decision.category,
+                                   "team": state.decision.team, "owner": state.decision.owner}),)
+        effects.append(Effect(FIRED, source, data, notes))
+        if step.raise_severity:
+            to = _raise(severity, step.raise_severity, order)
+            if to is not None and to != severity:
+                effects.append(Effect(ev.SEVERITY_CHANGED, source,
+                                      {"from": severity, "to": to, "reason": f"escalation {ladder}/{step.id}"}))
+                severity = to
+        if step.team is not None or step.owner is not None:
+            effects.append(Effect(ev.REASSIGNED, source, {"team": step.team, "owner": step.owner,
+                                                          "reason": f"escalation {ladder}/{step.id}"}))
+        if step.jump is not None and step.jump in by_id:
+            target = by_id[step.jump]
+            for other in steps[step.level:target.level - 1]:
+                if other.id not in forced:
+                    forced[other.id] = ""  # marks "jumped over"
+            forced[target.id] = f"jump from {step.id}"
+        if step.notify and not recipients and step.level < len(steps):
+            forced.setdefault(steps[step.level].id, f"nobody available at {step.id}")
+    return _jumped_over(effects, forced, steps, ladder, fired, clocks)
+
+
+def _jumped_over(effects: list[Effect], forced: Mapping[str, str], steps: Sequence[Step], ladder: str,
+                 fired: Mapping[tuple[str, str, str, str], int], clocks: Mapping[str, Any]) -> list[Effect]:
+    """Steps a jump went past never fire: record them as skipped (the loop above
+    treats the empty reason as "not forced" and fires nothing for them)."""
+    fired_now = {e.data["step"] for e in effects if e.type in (FIRED, SKIPPED)}
+    for step in steps:
+        if forced.get(step.id) != "" or step.id in fired_now:
+            continue
+        clock = clocks.get(step.clock)
+        start = _started(clock) if clock is not None else ""
+        if fired.get((ladder, step.id, step.clock, start), -1) >= 0:
+            continue
+        effects.append(Effect(SKIPPED, f"escalation:{ladder}/{step.id}", {
+            "ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock,
+            "clock_started": start, "reason": "jumped over"}))
+    return effects
