@@ -57,10 +57,12 @@ from qflow.store import (
     Timer,
     Write,
 )
+from qflow._delivery import Backend, Channel, DeliveryReport, RetryPolicy, redact
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend", "Channel", "DeliveryReport", "RetryPolicy", "redact",
     "Filter", "Measure", "Projection",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
     "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",

@@ -71,7 +71,37 @@ CODES: dict[str, str] = {
     "QF711": "a clock trigger cannot work (not a mapping, never starts, pauses without resuming)",
     "QF712": "a clock trigger names an unknown stage",
     "QF713": "a clock trigger names an event type no built-in records (warning)",
+    "QF740": "an escalation step names a clock no severity or priority sets a target for",
+    "QF741": "an escalation step needs exactly one of `used`, `remaining` or `overdue`",
+    "QF742": "an escalation step's percentage or duration cannot be used (not N%, 0% or less, not longer than 0)",
+    "QF743": "an escalation step with `used` above 100% can never fire (use `overdue`)",
+    "QF744": "an escalation step's `remaining` is not shorter than the clock's target, so it can never fire",
+    "QF745": "a severity is mapped to an unknown escalation ladder",
+    "QF747": "an escalation step jumps to an unknown step or back to an earlier level",
+    "QF749": "an escalation step repeats with no interval or no repeats",
+    "QF750": "an escalation step raises severity by less than one level",
+    "QF751": "incidents are grouped, counted or compared by a field the store cannot filter on",
+    "QF752": "an escalation step's recipient names nobody",
+    "QF753": "an escalation step does nothing (no notify, raise, reassign or jump), or reassigns to nobody",
+    "QF754": "an escalation step's count condition cannot work (negative count, empty window)",
+    "QF755": "an escalation ladder has no steps",
+    "QF756": "an escalation ladder is used by no severity (warning)",
+    "QF757": "a grouping has no fields or no window",
+    "QF758": "a suppress rule lacks its source or target condition",
+    "QF770": "a notification channel names a backend no installed plugin provides",
+    "QF771": "a backend's configuration cannot work (e.g. a URL that is not http or https)",
+    "QF772": "a message template names a field notifications do not have",
+    "QF773": "a message template does not compile",
+    "QF774": "a fallback channel is unknown, or fallbacks go round in a circle",
+    "QF775": "a notification route names an unknown channel",
+    "QF776": "a secret is written into the ruleset instead of `${env:NAME}`",
+    "QF777": "an `${env:...}` reference is malformed",
+    "QF778": "two plugins provide notification backends with the same name",
+    "QF779": "a retry policy cannot work (no tries, backoff longer than its maximum, jitter outside 0..1)",
 }
+
+#: The ``--format`` choices of every command that reports diagnostics.
+FORMATS: tuple[str, ...] = ("text", "json", "github")
 
 _PLAIN_KEY = re.compile(r"^[^\W\d][\w-]*$")
 

@@ -35,6 +35,7 @@ __all__ = [
     "DECISION_MADE",
     "INCIDENT_REPORTED",
     "NOTIFICATION_FAILED",
+    "NOTIFICATION_DEAD_LETTERED",
     "ACKNOWLEDGED",
     "REASSIGNED",
     "REPORT_ATTACHED",
@@ -57,6 +58,7 @@ ACTION_PLANNED = "ActionPlanned"  #: data: the action
 ACTION_UPDATED = "ActionUpdated"  #: data: id, status, done_at
 VERIFICATION_RECORDED = "VerificationRecorded"  #: data: the verification
 NOTIFICATION_FAILED = "NotificationFailed"  #: data: topic, plugin, error
+NOTIFICATION_DEAD_LETTERED = "NotificationDeadLettered"  #: data: message, channel, backend, topic, attempts, error, fallback, fallback_message
 REPORT_ATTACHED = "ReportAttached"  #: data: the further report (an incident), channel, dedup_key
 SEVERITY_CHANGED = "SeverityChanged"  #: data: from, to, reason (escalation or a person)
 REASSIGNED = "Reassigned"  #: data: team, owner, reason (None keeps the field)

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     )
     from qflow.ruleset import Ruleset, Section
     from qflow.model import Effect, Event
+    from qflow.model import Action, Command, KnownError, Suggestion, Verification
     from qflow.store import OutboxMessage, Projection, Store, Timer
+    from qflow._delivery import Backend, Channel
 
 PROJECT = "qflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -329,8 +331,62 @@ def qflow_plan_delivery(
 
 
 @hookspec
+def qflow_backends() -> Sequence[Backend]:
+    """Return the notification backends this plugin provides (log, e-mail, webhook,
+    chat ...).
+
+    Each :class:`~qflow.Backend` names itself (what a channel's ``backend:`` says),
+    declares the attrs class of its configuration (structured and checked when the
+    ruleset loads, every mistake located), sends an outbox message (raising on
+    failure) and previews one without sending.
+
+    :returns: the backends, possibly empty.
+
+    All implementations are called and their lists joined; two backends with one
+    name are an error at load.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_channels(ruleset: Ruleset) -> Sequence[Channel]:
+    """Return the delivery channels *ruleset* defines: each a name, a backend, the
+    backend's checked configuration, a retry policy and an optional fallback.
+
+    :param ruleset: the loaded ruleset.
+    :returns: the :class:`~qflow.Channel` values, possibly empty.
+
+    All implementations are called and their lists joined; ``Engine.deliver`` sends
+    each outbox message through the channel it names.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_recipients(name: str, state: IncidentState, ruleset: Ruleset) -> Sequence[str] | None:
+    """Resolve a symbolic recipient (``assignee``, ``team.lead``,
+    ``role:quality-manager``) into people or addresses, e.g. from a directory or an
+    on-call schedule.
+
+    :param name: the recipient as a notification names it.
+    :param state: the incident the notification is about.
+    :param ruleset: the loaded ruleset.
+    :returns: people (names the ruleset's directory knows) or addresses, or None to
+        let the next plugin decide.
+
+    Stops at the first non-None result; the built-in resolver (``assignee``, team
+    leads, roles and fixed addresses from the ruleset) is ``trylast``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
 def qflow_due(
-    state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset, now: datetime
+    state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset, now: datetime,
+    store: Store, plugins: pluggy.PluginManager,
 ) -> Sequence[Effect]:
     """Act on what has fallen due for an incident: fire escalation steps, remind action
     owners, start a scheduled verification.

@@ -301,7 +301,8 @@ class _Loader:
                     did_you_mean(key, list(sections) + list(_CORE_KEYS))
                     or "no installed plugin reads it; check the spelling or install the plugin"))
 
-        ctx = CompileContext(root=root, main_file=display, timezone=tz, functions=functions, diagnostics=self.diags)
+        ctx = CompileContext(root=root, main_file=display, timezone=tz, functions=functions, diagnostics=self.diags,
+                             hook=self.pm.hook)
         conv = make_converter()
         structured: dict[str, Any] = {}
         compiled: dict[str, Any] = {}

@@ -56,12 +56,17 @@ class CompileContext:
         timezone: ZoneInfo,
         functions: Mapping[str, Any],
         diagnostics: list[Diagnostic],
+        hook: Any = None,
     ) -> None:
         self._root = root
         self._main_file = main_file
         self.timezone = timezone
         self._functions = functions
         self._diagnostics = diagnostics
+        #: The plugin manager's hook relay, for a section that gathers what other
+        #: plugins contribute (the notify section checks channels against every
+        #: plugin's ``qflow_backends``). Call hooks with keyword arguments.
+        self.hook = hook
         self._defined: dict[str, dict[Any, Path]] = {}
         self._closed: set[str] = set()
         self._refs: list[_Reference] = []
@@ -94,6 +99,27 @@ class CompileContext:
             except (KeyError, IndexError, TypeError):
                 return None
         return node
+
+    def structure(self, path: Path, raw: Any, typ: Any, *, rule: str | None = None) -> Any:
+        """Structure *raw* (plain data from the YAML at *path*) into *typ* with qflow's
+        strict converter; every problem is reported located under *path* and the
+        result is None. For sections whose parts are typed by other plugins (a
+        channel's options by its backend's config class)."""
+        from cattrs.errors import BaseValidationError
+
+        from qflow._convert import ShapeError, make_converter, structure_errors
+
+        try:
+            return make_converter().structure(raw, typ)
+        except (BaseValidationError, ShapeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            problems = structure_errors(exc, typ) or [((), "QF104", str(exc), None, "value")]
+            for sub, code, msg, hint, where in problems:
+                full = path + sub
+                if where == "parent":
+                    self.error(full[:-1], code, msg, hint=hint, rule=rule)
+                else:
+                    self.error(full, code, msg, hint=hint, rule=rule, at=where if sub else "value")
+            return None
 
     def mark(self, path: Path, *, at: str = "value") -> Mark:
         found = locate(self._root, path, at=at)
