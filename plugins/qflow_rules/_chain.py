@@ -31,6 +31,10 @@ class Rule:
     section: str
     condition: Any  # qflow.conditions.Condition
     values: tuple[tuple[str, Any], ...]
+    shadow: bool = False
+    cont: bool | None = None  # the rule's `continue`, None when not written
+    #: where the rule stands: (file, line, col, json path), for lint
+    where: tuple[str, int, int, str] | None = attrs.field(default=None, eq=False)
 
     @property
     def source(self) -> str:
@@ -52,10 +56,16 @@ class Chain:
     result is built once at load and ``run`` is a bucket lookup plus a scan.
     """
 
+    mode = "first-per-field"
+
     def __init__(self, section: str, rules: Sequence[Rule], fields: Sequence[str], build: Build,
-                 extra: tuple[str, Extra, Callable[[Mapping[str, Any]], str]] | None = None) -> None:
+                 extra: tuple[str, Extra, Callable[[Mapping[str, Any]], str]] | None = None,
+                 shadows: Sequence[Rule] = ()) -> None:
         self.section = section
         self.rules = tuple(rules)
+        # Shadow rules never take part in run(); explain() evaluates them, so a
+        # decision pays nothing for them.
+        self.shadows = tuple(shadows)
         self.fields = tuple(fields)
         self._build = build
         self._conditional = tuple(r for r in rules if not r.condition.always)
@@ -184,7 +194,26 @@ class Chain:
         if missing:
             steps.append(TraceStep(self.section, None, "unset",
                                    f"no rule set {', '.join(missing)}; add a default rule (one without 'when') to set it"))
+        steps += shadow_steps(self.section, self.shadows, view, out)
         return steps
+
+
+def shadow_steps(section: str, shadows: Sequence[Rule], view: Mapping[str, Any],
+                 out: Mapping[str, tuple[Any, str]]) -> list[TraceStep]:
+    """What each shadow rule would have done; the decision (*out*) is not touched."""
+    steps = []
+    for rule in shadows:
+        ok, why = rule.condition.explain(view)
+        if not ok:
+            steps.append(TraceStep(section, rule.id, "no match", f"shadow rule: {why}"))
+            continue
+        changes = [f"{f}={v}" + (f" (decided: {out[f][0]})" if f in out else " (decided: unset)")
+                   for f, v in rule.values if f not in out or out[f][0] != v]
+        effect = (f"would set {', '.join(changes)}" if changes
+                  else "would set nothing new (the decision already has these values)")
+        steps.append(TraceStep(section, rule.id, "would have matched",
+                               f"shadow rule, the decision is unchanged: {why}; {effect}"))
+    return steps
 
 
 def _fixed_run(key: str | None, buckets: dict[Any, tuple[tuple[Callable[[Any], bool], Any], ...]],

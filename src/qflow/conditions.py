@@ -42,15 +42,17 @@ regular expressions, by :func:`re.compile`.
 
 from __future__ import annotations
 
+import linecache
 import operator
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
 
+from qflow._expr import ExpressionError, parse_expression
 from qflow._regex_safety import can_backtrack_catastrophically
 from qflow._view import FIELDS
 from qflow._yaml import Mark
@@ -58,12 +60,30 @@ from qflow.diagnostics import Diagnostic, did_you_mean, json_path
 
 __all__ = [
     "ALWAYS",
+    "CONDITION",
     "NEVER",
     "OPERATORS",
     "Condition",
     "ConditionFunction",
+    "ConditionSpec",
     "compile_condition",
 ]
+
+
+class _ConditionMarker:
+    """Marks a section field as holding a condition (``qflow schema`` writes
+    ``$ref: #/$defs/condition`` for it; the loader passes the data through)."""
+
+    def __repr__(self) -> str:
+        return "qflow.conditions.CONDITION"
+
+
+#: The marker inside :data:`ConditionSpec`.
+CONDITION = _ConditionMarker()
+
+#: The type of a section field that holds a condition, e.g. ``when: ConditionSpec = None``;
+#: compile it with ``ctx.condition(path)``.
+ConditionSpec = Annotated[Any, CONDITION]
 
 Path = tuple[str | int, ...]
 Test = Callable[[Mapping[str, Any]], bool]
@@ -116,6 +136,10 @@ class Condition:
     equalities: Mapping[str, frozenset[Any]] = attrs.field(factory=dict, converter=_readonly)
     always: bool = False
     _why: Why | None = attrs.field(default=None, repr=False, alias="why")
+    #: the condition as written (YAML nodes, or the expression string), for ``qflow lint``
+    spec: Any = attrs.field(default=None, repr=False)
+    #: where it was written: (file, line, col, json path, rule id), 1-based
+    where: tuple[str, int, int, str, str | None] | None = attrs.field(default=None, repr=False)
 
     def explain(self, view: Mapping[str, Any]) -> tuple[bool, str]:
         """The slow path: the same truth value as ``test(view)`` and a readable reason."""
@@ -720,6 +744,31 @@ def _type_hint(field: str, ftype: str, arg: Any = None) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Where the characters of an expression string stand
+# ---------------------------------------------------------------------------
+
+
+_BARE_WORD = re.compile(r"\s*[\w.-]*\s*")
+
+
+def _expression_marks(text: str, at: Mark) -> tuple[Callable[[int], Mark], bool]:
+    """``mark(offset)`` for the characters of *text*, a scalar that starts at *at*.
+
+    The YAML node's mark is where the scalar starts, quote included; the source
+    line tells whether it is quoted and whether the text stands there as written
+    (no escapes, one line). Otherwise every character maps to the scalar's start
+    and the message names the character instead (*exact* is False).
+    """
+    linecache.checkcache(at.file)
+    line = linecache.getline(at.file, at.line + 1)
+    for skip in (1, 0):
+        start = at.col + skip
+        if (skip == 0 or line[at.col:at.col + 1] in ("'", '"')) and line[start:start + len(text)] == text:
+            return (lambda offset: Mark(at.file, at.line, start + offset)), True
+    return (lambda offset: at), False
+
+
+# ---------------------------------------------------------------------------
 # The compiler
 # ---------------------------------------------------------------------------
 
@@ -739,6 +788,7 @@ class _Compiler:
         self.file = file
         self.prefix = prefix
         self.root_mark = at if at is not None else Mark(file, 0, 0)
+        self._pin: Path | None = None  # inside an expression string: its JSON path
         self.field_ops = {n: f for n, f in functions.items()
                           if not getattr(f, "whole_incident", False) and n not in OPERATORS}
         self.predicates = {n: f for n, f in functions.items() if getattr(f, "whole_incident", False)}
@@ -754,8 +804,28 @@ class _Compiler:
     # -- reporting -------------------------------------------------------------
 
     def error(self, code: str, message: str, at: Mark, rel: Path, hint: str | None = None) -> None:
+        path = self._pin if self._pin is not None else self.prefix + rel
         self.errors.append(Diagnostic(at.file, at.line + 1, at.col + 1, code, message,
-                                      json_path(self.prefix + rel), hint, self.rule))
+                                      json_path(path), hint, self.rule))
+
+    # -- expression strings -------------------------------------------------------
+
+    def _expression(self, text: str, at: Mark, rel: Path) -> _Node | None:
+        """Translate the string to the structured form and compile that: one compiler,
+        one set of callables and reasons. Errors keep the string's JSON path and point
+        at the character inside it."""
+        mark, exact = _expression_marks(text, at)
+        try:
+            tree = parse_expression(text, mark)
+        except ExpressionError as exc:
+            where = "" if exact else f" (at character {exc.pos + 1} of the expression)"
+            self.error(exc.code, f"{exc.message}{where}", mark(exc.pos), rel, hint=exc.hint)
+            return None
+        self._pin = self.prefix + rel
+        try:
+            return self.condition(tree, mark(0), rel)
+        finally:
+            self._pin = None
 
     @staticmethod
     def key_mark(node: Any, key: Any, fallback: Mark) -> Mark:
@@ -775,6 +845,9 @@ class _Compiler:
     # -- conditions ------------------------------------------------------------
 
     def condition(self, node: Any, at: Mark, rel: Path, what: str = "a condition") -> _Node | None:
+        # A bare word is a mistaken shape, not an expression: say so in those words.
+        if isinstance(node, str) and self._pin is None and not _BARE_WORD.fullmatch(node):
+            return self._expression(node, at, rel)
         if not isinstance(node, dict):
             self.error("QF103", f"{what} must be a mapping such as {{category: complaint}}, "
                        f"not {_kind_name(node)}", at, rel,
@@ -1399,4 +1472,6 @@ def compile_condition(
         return None
     if root.empty:
         return ALWAYS
-    return Condition(root.test, root.text, root.eqs, False, why=root.why)
+    where = compiler.root_mark
+    return Condition(root.test, root.text, root.eqs, False, why=root.why, spec=node,
+                     where=(where.file, where.line + 1, where.col + 1, json_path(tuple(path)), rule))

@@ -17,9 +17,13 @@ import attrs
 
 __all__ = [
     "CODES",
+    "FORMATS",
     "Diagnostic",
     "RulesetError",
+    "as_github",
+    "as_json",
     "did_you_mean",
+    "format_diagnostics",
     "json_path",
 ]
 
@@ -43,6 +47,12 @@ CODES: dict[str, str] = {
     "QF303": "a condition operator has an argument it cannot use",
     "QF304": "a regular expression does not compile",
     "QF305": "a regular expression can backtrack catastrophically",
+    "QF306": "an expression string has a character or word it cannot read (a quote not closed, '=' for '==')",
+    "QF307": "an expression string is incomplete or has something unexpected where a test, operator or value belongs",
+    "QF308": "an expression string starts a test with a value instead of a field",
+    "QF309": "an expression string's parentheses or brackets do not match",
+    "QF310": "an expression string is empty",
+    "QF311": "a list in an expression string holds a list",
     "QF401": "an input line is not valid JSON or not an object",
     "QF402": "an input incident does not fit the incident format",
     "QF501": "a plugin failed while loading its ruleset section",
@@ -57,6 +67,14 @@ CODES: dict[str, str] = {
     "QF609": "a test case's steps go back in time",
     "QF610": "two test cases in one file have the same name",
     "QF611": "a test step does nothing, or more than one thing",
+    "QF650": "lint: a rule can never take effect (an earlier rule with the same or a weaker condition sets all it sets)",
+    "QF651": "lint: a rule section has no default (nothing is set when no rule matches)",
+    "QF652": "lint: a name (team, calendar, template, severity ...) is defined and never used",
+    "QF653": "lint: a condition can never hold",
+    "QF654": "lint: a condition always holds",
+    "QF655": "lint: a regular expression can match the empty string, so it matches every text",
+    "QF656": "lint: a rule is always overridden by a later rule (mode all)",
+    "QF657": "'continue' has no effect where it is written (warning)",
     "QF700": "a calendar's time zone is not an IANA time zone",
     "QF701": "a working window or time of day cannot be read",
     "QF702": "a working window is empty (it ends before or when it starts)",
@@ -158,6 +176,44 @@ class Diagnostic:
         if self.rule is not None:
             text += f" (rule '{self.rule}')"
         return text
+
+
+def as_json(d: Diagnostic) -> dict[str, object]:
+    """One diagnostic as the object ``--format json`` prints (keys in this order)."""
+    return {"file": d.file, "line": d.line, "col": d.col, "code": d.code, "severity": d.severity,
+            "message": d.message, "hint": d.hint, "path": d.path, "rule": d.rule}
+
+
+def _github_escape(text: str, *, prop: bool = False) -> str:
+    # The workflow-command escapes: % CR LF always, and : , in properties.
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def as_github(d: Diagnostic) -> str:
+    """One diagnostic as a GitHub Actions annotation:
+    ``::error file=F,line=L,col=C,title=QFxxx::message (hint) @ $.path (rule 'id')``."""
+    kind = "warning" if d.severity == "warning" else "error"
+    text = d.message + (f" ({d.hint})" if d.hint else "") + f" @ {d.path}"
+    if d.rule is not None:
+        text += f" (rule '{d.rule}')"
+    return (f"::{kind} file={_github_escape(d.file, prop=True)},line={d.line},col={d.col},"
+            f"title={d.code}::{_github_escape(text)}")
+
+
+def format_diagnostics(diagnostics: Iterable[Diagnostic], fmt: str) -> str:
+    """All of *diagnostics* in *fmt* (``text``, ``json`` or ``github``), newline-terminated;
+    json is one array (``[]`` for none)."""
+    items = list(diagnostics)
+    if fmt == "json":
+        import json
+
+        return json.dumps([as_json(d) for d in items], ensure_ascii=False, indent=2) + "\n"
+    if fmt == "github":
+        return "".join(as_github(d) + "\n" for d in items)
+    return "".join(f"{d}\n" for d in items)
 
 
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> tuple[Diagnostic, ...]:

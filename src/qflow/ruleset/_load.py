@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
 import typing
 import zoneinfo
 from collections.abc import Sequence
@@ -219,6 +220,18 @@ class _Loader:
         entry neither hides the others nor the names they define."""
         origin = typing.get_origin(typ)
         args = typing.get_args(typ)
+        if origin in (typing.Union, types.UnionType) and raw is not None:
+            # A section with two forms (a plain list, or a mapping with options):
+            # the YAML's shape picks the form, which is then structured as usual.
+            # A mapping picks an attrs form only when it uses one of its keys, so a
+            # single rule written where a list belongs still reads "expected a list".
+            for option in args:
+                shape = typing.get_origin(option) or option
+                if isinstance(raw, list) if shape in (list, tuple) else (
+                        isinstance(raw, dict) and (shape is dict or (
+                            _is_attrs(option) and any(a.name in raw for a in option.__attrs_attrs__)))):
+                    return self._structure(ctx, conv, name, raw, option)
+            return self._structure(ctx, conv, name, raw, args[0])
         if origin in (list, tuple) and args and raw is not None:
             if not isinstance(raw, list):
                 ctx.error((name,), "QF103", "expected a list", hint="write one '- ' item per line")
@@ -335,6 +348,7 @@ class _Loader:
             name=name, hash=self.digest.hexdigest()[:12], timezone=tzname, files=tuple(self.files),
             sections=FrozenDict(structured), compiled_sections=FrozenDict(compiled),
             symbols=ctx._symbols(), used=ctx._used(), warnings=sort_diagnostics(self.diags),
+            definitions=ctx._definitions(),
             description=description,
         )
 

@@ -215,6 +215,16 @@ class CompileContext:
     def _symbols(self) -> FrozenDict:
         return FrozenDict({k: tuple(v) for k, v in self._defined.items()})
 
+    def _definitions(self) -> FrozenDict:
+        out = {}
+        for kind, names in self._defined.items():
+            where = {}
+            for name, path in names.items():
+                m = self.mark(path)
+                where[name] = (m.file, m.line + 1, m.col + 1, json_path(path))
+            out[kind] = FrozenDict(where)
+        return FrozenDict(out)
+
     def _used(self) -> FrozenDict:
         used: dict[str, set[Any]] = {}
         for ref in self._refs:
@@ -240,6 +250,8 @@ class Ruleset:
     used: FrozenDict = attrs.field(repr=False)  # kind -> names referred to
     warnings: tuple[Diagnostic, ...] = ()
     description: str | None = None
+    #: kind -> {name: (file, line, col, json path)}: where each name is defined
+    definitions: FrozenDict = attrs.field(factory=FrozenDict, repr=False, eq=False)
 
     ref: str = attrs.field(init=False, repr=False, eq=False)
 
