@@ -4,7 +4,7 @@ comes back with its keys in the order it was written, as ``qflow show`` prints t
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -12,7 +12,7 @@ import attrs
 import qflow
 from qflow import DeliveryAttempt, Event, IncidentState, OutboxMessage, Timer, Trace
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "local", "offset"]
 
 CLOSED = ("closed", "rejected")
 
@@ -63,7 +63,7 @@ class Codec:
 
     @staticmethod
     def timer(row: tuple[Any, ...]) -> Timer:
-        return Timer(row[0], row[1], _utc(row[2]))
+        return Timer(row[0], row[1], local(row[2], row[3]))
 
     def outbox_row(self, m: OutboxMessage) -> dict[str, Any]:
         return {
@@ -92,5 +92,13 @@ def _loaded(body: Any) -> Any:
     return json.loads(body) if isinstance(body, (str, bytes)) else body
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+def offset(value: datetime) -> int:
+    off = value.utcoffset()
+    return 0 if off is None else int(off.total_seconds())
+
+
+def local(value: datetime, seconds: int) -> datetime:
+    """*value* (from a timestamptz column) at the UTC offset it was written with."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone(timedelta(seconds=seconds)) if seconds else timezone.utc)

@@ -20,7 +20,7 @@ from qflow import ConcurrencyError, DeliveryAttempt, IncidentQuery, OutboxMessag
 from qflow.store import Due, projection_rows
 
 from qflow_postgres import _schema
-from qflow_postgres._codec import Codec
+from qflow_postgres._codec import Codec, local, offset
 from qflow_postgres._errors import SchemaVersionError
 
 __all__ = ["Op", "Q"]
@@ -134,16 +134,13 @@ def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
                  updated_at = EXCLUDED.updated_at, sort_at = EXCLUDED.sort_at, sort_n = EXCLUDED.sort_n,
                  min_due = EXCLUDED.min_due, external_id = EXCLUDED.external_id,
                  dedup_key = EXCLUDED.dedup_key, body = EXCLUDED.body""", state_rows, many=True)
-    external = [(r["external_id"], r["id"]) for r in state_rows if r["external_id"] is not None]
-    if external:
-        yield Q("INSERT INTO qflow_external (external_id, incident_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING", external, many=True)
+    yield from _claim_external(writes)
     yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", (ids,))
-    deadlines = [(s.id, d.clock, d.due) for s in last_state.values()
+    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in last_state.values()
                  if s.decision is not None and s.stage.value not in ("closed", "rejected")
                  for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
     if deadlines:
-        yield Q("INSERT INTO qflow_deadlines (incident_id, clock, due) VALUES (%s, %s, %s)", deadlines, many=True)
+        yield Q("INSERT INTO qflow_deadlines (incident_id, clock, due, due_offset) VALUES (%s, %s, %s, %s)", deadlines, many=True)
     timers: dict[str, Sequence[Timer]] = {w.state.id: w.timers for w in writes if w.timers is not None}
     if timers:
         # Replacing an incident's timers drops their claims with them.
@@ -154,9 +151,10 @@ def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
             for t in ts:
                 if t.key not in earliest or t.at < earliest[t.key].at:
                     earliest[t.key] = t
-            rows_t.extend((iid, t.key, t.at) for t in earliest.values())
+            rows_t.extend((iid, t.key, t.at, offset(t.at)) for t in earliest.values())
         if rows_t:
-            yield Q("INSERT INTO qflow_timers (incident_id, key, at) VALUES (%s, %s, %s)", rows_t, many=True)
+            yield Q("INSERT INTO qflow_timers (incident_id, key, at, at_offset) VALUES (%s, %s, %s, %s)",
+                    rows_t, many=True)
     projected: dict[tuple[str, str], list[Any]] = {}
     for w in writes:
         for name, value in w.rows.items():
@@ -179,6 +177,35 @@ def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
                            %(next_attempt_at)s, %(status)s, %(attempts)s, %(body)s)
                    ON CONFLICT (id) DO NOTHING""", outbox, many=True)
     return None
+
+
+def _claim_external(writes: Sequence[Write]) -> Op:
+    """Record each external id for its incident; one already held by another incident
+    (in this batch, or committed by anyone, even a moment ago) refuses the batch."""
+    wanted: dict[str, str] = {}
+    for w in writes:
+        ext, iid = w.state.incident.external_id, w.state.id
+        if ext is None:
+            continue
+        holder = wanted.setdefault(ext, iid)
+        if holder != iid:
+            raise _external_taken(iid, ext, holder)
+    if not wanted:
+        return None
+    yield Q("INSERT INTO qflow_external (external_id, incident_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            list(wanted.items()), many=True)
+    # A fresh statement sees what a concurrent writer committed while we waited on it.
+    rows = yield Q("SELECT external_id, incident_id FROM qflow_external WHERE external_id = ANY(%s)",
+                   (sorted(wanted),))
+    for ext, holder in sorted(rows):
+        if holder != wanted[ext]:
+            raise _external_taken(wanted[ext], ext, holder)
+    return None
+
+
+def _external_taken(iid: str, ext: str, holder: str) -> ConcurrencyError:
+    return ConcurrencyError(f"{iid}: external id '{ext}' is already recorded for {holder}; "
+                            "report it without an id to get that incident back")
 
 
 def _already_written(codec: Codec, writes: Sequence[Write]) -> Op:
@@ -262,9 +289,9 @@ def _where(q: IncidentQuery) -> tuple[str, list[Any]]:
 
 
 def due(until: datetime) -> Op:
-    rows = yield Q("SELECT due, incident_id, clock FROM qflow_deadlines WHERE due <= %s "
+    rows = yield Q("SELECT due, incident_id, clock, due_offset FROM qflow_deadlines WHERE due <= %s "
                    "ORDER BY due, incident_id, clock", (until,))
-    return [Due(r[0], r[1], r[2]) for r in rows]
+    return [Due(local(r[0], r[3]), r[1], r[2]) for r in rows]
 
 
 # -- timers ------------------------------------------------------------------------------
@@ -282,7 +309,7 @@ def claim_timers(codec: Codec, until: datetime, worker: str, limit: int, lease_u
                           FOR UPDATE SKIP LOCKED)
                        UPDATE qflow_timers t SET claimed_by = %(worker)s, lease_until = %(lease)s
                        FROM c WHERE t.incident_id = c.incident_id AND t.key = c.key
-                       RETURNING t.incident_id, t.key, t.at""",
+                       RETURNING t.incident_id, t.key, t.at, t.at_offset""",
                    {"now": until, "worker": worker, "limit": limit, "lease": lease_until})
     return sorted((codec.timer(r) for r in rows), key=lambda t: (t.at, t.incident_id, t.key))
 
@@ -294,9 +321,10 @@ def release(worker: str) -> Op:
 
 def timers(codec: Codec, incident_id: str | None) -> Op:
     if incident_id is None:
-        rows = yield Q("SELECT incident_id, key, at FROM qflow_timers ORDER BY at, incident_id, key")
+        rows = yield Q("SELECT incident_id, key, at, at_offset FROM qflow_timers ORDER BY at, incident_id, key")
     else:
-        rows = yield Q("SELECT incident_id, key, at FROM qflow_timers WHERE incident_id = %s ORDER BY at, key",
+        rows = yield Q("SELECT incident_id, key, at, at_offset FROM qflow_timers WHERE incident_id = %s "
+                       "ORDER BY at, key",
                        (incident_id,))
     return [codec.timer(r) for r in rows]
 

@@ -12,6 +12,8 @@ __all__ = ["CURRENT", "MIGRATIONS", "LOCK_KEY"]
 #: starting together do not race to create the same tables.
 LOCK_KEY = 0x71F10_0001
 
+# Times in columns are timestamptz (compared and indexed) with the UTC offset they were
+# given in seconds (``*_offset``), so they are read back as written, like the bodies.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         """CREATE TABLE qflow_incidents (
@@ -45,12 +47,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             incident_id text NOT NULL,
             clock text NOT NULL,
             due timestamptz NOT NULL,
+            due_offset integer NOT NULL,
             PRIMARY KEY (incident_id, clock))""",
         "CREATE INDEX qflow_deadlines_due ON qflow_deadlines (due)",
         """CREATE TABLE qflow_timers (
             incident_id text NOT NULL,
             key text NOT NULL,
             at timestamptz NOT NULL,
+            at_offset integer NOT NULL,
             claimed_by text,
             lease_until timestamptz,
             PRIMARY KEY (incident_id, key))""",
