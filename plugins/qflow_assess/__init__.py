@@ -18,8 +18,12 @@ import attrs
 from qflow import CompileContext, Event, IncidentState, Projection, Ruleset, Section, hookimpl
 from qflow_assess._facts import ACTIONS, FACTS, action_rows, business_seconds, facts_row
 from qflow_assess._kpis import DEFINITIONS, KPI, Figure
+from qflow_assess._scores import record_score
 
-__all__ = ["ACTIONS", "Assessment", "Criterion", "DEFINITIONS", "FACTS", "KPI", "Figure", "Scorecard", "settings"]
+__all__ = [
+    "ACTIONS", "Assessment", "Criterion", "DEFINITIONS", "FACTS", "KPI", "Figure", "Scorecard", "record_score",
+    "settings", "site_kpis",
+]
 
 #: Fields a fingerprint may use (what makes two incidents "the same kind of anomaly").
 FINGERPRINT_FIELDS = ("category", "place", "team", "channel", "severity")
@@ -127,3 +131,25 @@ def qflow_project(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         FACTS.name: facts_row(state, events, ruleset, conf, business_seconds(state, events, ruleset, now)),
         ACTIONS.name: action_rows(state, ruleset, conf),
     }
+
+
+@hookimpl
+def qflow_commands(subparsers: Any, common: Any) -> Mapping[str, Any]:
+    from qflow_assess._cli import add_commands  # argparse setup only when the command line runs
+
+    return add_commands(subparsers, common)
+
+
+def site_kpis(pm: Any, ruleset: Ruleset) -> tuple[KPI, ...]:
+    """The site metrics every installed plugin adds (``qflow_site_metrics``)."""
+    from qflow import PluginError
+
+    seen = {k.name for k in DEFINITIONS}
+    out = []
+    for found in pm.hook.qflow_site_metrics(ruleset=ruleset):
+        for kpi in found or ():
+            if kpi.name in seen:
+                raise PluginError(f"two KPIs are named '{kpi.name}'; a site metric needs a name of its own")
+            seen.add(kpi.name)
+            out.append(kpi)
+    return tuple(out)

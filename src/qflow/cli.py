@@ -24,7 +24,7 @@ import qflow
 from qflow._convert import ShapeError, parse_time
 from qflow._render import COLLAPSE_AFTER, _iso, _plural, render_explanation
 from qflow.clock import FakeClock, SystemClock
-from qflow.diagnostics import Diagnostic, RulesetError, did_you_mean
+from qflow.diagnostics import FORMATS, Diagnostic, RulesetError, did_you_mean, format_diagnostics
 from qflow.engine import Engine, parse_incident
 from qflow.errors import InputError, PluginError
 from qflow.model import (
@@ -32,7 +32,7 @@ from qflow.model import (
 )
 from qflow.ruleset import Ruleset, load_ruleset
 
-__all__ = ["main"]
+__all__ = ["add_format_option", "main", "print_diagnostics"]
 
 PROG = "qflow"
 COMMANDS = ("check", "decide", "explain", "demo")
@@ -48,7 +48,6 @@ COMMAND_MODULES = (
     "qflow._cli_worker",     # worker
     "qflow._cli_notify",     # notify test, notify preview
     "qflow._cli_loop",       # confirm, reject, cause, action, verify, close, reopen, problems, risks
-    "qflow._cli_report",     # report, survey, score, forms
 )
 DEMO_RULESET = "rulesets/hotel-front-desk.yaml"
 DEMO_INCIDENTS = "rulesets/hotel-front-desk.incidents.jsonl"
@@ -159,6 +158,7 @@ def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO
                        help="check rulesets and report every problem",
                        description="Load and check each ruleset; report every problem at once.")
     p.add_argument("rulesets", nargs="+", metavar="RULESET", help="ruleset files (YAML)")
+    add_format_option(p)
 
     p = sub.add_parser("decide", parents=[common], formatter_class=_FORMATTER, epilog=_DECIDE_EPILOG,
                        help="decide incidents from a JSON Lines file",
@@ -167,6 +167,7 @@ def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO
     p.add_argument("--input", "-i", required=True, metavar="FILE",
                    help="incidents, one JSON object per line ('-' reads stdin)")
     _now_option(p)
+    add_format_option(p)
 
     p = sub.add_parser("explain", parents=[common], formatter_class=_FORMATTER, epilog=_EXPLAIN_EPILOG,
                        help="explain the decision for one incident, rule by rule",
@@ -177,6 +178,7 @@ def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO
     _now_option(p)
     p.add_argument("--all", action="store_true",
                    help=f"show every rule, also long runs (more than {COLLAPSE_AFTER}) that did not match")
+    add_format_option(p)
 
     p = sub.add_parser("demo", parents=[common], formatter_class=_FORMATTER, epilog=_DEMO_EPILOG,
                        help="run the whole loop on the shipped hotel front-desk example",
@@ -193,6 +195,14 @@ def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO
                 raise
             continue
         handlers.update(module.add_commands(sub, common))
+    # Plugins add their own commands (the built-in assess plugin adds report, survey ...).
+    # The manager here only lists them; each command builds its own from its options.
+    try:
+        pm = qflow.make_plugin_manager()
+    except PluginError:
+        pm = qflow.make_plugin_manager(autoload=False)  # the failing plugin is reported by the command
+    for found in pm.hook.qflow_commands(subparsers=sub, common=common):
+        handlers.update(found or {})
     parser.commands = tuple(handlers)
     return parser, handlers
 
@@ -206,6 +216,26 @@ def _plugin_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                        help="load only qflow's built-in plugins, no third-party ones")
     group.add_argument("--block", action="append", metavar="NAME", dest="block" + suffix, default=default,
                        help="never load the plugin NAME (repeatable)")
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--format text|json|github`` to a command that reports diagnostics.
+
+    Every command that prints ruleset (or other located) problems takes it; command
+    modules call this on their subparsers and print with :func:`print_diagnostics`.
+    A ruleset that fails to load through :func:`_load` is printed in the chosen
+    format by :func:`main` (on stderr, exit 1).
+    """
+    parser.add_argument("--format", choices=FORMATS, default="text", dest="format",
+                        help="how to print problems: text (file:line:col: CODE message ...), json (one "
+                             "array of objects with file, line, col, code, severity, message, hint, path, "
+                             "rule) or github (::error file=...,line=...,col=...,title=QFxxx::message)")
+
+
+def print_diagnostics(diagnostics: Iterable[Diagnostic], fmt: str, out: IO[str]) -> None:
+    """Print *diagnostics* to *out* in *fmt* (``text``, ``json`` or ``github``; see
+    :func:`add_format_option`). json prints one array, also when there are none."""
+    out.write(format_diagnostics(diagnostics, fmt))
 
 
 def _now_option(parser: argparse.ArgumentParser) -> None:
@@ -246,10 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err, str(exc), "run with --no-plugins, or --block NAME, to leave a plugin out")
         return 2
     except _RulesetFailed as exc:
-        for d in exc.error.diagnostics:
-            err.write(f"{d}\n")
-        n = sum(1 for d in exc.error.diagnostics if d.severity == "error")
-        err.write(f"{PROG}: {_plural(n, 'error')} in {exc.path}; run '{PROG} check {exc.path}' after fixing\n")
+        fmt = getattr(args, "format", "text") if "args" in locals() else "text"
+        print_diagnostics(exc.error.diagnostics, fmt if fmt in FORMATS else "text", err)
+        if fmt != "json":
+            n = sum(1 for d in exc.error.diagnostics if d.severity == "error")
+            err.write(f"{PROG}: {_plural(n, 'error')} in {exc.path}; run '{PROG} check {exc.path}' after fixing\n")
         return 1
     except BrokenPipeError:
         # The reader went away (`qflow decide ... | head`): stop quietly, and keep
@@ -317,28 +348,36 @@ def _cmd_check(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     for path in args.rulesets:
         _existing_file(path, "ruleset file")
     pm = _plugins(args)
+    fmt = args.format
+    # text interleaves the summary lines with the problems; json and github keep
+    # stdout for the machine and put the summary on stderr.
+    summary = out if fmt == "text" else err
     errors, failed = 0, 0
     seen: set[Diagnostic] = set()
+    found: list[Diagnostic] = []
     for path in args.rulesets:
         try:
             ruleset = load_ruleset(path, plugins=pm)
         except RulesetError as exc:
             failed += 1
-            for d in exc.diagnostics:
-                if d in seen:
-                    continue
-                seen.add(d)
-                errors += d.severity == "error"
-                out.write(f"{d}\n")
+            new = [d for d in exc.diagnostics if d not in seen]
+            seen.update(new)
+            errors += sum(d.severity == "error" for d in new)
+            found += new
+            if fmt == "text":
+                print_diagnostics(new, fmt, out)
             continue
         warnings = [d for d in ruleset.warnings if d not in seen]
         seen.update(warnings)
+        found += warnings
         tail = f", {_plural(len(warnings), 'warning')}" if warnings else ""
-        out.write(f"{path}: ok ({_counts(ruleset)}){tail}\n")
-        for d in warnings:
-            out.write(f"{d}\n")
+        summary.write(f"{path}: ok ({_counts(ruleset)}){tail}\n")
+        if fmt == "text":
+            print_diagnostics(warnings, fmt, out)
+    if fmt != "text":
+        print_diagnostics(found, fmt, out)
     if failed:
-        out.write(f"{_plural(errors, 'error')} in {_plural(failed, 'file')}\n")
+        summary.write(f"{_plural(errors, 'error')} in {_plural(failed, 'file')}\n")
         return 1
     return 0
 

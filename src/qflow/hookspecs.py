@@ -449,3 +449,47 @@ def qflow_project(
 
     .. versionadded:: 0.2
     """
+
+
+# -------------------------------------------------------------------------
+# The command line
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_commands(subparsers: Any, common: Any) -> Mapping[str, Any]:
+    """Add this plugin's ``qflow`` subcommands.
+
+    :param subparsers: the ``argparse`` subparsers action of the ``qflow`` command;
+        add parsers with ``subparsers.add_parser(name, parents=[common], ...)``.
+    :param common: the parent parser holding the options every command takes
+        (``--no-plugins``, ``--block``).
+    :returns: ``{command name: handler}``; a handler takes ``(args, out, err)`` and
+        returns the exit status. Raise ``qflow.cli.UsageError`` for a usage mistake.
+
+    All implementations are called and their mappings joined; a name already taken
+    is an error.
+
+    .. versionadded:: 0.2
+    """
+
+
+# -------------------------------------------------------------------------
+# Assessment
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_site_metrics(ruleset: Ruleset) -> Sequence[Any]:
+    """Return a site's own KPIs, so they show up in every report and slice.
+
+    :param ruleset: the loaded ruleset.
+    :returns: ``qflow_assess.KPI`` values: a name, titles, a unit, written
+        definitions, and the measures they need over the ``incident_facts`` (or
+        ``action_facts``) projection with the function that turns them into a figure.
+
+    All implementations are called and their lists joined; a name that a built-in
+    KPI or another site metric already has is an error.
+
+    .. versionadded:: 0.2
+    """

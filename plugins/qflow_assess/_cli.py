@@ -1,0 +1,233 @@
+"""``qflow report``, ``qflow survey record``, ``qflow score record``, ``qflow form``:
+the assessment commands, added to ``qflow`` through the ``qflow_commands`` hook."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import IO, Any
+
+from qflow.cli import _FORMATTER, PROG, UsageError, _load, _parse_now, _plugins
+from qflow.errors import InputError, QflowError
+
+__all__ = ["add_commands"]
+
+_REPORT_EPILOG = f"""\
+Figures are computed in the store's database from the facts each command keeps up
+to date; periods are months (2026-11), quarters (2026-Q4), years (2026) or rolling
+windows (30d, 90d) in the organisation's time zone, each compared with the period
+before and the same period a year earlier. Definitions: docs/kpis.md.
+
+examples:
+  {PROG} report rulesets/hotel-front-desk.yaml --store sqlite:///qflow.sqlite3 --period 2026-Q4
+  {PROG} report rules.yaml --store sqlite:///q.db --period 2026-11 --format html -o report.html --lang zh
+  {PROG} report rules.yaml --store sqlite:///q.db --period 90d --format xlsx -o report.xlsx
+  {PROG} report rules.yaml --store sqlite:///q.db --period 2026-11 --format csv > figures.csv
+"""
+
+
+def _store_option(p: argparse.ArgumentParser) -> None:
+    default = os.environ.get("QFLOW_STORE")
+    p.add_argument("--store", metavar="URL", default=default, required=default is None,
+                   help="the store: sqlite:///PATH or postgresql://… (default $QFLOW_STORE)")
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
+    p = sub.add_parser("report", parents=[common], formatter_class=_FORMATTER, epilog=_REPORT_EPILOG,
+                       help="KPIs, slices, charts and the problem list for a period",
+                       description="The period report: figures, slices, trend, problem list, scorecards.")
+    p.add_argument("ruleset", metavar="RULESET")
+    _store_option(p)
+    p.add_argument("--period", required=True, metavar="PERIOD", help="2026-11, 2026-Q4, 2026, 30d or 90d")
+    p.add_argument("--by", default="team,category,severity", metavar="DIMS",
+                   help="slice by these, comma-separated: team, owner, category, severity, channel, place")
+    p.add_argument("--format", choices=("table", "csv", "json", "xlsx", "html"), default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (xlsx needs a file)")
+    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument("--as-of", dest="as_of", metavar="ISO", help="count open breaches as of this time (default now)")
+
+    p = sub.add_parser("survey", parents=[common], formatter_class=_FORMATTER,
+                       help="record a satisfaction survey against an incident",
+                       description="Record a customer's satisfaction survey (CSAT score, NPS answer, comment).")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = ssub.add_parser("record", formatter_class=_FORMATTER, help="record one survey result")
+    r.add_argument("incident", metavar="ID")
+    r.add_argument("ruleset", metavar="RULESET")
+    _store_option(r)
+    r.add_argument("--score", type=float, help="satisfaction, 1..scale")
+    r.add_argument("--scale", type=int, default=5)
+    r.add_argument("--nps", type=int, help="would recommend us, 0-10")
+    r.add_argument("--comment")
+    r.add_argument("--channel", help="how the survey was answered (phone, sms, online …)")
+    r.add_argument("--respondent")
+    r.add_argument("--self-rated", action="store_true", help="filled in by staff: kept, left out of the figures")
+    r.add_argument("--actor")
+
+    p = sub.add_parser("score", parents=[common], formatter_class=_FORMATTER,
+                       help="record an expert review, inspection or mystery-shopper score",
+                       description="Record a qualitative score against a team or a person; a score below the "
+                                   "criterion's standard also opens an incident through the inspection channel.")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = ssub.add_parser("record", formatter_class=_FORMATTER, help="record one score")
+    r.add_argument("ruleset", metavar="RULESET")
+    _store_option(r)
+    r.add_argument("--subject", required=True, help="the team (or, with --person, the person)")
+    r.add_argument("--person", action="store_true", help="the subject is a person, not a team")
+    r.add_argument("--criterion", required=True)
+    r.add_argument("--score", required=True, type=float)
+    r.add_argument("--method", required=True, help="expert_review, inspection, mystery_shopper …")
+    r.add_argument("--period", help="the period the score is for, e.g. 2026-11 (shown on the scorecard)")
+    r.add_argument("--assessor")
+    r.add_argument("--note")
+    r.add_argument("--place")
+
+    p = sub.add_parser("form", parents=[common], formatter_class=_FORMATTER,
+                       help="print a form: anomaly report, cause analysis, action ledger, verification",
+                       description="The process's forms for one incident (or a period), as HTML or XLSX.")
+    p.add_argument("kind", choices=("report", "cause", "actions", "verification"))
+    p.add_argument("ruleset", metavar="RULESET")
+    _store_option(p)
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--incident", metavar="ID")
+    target.add_argument("--period", metavar="PERIOD")
+    p.add_argument("--format", choices=("html", "xlsx"), default="html")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    return {"report": _cmd_report, "survey": _cmd_survey, "score": _cmd_score, "form": _cmd_form}
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from qflow.engine import Engine
+
+    pm = _plugins(args)
+    ruleset = _load(args.ruleset, pm)
+    try:
+        return Engine(ruleset, plugins=pm, store=args.store)
+    except QflowError as exc:
+        raise UsageError(str(exc), "check --store") from None
+
+
+def _write(args: argparse.Namespace, out: IO[str], text: str) -> None:
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        out.write(text)
+
+
+def _cmd_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow_assess import site_kpis
+    from qflow_assess._compute import DIMENSIONS
+    from qflow_assess._render import render_csv, render_html, render_text, render_xlsx, rows
+    from qflow_assess._report import build_report
+
+    dims = [d.strip() for d in args.by.split(",") if d.strip()]
+    for d in dims:
+        if d not in DIMENSIONS:
+            raise UsageError(f"cannot slice by '{d}'", f"use some of: {', '.join(DIMENSIONS)}")
+    if args.format == "xlsx" and not args.output:
+        raise UsageError("an XLSX workbook needs a file", "add -o report.xlsx")
+    as_of = _parse_now(args.as_of)
+    engine = _engine(args)
+    try:
+        with _progress(err) as step:
+            try:
+                report = build_report(engine.store, engine.ruleset, args.period, as_of=as_of, dimensions=dims,
+                                      site_kpis=site_kpis(engine.plugins, engine.ruleset), progress=step)
+            except ValueError as exc:
+                raise UsageError(f"argument --period: {exc}") from None
+        if args.format == "table":
+            render_text(report, out if not args.output else open(args.output, "w", encoding="utf-8"), lang=args.lang)
+        elif args.format == "csv":
+            if args.output:
+                with open(args.output, "w", encoding="utf-8", newline="") as f:
+                    render_csv(report, f)
+            else:
+                render_csv(report, out)
+        elif args.format == "json":
+            _write(args, out, json.dumps(list(rows(report)), ensure_ascii=False, indent=1) + "\n")
+        elif args.format == "html":
+            _write(args, out, render_html(report, lang=args.lang))
+        else:
+            render_xlsx(report, args.output, lang=args.lang)
+        if args.output:
+            err.write(f"wrote {args.output}\n")
+    finally:
+        engine.store.close()
+    return 0
+
+
+class _progress:
+    """A progress line on a terminal's stderr (rich), silent when stderr is a file."""
+
+    def __init__(self, err: IO[str]) -> None:
+        self.err = err
+        self.live: Any = None
+
+    def __enter__(self) -> Any:
+        if not getattr(self.err, "isatty", lambda: False)() or self.err is not sys.stderr:
+            return lambda _what: None
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+        self.live.start()
+        task = self.live.add_task("report", total=None)
+        return lambda what: self.live.update(task, description=f"report: {what}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    engine = _engine(args)
+    try:
+        state = engine.record_survey(args.incident, score=args.score, scale=args.scale, nps=args.nps,
+                                     comment=args.comment, channel=args.channel, respondent=args.respondent,
+                                     self_rated=args.self_rated, actor=args.actor)
+    except (InputError, KeyError) as exc:
+        raise UsageError(str(exc).strip("'\""), "check the incident id and the values") from None
+    finally:
+        engine.store.close()
+    out.write(f"recorded a survey on {state.id} (event {state.seq})\n")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow_assess import record_score
+
+    engine = _engine(args)
+    try:
+        score = record_score(engine, subject=args.subject, subject_kind="person" if args.person else "team",
+                             criterion=args.criterion, score=args.score, method=args.method, period=args.period,
+                             assessor=args.assessor, note=args.note, place=args.place)
+    except InputError as exc:
+        raise UsageError(str(exc), "see the assessment section of the ruleset") from None
+    finally:
+        engine.store.close()
+    out.write(f"recorded {score.id}: {score.subject} {score.criterion} {score.score:g} ({score.method})\n")
+    if score.incident_id:
+        out.write(f"below standard: opened {score.incident_id} through the inspection channel\n")
+    return 0
+
+
+def _cmd_form(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow_assess._forms import render_form
+
+    if args.format == "xlsx" and not args.output:
+        raise UsageError("an XLSX form needs a file", "add -o form.xlsx")
+    engine = _engine(args)
+    try:
+        text = render_form(engine, args.kind, incident=args.incident, period=args.period, fmt=args.format,
+                           lang=args.lang, path=args.output)
+    except InputError as exc:
+        raise UsageError(str(exc), "check the incident id or the period") from None
+    finally:
+        engine.store.close()
+    if text is not None:
+        _write(args, out, text)
+    if args.output:
+        err.write(f"wrote {args.output}\n")
+    return 0
