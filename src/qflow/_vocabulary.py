@@ -8,13 +8,14 @@ plugin manager like any plugin, under the name ``qflow.vocabulary``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import attrs
 
 from qflow.hookimpl import hookimpl
 from qflow.ruleset import CompileContext, Section
 
-__all__ = ["Category", "Label", "Team"]
+__all__ = ["Category", "Intake", "Label", "Team"]
 
 #: Responsibility classes when a ruleset names none (DOMAIN.md, step 2).
 DEFAULT_RESPONSIBILITIES = ("human", "equipment", "process", "customer")
@@ -44,6 +45,20 @@ class Label:
 
     name: str | None = None
     description: str | None = None
+
+
+@attrs.frozen
+class Intake:
+    """How reports come in: a report whose ``dedup_key`` matches an open incident
+    reported within ``dedup_window`` before it attaches to that incident as a further
+    report (``ReportAttached``) instead of opening a new one."""
+
+    dedup_window: timedelta = timedelta(hours=2)
+
+
+def _compile_intake(intake: Intake | None, ctx: CompileContext) -> Intake:
+    # The loader refuses durations that are not positive, so every window is usable.
+    return intake if intake is not None else Intake()
 
 
 def _compile_teams(teams: Mapping[str, Team] | None, ctx: CompileContext) -> Mapping[str, Team]:
@@ -85,6 +100,8 @@ class VocabularyPlugin:
                     doc="kinds of anomaly; when listed, every category a rule sets must be one of them"),
             Section("responsibilities", dict[str, Label], _compile_responsibilities,
                     doc="responsibility classes; default human, equipment, process, customer"),
+            Section("intake", Intake, _compile_intake, default=Intake,
+                    doc="how reports come in: dedup_window (default 2h) for reports with a dedup_key"),
         ]
 
 

@@ -41,6 +41,7 @@ from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Store, T
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
+from qflow._intake import Intake
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
 from qflow._survey import SurveyCommands
@@ -201,7 +202,7 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
         raise InputError("; ".join(lines)) from None
 
 
-class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery, Versions):
+class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery, Versions, Intake):
     """Decides and records incidents under one ruleset.
 
     The commands of the improvement loop live in ``_loop.py``, ``tick`` in ``_tick.py``
@@ -284,7 +285,8 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         """Record a new incident and what the ruleset decides for it.
 
         A report that repeats the ``external_id`` of a recorded one (a retry) returns
-        the recorded incident and records nothing.
+        the recorded incident and records nothing; one whose ``dedup_key`` names an
+        open incident within ``intake.dedup_window`` is attached to it (see ``_intake.py``).
         """
         if not isinstance(incident, Incident):
             incident = parse_incident(incident, converter=self._conv)
@@ -295,6 +297,10 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
                 state = self.store.get(known)
                 assert state is not None
                 return state
+        if incident.dedup_key is not None:  # the same anomaly through another channel
+            attached = self._attach_duplicate(incident, now, actor)
+            if attached is not None:
+                return attached
         changes: dict[str, Any] = {}
         if incident.id is None:
             changes["id"] = self.store.next_id()
