@@ -135,17 +135,23 @@ def _cmd_test(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     results = [runner.run_file(f) for f in files]
     render = {"text": _test_text, "json": _test_json, "github": _test_github}[args.format]
     render(results, out, args.verbose)
-    failed = any(r.broken or r.count("failed") or r.count("error") for r in results)
+    failed = any(r.broken or r.errors or r.count("failed") for r in results)
     return 1 if failed else 0
 
 
 def _test_counts(results: list[Any]) -> str:
-    parts = []
-    for outcome in ("passed", "failed", "error", "skipped"):
-        n = sum(r.count(outcome) for r in results)
-        if n or outcome == "passed":
-            parts.append(f"{n} {outcome}" if outcome != "error" else _plural(n, "error"))
-    broken = sum(1 for r in results if r.broken)
+    ran = [r for r in results if not r.broken]
+    parts = [f"{sum(r.count('passed') for r in ran)} passed"]
+    failed = sum(r.count("failed") for r in ran)
+    errors = sum(r.errors for r in ran)
+    skipped = sum(r.count("skipped") for r in ran)
+    broken = len(results) - len(ran)
+    if failed:
+        parts.append(f"{failed} failed")
+    if errors:
+        parts.append(_plural(errors, "error"))
+    if skipped:
+        parts.append(f"{skipped} skipped")
     if broken:
         parts.append(_plural(broken, "broken file"))
     return ", ".join(parts) + f" in {_plural(len(results), 'file')}"
@@ -174,9 +180,7 @@ def _test_text(results: list[Any], out: IO[str], verbose: bool) -> None:
                     for i, line in enumerate(lines):
                         out.write(f"    {label if i == 0 else '':<9}{line}\n")
         if fr.broken:
-            n = sum(1 for d in fr.diagnostics if d.severity == "error")
-            out.write(f"{fr.path}: broken, {_plural(n, 'error')}; no case ran\n" if not fr.results
-                      else f"{fr.path}: {_file_counts(fr)}\n")
+            out.write(f"{fr.path}: broken, {_plural(fr.errors, 'error')}; no case ran\n")
         else:
             out.write(f"{fr.path}: {_file_counts(fr)} ({fr.ruleset})\n")
     out.write(_test_counts(results) + "\n")
@@ -184,10 +188,12 @@ def _test_text(results: list[Any], out: IO[str], verbose: bool) -> None:
 
 def _file_counts(fr: Any) -> str:
     parts = [f"{fr.count('passed')} passed"]
-    for outcome in ("failed", "error", "skipped"):
-        n = fr.count(outcome)
-        if n:
-            parts.append(f"{n} {outcome}" if outcome != "error" else _plural(n, "error"))
+    if fr.count("failed"):
+        parts.append(f"{fr.count('failed')} failed")
+    if fr.errors:
+        parts.append(_plural(fr.errors, "error"))
+    if fr.count("skipped"):
+        parts.append(f"{fr.count('skipped')} skipped")
     return ", ".join(parts)
 
 
@@ -195,14 +201,15 @@ def _test_json(results: list[Any], out: IO[str], verbose: bool) -> None:
     files = []
     for fr in results:
         files.append({
-            "path": fr.path, "ruleset": fr.ruleset, "broken": fr.broken,
+            "path": fr.path, "ruleset": fr.ruleset, "broken": fr.broken, "errors": fr.errors,
             "diagnostics": [_diag_json(d) for d in fr.diagnostics],
             "cases": [{"name": r.case.name, "line": r.case.line, "outcome": r.outcome, "error": r.error,
                        "mismatches": [{"field": m.field, "line": m.line, "expected": list(m.expected),
                                        "got": list(m.got)} for m in r.mismatches]}
                       for r in fr.results],
         })
-    summary = {o: sum(r.count(o) for r in results) for o in ("passed", "failed", "error", "skipped")}
+    summary = {o: sum(r.count(o) for r in results) for o in ("passed", "failed", "skipped")}
+    summary["errors"] = sum(r.errors for r in results if not r.broken)
     summary["broken_files"] = sum(1 for r in results if r.broken)
     out.write(json.dumps({"files": files, "summary": summary}, ensure_ascii=False, indent=2) + "\n")
 
