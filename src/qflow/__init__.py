@@ -44,6 +44,16 @@ from qflow.model import (
     VerificationResult,
     WhyStep,
 )
+from qflow.model import (  # the improvement loop
+    Command,
+    KnownError,
+    LedgerEntry,
+    LedgerKind,
+    MetricFigure,
+    Problem,
+    RiskPoint,
+    Suggestion,
+)
 from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
 from qflow.store import (
     DeliveryAttempt,
@@ -70,6 +80,7 @@ __all__ = [
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
     "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
     "TraceStep", "TransitionError", "Verification", "VerificationResult", "WhyStep",
+    "Command", "KnownError", "LedgerEntry", "LedgerKind", "MetricFigure", "Problem", "RiskPoint", "Suggestion",
     "format_duration", "hookimpl", "incident_view", "load_ruleset", "load_ruleset_text",
     "make_converter", "make_plugin_manager", "parse_duration", "parse_incident",
 ]

@@ -19,7 +19,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from qflow._frozen import FrozenDict, thaw
 from qflow.diagnostics import did_you_mean
-from qflow.model import ActionKind, ActionStatus, Stage, Trace, TraceStep, VerificationResult
+from qflow.model import ActionKind, ActionStatus, LedgerKind, Stage, Trace, TraceStep, VerificationResult
 
 __all__ = [
     "ShapeError",
@@ -194,7 +194,7 @@ def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
     )
     # str-based enums would otherwise be caught by cattrs's str handling and come
     # out as members; register each model enum directly.
-    for cls in (Stage, ActionKind, ActionStatus, VerificationResult):
+    for cls in (Stage, ActionKind, ActionStatus, LedgerKind, VerificationResult):
         c.register_unstructure_hook(cls, _enum_value)
         c.register_structure_hook(cls, _enum)
     c.register_unstructure_hook_func(

@@ -121,7 +121,7 @@ _LOOP = (
 _WHYS = (
     WhyStep("why did it happen?", "nobody checked before it was noticed"),
     WhyStep("why did nobody check?", "the shift checklist has no such step"),
-    WhyStep("why is the step missing?", "the checklist was not updated after the last change"),
+    WhyStep("why is the step missing?", "the checklist was not updated after the last change", root=True),
 )
 
 

@@ -65,8 +65,9 @@ class _Hooks:
     implementations changes; a hook with wrappers goes through pluggy as usual.
     """
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: pluggy.PluginManager, store: Store | None = None) -> None:
         self.pm = pm
+        self.store = store  # handed to hooks that read other incidents (qflow_due)
         self._hook = pm.hook
         self._plans: dict[str, tuple[list[Any], Any]] = {}
 
@@ -162,7 +163,8 @@ class _Hooks:
 
     def due(self, state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset,
             now: datetime) -> list[Sequence[Effect]]:
-        return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now)
+        return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now,
+                                    store=self.store, plugins=self.pm)
 
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> dict[str, Any]:
@@ -222,7 +224,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         self.ruleset = ruleset
         self.clock: Clock = clock or SystemClock()
         self.store: Store = open_store(store, self.plugins) if isinstance(store, str) else (store or MemoryStore())
-        self._hooks = _Hooks(self.plugins)
+        self._hooks = _Hooks(self.plugins, self.store)
         self._conv = _CONVERTER
 
     @classmethod

@@ -18,18 +18,29 @@ from qflow.errors import QflowError
 from qflow.model import (
     Action,
     ActionStatus,
+    Attachment,
     Cause,
     Decision,
     Event,
     Incident,
     IncidentState,
+    LedgerEntry,
     Stage,
     Verification,
 )
 
 __all__ = [
+    "ACTION_LOGGED",
     "ACTION_PLANNED",
+    "ACTION_REMINDED",
     "ACTION_UPDATED",
+    "CAUSE_CONFIRMED",
+    "EVIDENCE_ADDED",
+    "KNOWN_ERRORS_SUGGESTED",
+    "LOOP_EVENTS",
+    "PROBLEM_LINKED",
+    "RECURRENCE_CHECKED",
+    "RESPONSIBILITY_CONFIRMED",
     "AuditSequenceError",
     "CAUSE_RECORDED",
     "DECISION_MADE",
@@ -66,6 +77,17 @@ ACKNOWLEDGED = "Acknowledged"  #: data: note
 RESPONDED = "Responded"  #: data: message, channel (the first answer to the customer stops `respond`)
 STATUS_CHANGED = "StatusChanged"  #: data: from, to, reason (working, waiting_customer, waiting_vendor ...)
 SURVEY_RECORDED = "SurveyRecorded"  #: data: score, scale, nps, comment, channel, respondent, self_rated
+# The improvement loop (see qflow._loop and the qflow_loop plugin).
+RESPONSIBILITY_CONFIRMED = "ResponsibilityConfirmed"  #: data: responsibility, team, owner, note
+CAUSE_CONFIRMED = "CauseConfirmed"  #: data: id (the one confirmed cause; the others become candidates)
+EVIDENCE_ADDED = "EvidenceAdded"  #: data: cause, evidence (an attachment with added_by)
+ACTION_LOGGED = "ActionLogged"  #: data: id, entry (a ledger entry; an adjustment may move the due date)
+ACTION_REMINDED = "ActionReminded"  #: data: id, step, due, owner (before, at and after the due date)
+PROBLEM_LINKED = "ProblemLinked"  #: data: problem, fingerprint, opened, count, window
+KNOWN_ERRORS_SUGGESTED = "KnownErrorsSuggested"  #: data: suggestions (known_error, score, reason, workaround)
+RECURRENCE_CHECKED = "RecurrenceChecked"  #: data: fingerprint, count, window, problem (None or its id), opened
+LOOP_EVENTS = (RESPONSIBILITY_CONFIRMED, CAUSE_CONFIRMED, EVIDENCE_ADDED, ACTION_LOGGED, ACTION_REMINDED,
+               PROBLEM_LINKED, KNOWN_ERRORS_SUGGESTED, RECURRENCE_CHECKED)
 
 
 class AuditSequenceError(QflowError):
@@ -133,7 +155,32 @@ def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | No
         changes["status"] = data["to"]
     elif event.type == REPORT_ATTACHED:
         changes["reports"] = state.reports + 1
+    elif event.type in LOOP_EVENTS:
+        changes.update(_apply_loop(state, event, conv))
     return attrs.evolve(state, **changes)
+
+
+def _apply_loop(state: IncidentState, event: Event, conv: cattrs.Converter) -> dict[str, Any]:
+    data = event.data
+    if event.type == RESPONSIBILITY_CONFIRMED and state.decision is not None:
+        d = state.decision
+        return {"decision": attrs.evolve(
+            d, responsibility=data.get("responsibility") or d.responsibility,
+            team=data.get("team") or d.team, owner=data.get("owner") or d.owner)}
+    if event.type == CAUSE_CONFIRMED:
+        return {"causes": tuple(attrs.evolve(c, confirmed=c.id == data["id"]) for c in state.causes)}
+    if event.type == EVIDENCE_ADDED:
+        evidence = conv.structure(dict(data["evidence"]), Attachment)
+        return {"causes": tuple(attrs.evolve(c, evidence=c.evidence + (evidence,)) if c.id == data["cause"] else c
+                                for c in state.causes)}
+    if event.type == ACTION_LOGGED:
+        entry = conv.structure(dict(data["entry"]), LedgerEntry)
+        return {"actions": tuple(
+            attrs.evolve(a, ledger=a.ledger + (entry,), due=entry.due or a.due) if a.id == data["id"] else a
+            for a in state.actions)}
+    if event.type in (PROBLEM_LINKED, RECURRENCE_CHECKED) and data.get("problem"):
+        return {"problem": data["problem"]}
+    return {}
 
 
 def fold(events: Iterable[Event], conv: cattrs.Converter | None = None) -> IncidentState:

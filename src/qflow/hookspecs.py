@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from qflow.ruleset import Ruleset, Section
     from qflow.model import Effect, Event
     from qflow.model import Action, Command, KnownError, Suggestion, Verification
+    from qflow.model import Action, Command, KnownError, Suggestion, Verification
     from qflow.store import OutboxMessage, Projection, Store, Timer
     from qflow._delivery import Backend, Channel
 
@@ -407,6 +408,86 @@ def qflow_due(
     All implementations are called and their lists joined; the effects are recorded
     in one transaction, their notifications in the outbox, and the incident's timers
     are then scheduled anew.
+
+    .. versionadded:: 0.2
+    """
+
+
+# -------------------------------------------------------------------------
+# The improvement loop: commands, actions, known errors, effect
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def qflow_command_guard(state: IncidentState, command: Command, ruleset: Ruleset, now: datetime) -> str | None:
+    """Refuse a loop command (record a cause, plan an action, verify ...) that the
+    site's rules do not allow, before anything is recorded.
+
+    :param state: the incident as it stands.
+    :param command: the :class:`~qflow.model.Command`: its name, actor and the value
+        it would record.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :returns: None to allow, or a sentence saying why not and what to do, e.g.
+        ``"hygiene causes need photo evidence; add a photo"``.
+
+    All implementations are called; any refusal stops the command, every refusal is
+    reported and the incident stays as it was.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_action_planned(state: IncidentState, action: Action, ruleset: Ruleset, now: datetime) -> None:
+    """Observe a newly planned action, e.g. to open a maintenance ticket in the site's
+    own system when an equipment action is planned.
+
+    :param state: the incident after the action was recorded.
+    :param action: the planned action.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+
+    A broadcast: all implementations are called after the action is recorded; return
+    values are ignored and an exception is logged, never undoing the action.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_suggest_known_errors(
+    incident: Incident, candidates: Sequence[KnownError], ruleset: Ruleset
+) -> Sequence[Suggestion]:
+    """Match an incident against the known-error archive.
+
+    :param incident: the incident as reported.
+    :param candidates: every :class:`~qflow.model.KnownError` in the archive.
+    :param ruleset: the loaded ruleset.
+    :returns: :class:`~qflow.model.Suggestion` values (score 0..1 with a reason),
+        possibly empty.
+
+    All implementations are called and their lists joined; for each known error the
+    best score is kept and suggestions are listed best first. The built-in matcher
+    (category, place, asset, keywords) is ``trylast``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_measure_effect(state: IncidentState, store: Store, ruleset: Ruleset, now: datetime) -> Verification | None:
+    """Measure whether the measures of an incident worked, now.
+
+    :param state: the incident (its actions done).
+    :param store: the store, to count recurrences and read surveys and KPIs.
+    :param ruleset: the loaded ruleset.
+    :param now: the end of the window after the measures.
+    :returns: a measured :class:`~qflow.model.Verification` (figures over the
+        baseline window and the window after), or None when this plugin has no
+        metrics for the incident.
+
+    Stops at the first non-None result; the built-in loop plugin is ``trylast``.
 
     .. versionadded:: 0.2
     """
