@@ -138,7 +138,7 @@ class ClockSpec:
     reset: Any = None
 
 
-_KNOWN_EVENTS = tuple(getattr(ev, n) for n in ev.__all__ if n.isupper())
+_KNOWN_EVENTS = tuple(v for n in ev.__all__ if n.isupper() and isinstance(v := getattr(ev, n), str))
 
 
 def _trigger(raw: Any, ctx: CompileContext, path: tuple[str | int, ...]) -> Trigger | None:

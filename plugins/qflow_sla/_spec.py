@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -103,7 +103,7 @@ def _minute(text: str) -> int | None:
     return h * 60 + mi
 
 
-_TIME_HINT = "write a window as \"09:00-12:00\" (24-hour clock; 24:00 ends the day)"
+_TIME_HINT = "write a window as \"09:00-12:00\", on the 24-hour clock; 24:00 ends the day"
 
 
 def _window(raw: Any, ctx: CompileContext, path: Path) -> Window | None:
@@ -144,18 +144,25 @@ def _windows(raw: Any, ctx: CompileContext, path: Path) -> tuple[Window, ...] | 
         w = _window(item, ctx, path + (i,) if items is raw else path)
         if w is not None:
             found.append((w, i))
-    _check_overlap(found, ctx, lambda i: path + (i,) if items is raw else path, "")
+    if len(found) < len(items) or _check_overlap(found, ctx, lambda i: path + (i,) if items is raw else path, ""):
+        return None
     return tuple(w for w, _ in found)
 
 
 def _check_overlap(found: list[tuple[Window, Any]], ctx: CompileContext, where: Callable[[Any], Path],
-                   day: str) -> None:
-    ordered = sorted(found)
-    for (a, _), (b, at) in zip(ordered, ordered[1:], strict=False):
-        if b[0] < a[1]:
-            ctx.error(where(at), "QF703",
-                      f"the window '{_fmt(b)}' overlaps '{_fmt(a)}'{day}",
-                      hint="windows of one day must not overlap; join them into one window or shorten one")
+                   day: str) -> bool:
+    """Report windows that overlap an earlier one (of another source, when *day* is
+    given: the same list is checked on its own); True when there was one."""
+    ordered = sorted(found, key=lambda f: f[0])
+    bad = False
+    for k, (b, at) in enumerate(ordered):
+        for a, other in ordered[:k]:
+            if b[0] < a[1] and (not day or other != at):
+                ctx.error(where(at), "QF703", f"the window '{_fmt(b)}' overlaps '{_fmt(a)}'{day}",
+                          hint="windows of one day must not overlap; join them into one window or shorten one")
+                bad = True
+                break
+    return bad
 
 
 def _fmt(w: Window) -> str:
@@ -282,7 +289,7 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
     """The weekly patterns of *spec*; the flag says it runs round the clock."""
     base: Path = ("calendars", key)
     patterns: list[_Pattern] = []
-    always = False
+    always = broken = False
     hours = spec.hours
     if hours is None and not spec.intervals:
         ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
@@ -304,17 +311,22 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
             if days is None:
                 ctx.error(base + ("hours", days_key), "QF704", f"{_show(days_key)} is not a weekday or weekday range",
                           hint=_WEEKDAY_HINT, at="key")
+                broken = True
                 continue
             windows = _windows(raw, ctx, base + ("hours", days_key))
             if windows is None:
+                broken = True
                 continue
             for d in days:
                 per_day.setdefault(d, []).extend((w, days_key) for w in windows)
             patterns.append(_Pattern(merged(windows), weekdays=days))
+        reported: set[tuple[Window, Any]] = set()
         for d, found in sorted(per_day.items()):
-            keys = {k for _, k in found}
-            if len(keys) > 1:
-                _check_overlap(found, ctx, lambda k: base + ("hours", k), f" on {_DAYS[d]}")
+            if len({k for _, k in found}) > 1:
+                fresh = [f for f in found if f not in reported]
+                if _check_overlap(fresh, ctx, lambda k: base + ("hours", k), f" on {_DAYS[d]}"):
+                    reported.update(found)
+                    broken = True
     elif hours is not None:
         ctx.error(base + ("hours",), "QF701", f"{_show(hours)} is not 24x7 or a mapping of weekdays to windows",
                   hint="write hours: 24x7, or hours: {mon-fri: [\"09:00-18:00\"]}")
@@ -323,6 +335,7 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
         path = base + ("intervals", i)
         if interval.times is None:
             ctx.error(path, "QF102", "missing required key 'times'", hint=_TIME_HINT)
+            broken = True
             continue
         windows = _windows(interval.times, ctx, path + ("times",))
         weekdays = _weekday_set(interval.weekdays, ctx, path + ("weekdays",))
@@ -335,9 +348,11 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
             found = _ranges(interval.months, ctx, path + ("months",), "month or month range", _month,
                             "use 1 to 12, jan ... dec, or a range such as jan:mar")
             months = frozenset(m for a, b in found for m in (range(a, b + 1) if a <= b else [*range(a, 13), *range(1, b + 1)]))
-        if windows is not None:
+        if windows is None or any(x is not None and not x for x in (weekdays, days, months)):
+            broken = True
+        else:
             patterns.append(_Pattern(merged(windows), weekdays, days, months))
-    return patterns, always
+    return None if broken else (patterns, always)
 
 
 def _regular(patterns: list[_Pattern], always: bool) -> Callable[[date], tuple[Window, ...]]:
@@ -373,11 +388,25 @@ class _National:
         self._by_notice: bool | None = None
 
     def year(self, y: int) -> tuple[frozenset[date], frozenset[date]]:
+        """The days off and the make-up working days of year *y*."""
         found = self._years.get(y)
         if found is None:
-            h = holidays_lib.country_holidays(self.country, subdiv=self.subdiv, years=y)
-            work = frozenset(d for d in getattr(h, "weekend_workdays", ()) if d.year == y)
-            found = (frozenset(d for d in h if d.year == y), work)
+            h = holidays_lib.country_holidays(self.country, subdiv=self.subdiv, years=(y - 1, y, y + 1))
+            work = frozenset(getattr(h, "weekend_workdays", ()))
+            off = set(h)
+            if work:
+                # A notice gives the break as a block (春节 2/15-2/23 in 2026); the
+                # package lists only its weekdays, so the weekend days that join the
+                # holidays are days off too, even for calendars that work weekends.
+                weekend = getattr(h, "weekend", {5, 6})
+                edge = list(off)
+                while edge:
+                    d = edge.pop()
+                    for n in (d - timedelta(days=1), d + timedelta(days=1)):
+                        if n.weekday() in weekend and n not in off and n not in work:
+                            off.add(n)
+                            edge.append(n)
+            found = (frozenset(d for d in off if d.year == y), frozenset(d for d in work if d.year == y))
             self._years[y] = found
         return found
 
@@ -422,7 +451,7 @@ def _dates(raw: list[Any], ctx: CompileContext, path: Path) -> tuple[frozenset[d
                     except ValueError:
                         pass
         ctx.error(path + (i,), "QF706", f"{_show(item)} is not a date",
-                  hint="use YYYY-MM-DD for one day (2026-12-24) or MM-DD for the same day every year (12-31)")
+                  hint="use YYYY-MM-DD for one day, e.g. 2026-12-24, or MM-DD for every year, e.g. 12-31")
     return frozenset(one_off), frozenset(yearly)
 
 
