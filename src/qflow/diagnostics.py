@@ -116,6 +116,13 @@ CODES: dict[str, str] = {
     "QF777": "an `${env:...}` reference is malformed",
     "QF778": "two plugins provide notification backends with the same name",
     "QF779": "a retry policy cannot work (no tries, backoff longer than its maximum, jitter outside 0..1)",
+    "QF800": "a loop fingerprint names a field incidents do not have, or is empty",
+    "QF801": "the loop allows no evidence kind",
+    "QF802": "a loop guard has a value it cannot use",
+    "QF803": "loop reminders that would send nothing after the due date",
+    "QF804": "a verification with no metric",
+    "QF805": "a verification metric that cannot be measured or judged (kind, thresholds, KPI projection)",
+    "QF806": "a problem threshold that would make every incident a problem",
 }
 
 #: The ``--format`` choices of every command that reports diagnostics.
