@@ -253,14 +253,14 @@ def render_html(report: Report, *, lang: str = "en") -> str:
                                                                for sl in report.trend])
               for n in ("on_time_respond", "on_time_resolve") if n in by]
     parts.append('<section class="charts">')
-    parts.append(f'<figure><figcaption>{L("trend")}</figcaption>{_svg.lines(months, series, title=L("trend"))}</figure>')
+    parts.append(f'<figure><figcaption>{L("trend")}</figcaption>{_svg.lines(months, series, title=L("trend"), empty=L("no_data"))}</figure>')
     parts.append(f'<figure><figcaption>{L("histogram")}</figcaption>'
-                 f'{_svg.bars(list(report.histogram), title=L("histogram"))}</figure>')
+                 f'{_svg.bars(list(report.histogram), title=L("histogram"), empty=L("no_data"))}</figure>')
     parts.append(f'<figure><figcaption>{L("pareto")}</figcaption>'
-                 f'{_svg.pareto(list(report.pareto), title=L("pareto"), cumulative=L("cumulative"))}</figure>')
+                 f'{_svg.pareto(list(report.pareto), title=L("pareto"), cumulative=L("cumulative"), empty=L("no_data"))}</figure>')
     places = [(p, float(r)) for p, _n, r in report.recurrence_by_place[:8]]
     parts.append(f'<figure><figcaption>{L("recurrence")}</figcaption>'
-                 f'{_svg.bars(places, title=L("recurrence"), color=_svg.PALETTE[3])}</figure>')
+                 f'{_svg.bars(places, title=L("recurrence"), color=_svg.PALETTE[3], empty=L("no_data"))}</figure>')
     parts.append("</section>")
     # the figures table
     parts.append(f'<h2>{L("figures")}</h2><table><tr><th>{L("kpi")}</th><th>{L("value")}</th><th>{L("n")}</th>'

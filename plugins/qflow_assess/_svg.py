@@ -13,14 +13,21 @@ INK, GRID, MUTED = "#1f2933", "#e4e7eb", "#7b8794"
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed")
 
 
+def _empty(width: int, height: int, title: str, text: str) -> str:
+    return _frame(width, height, f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
+                                 f'fill="{MUTED}">{escape(text)}</text>', title)
+
+
 def _frame(width: int, height: int, body: str, title: str) -> str:
     return (f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(title)}" '
             f'xmlns="http://www.w3.org/2000/svg" font-family="inherit" font-size="12">{body}</svg>')
 
 
 def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 520, height: int = 240,
-         color: str = PALETTE[0]) -> str:
+         color: str = PALETTE[0], empty: str = "no data") -> str:
     """Vertical bars with their values on top."""
+    if not any(v for _, v in items):
+        return _empty(width, height, title, empty)
     left, bottom, top = 36, 36, 16
     plot_h = height - bottom - top
     top_value = max((v for _, v in items), default=0) or 1
@@ -38,8 +45,10 @@ def bars(items: Sequence[tuple[str, float]], *, title: str, width: int = 520, he
 
 
 def lines(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *, title: str,
-          width: int = 520, height: int = 240, percent: bool = True) -> str:
+          width: int = 520, height: int = 240, percent: bool = True, empty: str = "no data") -> str:
     """One line per series over *categories*; gaps where a value is missing."""
+    if not any(v is not None for _, vs in series for v in vs):
+        return _empty(width, height, title, empty)
     left, bottom, top, right = 44, 44, 16, 12
     plot_w, plot_h = width - left - right, height - bottom - top
     top_value = 1.0 if percent else max((v for _, vs in series for v in vs if v is not None), default=1) or 1
@@ -77,8 +86,10 @@ def lines(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float 
 
 
 def pareto(items: Sequence[tuple[str, int]], *, title: str, cumulative: str, width: int = 520,
-           height: int = 240) -> str:
+           height: int = 240, empty: str = "no data") -> str:
     """Bars, most first, with the cumulative share as a line (the 80% line dashed)."""
+    if not any(v for _, v in items):
+        return _empty(width, height, title, empty)
     left, bottom, top, right = 36, 36, 16, 40
     plot_w, plot_h = width - left - right, height - bottom - top
     total = sum(v for _, v in items) or 1
