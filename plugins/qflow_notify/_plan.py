@@ -110,7 +110,8 @@ def _recipients(note: qflow.Notification, state: qflow.IncidentState, ruleset: q
 
 def _render(compiled: Compiled, channel: str, note: qflow.Notification, state: qflow.IncidentState,
             ruleset: qflow.Ruleset, recipients: list[dict[str, str]]) -> dict[str, Any]:
-    kind, lang = compiled.kinds[channel], compiled.langs[channel]
+    # A notification may ask for a language (``data.lang``; `qflow notify preview --lang`).
+    kind, lang = compiled.kinds[channel], str(note.data.get("lang") or compiled.langs[channel])
     ctx = tpl.context(note, state, ruleset, tz=compiled.timezone, lang=lang, via=channel)
     subject_t, body_t = compiled.template(note.topic, kind, lang)
     payload: dict[str, Any] = {"topic": note.topic, "lang": lang, "kind": kind}

@@ -150,7 +150,7 @@ def _check_secrets(ctx: CompileContext, path: tuple[Any, ...], backend: Any, con
                           hint="write '${env:NAME}' with NAME in letters, digits and _")
     for field in getattr(backend, "secret_fields", ()):
         value = getattr(config, field, None)
-        if not isinstance(value, str) or "${env:" in value:
+        if not isinstance(value, str) or "${" in value:
             continue
         if field == "url" and qflow.redact(value) == value and not _TOKENISH.search(value):
             continue  # a URL without a token in it (an internal receiver) may be written out

@@ -1,0 +1,183 @@
+"""``qflow notify test`` and ``qflow notify preview``: try a channel, see a message.
+
+Both go through the hooks only (``qflow_backends``, ``qflow_channels``,
+``qflow_plan_delivery``), so they work the same for a third-party backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from datetime import datetime
+from typing import IO, Any
+
+import attrs
+
+from qflow._delivery import Channel, redact
+from qflow.clock import FakeClock
+from qflow.engine import Engine, parse_incident
+from qflow.errors import InputError
+from qflow.model import Incident, IncidentState, Notification, Stage
+from qflow.store import OutboxMessage
+
+__all__ = ["add_commands"]
+
+_EPILOG = """\
+test: send one test message through a channel of RULESET (its backend, options and
+secrets, ${env:NAME} read from the environment now), or through a backend that
+needs no options (log, console). --simulate prints the request instead of sending.
+
+preview: decide the incident, raise a notification of TOPIC, and print every
+message the ruleset's routes and templates make of it, channel by channel, as each
+backend would send it (secrets not resolved). Nothing is sent.
+
+examples:
+  qflow notify test front-office-chat rulesets/hotel-front-desk.yaml --simulate
+  qflow notify test log rulesets/hotel-front-desk.yaml
+  qflow notify preview rulesets/hotel-front-desk.yaml --topic escalation.warning --lang en \\
+      --incident '{"channel": "phone", "category": "complaint", "description": "等待超过30分钟"}'
+
+exit status: 0 sent (or previewed), 1 the send failed or the ruleset has errors, 2 a usage error.
+"""
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
+    from qflow.cli import _FORMATTER, _Parser
+
+    p = sub.add_parser("notify", parents=[common], formatter_class=_FORMATTER, epilog=_EPILOG,
+                       help="send a test notification, or preview the messages for an incident",
+                       description="Try a notification channel, or preview rendered messages.")
+    actions = p.add_subparsers(dest="notify_action", metavar="ACTION", parser_class=_Parser)
+    t = actions.add_parser("test", formatter_class=_FORMATTER, epilog=_EPILOG,
+                           help="send one test message through a channel or backend")
+    t.add_argument("target", metavar="BACKEND|CHANNEL", help="a channel of the ruleset, or a backend name")
+    t.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
+    t.add_argument("--simulate", action="store_true", help="print what would be sent; send nothing")
+    t.add_argument("--now", metavar="ISO", help="the time to sign and stamp with (default: now)")
+    v = actions.add_parser("preview", formatter_class=_FORMATTER, epilog=_EPILOG,
+                           help="render the messages a notification would become")
+    v.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
+    v.add_argument("--incident", required=True, metavar="JSON|FILE", help="the incident as JSON, or a file")
+    v.add_argument("--topic", default="incident.reported", metavar="T",
+                   help="the notification's topic (default incident.reported)")
+    v.add_argument("--lang", metavar="LANG", help="render in this language (zh, en) instead of the channel's")
+    v.add_argument("--recipient", action="append", default=None, metavar="NAME",
+                   help="a recipient (assignee, team.lead, role:NAME, an address); repeatable")
+    v.add_argument("--now", metavar="ISO", help="the time of the notification (default: now)")
+    return {"notify": _cmd_notify}
+
+
+def _cmd_notify(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow.cli import UsageError
+
+    if args.notify_action == "test":
+        return _test(args, out, err)
+    if args.notify_action == "preview":
+        return _preview(args, out, err)
+    raise UsageError("choose an action: test or preview", "run 'qflow notify --help'")
+
+
+def _engine(args: argparse.Namespace) -> tuple[Engine, datetime]:
+    from qflow.cli import _load, _parse_now, _plugins
+
+    now = _parse_now(args.now)
+    pm = _plugins(args)
+    return Engine(_load(args.ruleset, pm), plugins=pm, clock=FakeClock(now)), now
+
+
+def _test(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow.cli import UsageError
+
+    engine, now = _engine(args)
+    channels, backends = engine.channels(), engine.backends()
+    channel = channels.get(args.target)
+    if channel is None:
+        backend = backends.get(args.target)
+        if backend is None:
+            names = sorted(set(channels) | set(backends))
+            raise UsageError(f"'{args.target}' is neither a channel of {args.ruleset} nor an installed backend",
+                             f"use one of: {', '.join(names)}")
+        try:
+            config = backend.config_type()
+        except TypeError:
+            users = [c.name for c in channels.values() if c.backend == backend.name]
+            raise UsageError(f"backend '{backend.name}' needs its options (a URL, a server ...)",
+                             f"test a channel that uses it: {', '.join(users)}" if users
+                             else f"define a channel with backend: {backend.name} in the ruleset") from None
+        channel = Channel(f"test-{backend.name}", backend.name, config)
+    backend = backends.get(channel.backend)
+    if backend is None:
+        raise UsageError(f"no installed plugin provides the backend '{channel.backend}'",
+                         "install the plugin that provides it")
+    key = hashlib.sha256(f"notify-test\0{channel.name}\0{now.isoformat()}".encode()).hexdigest()
+    subject = f"qflow notify test: {channel.name}"
+    body = (f"这是一条测试消息 / This is a test message from qflow, ruleset {engine.ruleset.name}, "
+            f"at {now.isoformat()}.")
+    message = OutboxMessage(
+        id=key, incident_id="TEST-1", channel=channel.name, backend=channel.backend, created_at=now,
+        next_attempt_at=now, payload={"topic": "notify.test", "lang": "zh", "kind": getattr(backend, "kind", None),
+                                      "subject": subject, "body": body, "recipients": [], "context": {}},
+        fallback=None)
+    if args.simulate:
+        out.write(backend.preview(message, channel.config, now=now))
+        return 0
+    env = os.environ
+    try:
+        backend.send(message, channel.config, env=env, now=now)
+    except Exception as exc:
+        err.write(f"qflow: sending through {channel.name} ({channel.backend}) failed: "
+                  f"{redact(f'{type(exc).__name__}: {exc}', config=channel.config, env=env)}\n")
+        return 1
+    out.write(f"sent a test message through {channel.name} ({channel.backend}), id {key[:12]}\n")
+    return 0
+
+
+def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow.cli import UsageError, _read_incident_arg
+
+    engine, now = _engine(args)
+    data = _read_incident_arg(args.incident)
+    try:
+        incident = parse_incident(data)
+    except InputError as exc:
+        raise UsageError(f"--incident: QF402 {exc}", "see the incident fields in the ruleset format") from None
+    if incident.id is None:
+        incident = attrs.evolve(incident, id="PREVIEW-1")
+    if incident.reported_at is None:
+        incident = attrs.evolve(incident, reported_at=now)
+    decision = engine.decide(incident, now)
+    state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+    recipients = tuple(args.recipient) if args.recipient else tuple(x for x in (decision.team, decision.owner) if x)
+    note = Notification(incident_id=_id(incident), topic=args.topic, at=now, recipients=recipients,
+                        subject=f"[{decision.severity or '?'}] {_id(incident)} {decision.category or ''}".strip(),
+                        body=incident.description, data={"lang": args.lang} if args.lang else {})
+    messages = engine._hooks.plan_delivery(note, state, engine.ruleset, now)
+    if not messages:
+        out.write(f"no route sends '{args.topic}' for this incident; nothing would be sent\n")
+        return 0
+    backends, channels = engine.backends(), engine.channels()
+    for m in messages:
+        backend, channel = backends.get(m.backend), channels.get(m.channel)
+        p = m.payload
+        who = ", ".join(r.get("name") or r.get("email") or r.get("mobile") or "?" for r in p.get("recipients", ()))
+        out.write(f"== {m.channel} ({m.backend}, {p.get('lang')}) id {m.id[:12]}"
+                  f"{f', falls back to {m.fallback}' if m.fallback else ''}\n")
+        out.write(f"to:      {who or '(the channel itself)'}\nsubject: {p.get('subject', '')}\n")
+        out.write("".join(f"  {line}\n" for line in str(p.get("body", "")).splitlines()))
+        if p.get("render_error"):
+            out.write(f"warning: the template failed ({p['render_error']}); the built-in one was used\n")
+        if backend is not None and channel is not None:
+            out.write("-- as sent:\n" + backend.preview(m, channel.config, now=now))
+        out.write("\n")
+    return 0
+
+
+def _id(incident: Incident) -> str:
+    assert incident.id is not None
+    return incident.id
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
