@@ -1,0 +1,317 @@
+"""``qflow db``, ``qflow import``, ``qflow ls``, ``qflow show``: the store from the command line.
+
+Every command takes ``--store URL``; without it ``$QFLOW_STORE``, else
+``sqlite:///qflow.sqlite3`` (a file in the current directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import IO, Any
+
+from qflow._render import _plural
+from qflow.cli import PROG, UsageError, _existing_file, _incidents, _load, _open_input, _parse_now, _plugins
+from qflow.clock import FakeClock, SystemClock
+from qflow.engine import Engine, open_store
+from qflow.errors import ConcurrencyError, InputError
+from qflow.model import Incident, IncidentState, Stage
+from qflow.store import IncidentQuery, Store, StoreError
+
+__all__ = ["DEFAULT_STORE", "add_commands", "store_url"]
+
+DEFAULT_STORE = "sqlite:///qflow.sqlite3"
+BATCH = 1000
+
+_STORE_HELP = f"the store URL (default: $QFLOW_STORE, else {DEFAULT_STORE}, a file in the current directory)"
+
+_DB_EPILOG = f"""\
+examples:
+  {PROG} db upgrade --store sqlite:///qflow.sqlite3
+  {PROG} db backup --store sqlite:///qflow.sqlite3 backups/qflow-2026-11-20.sqlite3
+"""
+_IMPORT_EPILOG = f"""\
+Reads one incident per line (JSON Lines), decides each under RULESET and records
+them in batches of {BATCH}, each batch one transaction. A line that is not a valid
+incident is rejected whole (never half-written) and listed as FILE:LINE:1: CODE message;
+the others go on. Repeated external ids are retries (nothing new is written); a
+dedup_key within the ruleset's intake.dedup_window attaches to the open incident.
+exit status: 0 all lines imported, 1 some lines rejected, 2 a usage error.
+
+examples:
+  {PROG} import rulesets/hotel-front-desk.incidents.jsonl rulesets/hotel-front-desk.yaml
+  cat export.jsonl | {PROG} import - rules.yaml --store sqlite:///site.sqlite3
+"""
+_LS_EPILOG = f"""\
+examples:
+  {PROG} ls --open --team front-office
+  {PROG} ls --overdue --now 2026-11-21T09:00:00+08:00 --format json
+"""
+_SHOW_EPILOG = f"""\
+Prints the incident's state and its timeline: every event with when, who (actor),
+what, which rule or plugin (source) and which ruleset version decided it.
+
+examples:
+  {PROG} show INC-1
+"""
+
+
+def store_url(args: argparse.Namespace) -> str:
+    return args.store or os.environ.get("QFLOW_STORE") or DEFAULT_STORE
+
+
+@contextmanager
+def _opened(args: argparse.Namespace, pm: Any | None = None) -> Iterator[Store]:
+    url = store_url(args)
+    try:
+        store = open_store(url, pm if pm is not None else _plugins(args))
+    except StoreError as exc:
+        raise UsageError(str(exc), f"check --store (now {url})") from None
+    try:
+        yield store
+    except StoreError as exc:
+        raise UsageError(str(exc), None) from None
+    finally:
+        store.close()
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("db", parents=[common], formatter_class=fmt, epilog=_DB_EPILOG,
+                       help="upgrade or back up a store", description="Look after a store: schema and backups.")
+    dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = dbsub.add_parser("upgrade", help="migrate the store's schema forward (one transaction)")
+    up.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    bk = dbsub.add_parser("backup", help="copy an SQLite store while it stays in use")
+    bk.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    bk.add_argument("dest", metavar="DEST", help="the new file to write the copy to")
+
+    p = sub.add_parser("import", parents=[common], formatter_class=fmt, epilog=_IMPORT_EPILOG,
+                       help="record incidents from a JSON Lines file",
+                       description="Decide and record every incident of a JSON Lines file.")
+    p.add_argument("file", metavar="FILE.jsonl", help="incidents, one JSON object per line ('-' reads stdin)")
+    p.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
+    p.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    p.add_argument("--now", metavar="ISO", help="the time of intake (default: the current time)")
+
+    p = sub.add_parser("ls", parents=[common], formatter_class=fmt, epilog=_LS_EPILOG,
+                       help="list incidents with filters", description="List the incidents of a store.")
+    p.add_argument("ruleset", metavar="RULESET", nargs="?", help="a ruleset, to show times in its time zone")
+    p.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    p.add_argument("--team")
+    p.add_argument("--severity")
+    p.add_argument("--stage", action="append", choices=[s.value for s in Stage], help="repeatable")
+    p.add_argument("--open", action="store_true", help="only incidents not closed or rejected")
+    p.add_argument("--overdue", action="store_true", help="only incidents with a deadline before --now")
+    p.add_argument("--now", metavar="ISO", help="the time --overdue compares with (default: the current time)")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("show", parents=[common], formatter_class=fmt, epilog=_SHOW_EPILOG,
+                       help="show one incident and its timeline", description="Show an incident's timeline.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    return {"db": _cmd_db, "import": _cmd_import, "ls": _cmd_ls, "show": _cmd_show}
+
+
+# -- db ------------------------------------------------------------------------------------
+
+
+def _cmd_db(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    url = store_url(args)
+    with _opened(args) as store:
+        if args.db_command == "upgrade":
+            before, after = store.upgrade()
+            if before == after:
+                out.write(f"{url}: schema version {after}, up to date\n")
+            else:
+                out.write(f"{url}: schema upgraded from version {before} to {after}\n")
+            return 0
+        backup = getattr(store, "backup", None)
+        if backup is None:
+            raise UsageError(f"the store {url} cannot be backed up by qflow",
+                             "use the database's own tools (pg_dump for PostgreSQL)")
+        backup(args.dest)
+        out.write(f"{url}: backed up to {args.dest}\n")
+        return 0
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.file != "-":
+        _existing_file(args.file, "incidents file")
+    pm = _plugins(args)
+    ruleset = _load(args.ruleset, pm)
+    clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
+    shown = "<stdin>" if args.file == "-" else args.file
+    rejected: list[tuple[int, str]] = []
+    counts = {"new": 0, "attached": 0, "retry": 0}
+    with _opened(args, pm) as store:
+        engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
+        size = os.path.getsize(args.file) if args.file != "-" else None
+        with _open_input(args.file) as lines, _progress(err, size) as advance:
+            batch: list[tuple[int, Incident]] = []
+            for number, item in _incidents(_counting(lines, advance)):
+                if isinstance(item, str):
+                    rejected.append((number, item))
+                    continue
+                batch.append((number, item))
+                if len(batch) >= BATCH:
+                    _import_batch(engine, batch, rejected, counts)
+                    batch = []
+            if batch:
+                _import_batch(engine, batch, rejected, counts)
+    rejected.sort()
+    for number, message in rejected:
+        err.write(f"{shown}:{number}:1: {message}\n")
+    out.write(f"imported {_plural(counts['new'], 'incident')} from {shown} into {store_url(args)}"
+              f" ({counts['attached']} attached to open incidents, {counts['retry']} retries of recorded ones)\n")
+    if rejected:
+        err.write(f"{PROG}: {_plural(len(rejected), 'line')} rejected: "
+                  f"{', '.join(str(n) for n, _ in rejected[:20])}{' ...' if len(rejected) > 20 else ''}; "
+                  f"fix them and import those lines again\n")
+        return 1
+    return 0
+
+
+def _import_batch(engine: Engine, batch: Sequence[tuple[int, Incident]], rejected: list[tuple[int, str]],
+                  counts: dict[str, int]) -> None:
+    try:
+        _count(engine, [i for _, i in batch], counts)
+    except (InputError, ConcurrencyError):
+        # One line spoils its batch (which wrote nothing): find it, line by line.
+        for number, incident in batch:
+            try:
+                _count(engine, [incident], counts)
+            except (InputError, ConcurrencyError) as exc:
+                rejected.append((number, f"QF402 {exc}"))
+
+
+def _count(engine: Engine, incidents: Sequence[Incident], counts: dict[str, int]) -> None:
+    store = engine.store
+    known = {i.external_id for i in incidents if i.external_id is not None and store.find_external(i.external_id)}
+    before = store.count(IncidentQuery())
+    engine.report_many(incidents)
+    new = store.count(IncidentQuery()) - before
+    seen: set[str] = set()
+    retries = 0
+    for inc in incidents:
+        ext = inc.external_id
+        if ext is not None:
+            retries += ext in known or ext in seen
+            seen.add(ext)
+    counts["new"] += new
+    counts["retry"] += retries
+    counts["attached"] += len(incidents) - new - retries
+
+
+def _counting(lines: Any, advance: Any) -> Iterator[bytes]:
+    for raw in lines:
+        advance(len(raw))
+        yield raw
+
+
+@contextmanager
+def _progress(err: IO[str], total: int | None) -> Iterator[Any]:
+    if not (hasattr(err, "isatty") and err.isatty()):
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=Console(file=err), transient=True) as bar:
+        task = bar.add_task("import", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# -- ls and show ---------------------------------------------------------------------------
+
+
+def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    tz = None
+    if args.ruleset:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(_load(args.ruleset, _plugins(args)).timezone)
+    query = IncidentQuery(
+        stages=tuple(Stage(s) for s in args.stage) if args.stage else None, team=args.team, severity=args.severity,
+        open_only=args.open, overdue_at=_parse_now(args.now) if args.overdue else None, limit=args.limit)
+    with _opened(args) as store:
+        states = store.query(query)
+    rows = [_row(s, tz) for s in states]
+    if args.format == "json":
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return 0
+    if not rows:
+        out.write("no incidents match\n")
+        return 0
+    cols = ("id", "stage", "severity", "team", "owner", "reported_at", "respond_by", "title")
+    widths = {c: max(len(c), *(len(str(r[c] or "-")) for r in rows)) for c in cols}
+    out.write("  ".join(c.ljust(widths[c]) for c in cols).rstrip() + "\n")
+    for r in rows:
+        out.write("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip() + "\n")
+    out.write(f"{_plural(len(rows), 'incident')}\n")
+    return 0
+
+
+def _iso(dt: datetime | None, tz: Any) -> str | None:
+    if dt is None:
+        return None
+    return (dt.astimezone(tz) if tz is not None else dt).isoformat(timespec="minutes")
+
+
+def _row(s: IncidentState, tz: Any) -> dict[str, Any]:
+    d = s.decision
+    inc = s.incident
+    title = inc.title or inc.description
+    return {"id": s.id, "stage": s.stage.value, "severity": d.severity if d else None,
+            "team": d.team if d else None, "owner": d.owner if d else None,
+            "reported_at": _iso(inc.reported_at, tz), "respond_by": _iso(d.respond_by if d else None, tz),
+            "resolve_by": _iso(d.resolve_by if d else None, tz), "reports": s.reports,
+            "title": title[:40] + ("…" if len(title) > 40 else "")}
+
+
+def _cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    with _opened(args) as store:
+        state = store.get(args.id)
+        if state is None:
+            raise UsageError(f"no incident '{args.id}' in {store_url(args)}",
+                             f"list them with '{PROG} ls --store {store_url(args)}'")
+        events = store.events(args.id)
+    row = _row(state, None)
+    out.write(f"{state.id}  {row['stage']}  {row['severity'] or '-'}  team {row['team'] or '-'}"
+              f"  owner {row['owner'] or '-'}  reports {state.reports}\n")
+    out.write(f"  {state.incident.title or state.incident.description}\n")
+    out.write("timeline:\n")
+    for e in events:
+        who = e.actor or "-"
+        out.write(f"  {e.seq:>3}  {e.at.isoformat(timespec='seconds')}  {e.type:<20} by {who}"
+                  f"  source {e.source or '-'}  ruleset {e.ruleset or '-'}\n")
+        summary = _summary(e.type, e.data)
+        if summary:
+            out.write(f"       {summary}\n")
+    return 0
+
+
+def _summary(kind: str, data: Any) -> str:
+    if kind == "IncidentReported":
+        return f"channel {data.get('channel') or '-'}, category {data.get('category') or '-'}, " \
+               f"place {data.get('place') or '-'}"
+    if kind == "DecisionMade":
+        return (f"category {data.get('category') or '-'}, severity {data.get('severity') or '-'}, "
+                f"team {data.get('team') or '-'}, owner {data.get('owner') or '-'}")
+    if kind == "ReportAttached":
+        return f"a further report by {data.get('channel') or '-'} (dedup key {data.get('dedup_key')})"
+    if kind == "StageChanged":
+        return f"{data.get('from')} -> {data.get('to')}" + (f": {data['reason']}" if data.get("reason") else "")
+    shown = json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
+

@@ -1,0 +1,116 @@
+"""qflow db, import, ls and show against a real SQLite file."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from qflow.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+RULESET = str(ROOT / "rulesets/hotel-front-desk.yaml")
+NOW = "2026-11-24T09:00:00+08:00"
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    import sys
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        status = main(list(argv))
+    finally:
+        sys.stdout, sys.stderr = old
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def url(tmp_path, monkeypatch):
+    monkeypatch.delenv("QFLOW_STORE", raising=False)
+    return f"sqlite:///{tmp_path / 'site.sqlite3'}"
+
+
+def _lines(tmp_path: Path, *lines: str) -> str:
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+GOOD = json.dumps({"external_id": "crm-1", "channel": "phone", "category": "complaint", "title": "邻房喧哗",
+                   "description": "隔壁喧哗", "dedup_key": "1512-noise"}, ensure_ascii=False)
+
+
+def test_import_records_good_lines_and_lists_the_rejected_ones(tmp_path, url):
+    path = _lines(tmp_path, GOOD, "{not json", json.dumps({"channel": 5}), GOOD,
+                  json.dumps({"channel": "email", "category": "complaint", "dedup_key": "1512-noise"}))
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 1
+    assert out == (f"imported 1 incident from {path} into {url} "
+                   "(1 attached to open incidents, 1 retries of recorded ones)\n")
+    assert err.splitlines() == [
+        f"{path}:2:1: QF401 not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        f"{path}:3:1: QF402 expected text, got the number 5 (put the value in quotes) @ $.channel",
+        "qflow: 2 lines rejected: 2, 3; fix them and import those lines again",
+    ]
+    status, out, _ = run("ls", "--store", url, "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["id"], r["reports"]) for r in rows] == [("INC-1", 2)]
+
+
+def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
+    incidents = str(ROOT / "rulesets/hotel-front-desk.incidents.jsonl")
+    assert run("import", incidents, RULESET, "--store", url, "--now", NOW)[0] == 0
+    status, out, _ = run("ls", "--store", url, "--format", "json", "--severity", "critical")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows and {r["severity"] for r in rows} == {"critical"}
+    _, out, _ = run("ls", "--store", url, "--format", "json", "--overdue", "--now", "2026-11-24T02:31:00+08:00")
+    overdue = [json.loads(line)["id"] for line in out.splitlines()]
+    assert overdue[:2] == ["FD-20261124-01", "FD-20261124-02"]
+    _, table, _ = run("ls", "--store", url, "--open", "--team", "security")
+    assert table.splitlines()[0].split() == ["id", "stage", "severity", "team", "owner", "reported_at",
+                                             "respond_by", "title"]
+    status, out, _ = run("show", "FD-20261124-02", "--store", url)
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("FD-20261124-02  reported  critical  team security")
+    assert lines[2] == "timeline:"
+    assert lines[3].split()[:3] == ["1", "2026-11-24T09:00:00+08:00", "IncidentReported"]
+    assert "ruleset hotel-front-desk@" in lines[3]
+    assert lines[5].split()[2] == "DecisionMade"
+
+
+def test_show_of_an_unknown_id_says_how_to_list(url):
+    status, _, err = run("show", "INC-9", "--store", url)
+    assert status == 2
+    assert err == (f"qflow: error: no incident 'INC-9' in {url}\n"
+                   f"hint: list them with 'qflow ls --store {url}'\n")
+
+
+def test_db_upgrade_and_backup(tmp_path, url):
+    assert run("db", "upgrade", "--store", url) == (0, f"{url}: schema version 2, up to date\n", "")
+    dest = tmp_path / "copy.sqlite3"
+    assert run("db", "backup", "--store", url, str(dest)) == (0, f"{url}: backed up to {dest}\n", "")
+    status, _, err = run("db", "backup", "--store", url, str(dest))
+    assert status == 2
+    assert err.splitlines()[0] == f"qflow: error: cannot back up to {dest}: the file exists; give a new path"
+
+
+def test_the_store_comes_from_the_environment(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'env.sqlite3'}"
+    monkeypatch.setenv("QFLOW_STORE", url)
+    assert run("db", "upgrade") == (0, f"{url}: schema version 2, up to date\n", "")
+    assert (tmp_path / "env.sqlite3").exists()
+
+
+def test_a_file_that_is_not_a_store_is_a_usage_error(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, not a database\n" * 100)
+    status, _, err = run("ls", "--store", f"sqlite:///{bad}")
+    assert status == 2
+    assert err.splitlines()[0] == (f"qflow: error: {bad} is not a qflow store: file is not a database; give the "
+                                   "path of a qflow store or of a new file (a damaged store can be restored "
+                                   "from a backup)")
