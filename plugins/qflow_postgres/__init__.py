@@ -17,10 +17,10 @@ from __future__ import annotations
 from qflow import hookimpl
 
 from qflow_postgres._async import AsyncPostgresStore
-from qflow_postgres._errors import SchemaVersionError
+from qflow_postgres._errors import SchemaVersionError, StoreError
 from qflow_postgres._schema import CURRENT as SCHEMA_VERSION
 from qflow_postgres._sync import PostgresStore
-from qflow_postgres._url import parse
+from qflow_postgres._url import Target, parse
 
 __all__ = ["AsyncPostgresStore", "PostgresStore", "SCHEMA_VERSION", "SchemaVersionError", "open_store"]
 
@@ -31,15 +31,13 @@ def open_store(url: str, *, upgrade: bool = False, **options: object) -> Postgre
     return PostgresStore(target, upgrade=upgrade, **options)  # type: ignore[arg-type]
 
 
-def _target(url: str):  # type: ignore[no-untyped-def]
+def _target(url: str) -> Target:
     try:
         target = parse(url)
     except ValueError as exc:
-        from qflow import InputError
-
-        raise InputError(str(exc)) from None
+        raise StoreError(str(exc)) from None
     if target is None:
-        raise ValueError(f"not a postgres URL: {url}")
+        raise StoreError(f"'{url}' is not a postgresql:// URL")
     return target
 
 

@@ -13,7 +13,7 @@ import psycopg
 from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Timer, Write
 from qflow.store import Due, Filter, Measure, Projection, aggregate_rows
 
-from qflow_postgres import _ops
+from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
 from qflow_postgres._sync import LOST, session_setup, unavailable
 from qflow_postgres._url import Target
@@ -53,7 +53,12 @@ class AsyncPostgresStore:
             await conn.close()
         conn = await psycopg.AsyncConnection.connect(self.target.conninfo, autocommit=True,
                                                      connect_timeout=self.connect_timeout)
-        for stmt in session_setup(self.target):
+        create, session = session_setup(self.target)
+        if create:
+            async with conn.transaction():
+                for stmt in create:
+                    await conn.execute(stmt)
+        for stmt in session:
             await conn.execute(stmt)
         self._conn = conn
         return conn
@@ -70,7 +75,9 @@ class AsyncPostgresStore:
                     conn = await self._connection()
                     if not self._ready:
                         async with conn.transaction(), conn.cursor() as cur:
-                            await _drive(cur, _ops.bootstrap(self.target.shown, upgrade=False))
+                            _found, version = await _drive(cur, _ops.bootstrap(self.target.shown, upgrade=False))
+                        if version < _schema.CURRENT:
+                            raise _ops.older(self.target.shown, version)
                         self._ready = True
                     async with conn.transaction(), conn.cursor() as cur:
                         return await _drive(cur, make(attempt > 0))

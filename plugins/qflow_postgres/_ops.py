@@ -21,7 +21,7 @@ from qflow.store import Due, projection_rows
 
 from qflow_postgres import _schema
 from qflow_postgres._codec import Codec, local, offset
-from qflow_postgres._errors import SchemaVersionError
+from qflow_postgres._errors import SchemaVersionError, StoreError
 
 __all__ = ["Op", "Q"]
 
@@ -40,15 +40,16 @@ Op = Generator[Q, list[tuple[Any, ...]], Any]
 
 
 def bootstrap(where: str, *, upgrade: bool) -> Op:
-    """Create the tables in an empty schema; check (or, with *upgrade*, raise) the version."""
+    """Create the tables in an empty schema, or with *upgrade* migrate them forward;
+    return ``(version found, version now)``. A newer schema is refused."""
     yield Q("SELECT pg_advisory_xact_lock(%s)", (_schema.LOCK_KEY,))
     rows = yield Q("SELECT to_regclass('qflow_meta') IS NOT NULL, to_regclass('qflow_incidents') IS NOT NULL")
     has_meta, has_tables = rows[0]
     if not has_meta:
         if has_tables:
-            raise SchemaVersionError(
-                f"{where} has qflow tables but no schema version; it was not made by qflow's "
-                "postgres store: point --store at another schema (?schema=NAME) or database")
+            raise StoreError(
+                f"{where} has a qflow_incidents table but no qflow schema version: it is not a qflow "
+                "store; give ?schema=NAME of a qflow store or of a new schema")
         yield Q("CREATE TABLE qflow_meta (key text PRIMARY KEY, value text NOT NULL)")
         yield Q("INSERT INTO qflow_meta VALUES ('schema_version', '0')")
         version = 0
@@ -58,18 +59,21 @@ def bootstrap(where: str, *, upgrade: bool) -> Op:
         version = int(rows[0][0]) if rows else 0
     if version > _schema.CURRENT:
         raise SchemaVersionError(
-            f"{where} has qflow schema version {version}, newer than this qflow understands "
-            f"({_schema.CURRENT}); upgrade qflow (pip install -U qflow) on this machine")
-    if version < _schema.CURRENT:
-        if not upgrade:
-            raise SchemaVersionError(
-                f"{where} has qflow schema version {version}, older than this qflow needs "
-                f"({_schema.CURRENT}); back it up, then run 'qflow db upgrade --store URL'")
-        for step in range(version + 1, _schema.CURRENT + 1):
-            for ddl in _schema.MIGRATIONS[step]:
-                yield Q(ddl)
-        yield Q("UPDATE qflow_meta SET value = %s WHERE key = 'schema_version'", (str(_schema.CURRENT),))
-    return version
+            f"the store {where} has schema version {version}, newer than the {_schema.CURRENT} this qflow "
+            "knows; upgrade qflow (pip install -U qflow) or open a backup made before the newer qflow touched it")
+    if version == _schema.CURRENT or not upgrade:
+        return (version, version)
+    for step in range(version + 1, _schema.CURRENT + 1):
+        for ddl in _schema.MIGRATIONS[step]:
+            yield Q(ddl)
+    yield Q("UPDATE qflow_meta SET value = %s WHERE key = 'schema_version'", (str(_schema.CURRENT),))
+    return (version, _schema.CURRENT)
+
+
+def older(where: str, version: int) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"the store {where} has schema version {version}, older than the {_schema.CURRENT} this qflow needs; "
+        f"run 'qflow db upgrade --store {where}' (after a pg_dump of the database)")
 
 
 def schema_version() -> Op:

@@ -37,14 +37,18 @@ def unavailable(target: Target, tries: int, exc: BaseException) -> StoreUnavaila
         "nothing was written: check that the server runs and the URL, then try again")
 
 
-def session_setup(target: Target) -> list[Any]:
-    """Statements run on every new connection: UTC times, and the schema if one is named."""
-    out: list[Any] = [sql.SQL("SET TIME ZONE 'UTC'")]
+def session_setup(target: Target) -> tuple[list[Any], list[Any]]:
+    """What every new connection runs: ``(create, session)``. *create* makes the named
+    schema under an advisory lock (two workers starting together would otherwise race
+    on ``CREATE SCHEMA IF NOT EXISTS``); *session* sets UTC and the search path."""
+    create: list[Any] = []
+    session: list[Any] = [sql.SQL("SET TIME ZONE 'UTC'")]
     if target.schema is not None:
         name = sql.Identifier(target.schema)
-        out += [sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name),
-                sql.SQL("SET search_path TO {}").format(name)]
-    return out
+        create = [sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(_schema.LOCK_KEY)),
+                  sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name)]
+        session.append(sql.SQL("SET search_path TO {}").format(name))
+    return create, session
 
 
 class PostgresStore(Store):
@@ -67,7 +71,9 @@ class PostgresStore(Store):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self.reconnects = 0
-        self.found_version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade))
+        self._version = _schema.CURRENT  # what bootstrap finds replaces it
+        found, self._version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade), check=False)
+        self.found_version = found
 
     # -- the driver --------------------------------------------------------------------
 
@@ -79,7 +85,12 @@ class PostgresStore(Store):
             self.reconnects += 1
             conn.close()
         conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
-        for stmt in session_setup(self.target):
+        create, session = session_setup(self.target)
+        if create:
+            with conn.transaction():
+                for stmt in create:
+                    conn.execute(stmt)
+        for stmt in session:
             conn.execute(stmt)
         self._conn = conn
         return conn
@@ -90,7 +101,9 @@ class PostgresStore(Store):
         conn = self._conn
         return None if conn is None or conn.closed else conn.info.backend_pid
 
-    def _run(self, make: Callable[[bool], _ops.Op]) -> Any:
+    def _run(self, make: Callable[[bool], _ops.Op], *, check: bool = True) -> Any:
+        if check and self._version < _schema.CURRENT:
+            raise _ops.older(self.target.shown, self._version)
         with self._lock:
             for attempt in range(self.retries + 1):
                 try:
@@ -116,12 +129,13 @@ class PostgresStore(Store):
     # -- the interface -----------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return self._run(lambda retry: _ops.schema_version())
+        return self._run(lambda retry: _ops.schema_version(), check=False)
 
     def upgrade(self) -> tuple[int, int]:
         """Migrate forward to the current schema in one transaction; ``(from, to)``."""
-        found = self._run(lambda retry: _ops.bootstrap(self.target.shown, upgrade=True))
-        return (found, _schema.CURRENT)
+        found, self._version = self._run(lambda retry: _ops.bootstrap(self.target.shown, upgrade=True),
+                                         check=False)
+        return (found, self._version)
 
     def next_id(self) -> str:
         return self._run(lambda retry: _ops.next_id())

@@ -1,0 +1,302 @@
+"""The postgres store beyond the shared contract (tests/store): schema versions, URLs,
+connections dropped mid-transaction, and several workers racing over due timers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import psycopg
+import pytest
+from conftest import BASE, T0
+from stepplugin import STEP_FIRED, StepPlugin
+
+import qflow
+import qflow_postgres
+from qflow.errors import StoreUnavailableError
+from qflow_postgres import SchemaVersionError, StoreError
+
+pytest_plugins = ("pgtools",)  # the pg_url and pg_schemas fixtures
+
+M = timedelta(minutes=1)
+
+
+def _engine(url: str, *, steps: int = 1, store: qflow.Store | None = None) -> qflow.Engine:
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[StepPlugin(steps)])
+    ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
+    return qflow.Engine(ruleset, plugins=pm, store=store or url, clock=qflow.FakeClock(T0))
+
+
+def _schema_of(url: str) -> str:
+    return url.rsplit("schema=", 1)[1]
+
+
+# -- schema versions ---------------------------------------------------------------------
+
+
+def test_a_newer_schema_is_refused_with_what_to_do(pg_url, pg_admin):
+    qflow_postgres.open_store(pg_url).close()
+    with pg_admin() as con:
+        con.execute(f"UPDATE {_schema_of(pg_url)}.qflow_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(SchemaVersionError) as err:
+        qflow_postgres.open_store(pg_url)
+    assert str(err.value) == (
+        f"the store {pg_url} has schema version 99, newer than the 2 this qflow knows; "
+        "upgrade qflow (pip install -U qflow) or open a backup made before the newer qflow touched it")
+
+
+def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url, pg_admin):
+    engine = _engine(pg_url)
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "no hot water"})
+    engine.store.close()
+    schema = _schema_of(pg_url)
+    with pg_admin() as con:  # what version 1 looked like
+        con.execute(f"ALTER TABLE {schema}.qflow_incidents DROP COLUMN dedup_key")
+        con.execute(f"DROP TABLE {schema}.qflow_projection_rows")
+        con.execute(f"UPDATE {schema}.qflow_meta SET value = '1' WHERE key = 'schema_version'")
+    store = qflow_postgres.open_store(pg_url)
+    assert store.schema_version() == 1
+    with pytest.raises(SchemaVersionError) as err:
+        store.get(state.id)
+    assert str(err.value) == (
+        f"the store {pg_url} has schema version 1, older than the 2 this qflow needs; "
+        f"run 'qflow db upgrade --store {pg_url}' (after a pg_dump of the database)")
+    assert store.upgrade() == (1, 2)
+    assert store.upgrade() == (2, 2)
+    assert store.get(state.id) == state
+    assert store.events(state.id) == engine.events(state.id)
+    assert store.find_dedup("anything", T0) is None
+    store.close()
+
+
+def test_tables_that_qflow_did_not_make_are_refused(pg_url, pg_admin):
+    with pg_admin() as con:
+        schema = _schema_of(pg_url)
+        con.execute(f"CREATE SCHEMA {schema}")
+        con.execute(f"CREATE TABLE {schema}.qflow_incidents (id text)")
+    with pytest.raises(StoreError) as err:
+        qflow_postgres.open_store(pg_url)
+    assert str(err.value) == (
+        f"{pg_url} has a qflow_incidents table but no qflow schema version: it is not a qflow store; "
+        "give ?schema=NAME of a qflow store or of a new schema")
+
+
+def test_workers_starting_together_create_the_schema_once(pg_url):
+    stores, errors = [], []
+
+    def open_one() -> None:
+        try:
+            stores.append(qflow_postgres.open_store(pg_url))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == [] and len(stores) == 4
+    assert sorted(s.found_version for s in stores) == [0, 2, 2, 2]
+    for s in stores:
+        s.close()
+
+
+# -- URLs --------------------------------------------------------------------------------
+
+
+def test_a_schema_that_is_not_a_plain_name_is_refused():
+    with pytest.raises(StoreError) as err:
+        qflow_postgres.open_store("postgresql://qflow@db.invalid/qflow?schema=a;drop")
+    assert str(err.value) == ("schema='a;drop' in the store URL is not a plain SQL name; "
+                              "use letters, digits and _ (e.g. schema=qflow)")
+
+
+def test_passwords_stay_out_of_messages():
+    with pytest.raises(StoreUnavailableError) as err:
+        qflow_postgres.open_store("postgresql://qflow:s3cret@127.0.0.1:1/qflow?connect_timeout=1", retries=0)
+    assert "s3cret" not in str(err.value)
+    assert str(err.value).startswith("the database at postgresql://qflow:***@127.0.0.1:1/qflow?connect_timeout=1 "
+                                     "did not answer after 1 tries (")
+    assert str(err.value).endswith("); nothing was written: check that the server runs and the URL, then try again")
+
+
+def test_search_path_in_options_is_honoured(pg_schemas, pg_admin):
+    url = pg_schemas.url()
+    schema = _schema_of(url)
+    with pg_admin() as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    base = url.split("?")[0]
+    store = qflow_postgres.open_store(f"{base}?options=-csearch_path%3D{schema}")
+    assert store.next_id() == "INC-1"
+    with pg_admin() as con:
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s "
+                           "AND table_name = 'qflow_events'", (schema,)).fetchone() == (1,)
+    store.close()
+
+
+# -- connections dropped mid-transaction ---------------------------------------------------
+
+
+def _block_timers_and_wait(admin, url: str, incident_id: str, store: qflow_postgres.PostgresStore, action):  # type: ignore[no-untyped-def]
+    """Run *action* (which writes the incident) in a thread while another connection
+    holds the incident's timer rows, so the store's transaction stops half-way (its
+    events inserted, not committed); return the blocker, the thread and the pid."""
+    schema = _schema_of(url)
+    blocker = psycopg.connect(url.split("?")[0], connect_timeout=3)
+    blocker.execute(f"SELECT * FROM {schema}.qflow_timers WHERE incident_id = %s FOR UPDATE", (incident_id,))
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = action()
+        except Exception as exc:  # asserted by the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    pid = store.backend_pid
+    thread.start()
+    with admin() as con:
+        for _ in range(1000):  # bounded wait on the server, not on the domain's time
+            row = con.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row and row[0] == "Lock":
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the store's transaction never reached the blocked row")
+        half = con.execute(f"SELECT count(*) FROM {schema}.qflow_events WHERE incident_id = %s",
+                           (incident_id,)).fetchone()[0]
+        con.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return blocker, thread, outcome, half
+
+
+def test_a_connection_killed_mid_transaction_is_retried_and_nothing_is_half_written(pg_url, pg_admin):
+    engine = _engine(pg_url)
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    store = engine.store
+    blocker, thread, outcome, half = _block_timers_and_wait(
+        pg_admin, pg_url, state.id, store, lambda: engine.transition(state.id, "confirmed", actor="值班经理"))
+    assert half == 2  # the killed transaction's event was never visible
+    blocker.rollback()
+    thread.join(timeout=30)
+    blocker.close()
+    assert "error" not in outcome
+    assert store.reconnects == 1
+    events = engine.events(state.id)
+    assert [e.seq for e in events] == [1, 2, 3] and events[2].type == "StageChanged"
+    assert engine.get(state.id) == qflow.events.fold(events)
+    assert engine.get(state.id).stage.value == "confirmed"
+
+
+def test_a_connection_that_stays_away_leaves_nothing_written(pg_url, pg_admin):
+    engine = _engine(pg_url)
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    store = engine.store
+    store.retries = 0
+    blocker, thread, outcome, _ = _block_timers_and_wait(
+        pg_admin, pg_url, state.id, store, lambda: engine.transition(state.id, "confirmed"))
+    blocker.rollback()
+    thread.join(timeout=30)
+    blocker.close()
+    assert isinstance(outcome.get("error"), StoreUnavailableError)
+    assert str(outcome["error"]).startswith(f"the database at {pg_url} did not answer after 1 tries (")
+    store.retries = 5
+    assert [e.seq for e in engine.events(state.id)] == [1, 2]
+    assert engine.get(state.id) == state
+
+
+def test_a_commit_whose_answer_was_lost_is_not_applied_twice(pg_url):
+    engine = _engine(pg_url)
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    before = engine.events(state.id)
+    after = engine.transition(state.id, "confirmed")
+    store = engine.store
+    new = engine.events(state.id)[len(before):]
+    # The same write again, as the retry after a lost COMMIT answer would send it.
+    write = qflow.Write(new, after, None)
+    store._run(lambda retry: qflow_postgres._ops.write(store._codec, [write], retry=True))
+    assert engine.events(state.id) == before + new
+    with pytest.raises(qflow.ConcurrencyError) as err:
+        store.write([write])
+    assert str(err.value) == f"{state.id}: event seq 3 does not follow 3; reload the incident and try again"
+
+
+def test_the_async_store_reconnects_too(pg_url, pg_admin):
+    import asyncio
+
+    async def main() -> None:
+        store = qflow_postgres.open_store(pg_url)  # creates the tables
+        store.close()
+        astore = qflow_postgres.AsyncPostgresStore(qflow_postgres.parse(pg_url))
+        assert await astore.next_id() == "INC-1"
+        with pg_admin() as con:
+            con.execute("SELECT pg_terminate_backend(%s)", (astore.backend_pid,))
+        assert await astore.next_id() == "INC-2"
+        assert astore.reconnects == 1
+        await astore.close()
+
+    asyncio.run(main())
+
+
+# -- several workers ---------------------------------------------------------------------
+
+
+def _race(url: str, workers: int, incidents: int, steps: int) -> Counter[tuple[str, str]]:
+    seed = _engine(url, steps=steps)
+    for i in range(incidents):
+        seed.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    engines = [_engine(url, steps=steps) for _ in range(workers)]
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+    now = T0 + (steps + 1) * M
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            while engines[n].tick(now, worker=f"w{n}", limit=7).incidents:
+                pass
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    fired: Counter[tuple[str, str]] = Counter()
+    for s in seed.query():
+        events = seed.events(s.id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert seed.get(s.id) == qflow.events.fold(events)
+        for e in events:
+            if e.type == STEP_FIRED:
+                fired[(s.id, e.data["key"])] += 1
+    assert seed.store.timers() == []
+    assert sorted(m.id for m in seed.store.outbox()) == sorted(f"{i}/{k}" for i, k in fired)
+    for e in [seed, *engines]:
+        e.store.close()
+    return fired
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_workers_racing_over_the_same_due_timers_fire_each_step_once(pg_url, workers):
+    fired = _race(pg_url, workers, incidents=60, steps=2)
+    assert len(fired) == 120
+    assert set(fired.values()) == {1}
+
+
+def test_claims_are_shared_between_workers_without_overlap(pg_url):
+    seed = _engine(pg_url)
+    for i in range(20):
+        seed.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    a, b = qflow_postgres.open_store(pg_url), qflow_postgres.open_store(pg_url)
+    now = T0 + 2 * M
+    first = a.claim_timers(now, worker="a", limit=12, lease_until=now + 5 * M)
+    second = b.claim_timers(now, worker="b", limit=12, lease_until=now + 5 * M)
+    assert len(first) == 12 and len(second) == 8
+    assert not {(t.incident_id, t.key) for t in first} & {(t.incident_id, t.key) for t in second}
+    a.release_timers("a")
+    assert len(b.claim_timers(now, worker="b", limit=50, lease_until=now + 5 * M)) == 20
+    for s in (a, b, seed.store):
+        s.close()
