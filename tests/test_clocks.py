@@ -1,0 +1,253 @@
+"""The named SLA clocks, rebuilt from the event log: pauses, severity changes, late
+events, resets, priorities overriding severities, and the contact commands."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import qflow
+from qflow import Event, FakeClock, InputError, TransitionError
+from qflow import events as ev
+from qflow_sla import clock_states
+
+CST = timezone(timedelta(hours=8))
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday
+M = timedelta(minutes=1)
+H = timedelta(hours=1)
+
+RULESET = """\
+qflow: 1
+timezone: Asia/Shanghai
+calendars:
+  office:
+    hours: {mon-fri: ["09:00-12:00", "13:30-18:00"]}
+    holidays: CN
+severities:
+  critical: {acknowledge: 5m, respond: 15m, resolve: 4h, calendar: 24x7}
+  high: {acknowledge: 15m, respond: 1h, resolve: 8h, cause: 1d, action: 3d, calendar: 24x7}
+  normal: {respond: 4h, resolve: 3d, confirm: 8h, calendar: office}
+priorities:
+  P1: {respond: 10m}
+priority:
+  matrix: {3: [P2, P1, P1], 2: [P3, P2, P1], 1: [P4, P3, P2]}
+  severity: {P1: critical, P2: high, P3: normal, P4: normal}
+classify:
+  - id: fire
+    when: {description: {matches: fire}}
+    set: {severity: high}
+  - id: default
+    set: {severity: normal}
+"""
+
+
+@pytest.fixture(scope="module")
+def ruleset():
+    return qflow.load_ruleset_text(RULESET, file="clocks.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+
+
+@pytest.fixture
+def engine(ruleset):
+    return qflow.Engine(ruleset, plugins=qflow.make_plugin_manager(autoload=False), clock=FakeClock(T0))
+
+
+def decision(severity: str, priority: str | None = None) -> dict:
+    return {"incident_id": "INC-1", "decided_at": T0.isoformat(), "ruleset": "x", "severity": severity,
+            "priority": priority}
+
+
+def log(*items: tuple[timedelta, str, dict]) -> tuple[Event, ...]:
+    """An incident's events: (time after T0, type, data); reported and decided first."""
+    out = [Event("INC-1", 1, T0, ev.INCIDENT_REPORTED, data={"id": "INC-1", "reported_at": T0.isoformat()})]
+    for offset, type_, data in items:
+        out.append(Event("INC-1", len(out) + 1, T0 + offset, type_, data=data))
+    return tuple(out)
+
+
+def states(ruleset, events, now):
+    return clock_states(qflow.events.fold(events), events, ruleset, now)
+
+
+def status(to: str, frm: str | None = None) -> dict:
+    return {"from": frm, "to": to, "reason": None}
+
+
+def test_waiting_customer_pauses_resolve_but_not_respond(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (30 * M, ev.STATUS_CHANGED, status("waiting_customer")),
+                 (150 * M, ev.STATUS_CHANGED, status("working", "waiting_customer")))
+    clocks = states(ruleset, events, T0 + 3 * H)
+    respond, resolve = clocks["respond"], clocks["resolve"]
+    assert (respond.elapsed, respond.paused, respond.breached_at) == (3 * H, False, T0 + H)
+    assert (resolve.elapsed, resolve.paused, resolve.breached_at) == (H, False, None)
+    assert resolve.due == T0 + 3 * H + 7 * H
+    assert resolve.started_at == T0 and resolve.calendar == "24x7" and resolve.source == "severity high"
+    # While waiting, the resolve clock is paused and has no due time.
+    paused = states(ruleset, events, T0 + 2 * H)["resolve"]
+    assert (paused.paused, paused.elapsed, paused.due) == (True, 30 * M, None)
+    assert paused.moment_at(15 * M) == T0 + 15 * M  # the past is known while paused
+    assert paused.moment_at(H) is None  # the future is not
+
+
+def test_a_changed_severity_keeps_the_start_and_the_pauses(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (20 * M, ev.STATUS_CHANGED, status("waiting_vendor")),
+                 (80 * M, ev.STATUS_CHANGED, status("working", "waiting_vendor")),
+                 (90 * M, ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "escalation"}))
+    resolve = states(ruleset, events, T0 + 2 * H)["resolve"]
+    assert resolve.started_at == T0
+    assert resolve.target == 4 * H and resolve.source == "severity critical"
+    assert resolve.elapsed == 20 * M + 40 * M
+    assert resolve.due == T0 + 2 * H + 3 * H
+    # respond had used 90 minutes of critical's 15: breached at the change, and stays so
+    respond = states(ruleset, events, T0 + 2 * H)["respond"]
+    assert respond.breached_at == T0 + H  # high's 1h had already run out
+
+
+def test_a_breached_clock_stays_breached_when_the_severity_is_lowered(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("critical")),
+                 (20 * M, ev.SEVERITY_CHANGED, {"from": "critical", "to": "high", "reason": "a person"}))
+    respond = states(ruleset, events, T0 + 30 * M)["respond"]
+    assert respond.target == H
+    assert respond.breached_at == T0 + 15 * M
+    assert respond.elapsed < respond.target and respond.due == T0 + H
+
+
+def test_a_shorter_target_already_used_up_breaches_at_the_change(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (12 * M, ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "x"}))
+    ack = states(ruleset, events, T0 + 20 * M)["acknowledge"]
+    assert (ack.target, ack.breached_at, ack.due) == (5 * M, T0 + 12 * M, T0 + 5 * M)
+
+
+def test_a_late_event_recomputes_the_same_way_whatever_the_order(ruleset):
+    base = log((0 * M, ev.DECISION_MADE, decision("high")),
+               (60 * M, ev.STATUS_CHANGED, status("working", "waiting_customer")),
+               (20 * M, ev.STATUS_CHANGED, status("waiting_customer")))  # arrived late
+    expected = states(ruleset, base, T0 + 2 * H)
+    assert expected["resolve"].elapsed == 20 * M + 60 * M
+    shuffled = list(base)
+    for seed in range(5):
+        random.Random(seed).shuffle(shuffled)
+        assert clock_states(qflow.events.fold(base), shuffled, ruleset, T0 + 2 * H) == expected
+
+
+def test_events_after_now_are_not_counted(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")), (3 * H, ev.RESPONDED, {"message": "hi"}))
+    before = states(ruleset, events, T0 + 30 * M)["respond"]
+    assert (before.stopped_at, before.elapsed, before.due) == (None, 30 * M, T0 + H)
+    after = states(ruleset, events, T0 + 4 * H)["respond"]
+    assert (after.stopped_at, after.elapsed, after.breached_at, after.due) == (T0 + 3 * H, 3 * H, T0 + H, T0 + H)
+
+
+def test_a_priority_overrides_the_severitys_target(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high", "P1")))
+    clocks = states(ruleset, events, T0)
+    assert (clocks["respond"].target, clocks["respond"].source) == (10 * M, "priority P1")
+    assert (clocks["resolve"].target, clocks["resolve"].source) == (8 * H, "severity high")
+
+
+def test_reopening_resets_resolve_into_a_new_run(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("critical")),
+                 (5 * H, ev.STAGE_CHANGED, {"from": "verifying", "to": "closed"}),
+                 (6 * H, ev.STAGE_CHANGED, {"from": "closed", "to": "reopened"}))
+    closed = states(ruleset, events, T0 + 5 * H + 30 * M)["resolve"]
+    assert (closed.run, closed.stopped_at, closed.breached_at, closed.due) == (1, T0 + 5 * H, T0 + 4 * H, T0 + 4 * H)
+    again = states(ruleset, events, T0 + 7 * H)["resolve"]
+    assert (again.run, again.started_at, again.elapsed, again.breached_at, again.due) == (
+        2, T0 + 6 * H, H, None, T0 + 10 * H)
+
+
+def test_stage_clocks_count_the_stay_in_a_stage(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (H, ev.STAGE_CHANGED, {"from": "reported", "to": "confirmed"}),
+                 (2 * H, ev.STAGE_CHANGED, {"from": "confirmed", "to": "analysing"}),
+                 (5 * H, ev.STAGE_CHANGED, {"from": "analysing", "to": "acting"}))
+    clocks = states(ruleset, events, T0 + 6 * H)
+    cause, action = clocks["cause"], clocks["action"]
+    assert (cause.started_at, cause.stopped_at, cause.elapsed) == (T0 + 2 * H, T0 + 5 * H, 3 * H)
+    assert (action.started_at, action.elapsed, action.due) == (T0 + 5 * H, H, T0 + 5 * H + timedelta(days=3))
+    assert "verify" not in clocks  # high has no verify target
+
+
+def test_office_hours_clock_reports_business_and_calendar_time(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("normal")))
+    respond = states(ruleset, events, T0 + 3 * H)["respond"]  # Friday 13:00: lunch
+    assert (respond.calendar, respond.elapsed) == ("office", 2 * H)
+    assert respond.due == datetime(2026, 11, 20, 15, 30, tzinfo=CST)
+    assert respond.moment_at(3 * H) == datetime(2026, 11, 20, 14, 30, tzinfo=CST)
+    assert respond.moment_at(H) == T0 + H
+    assert respond.remaining == 2 * H
+
+
+def test_commands_record_the_events_the_clocks_read(engine, ruleset):
+    state = engine.report({"description": "fire alarm in room 1203"})
+    engine.clock.advance(10 * M)
+    engine.acknowledge(state.id, actor="王芳", note="on my way")
+    engine.clock.advance(20 * M)
+    engine.respond(state.id, "工程部已出发 / engineering is on the way", actor="王芳", channel="phone")
+    engine.set_status(state.id, "waiting_vendor", actor="王芳", reason="spare part")
+    engine.clock.advance(2 * H)
+    after = engine.set_status(state.id, "working", actor="王芳")
+    assert (after.acknowledged_at, after.responded_at, after.status) == (T0 + 10 * M, T0 + 30 * M, "working")
+    types = [e.type for e in engine.events(state.id)]
+    assert types[2:] == [ev.ACKNOWLEDGED, ev.RESPONDED, ev.STATUS_CHANGED, ev.STATUS_CHANGED]
+    engine.clock.advance(H)
+    clocks = clock_states(engine.get(state.id), engine.events(state.id), ruleset, engine.clock.now())
+    assert (clocks["acknowledge"].stopped_at, clocks["acknowledge"].breached_at) == (T0 + 10 * M, None)
+    assert clocks["respond"].stopped_at == T0 + 30 * M
+    assert clocks["resolve"].elapsed == 30 * M + H
+
+
+def test_command_mistakes_say_what_to_do(engine):
+    state = engine.report({"description": "x"})
+    with pytest.raises(InputError) as info:
+        engine.respond(state.id, "  ", actor="a")
+    assert str(info.value) == "a response to INC-1 needs a message; say what the customer was told"
+    engine.set_status(state.id, "waiting_customer", actor="a")
+    with pytest.raises(InputError) as info:
+        engine.set_status(state.id, "waiting_customer", actor="a")
+    assert str(info.value) == "INC-1 is already waiting_customer; nothing to change"
+    engine.transition(state.id, "rejected", actor="a", reason="not an anomaly")
+    with pytest.raises(TransitionError) as info:
+        engine.acknowledge(state.id, actor="a")
+    assert str(info.value) == "cannot acknowledge INC-1: it is rejected; reopen it first"
+
+
+def test_the_decision_deadlines_count_on_the_office_calendar(engine):
+    engine.clock.advance(timedelta(hours=7))  # Friday 17:00
+    state = engine.report({"description": "wifi slow"})
+    respond = state.decision.deadline("respond")
+    assert (respond.business, respond.calendar) == (4 * H, "office")
+    assert respond.due == datetime(2026, 11, 23, 12, 0, tzinfo=CST)
+    assert respond.due - respond.start == timedelta(days=2, hours=19)
+    steps = [s.reason for s in state.decision.trace if s.section == "severities"]
+    # 3d of business time on 7.5-hour days: nine working days and three and a half hours.
+    assert steps == ["respond 4h (due 2026-11-23T12:00:00+08:00, 2d19h calendar time), resolve 3d "
+                     "(due 2026-12-04T14:00:00+08:00, 13d21h calendar time), confirm 8h (due "
+                     "2026-11-23T17:30:00+08:00, 3d30m calendar time); counted on office from "
+                     "2026-11-20T17:00:00+08:00"]
+
+
+def test_clock_mistakes_are_located():
+    text = """\
+qflow: 1
+clocks:
+  resolve: {pause: {stage: [waiting]}}
+  respnd: {start: {event: [Reported]}}
+  respond: {start: {event: [Reported]}, stop: [Responded]}
+"""
+    with pytest.raises(qflow.RulesetError) as info:
+        qflow.load_ruleset_text(text, file="r.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+    assert [str(d) for d in info.value.diagnostics] == [
+        "r.yaml:3:20: QF711 clock 'resolve' pauses on an event or stage but never resumes (add resume, e.g. "
+        "{status: [working]}) @ $.clocks.resolve.pause",
+        "r.yaml:3:29: QF712 unknown stage 'waiting' (did you mean 'acting'?) @ $.clocks.resolve.pause.stage[0]",
+        "r.yaml:4:3: QF710 unknown clock 'respnd' (did you mean 'respond'?) @ $.clocks.respnd",
+        "r.yaml:5:29: QF713 no built-in event is called 'Reported' (did you mean 'ReportAttached'?) "
+        "@ $.clocks.respond.start.event[0]",
+        "r.yaml:5:47: QF711 a clock trigger must be a mapping of event, stage and status lists (write e.g. "
+        "{status: [waiting_customer]} or {event: [Responded], stage: [closed]}) @ $.clocks.respond.stop",
+    ]
