@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from qflow import CompileContext, Event, IncidentState, Projection, Ruleset, Section, hookimpl
-from qflow_assess._facts import ACTIONS, FACTS, action_rows, business_seconds, facts_row
+from qflow_assess._facts import ACTIONS, FACTS, action_rows, facts_row
 from qflow_assess._kpis import DEFINITIONS, KPI, Figure
 from qflow_assess._scores import record_score
 
@@ -128,7 +128,7 @@ def qflow_project(state: IncidentState, events: Sequence[Event], ruleset: Rulese
                   now: datetime) -> Mapping[str, Any]:
     conf = settings(ruleset)
     return {
-        FACTS.name: facts_row(state, events, ruleset, conf, business_seconds(state, events, ruleset, now)),
+        FACTS.name: facts_row(state, events, ruleset, conf),
         ACTIONS.name: action_rows(state, ruleset, conf),
     }
 

@@ -10,7 +10,7 @@ month is the month the people in it lived through, DST and all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ from qflow import events as ev
 __all__ = ["ACTIONS", "FACTS", "action_rows", "facts_row", "period_keys"]
 
 _T, _I, _R = "text", "int", "real"
+_ENDED = (Stage.CLOSED.value, Stage.REJECTED.value)
 
 #: The projection behind every KPI (see docs/kpis.md for what each column means).
 FACTS = Projection("incident_facts", (
@@ -63,31 +64,34 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() if a is not None and b is not None else None
 
 
-def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, settings: Any,
-              business: Any = None) -> dict[str, Any]:
-    """The facts of one incident. *business* maps a clock name to the business
-    seconds it ran until it stopped (from the SLA plugin), or is None."""
+def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, settings: Any) -> dict[str, Any]:
+    """The facts of one incident, rebuilt from its whole log."""
     tz: tzinfo = ZoneInfo(settings.timezone or ruleset.timezone)
     inc, d = state.incident, state.decision
     reported = inc.reported_at or events[0].at
     day, month, quarter, year = period_keys(reported, tz)
 
-    responded = acknowledged = resolved = closed = None
+    # Where each clock's first run stopped: the first answer, the first acknowledgement,
+    # the first close (or rejection, which ends every clock). A reopening starts a new
+    # run of resolve; the figures count the first one, and the reopen rate the rest.
+    stop: dict[str, int] = {}
+    closed = None
     reopens = reassigned = responses = 0
     survey: Mapping[str, Any] | None = None
-    for e in events:
+    for i, e in enumerate(events):
         t = e.type
         if t == ev.RESPONDED:
             responses += 1
-            responded = responded or e.at
+            stop.setdefault("respond", i)
         elif t == ev.ACKNOWLEDGED:
-            acknowledged = acknowledged or e.at
+            stop.setdefault("acknowledge", i)
         elif t == ev.STAGE_CHANGED:
             to = e.data.get("to")
-            if to in (Stage.VERIFYING.value, Stage.CLOSED.value) and resolved is None:
-                resolved = e.at
-            if to == Stage.CLOSED.value:
-                closed = e.at
+            if to in _ENDED:
+                for clock in ("respond", "acknowledge", "resolve"):
+                    stop.setdefault(clock, i)
+                if to == Stage.CLOSED.value:
+                    closed = e.at
             elif to == Stage.REOPENED.value:
                 reopens += 1
                 closed = None
@@ -95,19 +99,6 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
             reassigned += 1
         elif t == ev.SURVEY_RECORDED and not e.data.get("self_rated"):
             survey = e.data  # the latest survey the customer answered counts
-
-    def deadline(name: str) -> datetime | None:
-        found = d.deadline(name) if d is not None else None
-        return found.due if found is not None else None
-
-    respond_due, resolve_due = deadline("respond"), deadline("resolve")
-
-    def met(stopped: datetime | None, due: datetime | None) -> int | None:
-        # None while open and not yet due: neither kept nor broken. An open incident
-        # past its due time is counted broken by the query, not here (see docs/kpis.md).
-        if due is None or stopped is None:
-            return None
-        return int(stopped <= due)
 
     row: dict[str, Any] = {
         "reported_at": reported.timestamp(), "reported_day": day, "reported_month": month,
@@ -118,21 +109,32 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         "stage": state.stage.value,
         "is_open": int(state.stage not in (Stage.CLOSED, Stage.REJECTED)),
         "rejected": int(state.stage is Stage.REJECTED),
-        "acknowledged_at": _epoch(acknowledged), "ack_s": _seconds(reported, acknowledged),
-        "responded_at": _epoch(responded), "respond_s": _seconds(reported, responded),
-        "respond_due": _epoch(respond_due), "respond_met": met(responded, respond_due),
-        "resolved_at": _epoch(resolved), "resolve_s": _seconds(reported, resolved),
-        "resolve_due": _epoch(resolve_due), "resolve_met": met(resolved, resolve_due),
         "closed_at": _epoch(closed), "reopens": reopens, "reopened": int(reopens > 0),
         "reassigned": int(reassigned > 0), "reports": state.reports, "responses": responses,
     }
+    clocks = _clocks(state, events, ruleset, stop)
+    for clock, prefix in (("acknowledge", "ack"), ("respond", "respond"), ("resolve", "resolve")):
+        at_name = {"acknowledge": "acknowledged_at", "respond": "responded_at", "resolve": "resolved_at"}[clock]
+        i = stop.get(clock)
+        stopped = events[i].at if i is not None else None
+        # Stopped by a rejection is not an answer, an acknowledgement or a fix.
+        counted = stopped if i is not None and events[i].data.get("to") != Stage.REJECTED.value else None
+        row[at_name] = _epoch(counted)
+        row[f"{prefix}_s"] = _seconds(reported, counted)
+        row[f"{prefix}_bs"], due, met = clocks.get(clock, (None, None, None))
+        if row[f"{prefix}_bs"] is None:
+            row[f"{prefix}_bs"] = row[f"{prefix}_s"]
+        if clock != "acknowledge":
+            if due is None and met is None:  # no SLA plugin: the decision's deadline
+                found = d.deadline(clock) if d is not None else None
+                due = found.due.timestamp() if found is not None else None
+                met = int(counted <= found.due) if found is not None and counted is not None else None
+            row[f"{clock}_due"], row[f"{clock}_met"] = due, met if counted is not None else None
     row["fingerprint"] = "|".join(str(row.get(f) or "") for f in settings.fingerprint)
-    for clock, col in (("acknowledge", "ack_bs"), ("respond", "respond_bs"), ("resolve", "resolve_bs")):
-        value = business.get(clock) if business else None
-        row[col] = value if value is not None else row[col.replace("_bs", "_s")]
     target = settings.resolve_target
     row["resolve_target_met"] = (int(row["resolve_bs"] <= target.total_seconds())
                                  if target is not None and row["resolve_bs"] is not None else row["resolve_met"])
+    resolved = events[stop["resolve"]].at if row["resolved_at"] is not None else None
     if resolved is not None:
         _, row["resolved_month"], row["resolved_quarter"], row["resolved_year"] = period_keys(resolved, tz)
     else:
@@ -188,16 +190,36 @@ def action_rows(state: IncidentState, ruleset: Ruleset, settings: Any) -> list[d
     return rows
 
 
-def business_seconds(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
-                     now: datetime) -> dict[str, float] | None:
-    """Business seconds each stopped clock ran, from the SLA plugin when it offers them."""
+def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+            stop: Mapping[str, int]) -> dict[str, tuple[float | None, float | None, int | None]]:
+    """For acknowledge, respond and resolve: (business seconds used at the stop, the
+    due time to count an open breach against, kept or not) from the SLA plugin's clocks,
+    which know the calendars, the pauses and changed severities. Empty without it."""
+    if len(events) <= 2 and not stop:
+        return {}  # just reported: the decision's deadlines are the clocks (intake stays fast)
     try:
         from qflow_sla.clocks import clock_states  # the SLA plugin's public API
     except ImportError:
-        return None
-    try:
-        states = clock_states(state, events, ruleset, now)
-    except Exception:  # no clocks section, or an older SLA plugin: fall back to calendar time
-        return None
-    return {name: c.elapsed.total_seconds() for name, c in states.items()
-            if getattr(c, "stopped_at", None) is not None and isinstance(c.elapsed, timedelta)}
+        return {}
+    from qflow.events import fold
+
+    out: dict[str, tuple[float | None, float | None, int | None]] = {}
+    last = events[-1].at
+    now_states = None
+    for clock in ("acknowledge", "respond", "resolve"):
+        i = stop.get(clock)
+        if i is not None:
+            prefix = events[: i + 1]
+            found = clock_states(fold(prefix), prefix, ruleset, events[i].at).get(clock)
+            if found is not None:
+                due = found.breached_at or found.due
+                out[clock] = (found.elapsed.total_seconds(), _epoch(due), int(found.breached_at is None))
+            continue
+        if now_states is None:
+            now_states = clock_states(state, events, ruleset, last)
+        found = now_states.get(clock)
+        if found is not None:
+            # Still running: due is when it runs out (none while paused and not yet late).
+            due = found.breached_at or (found.due if not found.paused else None)
+            out[clock] = (None, _epoch(due), None)
+    return out

@@ -157,7 +157,7 @@ DEFINITIONS: tuple[KPI, ...] = (
         "time from report to acknowledgement (Acknowledged)", "incidents acknowledged",
         "report", _ack_m, _ack_v, higher_is_better=False),
     KPI("time_to_resolve", "Time to resolve", "解决时间", "duration",
-        "time from report to resolution (first move to verifying or closed)", "incidents resolved in the period",
+        "time from report to the first close (the resolve clock's first run; pauses excluded in business time)", "incidents resolved in the period",
         "resolved", _res_m, _res_v, higher_is_better=False),
     KPI("resolution_rate", "Resolution rate", "解决率", "rate",
         "incidents of the cohort resolved by the report date", "incidents reported in the period, rejected excluded",

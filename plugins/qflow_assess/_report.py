@@ -80,7 +80,7 @@ def _grouped_counts(store: Store, period: Period, column: str) -> list[tuple[Any
                            group_by=(column,), where=where)
 
 
-_STATUS = {Stage.CLOSED.value: "resolved", Stage.VERIFYING.value: "resolved", Stage.REPORTED.value: "pending",
+_STATUS = {Stage.CLOSED.value: "resolved", Stage.REPORTED.value: "pending",
            Stage.REOPENED.value: "pending"}
 
 
@@ -93,7 +93,7 @@ def _problems(store: Store, period: Period, limit: int) -> tuple[tuple[ProblemLi
     open_states = store.query(IncidentQuery(reported_from=period.start, reported_until=period.end, open_only=True,
                                             limit=limit))
     done_states = store.query(IncidentQuery(reported_from=period.start, reported_until=period.end,
-                                            stages=(Stage.CLOSED, Stage.VERIFYING), limit=limit))
+                                            stages=(Stage.CLOSED,), limit=limit))
     lines = []
     for s in [*open_states, *done_states]:
         d = s.decision
