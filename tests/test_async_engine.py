@@ -1,0 +1,156 @@
+"""The engine's scenarios through :class:`qflow.aio.AsyncEngine`, on memory, SQLite and
+PostgreSQL (its asyncio store): the same answers as the sync engine."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import BASE, T0
+from stepplugin import STEP_FIRED, StepPlugin
+
+import qflow
+from qflow.aio import AsyncEngine, LoopStore
+
+pytest_plugins = ("pgtools",)
+
+M = timedelta(minutes=1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        pytest.importorskip("qflow_sqlite")
+        return f"sqlite:///{tmp_path / 'qflow.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _engine(url: str, steps: int = 1) -> AsyncEngine:
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[StepPlugin(steps)])
+    ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
+    return AsyncEngine(ruleset, plugins=pm, store=url, clock=qflow.FakeClock(T0))
+
+
+GOLD = {"channel": "phone", "category": "complaint", "description": "前台办理入住等待超过30分钟",
+        "customer": {"tier": "gold"}}
+
+
+def test_postgres_gets_the_asyncio_store_and_the_others_a_thread(store_url):
+    engine = _engine(store_url)
+    if store_url.startswith("postgresql"):
+        assert type(engine.store).__name__ == "AsyncPostgresStore"
+        assert isinstance(engine.engine.store, LoopStore)
+    else:
+        assert isinstance(engine.store, qflow.Store)
+
+
+def test_report_transition_and_read_back(store_url):
+    async def main() -> None:
+        async with _engine(store_url) as engine:
+            state = await engine.report(GOLD, actor="前台")
+            assert state.decision.severity == "high" and state.decision.team == "front-office"
+            again = await engine.report(dict(GOLD, external_id="pms-1"))
+            retry = await engine.report(dict(GOLD, external_id="pms-1"))
+            assert retry == again and retry.id != state.id
+            moved = await engine.transition(state.id, "confirmed", actor="值班经理")
+            assert moved.stage is qflow.Stage.CONFIRMED
+            assert await engine.get(state.id) == moved
+            events = await engine.events(state.id)
+            assert [e.type for e in events] == ["IncidentReported", "DecisionMade", "StageChanged"]
+            assert qflow.events.fold(events) == moved
+            assert [s.id for s in await engine.query(stages=(qflow.Stage.CONFIRMED,))] == [state.id]
+            assert [d.clock for d in await engine.due(T0 + timedelta(hours=2)) if d.incident_id == state.id] \
+                == ["respond"]
+            with pytest.raises(qflow.TransitionError) as err:
+                await engine.transition(state.id, "closed")
+            assert str(err.value).startswith(f"cannot move {state.id} to closed: ")
+            with pytest.raises(qflow.IncidentNotFoundError) as err2:
+                await engine.get("INC-404")
+            assert str(err2.value) == "no incident 'INC-404' in this store"
+
+    asyncio.run(main())
+
+
+def test_many_concurrent_reports_each_get_their_own_incident(store_url):
+    async def main() -> None:
+        async with _engine(store_url) as engine:
+            states = await asyncio.gather(*(engine.report(dict(GOLD, description=f"room {i}")) for i in range(40)))
+            assert len({s.id for s in states}) == 40
+            stored = await engine.query()
+            assert sorted(s.id for s in stored) == sorted(s.id for s in states)
+            for s in states:
+                assert [e.seq for e in await engine.events(s.id)] == [1, 2]
+
+    asyncio.run(main())
+
+
+def test_tick_fires_each_step_once_and_the_loop_keeps_running(store_url):
+    async def main() -> None:
+        async with _engine(store_url, steps=2) as engine:
+            ids = [(await engine.report(dict(GOLD, description=f"room {i}"))).id for i in range(5)]
+            beats = 0
+
+            async def heartbeat() -> None:
+                nonlocal beats
+                while True:
+                    beats += 1
+                    await asyncio.sleep(0)
+
+            beat = asyncio.create_task(heartbeat())
+            first = await engine.tick(T0 + 3 * M, worker="a")
+            second = await engine.tick(T0 + 3 * M, worker="b")
+            beat.cancel()
+            assert (first.incidents, first.effects) == (5, 10)
+            assert (second.incidents, second.effects) == (0, 0)
+            assert beats > 0  # the loop ran other tasks while the tick worked in its thread
+            fired = Counter()
+            for iid in ids:
+                for e in await engine.events(iid):
+                    if e.type == STEP_FIRED:
+                        fired[(iid, e.data["key"])] += 1
+            assert len(fired) == 10 and set(fired.values()) == {1}
+
+    asyncio.run(main())
+
+
+def test_other_engine_commands_are_coroutines_too(store_url):
+    async def main() -> None:
+        async with _engine(store_url) as engine:
+            state = await engine.report(GOLD)
+            await engine.transition(state.id, "confirmed")
+            await engine.transition(state.id, "analysing")
+            cause = qflow.Cause(id="C-1", summary="排班不足", method="note")
+            after = await engine.record_cause(state.id, cause, actor="质检")
+            assert [c.id for c in after.causes] == ["C-1"]
+            assert engine.decide(qflow.parse_incident(GOLD), T0).severity == "high"
+
+    asyncio.run(main())
+
+
+def test_the_store_is_not_called_from_the_loop_thread(store_url):
+    if not store_url.startswith("postgresql"):
+        pytest.skip("only the asyncio store is bound to a loop")
+
+    async def main() -> None:
+        async with _engine(store_url) as engine:
+            await engine.report(GOLD)
+            with pytest.raises(RuntimeError) as err:
+                engine.engine.store.get("INC-1")
+            assert str(err.value) == ("Store.get called from the event loop's own thread; "
+                                      "await the AsyncEngine method instead")
+
+    asyncio.run(main())
+
+
+def test_the_library_never_runs_an_event_loop_itself():
+    pattern = re.compile(r"asyncio\.run\(|run_until_complete\(|new_event_loop\(")
+    found = [str(p.relative_to(ROOT)) for base in ("src", "plugins") for p in (ROOT / base).rglob("*.py")
+             if pattern.search(p.read_text(encoding="utf-8"))]
+    assert found == []
