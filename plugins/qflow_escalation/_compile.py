@@ -267,17 +267,17 @@ def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: S
         step = _step(name, i + 1, spec, base + (i,), ctx, clocks)
         if step is not None:
             steps.append(step)
-    for step in steps:
-        if step.jump is None:
+    for i, spec in enumerate(specs):
+        if spec.jump is None:
             continue
-        path = base + (step.level - 1, "jump")
-        if step.jump not in seen:
-            ctx.error(path, "QF747", f"jump to unknown step '{step.jump}'",
-                      hint=did_you_mean(step.jump, list(seen)) or f"the steps of '{name}': {', '.join(seen)}",
-                      rule=step.id)
-        elif seen[step.jump] + 1 <= step.level:
-            ctx.error(path, "QF747", f"jump to '{step.jump}' goes back to level {seen[step.jump] + 1}",
-                      hint="a jump goes to a later level of the ladder", rule=step.id)
+        path, sid = base + (i, "jump"), spec.id or f"level-{i + 1}"
+        if spec.jump not in seen:
+            ctx.error(path, "QF747", f"jump to unknown step '{spec.jump}'",
+                      hint=did_you_mean(spec.jump, list(seen)) or f"the steps of '{name}': {', '.join(seen)}",
+                      rule=sid)
+        elif seen[spec.jump] <= i:
+            ctx.error(path, "QF747", f"jump to '{spec.jump}' goes back to level {seen[spec.jump] + 1}",
+                      hint="a jump goes to a later level of the ladder", rule=sid)
     return tuple(steps)
 
 

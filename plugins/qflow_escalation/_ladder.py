@@ -137,7 +137,11 @@ def _count(step: Step, state: IncidentState, store: Any, now: datetime) -> int:
     filters = {f: _view_value(state, f) for f in step.count.same}
     if any(v is None for v in filters.values()):
         return 1  # nothing to compare by: this incident alone
-    found = store.query(IncidentQuery(reported_from=now - step.count.within, reported_until=now + _US, **filters))
+    # Around this incident's report, so the count does not depend on when the tick runs.
+    reported = state.incident.reported_at or now
+    within = step.count.within
+    found = store.query(IncidentQuery(reported_from=reported - within, reported_until=min(reported + within, now) + _US,
+                                      **filters))
     return len(found) if any(s.id == state.id for s in found) else len(found) + 1
 
 

@@ -39,7 +39,8 @@ class Reassign:
 @attrs.frozen
 class CountSpec:
     """Fire only when more than ``more_than`` incidents with the same ``same`` fields
-    (this one included) were reported within ``within`` before the step falls due."""
+    (this one included) were reported within ``within`` of this one's report (before
+    or after it, up to the moment the step falls due)."""
 
     more_than: int
     within: timedelta

@@ -1,0 +1,370 @@
+"""Escalation ladders: warning, breach, overdue repeats, raise, reassign, jump, skip,
+calendars and counts, on a virtual clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import qflow
+from qflow_sla.clocks import clock_states
+from tests.escalation_helpers import T0, engine, fired
+
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+
+
+def report(eng: qflow.Engine, **fields: object) -> str:
+    return eng.report({"category": "complaint", "description": "等了很久", **fields}).id
+
+
+def test_warning_then_breach_then_escalation_each_notified_once():
+    eng, clock, rec = engine()
+    iid = report(eng)  # normal: respond 4h
+    assert [t.key for t in eng.store.timers(iid)] == [
+        "esc:respond:default/warn", "esc:respond:breach", "esc:respond:default/breach",
+        "esc:respond:default/late", "esc:resolve:breach"]
+    clock.advance(H)
+    assert eng.tick().effects == 0
+    clock.advance(H)  # 2h: 50% used
+    assert eng.tick() == qflow.TickReport(timers=1, incidents=1, effects=1, notifications=1)
+    clock.advance(2 * H)  # 4h: breach
+    eng.tick()
+    clock.advance(H)  # 5h: overdue by 1h
+    eng.tick()
+    eng.tick()  # nothing left at the same moment
+    assert fired(eng, iid) == [
+        ("EscalationStepFired", "warn", "occurrence 0, skipped 0", ""),
+        ("DeadlineBreached", "respond", "2026-11-20T14:00:00+08:00"),
+        ("EscalationStepFired", "breach", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "late", "occurrence 0, skipped 0", ""),
+    ]
+    assert rec.topics() == [
+        (iid, "incident.reported", ("front-office",)),
+        (iid, "escalation.warning", ("assignee",)),
+        (iid, "escalation.breach", ("team.lead",)),
+        (iid, "escalation.breach", ("role:quality-manager",)),
+    ]
+    assert rec.notes[2].subject == f"[normal] {iid} 100% of respond used"
+    assert rec.notes[3].data["due"] == "2026-11-20T14:00:00+08:00"
+    event = [e for e in eng.events(iid) if e.type == "EscalationStepFired"][0]
+    assert (event.source, event.data["ladder"], event.data["level"]) == ("escalation:default/warn", "default", 1)
+
+
+def test_repeats_every_hour_up_to_the_limit():
+    eng, clock, rec = engine()
+    iid = report(eng)
+    for _ in range(12):
+        clock.advance(H)
+        eng.tick()
+    late = [f for f in fired(eng, iid) if f[1] == "late"]
+    assert late == [("EscalationStepFired", "late", f"occurrence {k}, skipped 0", "") for k in range(4)]
+    assert [t.key for t in eng.store.timers(iid)] == ["esc:resolve:breach"]
+
+
+def test_after_downtime_a_repeating_step_fires_once_with_the_missed_count():
+    eng, clock, rec = engine()
+    iid = report(eng)
+    clock.advance(6 * H + 30 * M)  # down the whole time: warn, breach, late x3 due
+    report_ = eng.tick()
+    assert report_.incidents == 1
+    assert fired(eng, iid) == [
+        ("DeadlineBreached", "respond", "2026-11-20T14:00:00+08:00"),
+        ("EscalationStepFired", "warn", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "breach", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "late", "occurrence 1, skipped 1", ""),
+    ]
+    assert rec.notes[-1].subject == f"[normal] {iid} respond overdue by 1h (repeat 1; 1 missed while down)"
+    assert [n.topic for n in rec.notes] == ["incident.reported", "escalation.warning", "escalation.breach",
+                                            "escalation.breach"]
+    clock.advance(M)
+    eng.tick()
+    assert len(fired(eng, iid)) == 4
+
+
+RAISE = """\
+escalation:
+  ladders:
+    default:
+      - id: late
+        at: {clock: respond, overdue: 1h}
+        notify: ["role:quality-manager"]
+        raise_severity: 1
+"""
+
+
+def test_raise_severity_keeps_the_clock_start_and_the_new_target_counts_from_it():
+    eng, clock, _ = engine(RAISE)
+    iid = report(eng)
+    clock.advance(5 * H)
+    eng.tick()
+    state = eng.get(iid)
+    assert state.decision.severity == "high"
+    clocks = clock_states(state, eng.events(iid), eng.ruleset, clock.now())
+    assert clocks["resolve"].started_at == T0
+    assert clocks["resolve"].target == timedelta(days=1)  # high's resolve, from the report
+    assert [t for t in eng.store.timers(iid) if t.key == "esc:resolve:breach"][0].at == T0 + timedelta(days=1)
+
+
+def test_raise_stops_at_the_most_urgent_severity():
+    eng, clock, _ = engine(RAISE)
+    iid = report(eng, category="safety")  # critical: respond 15m
+    clock.advance(2 * H)
+    eng.tick()
+    assert eng.get(iid).decision.severity == "critical"
+    assert not [f for f in fired(eng, iid) if f[0] == "SeverityChanged"]
+
+
+REASSIGN_JUMP = """\
+escalation:
+  ladders:
+    standard:
+      - id: warn
+        at: {clock: respond, used: 50%}
+        notify: [assignee]
+        jump: manager
+      - id: lead
+        at: {clock: respond, used: 75%}
+        notify: [team.lead]
+      - id: manager
+        at: {clock: respond, used: 100%}
+        notify: ["role:duty-manager"]
+        reassign: {team: engineering, owner: 赵工}
+  severities:
+    normal: standard
+"""
+
+
+def test_jump_goes_past_the_levels_between_and_reassign_moves_the_incident():
+    eng, clock, rec = engine(REASSIGN_JUMP)
+    iid = report(eng)
+    clock.advance(2 * H)
+    eng.tick()
+    assert fired(eng, iid) == [
+        ("EscalationStepFired", "warn", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "manager", "occurrence 0, skipped 0", "jump from warn"),
+        ("Reassigned", "engineering", "赵工", "escalation standard/manager"),
+        ("EscalationStepSkipped", "lead", "jumped over"),
+    ]
+    d = eng.get(iid).decision
+    assert (d.team, d.owner) == ("engineering", "赵工")
+    clock.advance(3 * H)
+    eng.tick()  # lead and manager never come back; only the breach is recorded
+    assert fired(eng, iid)[4:] == [("DeadlineBreached", "respond", "2026-11-20T14:00:00+08:00")]
+    assert [n.topic for n in rec.notes] == ["incident.reported", "escalation.warning", "escalation.breach"]
+
+
+class OffDuty:
+    def __init__(self, *away: str) -> None:
+        self.away = away
+
+    @qflow.hookimpl
+    def qflow_available(self, recipient, state, now):
+        return False if recipient in self.away else None
+
+
+SKIP = """\
+escalation:
+  ladders:
+    default:
+      - id: lead
+        at: {clock: respond, used: 50%}
+        notify: [team.lead, assignee]
+      - id: manager
+        at: {clock: respond, used: 90%}
+        notify: ["role:duty-manager"]
+"""
+
+
+def test_an_unavailable_recipient_is_skipped():
+    eng, clock, rec = engine(SKIP, OffDuty("team.lead"))
+    iid = report(eng)
+    clock.advance(2 * H)
+    eng.tick()
+    event = [e for e in eng.events(iid) if e.type == "EscalationStepFired"][0]
+    assert (event.data["recipients"], event.data["unavailable"]) == (("assignee",), ("team.lead",))
+    assert rec.notes[-1].recipients == ("assignee",)
+
+
+def test_when_nobody_of_a_step_is_available_the_next_level_fires_at_once():
+    eng, clock, rec = engine(SKIP, OffDuty("team.lead", "assignee"))
+    iid = report(eng)
+    clock.advance(2 * H)
+    eng.tick()
+    assert fired(eng, iid) == [
+        ("EscalationStepFired", "lead", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "manager", "occurrence 0, skipped 0", "nobody available at lead"),
+    ]
+    assert rec.topics()[1:] == [(iid, "escalation.warning", ("role:duty-manager",))]
+
+
+OFFICE = """\
+calendars:
+  office:
+    hours: {mon-fri: ["09:00-18:00"]}
+escalation:
+  ladders:
+    default:
+      - id: call-manager
+        at: {clock: respond, used: 100%}
+        notify: ["role:duty-manager"]
+        only_in: office
+"""
+
+
+def test_a_step_only_in_working_hours_waits_for_the_next_opening():
+    eng, clock, rec = engine(OFFICE, start=T0.replace(hour=16))  # Friday 16:00, breach at 20:00
+    iid = report(eng)
+    monday = T0.replace(day=23, hour=9)
+    assert [t.at for t in eng.store.timers(iid) if t.key.endswith("call-manager")] == [monday]
+    clock.advance(4 * H)
+    eng.tick()
+    assert fired(eng, iid) == [("DeadlineBreached", "respond", "2026-11-20T20:00:00+08:00")]
+    clock.set(monday - M)
+    eng.tick()
+    assert len(fired(eng, iid)) == 1
+    clock.set(monday)
+    eng.tick()
+    assert fired(eng, iid)[1] == ("EscalationStepFired", "call-manager", "occurrence 0, skipped 0", "")
+
+
+COUNT = """\
+escalation:
+  ladders:
+    default:
+      - id: wave
+        at: {clock: respond, used: 50%}
+        notify: ["role:quality-manager"]
+        count: {more_than: 2, within: 30m, same: [category, place]}
+"""
+
+
+def test_a_count_step_fires_only_when_enough_such_incidents_came_in():
+    eng, clock, rec = engine(COUNT)
+    wave = [report(eng, place="lobby")]
+    for _ in range(2):
+        clock.advance(10 * M)
+        wave.append(report(eng, place="lobby"))
+    spa = report(eng, place="spa")
+    clock.advance(3 * H)
+    alone = report(eng, place="lobby")  # 2h40m after the wave: not part of it
+    clock.advance(2 * H)
+    eng.tick()
+    for iid in wave:
+        assert fired(eng, iid)[-1:] == [("EscalationStepFired", "wave", "occurrence 0, skipped 0", "")]
+    assert fired(eng, spa)[-1:] == [("EscalationStepSkipped", "wave", "1 such incident(s) within 30m, not more than 2")]
+    assert fired(eng, alone) == [("EscalationStepSkipped", "wave", "1 such incident(s) within 30m, not more than 2")]
+    assert [n.incident_id for n in rec.notes if n.topic == "escalation.warning"] == wave
+
+
+def test_a_stopped_clock_escalates_no_further():
+    eng, clock, rec = engine()
+    iid = report(eng)
+    clock.advance(3 * H)
+    eng.tick()
+    eng.respond(iid, "we are on it", actor="王芳")
+    clock.advance(5 * H)
+    eng.tick()
+    assert [f[1] for f in fired(eng, iid)] == ["warn"]
+    assert [t.key for t in eng.store.timers(iid)] == ["esc:resolve:breach"]
+
+
+def test_closed_incidents_have_no_escalation_timers():
+    eng, clock, rec = engine()
+    iid = report(eng)
+    eng.transition(iid, "rejected", reason="not an anomaly")
+    assert eng.store.timers(iid) == []
+
+
+def test_without_an_escalation_section_nothing_is_scheduled():
+    eng, clock, rec = engine("")
+    iid = report(eng)
+    assert eng.store.timers(iid) == []
+    clock.advance(10 * H)
+    assert eng.tick() == qflow.TickReport()
+
+
+# -- located ruleset errors ---------------------------------------------------------
+
+def errors(extra: str) -> list[str]:
+    with pytest.raises(qflow.RulesetError) as info:
+        engine(extra)
+    return [str(d) for d in info.value.diagnostics]
+
+
+def test_every_ladder_mistake_is_located():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - id: a
+        at: {clock: respnd, used: 50%}
+        notify: [assignee]
+      - id: b
+        at: {clock: respond, used: 150%}
+        notify: [assignee]
+      - id: c
+        at: {clock: respond, used: half}
+        notify: [assignee]
+      - id: d
+        at: {clock: respond, used: 50%, remaining: 10m}
+        notify: [assignee]
+      - id: e
+        at: {clock: resolve, remaining: 5h}
+        notify: [assignee]
+      - id: f
+        at: {clock: respond, overdue: 1h}
+      - id: g
+        at: {clock: respond, overdue: 2h}
+        notify: ["role:"]
+        jump: a
+        repeat: {every: 1h, limit: 0}
+        raise_severity: 0
+        only_in: offce
+        count: {more_than: -1, within: 30m, same: [room]}
+    critcal:
+      - at: {clock: respond, used: 0%}
+        notify: [assignee]
+  severities:
+    high: standard
+""") == [
+        "esc.yaml:37:21: QF740 unknown clock 'respnd' (did you mean 'respond'?) @ $.escalation.ladders.default[0].at.clock (rule 'a')",
+        "esc.yaml:40:36: QF743 used 150% can never be reached: a clock's use stops at 100% when it breaches (for a step after the breach write overdue: with a duration, e.g. overdue: 2h) @ $.escalation.ladders.default[1].at.used (rule 'b')",
+        "esc.yaml:43:36: QF742 'half' is not a percentage (write it like 50%) @ $.escalation.ladders.default[2].at.used (rule 'c')",
+        "esc.yaml:46:13: QF741 a step needs exactly one of used, remaining or overdue, not used and remaining (e.g. used: 50%, remaining: 30m or overdue: 2h) @ $.escalation.ladders.default[3].at (rule 'd')",
+        "esc.yaml:49:41: QF744 remaining 5h is not shorter than the resolve target of severity critical (4h), so this step can never fire (shorten remaining, or use used: with a percentage) @ $.escalation.ladders.default[4].at.remaining (rule 'e')",
+        "esc.yaml:51:9: QF753 the step does nothing (give notify, raise_severity, reassign or jump) @ $.escalation.ladders.default[5] (rule 'f')",
+        "esc.yaml:55:18: QF752 recipient 'role:' names nobody (use assignee, team.lead, role:<name>, team:<name> or an address) @ $.escalation.ladders.default[6].notify[0] (rule 'g')",
+        "esc.yaml:56:15: QF747 jump to 'a' goes back to level 1 (a jump goes to a later level of the ladder) @ $.escalation.ladders.default[6].jump (rule 'g')",
+        "esc.yaml:57:36: QF749 repeat limit 0 repeats nothing (give 1 or more, or leave repeat out) @ $.escalation.ladders.default[6].repeat.limit (rule 'g')",
+        "esc.yaml:58:25: QF750 raise_severity 0 raises nothing (give the number of levels to raise, 1 or more) @ $.escalation.ladders.default[6].raise_severity (rule 'g')",
+        "esc.yaml:59:18: QF201 unknown calendar 'offce' (define it or use one of: 24x7) @ $.escalation.ladders.default[6].only_in (rule 'g')",
+        "esc.yaml:60:28: QF754 more_than -1 is always true (give 0 or more) @ $.escalation.ladders.default[6].count.more_than (rule 'g')",
+        "esc.yaml:60:52: QF751 incidents cannot be grouped, counted or compared by 'room' (use category, place, team, severity, owner) @ $.escalation.ladders.default[6].count.same[0] (rule 'g')",
+        "esc.yaml:61:5: QF756 ladder 'critcal' is used by no severity (did you mean 'critical'?) @ $.escalation.ladders.critcal",
+        "esc.yaml:62:36: QF742 used 0% falls due when the clock starts (use a percentage above 0%, e.g. 50%) @ $.escalation.ladders.critcal[0].at.used (rule 'level-1')",
+        "esc.yaml:65:11: QF745 unknown ladder 'standard' (the ladders are: default, critcal) @ $.escalation.severities.high",
+    ]
+
+
+def test_grouping_and_suppression_mistakes_are_located():
+    assert errors("""\
+escalation:
+  ladders:
+    empty: []
+  severities:
+    normal: empty
+    urgent: empty
+  group: {by: [categry], window: 30m}
+  suppress:
+    - id: outage
+      source: {category: power_outage}
+      equal: [building]
+""") == [
+        "esc.yaml:35:12: QF755 ladder 'empty' has no steps (give at least one step, or remove it) @ $.escalation.ladders.empty",
+        "esc.yaml:38:13: QF201 unknown severity 'urgent' (define it or use one of: critical, high, normal) @ $.escalation.severities.urgent",
+        "esc.yaml:39:16: QF751 incidents cannot be grouped, counted or compared by 'categry' (did you mean 'category'?) @ $.escalation.group.by[0]",
+        "esc.yaml:41:7: QF758 a suppress rule needs a target condition (e.g. source: {category: power_outage}, target: {category: equipment_fault}) @ $.escalation.suppress[0] (rule 'outage')",
+        "esc.yaml:43:15: QF751 incidents cannot be grouped, counted or compared by 'building' (use category, place, team, severity, owner) @ $.escalation.suppress[0].equal[0] (rule 'outage')",
+    ]
