@@ -48,14 +48,16 @@ FIELDS: dict[str, str] = {
 
 #: The built-in templates (subject, body) per language, used where a ruleset has none.
 DEFAULTS: dict[str, tuple[str, str]] = {
-    "zh": ("【{{ severity_name or severity or '未定' }}】{{ id }} {{ subject or title or category }}",
+    "zh": ("{% if subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
+           "【{{ severity_name or severity or '未定' }}】{{ id }} {{ title or category or '' }}{% endif %}",
            "{{ text or description }}\n"
            "{% if place %}地点：{{ place }}\n{% endif %}"
            "{% if team %}团队：{{ team_name or team }}{% if owner %}，负责人：{{ owner }}{% endif %}\n{% endif %}"
            "{% if respond_by %}响应期限：{{ respond_by }}\n{% endif %}"
            "{% if resolve_by %}解决期限：{{ resolve_by }}\n{% endif %}"
            "事件：{{ topic }}"),
-    "en": ("[{{ severity or 'unset' }}] {{ id }} {{ subject or title or category }}",
+    "en": ("{% if subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
+           "[{{ severity or 'unset' }}] {{ id }} {{ title or category or '' }}{% endif %}",
            "{{ text or description }}\n"
            "{% if place %}Place: {{ place }}\n{% endif %}"
            "{% if team %}Team: {{ team_name or team }}{% if owner %}, owner: {{ owner }}{% endif %}\n{% endif %}"
