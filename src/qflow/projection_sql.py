@@ -1,0 +1,135 @@
+"""SQL for projections, shared by the SQL stores (SQLite and PostgreSQL plugins).
+
+A projection is one table ``qf_proj_<name>`` keyed by ``(incident_id, n)``; an
+aggregate is one grouped scan with every measure as a conditional aggregate, plus
+one window query per percentile measure. Column and function names come only from
+the projection's declaration (checked by :func:`qflow.store.check_query`); values
+are always parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qflow.store import Filter, Measure, Projection, check_query, projection_rows
+
+__all__ = ["aggregate", "create_statements", "insert_statement", "row_values", "table"]
+
+_TYPES = {"sqlite": {"text": "TEXT", "int": "INTEGER", "real": "REAL"},
+          "postgresql": {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"}}
+_PERCENT = {"median": 50, "p90": 90}
+
+
+def table(projection: Projection) -> str:
+    return f"qf_proj_{projection.name}"
+
+
+def create_statements(projection: Projection, dialect: str) -> list[str]:
+    """CREATE TABLE and its indexes (on every time column, where periods select)."""
+    types = _TYPES[dialect]
+    cols = ", ".join(f'"{c}" {types[t]}' for c, t in projection.columns)
+    name = table(projection)
+    out = [f'CREATE TABLE IF NOT EXISTS {name} (incident_id TEXT NOT NULL, n INTEGER NOT NULL, {cols}, '
+           f'PRIMARY KEY (incident_id, n))']
+    for c, t in projection.columns:
+        if t == "real" and (c.endswith("_at") or c == "due"):
+            out.append(f'CREATE INDEX IF NOT EXISTS {name}_{c} ON {name} ("{c}")')
+    return out
+
+
+def insert_statement(projection: Projection, dialect: str) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    cols = ", ".join(f'"{c}"' for c in projection.column_names())
+    marks = ", ".join([mark] * (len(projection.columns) + 2))
+    return f"INSERT INTO {table(projection)} (incident_id, n, {cols}) VALUES ({marks})"
+
+
+def row_values(projection: Projection, incident_id: str, rows: Any) -> list[tuple[Any, ...]]:
+    """The parameter tuples for one incident's rows, however ``qflow_project`` gave them."""
+    names = projection.column_names()
+    return [(incident_id, i, *(r.get(c) for c in names)) for i, r in enumerate(projection_rows(rows))]
+
+
+def _condition(f: Filter, mark: str, params: list[Any]) -> str:
+    col = f'"{f.column}"'
+    if f.op == "is null" or (f.op == "==" and f.value is None):
+        return f"{col} IS NULL"
+    if f.op == "not null" or (f.op == "!=" and f.value is None):
+        return f"{col} IS NOT NULL"
+    if f.op == "in":
+        values = list(f.value)
+        if not values:
+            return "1 = 0"
+        params.extend(values)
+        return f"{col} IN ({', '.join([mark] * len(values))})"
+    params.append(f.value)
+    if f.op == "!=":
+        return f"({col} IS NULL OR {col} <> {mark})"  # as in Python: None differs from any value
+    return f"{col} {'=' if f.op == '==' else f.op} {mark}"
+
+
+def _all(filters: Sequence[Filter], mark: str, params: list[Any]) -> str:
+    return " AND ".join(_condition(f, mark, params) for f in filters) if filters else "1 = 1"
+
+
+def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], group_by: Sequence[str],
+              where: Sequence[Filter], dialect: str) -> list[tuple[Any, ...]]:
+    """Run the aggregate with ``run(sql, params) -> rows``; the result has the shape of
+    :meth:`qflow.Store.aggregate` (groups sorted, None first)."""
+    check_query(projection, measures, group_by, where)
+    mark = "?" if dialect == "sqlite" else "%s"
+    name = table(projection)
+    groups = ", ".join(f'"{g}"' for g in group_by)
+    select: list[str] = []
+    params: list[Any] = []
+    percentiles: list[tuple[int, Measure]] = []
+    for i, m in enumerate(measures):
+        if m.fn in _PERCENT:
+            select.append("NULL")
+            percentiles.append((i, m))
+            continue
+        cond = _all(m.where, mark, params) if m.where else None
+        col = f'"{m.column}"' if m.column else None
+        if m.fn == "count" and col is None:
+            select.append(f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)" if cond else "COUNT(*)")
+            continue
+        inner = f"CASE WHEN {cond} THEN {col} END" if cond else col
+        fn = {"count": "COUNT", "count_distinct": "COUNT", "sum": "SUM", "avg": "AVG", "min": "MIN",
+              "max": "MAX"}[m.fn]
+        distinct = "DISTINCT " if m.fn == "count_distinct" else ""
+        select.append(f"{fn}({distinct}{inner})")
+    where_sql = _all(where, mark, params)
+    sql = f"SELECT {groups + ', ' if groups else ''}{', '.join(select)} FROM {name} WHERE {where_sql}"
+    if groups:
+        sql += f" GROUP BY {groups}"
+    found = {tuple(r[: len(group_by)]): list(r[len(group_by):]) for r in run(sql, params)}
+    if not group_by and not found:
+        found[()] = [0 if m.fn.startswith("count") else None for m in measures]
+    for i, m in percentiles:
+        for key, value in _percentile(run, name, m, group_by, where, mark).items():
+            if key in found:
+                found[key][i] = value
+    out = []
+    for key in sorted(found, key=lambda k: tuple((v is not None, v) for v in k)):
+        values = found[key]
+        for j, m in enumerate(measures):
+            if m.fn.startswith("count") and values[j] is None:
+                values[j] = 0  # SUM over no rows is NULL in SQL; a count of nothing is 0
+        out.append(key + tuple(values))
+    return out
+
+
+def _percentile(run: Any, name: str, m: Measure, group_by: Sequence[str], where: Sequence[Filter],
+                mark: str) -> Mapping[tuple[Any, ...], Any]:
+    """Nearest rank: the value at rank ceil(p * n) among the non-null values of a group."""
+    params: list[Any] = []
+    cond = _all([*where, *m.where, Filter(m.column or "", "not null")], mark, params)
+    groups = ", ".join(f'"{g}"' for g in group_by)
+    part = f"PARTITION BY {groups} " if groups else ""
+    k = _PERCENT[m.fn]
+    sql = (f'SELECT {groups + ", " if groups else ""}MIN(CASE WHEN rn = (cnt * {k} + 99) / 100 THEN v END) FROM ('
+           f'SELECT {groups + ", " if groups else ""}"{m.column}" AS v, '
+           f'ROW_NUMBER() OVER ({part}ORDER BY "{m.column}") AS rn, COUNT(*) OVER ({part.strip()}) AS cnt '
+           f"FROM {name} WHERE {cond}) ranked" + (f" GROUP BY {groups}" if groups else ""))
+    return {tuple(r[: len(group_by)]): r[len(group_by)] for r in run(sql, params)}
