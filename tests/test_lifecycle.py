@@ -64,31 +64,39 @@ def test_the_whole_loop_with_its_guards(engine, clock):
     engine.transition(iid, "analysing")
     with pytest.raises(TransitionError) as info:
         engine.transition(iid, "acting")
-    assert str(info.value) == "cannot move INC-1 to acting: record a cause first (no acting without a cause)"
+    assert str(info.value) == "cannot move INC-1 to acting: record a cause first (no acting without a confirmed cause)"
     engine.record_cause(iid, Cause("C-1", "清洁排班漏排 rota gap", method="five_why",
-                                   whys=[qflow.WhyStep("为什么没打扫", "排班漏了")]))
+                                   whys=[qflow.WhyStep("为什么没打扫", "排班漏了", root=True)]))
+    with pytest.raises(TransitionError) as info:
+        engine.transition(iid, "acting")
+    assert str(info.value) == ("cannot move INC-1 to acting: confirm one of the causes first (C-1): "
+                               "no acting without a confirmed cause")
+    engine.confirm_cause(iid, "C-1")
     engine.transition(iid, "acting")
     with pytest.raises(TransitionError) as info:
         engine.transition(iid, "verifying")
     assert str(info.value) == "cannot move INC-1 to verifying: plan at least one action first"
-    engine.plan_action(iid, Action("A-1", "fix the rota", "李娜", T0 + timedelta(days=2)))
-    engine.plan_action(iid, Action("A-2", "train staff", "李娜", T0 + timedelta(days=3)))
+    engine.plan_action(iid, Action("A-1", "fix the rota", "李娜", T0 + timedelta(days=2), target="no gap in 30 days"))
+    engine.plan_action(iid, Action("A-2", "train staff", "李娜", T0 + timedelta(days=3), target="every cleaner"))
     engine.update_action(iid, "A-1", "done")
     with pytest.raises(TransitionError) as info:
         engine.transition(iid, "verifying")
-    assert str(info.value) == "cannot move INC-1 to verifying: action A-2 is still planned, due 2026-11-23"
+    assert str(info.value) == "cannot move INC-1 to verifying: action A-2 is still open, due 2026-11-23"
     clock.advance(timedelta(hours=1))
     engine.update_action(iid, "A-2", "done")
     engine.transition(iid, "verifying")
-    engine.record_verification(iid, Verification(VerificationResult.INEFFECTIVE, clock.now(), verifier="质检"))
-    with pytest.raises(TransitionError) as info:
-        engine.transition(iid, "closed")
-    assert str(info.value) == "cannot move INC-1 to closed: the last verification was ineffective; go back to analysing"
-    engine.transition(iid, "analysing", reason="complaints came back")
+    state = engine.record_verification(iid, Verification(VerificationResult.INEFFECTIVE, clock.now(), verifier="质检",
+                                                         metrics={"repeats": 3}))
+    assert state.stage is Stage.ANALYSING  # ineffective goes back by itself, with the figures
+    assert engine.events(iid)[-1].data["reason"] == "verification ineffective: repeats=3"
     engine.transition(iid, "acting")
     engine.transition(iid, "verifying")
-    engine.record_verification(iid, Verification(VerificationResult.EFFECTIVE, clock.now(), verifier="质检"))
-    state = engine.transition(iid, "closed")
+    with pytest.raises(TransitionError) as info:
+        engine.close(iid)
+    assert str(info.value) == "cannot close INC-1: the last verification was ineffective; verify again or go back to analysing"
+    engine.record_verification(iid, Verification(VerificationResult.EFFECTIVE, clock.now(), verifier="质检",
+                                                 metrics={"repeats": 0}))
+    state = engine.close(iid)
     assert state.stage is Stage.CLOSED
     assert state.actions[1].done_at == T0 + timedelta(hours=1)
     log = engine.events(iid)
@@ -96,7 +104,7 @@ def test_the_whole_loop_with_its_guards(engine, clock):
     assert ev.fold(log) == state
     assert [e.data["to"] for e in log if e.type == ev.STAGE_CHANGED] == [
         "confirmed", "analysing", "acting", "verifying", "analysing", "acting", "verifying", "closed"]
-    engine.transition(iid, "reopened", reason="guest complained again")
+    engine.reopen(iid, "guest complained again")
     assert engine.get(iid).stage is Stage.REOPENED
 
 

@@ -18,6 +18,7 @@ from qflow import (
     Attachment,
     Cause,
     Classification,
+    Command,
     Customer,
     Deadline,
     Decision,
@@ -25,9 +26,16 @@ from qflow import (
     Event,
     Incident,
     IncidentState,
+    KnownError,
+    LedgerEntry,
+    LedgerKind,
+    MetricFigure,
     Notification,
     Person,
+    Problem,
+    RiskPoint,
     Stage,
+    Suggestion,
     Trace,
     TraceStep,
     Verification,
@@ -61,13 +69,31 @@ incident = st.builds(
     reporter=st.none() | person, customer=st.none() | customer,
     attachments=st.lists(attachment, max_size=2), tags=st.lists(text, max_size=3), external_id=opt_text, extra=extra,
 )
-why = st.builds(WhyStep, why=text, because=text)
+why = st.builds(WhyStep, why=text, because=text, root=st.booleans())
 cause = st.builds(Cause, id=text, summary=text, method=text, branch=opt_text, whys=st.lists(why, max_size=5),
-                  evidence=st.lists(attachment, max_size=2), confirmed=st.booleans(), recorded_by=opt_text)
+                  evidence=st.lists(attachment, max_size=2), confirmed=st.booleans(), recorded_by=opt_text,
+                  code=opt_text, responsibility=opt_text)
+numbers = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=32)
+ledger = st.builds(LedgerEntry, at=aware, kind=st.sampled_from(LedgerKind), note=text, by=opt_text,
+                   percent=st.none() | st.integers(0, 100), due=st.none() | aware)
 action = st.builds(Action, id=text, description=text, owner=text, due=aware, kind=st.sampled_from(ActionKind),
-                   target=opt_text, status=st.sampled_from(ActionStatus), done_at=st.none() | aware)
+                   target=opt_text, status=st.sampled_from(ActionStatus), done_at=st.none() | aware,
+                   feasibility=opt_text, expected_effect=opt_text, cause=opt_text, ledger=st.lists(ledger, max_size=2))
+figure = st.builds(MetricFigure, metric=text, kind=text, baseline=numbers, after=numbers,
+                   result=st.none() | st.sampled_from(VerificationResult), note=opt_text)
 verification = st.builds(Verification, result=st.sampled_from(VerificationResult), at=aware, verifier=opt_text,
-                         method=text, metrics=extra, note=opt_text)
+                         method=text, metrics=extra, note=opt_text, figures=st.lists(figure, max_size=2),
+                         evidence=st.lists(attachment, max_size=2), baseline_from=st.none() | aware,
+                         measured_from=st.none() | aware, after_until=st.none() | aware)
+command = st.builds(Command, name=text, actor=opt_text, subject=st.none() | text, data=extra)
+suggestion = st.builds(Suggestion, known_error=text, score=st.floats(0, 1), reason=text, workaround=opt_text,
+                       source=opt_text)
+known_error = st.builds(KnownError, id=text, summary=text, workaround=opt_text, cause_code=opt_text,
+                        category=opt_text, place=opt_text, asset=opt_text, keywords=st.lists(text, max_size=2),
+                        incidents=st.lists(text, max_size=2), recorded_at=st.none() | aware)
+problem = st.builds(Problem, id=text, fingerprint=extra, opened_at=aware, incidents=st.lists(text, max_size=3),
+                    status=text, reason=opt_text, known_error=opt_text)
+risk = st.builds(RiskPoint, dimension=text, value=text, count=st.integers(0, 100), previous=st.integers(0, 100))
 event = st.builds(Event, incident_id=text, seq=st.integers(1, 10**6), at=aware, type=text, actor=opt_text,
                   source=opt_text, ruleset=opt_text, data=extra)
 deadline = st.builds(lambda c, start, span, cal: Deadline(c, start, start + span, span, cal), text, aware, durations, text)
@@ -88,14 +114,15 @@ effect = st.builds(Effect, type=text, source=text, data=extra, notifications=st.
 state = st.builds(
     IncidentState, incident=incident, stage=st.sampled_from(Stage), seq=st.integers(1, 1000), updated_at=aware,
     decision=st.none() | decision, causes=st.lists(cause, max_size=2), actions=st.lists(action, max_size=2),
-    verifications=st.lists(verification, max_size=2), rejected_reason=opt_text,
+    verifications=st.lists(verification, max_size=2), rejected_reason=opt_text, problem=opt_text,
 )
 
 ALL = {
     Person: person, Customer: customer, Attachment: attachment, Incident: incident, WhyStep: why, Cause: cause,
     Action: action, Verification: verification, Event: event, Deadline: deadline, TraceStep: step,
     Decision: decision, Classification: classification, Assignment: assignment, Notification: notification,
-    IncidentState: state, Effect: effect,
+    IncidentState: state, Effect: effect, LedgerEntry: ledger, MetricFigure: figure, Command: command,
+    Suggestion: suggestion, KnownError: known_error, Problem: problem, RiskPoint: risk,
 }
 
 

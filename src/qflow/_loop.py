@@ -102,7 +102,8 @@ class LoopCommands(_Base):
 
     def reject(self, incident_id: str, reason: str | None, *, actor: str | None = None) -> IncidentState:
         """Reject the report as not an anomaly; it stays in the archive (and in the KPIs) as rejected."""
-        return self.transition(incident_id, Stage.REJECTED, actor=actor, reason=reason)
+        state = self._load(incident_id)
+        return self._commit(state, [self._move(state, Stage.REJECTED, reason, f"reject {incident_id}")], actor=actor)
 
     def close(self, incident_id: str, *, actor: str | None = None, reason: str | None = None) -> IncidentState:
         state = self._load(incident_id)

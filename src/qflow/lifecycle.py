@@ -109,7 +109,7 @@ def _closing(state: IncidentState, policy: GuardPolicy, tz: tzinfo | None) -> st
             return "record a verification first (no closing without one)"
         last = state.verifications[-1].result
         if last is VerificationResult.INEFFECTIVE:
-            return "the last verification was ineffective; go back to analysing"
+            return "the last verification was ineffective; verify again or go back to analysing"
         if last is VerificationResult.PARTIAL and not policy.close_on_partial:
             return "the last verification was partial; verify again or go back to analysing"
     if policy.actions_done_before_closing:
