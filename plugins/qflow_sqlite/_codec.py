@@ -33,9 +33,11 @@ _NO_TRACE = Trace(())
 STATE_FIELDS = tuple(f.name for f in attrs.fields(IncidentState) if f.name != "incident")
 
 
-def state_json(state: IncidentState) -> str:
+def state_json(state: IncidentState, decision_json: str | None = None) -> str:
     """The state without its incident, as JSON; the decision's trace is left out (it is
-    worked out again from the decision's inputs when needed)."""
+    worked out again from the decision's inputs when needed). *decision_json* is the
+    decision as the DecisionMade event of the same write already holds it: spliced in
+    as it is, so a batch of reports serialises each decision once."""
     out: dict[str, Any] = {}
     unstructure = _CONV.unstructure
     for name in STATE_FIELDS:
@@ -43,12 +45,17 @@ def state_json(state: IncidentState) -> str:
         if value is None or value == ():
             out[name] = value if value is None else []
         elif isinstance(value, Decision):
+            if decision_json is not None:
+                continue
             data = unstructure(attrs.evolve(value, trace=_NO_TRACE))
             data.pop("trace", None)
             out[name] = data
         else:
             out[name] = unstructure(value)
-    return dumps(out)
+    text = dumps(out)
+    if decision_json is not None and state.decision is not None:
+        text = f'{text[:-1]},"decision":{decision_json}}}' if out else f'{{"decision":{decision_json}}}'
+    return text
 
 
 def state_from(state_text: str, incident: Mapping[str, Any]) -> IncidentState:

@@ -51,6 +51,8 @@ _CLOSED = tuple(s.value for s in CLOSED_STAGES)
 _PUSHED = {"stages", "team", "severity", "category", "owner", "place", "open_only", "reported_from",
            "reported_until", "overdue_at", "limit"}
 
+_DECISION_MADE = "DecisionMade"
+_DECISION_EVENTS = frozenset({_DECISION_MADE, "SeverityChanged", "Reassigned"})
 _INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 _INCIDENT_COLUMNS = ("id, ord, seq, stage, open, team, severity, category, owner, place, reported_ts, "
                      "first_due_ts, external_id, dedup_key, incident, state")
@@ -304,6 +306,7 @@ class SQLiteStore(Store):
             iid = state.incident.id
             evs = w.events
             new = False
+            decision_json = None
             if evs:
                 first = evs[0].seq
                 for i, e in enumerate(evs):
@@ -321,8 +324,12 @@ class SQLiteStore(Store):
                     follows[iid] = first - 1
                 batch_last[iid] = evs[-1].seq
                 for e in evs:
-                    events.append((iid, e.seq, e.at.isoformat(), e.type, e.actor, e.source, e.ruleset,
-                                   dumps(e.data)))
+                    text = dumps(e.data)
+                    events.append((iid, e.seq, e.at.isoformat(), e.type, e.actor, e.source, e.ruleset, text))
+                    if e.type in _DECISION_EVENTS:
+                        # The fold takes the decision from DecisionMade as it is; later
+                        # severity or team changes make the state's own copy the one to keep.
+                        decision_json = text if e.type == _DECISION_MADE else None
             elif iid not in batch_last:
                 follows.setdefault(iid, -1)  # no events: the incident must exist, any seq
             inc = state.incident
@@ -337,7 +344,7 @@ class SQLiteStore(Store):
             row = (iid, incident_order(iid), state.seq, state.stage.value, state.stage not in CLOSED_STAGES,
                    d.team if d else None, d.severity if d else None, d.category if d else None,
                    d.owner if d else None, inc.place, None if reported is None else reported.timestamp(),
-                   first_due, inc.external_id, inc.dedup_key, own_incident, _codec.state_json(state))
+                   first_due, inc.external_id, inc.dedup_key, own_incident, _codec.state_json(state, decision_json))
             (created if new else updated).append(row)
             if w.timers is not None:
                 if not new:

@@ -1,0 +1,138 @@
+"""SQLite store speed: batched intake against a bare executemany of the same rows,
+one-at-a-time durable reports (synchronous=FULL), and claiming due timers among a
+million open incidents. Medians of several runs; run as a script.
+
+    python benchmarks/bench_store.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import qflow
+from qflow.store import Timer, Write
+from qflow_sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=TZ)
+
+
+def _writes(n: int) -> list[Write]:
+    """n realistic report writes: the shipped hotel incidents decided by the shipped ruleset."""
+    engine = qflow.Engine.from_path(ROOT / "rulesets/hotel-front-desk.yaml", autoload=False,
+                                    clock=qflow.FakeClock(T0))
+    lines = [json.loads(x) for x in (ROOT / "rulesets/hotel-front-desk.incidents.jsonl").read_text().splitlines()
+             if x.strip()]
+    for line in lines:
+        line.pop("id", None)
+        line.pop("external_id", None)
+    batch = [lines[i % len(lines)] for i in range(n)]
+    states = engine.report_many(batch)
+    store = engine.store
+    return [Write(store.events(s.id), s, tuple(store.timers(s.id)), ()) for s in states]
+
+
+class _Recorder:
+    """A connection stand-in that keeps the rows the store hands to executemany."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+        self.calls: list[tuple[str, list]] = []
+
+    def executemany(self, sql: str, rows):  # noqa: ANN001 - mirrors sqlite3
+        rows = list(rows)
+        self.calls.append((sql, rows))
+        return self.con.executemany(sql, rows)
+
+    def execute(self, *a):  # noqa: ANN002
+        return self.con.execute(*a)
+
+
+def bench_intake(n: int, runs: int) -> None:
+    writes = _writes(n)
+    store_times, bare_times = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            store = SQLiteStore(Path(d) / "a.sqlite3")
+            t = time.perf_counter()
+            store.write(writes)
+            store_times.append(time.perf_counter() - t)
+            # The same rows, written bare: capture them on a second store, then replay.
+            other = SQLiteStore(Path(d) / "b.sqlite3")
+            rec = _Recorder(other._con)
+            other._con.execute("BEGIN IMMEDIATE")
+            other._write(rec, writes)  # type: ignore[arg-type]
+            other._con.execute("ROLLBACK")
+            bare = SQLiteStore(Path(d) / "c.sqlite3")
+            con = bare._con
+            t = time.perf_counter()
+            con.execute("BEGIN IMMEDIATE")
+            for sql, rows in rec.calls:
+                con.executemany(sql, rows)
+            con.execute("COMMIT")
+            bare_times.append(time.perf_counter() - t)
+            for s in (store, other, bare):
+                s.close()
+    s, b = statistics.median(store_times), statistics.median(bare_times)
+    events = sum(len(w.events) for w in writes)
+    print(f"batched intake: {n / s:,.0f} incidents/s ({events / n:.0f} events each) through the store; "
+          f"bare executemany of the same rows {n / b:,.0f}/s; ratio {b / s:.0%} (target >= 80,000/s and >= 80%)")
+
+
+def bench_durable(n: int, runs: int) -> None:
+    writes = _writes(n)
+    rates = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            store = SQLiteStore(Path(d) / "a.sqlite3", synchronous="full")
+            t = time.perf_counter()
+            for w in writes:
+                store.write([w])
+            rates.append(n / (time.perf_counter() - t))
+            store.close()
+    print(f"one-at-a-time durable reports (synchronous=FULL): {statistics.median(rates):,.0f}/s (target >= 3,000/s)")
+
+
+def bench_claim(open_incidents: int, due: int, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        store = SQLiteStore(Path(d) / "a.sqlite3")
+        con = store._con
+        future = T0 + timedelta(days=30)
+        con.execute("BEGIN")
+        con.executemany("INSERT INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)",
+                        ((f"INC-{i}", "clock:resolve", future.isoformat(), future.timestamp() + i)
+                         for i in range(open_incidents)))
+        con.executemany("INSERT INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)",
+                        ((f"INC-{i}", "clock:respond", T0.isoformat(), T0.timestamp() - i) for i in range(due)))
+        con.execute("COMMIT")
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            got = store.claim_timers(T0, worker="bench", limit=500, lease_until=T0 + timedelta(minutes=5))
+            times.append(time.perf_counter() - t)
+            assert len(got) == due and all(isinstance(x, Timer) for x in got)
+            store.release_timers("bench")
+        store.close()
+    print(f"claim {due} due timers among {open_incidents:,} open incidents: "
+          f"{statistics.median(times) * 1000:.2f} ms median (target < 5 ms)")
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    print(f"SQLite {sqlite3.sqlite_version}")
+    bench_intake(5_000 if quick else 20_000, 3 if quick else 5)
+    bench_durable(500 if quick else 2_000, 3)
+    bench_claim(100_000 if quick else 1_000_000, 100, 5 if quick else 9)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
