@@ -55,6 +55,7 @@ from qflow.model import (  # the improvement loop
     Suggestion,
 )
 from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
+from qflow._tick import TickReport
 from qflow.store import (
     DeliveryAttempt,
     Filter,
@@ -78,7 +79,7 @@ __all__ = [
     "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
-    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
+    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "TickReport", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
     "TraceStep", "TransitionError", "Verification", "VerificationResult", "WhyStep",
     "Command", "KnownError", "LedgerEntry", "LedgerKind", "MetricFigure", "Problem", "RiskPoint", "Suggestion",
     "format_duration", "hookimpl", "incident_view", "load_ruleset", "load_ruleset_text",

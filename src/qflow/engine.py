@@ -166,6 +166,12 @@ class _Hooks:
         return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now,
                                     store=self.store, plugins=self.pm)
 
+    def hold_notifications(self, notifications: Sequence[Notification], state: IncidentState,
+                           events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Effect]:
+        found = self._hook.qflow_hold_notifications(notifications=tuple(notifications), state=state,
+                                                    events=tuple(events), ruleset=ruleset, now=now, store=self.store)
+        return [e for effects in found for e in effects]
+
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> dict[str, Any]:
         rows: dict[str, Any] = {}
@@ -323,9 +329,11 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         )
         state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
         note = self._notification(state, "incident.reported", now)
-        self.store.write([self._write(events, events, state, (note,), now)])
-        self._broadcast(state, note, now)
-        return state
+        write = self._write(events, events, state, (note,), now)
+        self.store.write([write])
+        if write.state.seq == state.seq:  # a held notification goes to no observer either
+            self._broadcast(write.state, note, now)
+        return write.state
 
     def _notification(self, state: IncidentState, topic: str, now: datetime) -> Notification:
         d = state.decision
@@ -368,18 +376,36 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         for event in new:
             after = ev.apply(after, event, self._conv)
         history = self.store.events(state.id) + tuple(new)
-        self.store.write([self._write(history, new, after, notifications, now)])
-        return after
+        write = self._write(history, new, after, notifications, now)
+        self.store.write([write])
+        return write.state
 
     def _write(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
                notifications: Sequence[Notification], now: datetime) -> Write:
         """What one command writes: *new* events, the state they fold to, the timers
         plugins schedule from the whole *history*, and the outbox messages plugins plan
         for *notifications*."""
+        if notifications:
+            notifications, new, after, history = self._hold(history, new, after, notifications, now)
         timers = self._hooks.schedule(after, history, self.ruleset, now)
         outbox = [m for n in notifications for m in self._hooks.plan_delivery(n, after, self.ruleset, now)]
         rows = self._hooks.project(after, history, self.ruleset, now)
         return Write(tuple(new), after, tuple(timers), tuple(outbox), rows)
+
+    def _hold(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
+              notifications: Sequence[Notification], now: datetime) -> tuple[Any, Any, IncidentState, Any]:
+        """Drop the notifications ``qflow_hold_notifications`` holds, recording its
+        events (``NotificationSuppressed``) after *new* in the same write."""
+        effects = self._hooks.hold_notifications(notifications, after, history, self.ruleset, now)
+        if not effects:
+            return notifications, new, after, history
+        held = [n for e in effects for n in e.notifications]
+        kept = [n for n in notifications if n not in held]
+        extra = [Event(after.id, after.seq + i + 1, now, e.type, source=e.source, ruleset=self.ruleset.ref,
+                       data=e.data) for i, e in enumerate(effects)]
+        for event in extra:
+            after = ev.apply(after, event, self._conv)
+        return kept, tuple(new) + tuple(extra), after, tuple(history) + tuple(extra)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -403,11 +403,66 @@ def qflow_due(
     :param timers: its timers that are due at *now* (any plugin's; look at ``key``).
     :param ruleset: the loaded ruleset.
     :param now: the moment of the tick.
+    :param store: the engine's store, to read other incidents and documents (a
+        scheduled verification counts recurrences); write only documents, never
+        incidents: the effects are the incident's changes.
+    :param plugins: the plugin manager, to ask other hooks (escalation asks
+        :func:`qflow_available` before it notifies someone).
     :returns: the :class:`~qflow.model.Effect` values to record, possibly empty.
 
     All implementations are called and their lists joined; the effects are recorded
     in one transaction, their notifications in the outbox, and the incident's timers
     are then scheduled anew.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec(firstresult=True)
+def qflow_available(recipient: str, state: IncidentState, now: datetime) -> bool | None:
+    """Say whether *recipient* can be reached now (on shift, not on leave, on call).
+
+    An escalation step skips a recipient that is not available, and when nobody of
+    the step is left it goes on to the next level at once.
+
+    :param recipient: the recipient as a ladder step names it (``assignee``,
+        ``team.lead``, ``role:quality-manager``, an address).
+    :param state: the incident being escalated.
+    :param now: the moment of the step.
+    :returns: True or False, or None to let the next plugin decide (nobody
+        deciding means available).
+
+    Stops at the first non-None result.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def qflow_hold_notifications(
+    notifications: Sequence[Notification], state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+    now: datetime, store: Store,
+) -> Sequence[Effect]:
+    """Hold back notifications that must not go out (grouping, suppression).
+
+    Called in the transaction of every command that has notifications, before
+    :func:`qflow_plan_delivery`. For each notification to hold, return an
+    :class:`~qflow.model.Effect` whose ``notifications`` name it: the kernel records
+    the effect's event (e.g. ``NotificationSuppressed`` naming the incident that holds
+    it) in the same transaction and plans no delivery for it. Holding changes nothing
+    else: the incident is recorded, decided and timed as usual.
+
+    :param notifications: what the command would notify.
+    :param state: the incident after the command.
+    :param events: its whole event log, oldest first, including the new events.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :param store: the engine's store, to read other incidents (the open one that
+        suppresses this, the first of a burst); read only.
+    :returns: the effects, possibly empty.
+
+    All implementations are called and their lists joined; a notification named by
+    any of them is held.
 
     .. versionadded:: 0.2
     """

@@ -4,6 +4,7 @@ other than the in-memory one come from plugins through ``qflow_open_store``."""
 from __future__ import annotations
 
 import abc
+import heapq
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -352,6 +353,10 @@ class MemoryStore(Store):
         self._dedup: dict[str, list[str]] = {}
         self._timers: dict[str, tuple[Timer, ...]] = {}
         self._timer_claims: dict[tuple[str, str], tuple[str, datetime | None]] = {}
+        # (at, incident, key) of every timer ever set; entries whose timer was replaced
+        # are dropped when they surface, so claiming never looks at timers not due.
+        self._timer_heap: list[tuple[datetime, str, str]] = []
+        self._timer_count = 0
         self._outbox: dict[str, OutboxMessage] = {}
         self._outbox_claims: dict[str, tuple[str, datetime | None]] = {}
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
@@ -377,6 +382,10 @@ class MemoryStore(Store):
                 raise ConcurrencyError(
                     f"{iid}: event seq {event.seq} does not follow {last + i}; "
                     "reload the incident and try again")
+        if not write.events and write.state.seq != last:
+            # A write of timers alone must not put back a state someone has moved on from.
+            raise ConcurrencyError(f"{iid}: state at seq {write.state.seq} is stale (the log is at {last}); "
+                                   "reload the incident and try again")
         pending[iid] = last + len(write.events)
         ext = write.state.incident.external_id
         if ext is not None:
@@ -402,7 +411,13 @@ class MemoryStore(Store):
                 if key is not None and iid not in self._dedup.get(key, ()):
                     self._dedup.setdefault(key, []).append(iid)
                 if w.timers is not None:
+                    self._timer_count += len(w.timers) - len(self._timers.get(iid, ()))
                     self._timers[iid] = tuple(sorted(w.timers, key=lambda t: (t.at, t.key)))
+                    for t in w.timers:
+                        heapq.heappush(self._timer_heap, (t.at, iid, t.key))
+                    if len(self._timer_heap) > 2 * self._timer_count + 1024:
+                        self._timer_heap = [(t.at, t.incident_id, t.key) for ts in self._timers.values() for t in ts]
+                        heapq.heapify(self._timer_heap)
                     for key in [k for k in self._timer_claims if k[0] == iid]:
                         del self._timer_claims[key]
                 for m in w.outbox:
@@ -458,16 +473,23 @@ class MemoryStore(Store):
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:
         with self._lock:
-            due = sorted((t for ts in self._timers.values() for t in ts if t.at <= until),
-                         key=lambda t: (t.at, t.incident_id, t.key))
-            out = []
-            for t in due:
-                k = (t.incident_id, t.key)
+            heap = self._timer_heap
+            out: list[Timer] = []
+            pending: list[tuple[datetime, str, str]] = []
+            seen: set[tuple[datetime, str, str]] = set()
+            while heap and heap[0][0] <= until and len(out) < limit:
+                entry = heapq.heappop(heap)
+                at, iid, key = entry
+                if entry in seen or not any(t.key == key and t.at == at for t in self._timers.get(iid, ())):
+                    continue  # a repeat, or a timer replaced since
+                seen.add(entry)
+                pending.append(entry)  # claimed or not, it stays until its incident is written
+                k = (iid, key)
                 if self._free(self._timer_claims.get(k), worker, until):
                     self._timer_claims[k] = (worker, lease_until)
-                    out.append(t)
-                    if len(out) >= limit:
-                        break
+                    out.append(Timer(iid, key, at))
+            for entry in pending:
+                heapq.heappush(heap, entry)
             return out
 
     def release_timers(self, worker: str) -> None:
