@@ -30,7 +30,7 @@ def report(engine, place="大堂", category="service_delay"):
 
 def test_ten_in_three_hours_at_one_place_open_a_problem(engine, clock):
     ids = []
-    for i in range(9):
+    for _ in range(9):
         ids.append(report(engine))
         report(engine, place="餐厅")  # another place: another fingerprint
         clock.advance(timedelta(minutes=15))
