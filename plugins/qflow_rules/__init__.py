@@ -18,10 +18,11 @@ from typing import Any
 
 import attrs
 
-from qflow import Assignment, Classification, CompileContext, Ruleset, Section, TraceStep, hookimpl
+from qflow import Assignment, Classification, CompileContext, Diagnostic, Ruleset, Section, TraceStep, hookimpl
 from qflow.conditions import ConditionSpec
 from qflow.diagnostics import json_path
 from qflow_rules._chain import Chain, Rule
+from qflow_rules._lint import lint_section
 from qflow_rules._modes import ModeChain
 
 __all__ = ["Assign", "ClassifyRule", "ClassifySection", "Mode", "Priority", "RouteRule", "RouteSection", "SetValues"]
@@ -226,7 +227,24 @@ _CLASSIFY_FIELDS = ("category", "severity")
 _ROUTE_FIELDS = ("team", "owner", "responsibility")
 
 
+def _where(ctx: CompileContext, section: str) -> tuple[str, int, int, str]:
+    m = ctx.mark((section,), at="key")
+    return (m.file, m.line + 1, m.col + 1, json_path((section,)))
+
+
 def _compile_classify(value: Sequence[Any] | ClassifySection | None, ctx: CompileContext) -> Chain | ModeChain:
+    chain = _classify_chain(value, ctx)
+    chain.where = _where(ctx, "classify")
+    return chain
+
+
+def _compile_route(value: Sequence[Any] | RouteSection | None, ctx: CompileContext) -> Chain | ModeChain:
+    chain = _route_chain(value, ctx)
+    chain.where = _where(ctx, "route")
+    return chain
+
+
+def _classify_chain(value: Sequence[Any] | ClassifySection | None, ctx: CompileContext) -> Chain | ModeChain:
     priority = ctx.section("priority")
     extra = None if priority is None else _matrix(priority)
     fields = _CLASSIFY_FIELDS if priority is None else (*_CLASSIFY_FIELDS, "priority")
@@ -238,7 +256,7 @@ def _compile_classify(value: Sequence[Any] | ClassifySection | None, ctx: Compil
     return Chain("classify", rules, fields, _classification, extra, shadows)
 
 
-def _compile_route(value: Sequence[Any] | RouteSection | None, ctx: CompileContext) -> Chain | ModeChain:
+def _route_chain(value: Sequence[Any] | RouteSection | None, ctx: CompileContext) -> Chain | ModeChain:
     if isinstance(value, RouteSection):
         rules, shadows = _rules("route", value.rules, ctx, "assign", _ROUTE_FIELDS, listed=False)
         default = _default("route", value.default, ctx, "assign", _ROUTE_FIELDS)
@@ -259,6 +277,16 @@ def qflow_ruleset_sections() -> Sequence[Section]:
                 doc="rules that assign team, owner and responsibility: a list (first match per field, rules "
                     "without 'when' last), or {mode: first|all, rules: [...], default: {...}}"),
     ]
+
+
+@hookimpl
+def qflow_lint(ruleset: Ruleset) -> list[Diagnostic]:
+    found: list[Diagnostic] = []
+    for name in ("classify", "route"):
+        chain = ruleset.compiled(name)
+        if chain is not None:
+            found += lint_section(chain)
+    return found
 
 
 @hookimpl(trylast=True)

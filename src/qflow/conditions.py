@@ -67,6 +67,8 @@ __all__ = [
     "ConditionFunction",
     "ConditionSpec",
     "compile_condition",
+    "implies",
+    "never_holds",
 ]
 
 
@@ -1438,6 +1440,21 @@ def _comparison(kind: str, check: Callable[[Any], bool]) -> Callable[[Any], bool
 # ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
+
+
+def implies(b: Condition, a: Condition) -> bool:
+    """True when every incident for which *b* holds also satisfies *a*, for lint
+    (``qflow_lint``): sound but not complete, so False means "not shown", not "no"."""
+    from qflow._lint import implies as _implies, logic_of
+
+    return _implies(logic_of(b), logic_of(a))
+
+
+def never_holds(condition: Condition) -> str | None:
+    """Why *condition* can never hold (for lint), or None when it may."""
+    from qflow._lint import logic_of, never_holds as _never
+
+    return _never(logic_of(condition))
 
 
 def compile_condition(

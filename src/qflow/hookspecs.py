@@ -20,6 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from qflow.conditions import ConditionFunction
+    from qflow.diagnostics import Diagnostic
     from qflow.model import (
         Assignment,
         Classification,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     )
     from qflow.ruleset import Ruleset, Section
     from qflow.model import Effect, Event
-    from qflow.model import Action, Command, KnownError, Suggestion, Verification
     from qflow.model import Action, Command, KnownError, Suggestion, Verification
     from qflow.store import OutboxMessage, Projection, Store, Timer
     from qflow._delivery import Backend, Channel
@@ -77,6 +77,27 @@ def qflow_condition_functions() -> Sequence[ConditionFunction]:
     name are an error at load.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def qflow_lint(ruleset: Ruleset) -> Sequence[Diagnostic]:
+    """Return warnings about a ruleset that loads but may not do what its author meant.
+
+    Called by ``qflow lint`` after the kernel's own checks (names defined and never
+    used, conditions that always or never hold, regexes that match the empty text).
+    A plugin reports what only it can know about its sections, e.g. a rule that an
+    earlier rule always shadows. Use codes in the plugin's range with
+    ``severity="warning"``; positions come from what the section's ``compile`` kept
+    (``ctx.mark(path)``, ``Condition.where``).
+
+    :param ruleset: the loaded ruleset; ``ruleset.compiled(name)`` is each section's
+        compiled form.
+    :returns: the warnings, possibly empty.
+
+    All implementations are called and their lists joined.
+
+    .. versionadded:: 0.2
     """
 
 
