@@ -14,21 +14,40 @@ a lease, so any number of workers share them without handing one out twice.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from qflow import hookimpl
 
-from qflow_postgres._async import AsyncPostgresStore
 from qflow_postgres._errors import SchemaVersionError, StoreError
 from qflow_postgres._schema import CURRENT as SCHEMA_VERSION
-from qflow_postgres._sync import PostgresStore
-from qflow_postgres._url import Target, parse
+from qflow_postgres._url import SCHEMES, Target, parse
 
-__all__ = ["AsyncPostgresStore", "PostgresStore", "SCHEMA_VERSION", "SchemaVersionError", "open_store"]
+if TYPE_CHECKING:
+    from qflow_postgres._async import AsyncPostgresStore
+    from qflow_postgres._sync import PostgresStore
+
+__all__ = ["AsyncPostgresStore", "PostgresStore", "SCHEMA_VERSION", "SchemaVersionError", "StoreError", "open_store",
+           "parse"]
 
 
-def open_store(url: str, *, upgrade: bool = False, **options: object) -> PostgresStore:
+def __getattr__(name: str) -> Any:
+    # psycopg is imported when a postgres store is first wanted, not by every `qflow` run.
+    if name == "PostgresStore":
+        from qflow_postgres._sync import PostgresStore
+
+        return PostgresStore
+    if name == "AsyncPostgresStore":
+        from qflow_postgres._async import AsyncPostgresStore
+
+        return AsyncPostgresStore
+    raise AttributeError(name)
+
+
+def open_store(url: str, *, upgrade: bool = False, **options: Any) -> PostgresStore:
     """Open (creating the tables in an empty schema) the store at *url*."""
-    target = _target(url)
-    return PostgresStore(target, upgrade=upgrade, **options)  # type: ignore[arg-type]
+    from qflow_postgres._sync import PostgresStore
+
+    return PostgresStore(_target(url), upgrade=upgrade, **options)
 
 
 def _target(url: str) -> Target:
@@ -41,15 +60,19 @@ def _target(url: str) -> Target:
     return target
 
 
+def _ours(url: str) -> bool:
+    return url.split(":", 1)[0] in SCHEMES
+
+
 @hookimpl
 def qflow_open_store(url: str) -> PostgresStore | None:
-    if not url.startswith(("postgresql:", "postgres:")):
-        return None
-    return open_store(url)
+    return open_store(url) if _ours(url) else None
 
 
 @hookimpl
 def qflow_open_async_store(url: str) -> AsyncPostgresStore | None:
-    if not url.startswith(("postgresql:", "postgres:")):
+    if not _ours(url):
         return None
+    from qflow_postgres._async import AsyncPostgresStore
+
     return AsyncPostgresStore(_target(url))
