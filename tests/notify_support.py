@@ -141,3 +141,12 @@ BASE = textwrap.dedent("""\
 
 def ruleset_text(notify: str) -> str:
     return BASE + textwrap.dedent(notify)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -198,7 +198,7 @@ def test_secrets_never_reach_the_outbox_the_events_or_the_log(receiver, caplog):
     assert "693a91f6" not in text
     # urllib's error names the URL; the token in it is taken out
     assert engine.events(state.id)[-1].data["error"] == (
-        f'DeliveryError: HTTP 500 from http://127.0.0.1:{receiver.port}/cgi-bin/webhook/send?key=*** '
+        f'DeliveryError: HTTP 500 from http://127.0.0.1:{receiver.port}/cgi-bin/webhook/send?key=***: '
         '{"error": "told to fail"}')
     assert len(receiver.requests) == 0 and len(caplog.records) >= 2
 

@@ -57,6 +57,19 @@ def _address(text: str) -> bool:
     return "@" in text or "${" in text
 
 
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """Log in with one mechanism: after a refusal ``SMTP.login`` goes on to the next
+    one, and what the ops person then sees is that mechanism's error, not the 535."""
+    smtp.ehlo_or_helo_if_needed()
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    for mechanism in ("PLAIN", "LOGIN"):
+        if mechanism in offered:
+            smtp.user, smtp.password = user, password
+            smtp.auth(mechanism, getattr(smtp, f"auth_{mechanism.lower()}"))
+            return
+    smtp.login(user, password)
+
+
 class EmailBackend(BackendBase):
     name = "email"
     kind = "email"
@@ -126,7 +139,7 @@ class EmailBackend(BackendBase):
                 if config.security is Security.STARTTLS:
                     smtp.starttls(context=self._context(config))
                 if config.username:
-                    smtp.login(resolve(config.username, env) or "", resolve(config.password, env) or "")
+                    _login(smtp, resolve(config.username, env) or "", resolve(config.password, env) or "")
                 refused = smtp.send_message(mail)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"SMTP login to {host}:{port} refused ({exc.smtp_code}); "

@@ -50,13 +50,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
                        help="send a test notification, or preview the messages for an incident",
                        description="Try a notification channel, or preview rendered messages.")
     actions = p.add_subparsers(dest="notify_action", metavar="ACTION", parser_class=_Parser)
-    t = actions.add_parser("test", formatter_class=_FORMATTER, epilog=_EPILOG,
+    t = actions.add_parser("test", parents=[common], formatter_class=_FORMATTER, epilog=_EPILOG,
                            help="send one test message through a channel or backend")
     t.add_argument("target", metavar="BACKEND|CHANNEL", help="a channel of the ruleset, or a backend name")
     t.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
     t.add_argument("--simulate", action="store_true", help="print what would be sent; send nothing")
     t.add_argument("--now", metavar="ISO", help="the time to sign and stamp with (default: now)")
-    v = actions.add_parser("preview", formatter_class=_FORMATTER, epilog=_EPILOG,
+    v = actions.add_parser("preview", parents=[common], formatter_class=_FORMATTER, epilog=_EPILOG,
                            help="render the messages a notification would become")
     v.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
     v.add_argument("--incident", required=True, metavar="JSON|FILE", help="the incident as JSON, or a file")

@@ -109,7 +109,7 @@ _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
 # Chat webhooks put the secret in the path (Slack, Feishu, Teams): a long segment
 # with letters and digits is a token, never a word of a readable path.
 _TOKEN_SEGMENT = re.compile(r"(?<=/)(?=[A-Za-z0-9_@.-]*\d)(?=[A-Za-z0-9_@.-]*[A-Za-z])[A-Za-z0-9_@.-]{20,}")
-_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;)]")  # not the sentence's punctuation
 
 
 def env_refs(value: Any) -> dict[str, None]:

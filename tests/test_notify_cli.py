@@ -1,0 +1,92 @@
+"""``qflow notify test`` and ``qflow notify preview``."""
+
+from __future__ import annotations
+
+import io
+
+from notify_support import Receiver, ruleset_text
+from qflow.cli import main
+
+NOTIFY = """\
+notify:
+  channels:
+    front-chat: {backend: wecom, url: "${env:WECOM_FRONT_URL}", fallback: quality-log}
+    quality-log: {backend: log, lang: en}
+  routes:
+    - {topics: ["escalation.*"], channels: [front-chat]}
+  templates:
+    - topic: escalation.*
+      lang: en
+      subject: "[{{ severity }}] {{ id }} is about to be late"
+      body: "{{ description }} at {{ place }}; respond by {{ respond_by }}"
+"""
+NOW = "2026-11-20T23:10:00+08:00"
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_simulate_prints_the_request_with_the_reference_not_the_secret(tmp_path, monkeypatch):
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    monkeypatch.setenv("WECOM_FRONT_URL", "http://127.0.0.1:9/send?key=SECRET-KEY")
+    status, out, err = run("notify", "test", "front-chat", str(path), "--simulate", "--now", NOW, "--no-plugins")
+    assert status == 0, err
+    assert out.startswith("POST ${env:WECOM_FRONT_URL}\n\n{\n  \"msgtype\": \"markdown\",")
+    assert "**qflow notify test: front-chat**" in out and "SECRET-KEY" not in out
+
+
+def test_a_test_message_goes_to_a_real_receiver_and_failures_exit_1(tmp_path, monkeypatch):
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    r = Receiver(reply=b'{"errcode":0}')
+    try:
+        monkeypatch.setenv("WECOM_FRONT_URL", r.url("/send?key=SECRET-KEY"))
+        status, out, err = run("notify", "test", "front-chat", str(path), "--now", NOW, "--no-plugins")
+        assert status == 0, err
+        assert out.startswith("sent a test message through front-chat (wecom), id ")
+        assert r.requests[0].json()["markdown"]["content"].startswith("**qflow notify test: front-chat**")
+        r.fail_with(500)
+        status, out, err = run("notify", "test", "front-chat", str(path), "--now", NOW, "--no-plugins")
+        assert status == 1
+        assert err == ("qflow: sending through front-chat (wecom) failed: DeliveryError: HTTP 500 from "
+                       f"http://127.0.0.1:{r.port}/send?key=***: {{\"error\": \"told to fail\"}}\n")
+    finally:
+        r.close()
+
+
+def test_a_backend_that_needs_options_names_the_channels_that_use_it(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    status, out, err = run("notify", "test", "wecom", str(path), "--no-plugins")
+    assert status == 2
+    assert err == ("qflow: error: backend 'wecom' needs its options (a URL, a server ...)\n"
+                   "hint: test a channel that uses it: front-chat\n")
+    status, out, err = run("notify", "test", "wcom", str(path), "--no-plugins")
+    assert err.startswith(f"qflow: error: 'wcom' is neither a channel of {path} nor an installed backend\n")
+    status, out, err = run("notify", "test", "log", str(path), "--simulate", "--now", NOW, "--no-plugins")
+    assert (status, out) == (0, "log -> test-log\nsubject: qflow notify test: test-log\n\n这是一条测试消息 / "
+                                "This is a test message from qflow, ruleset notify-desk, at 2026-11-20T23:10:00+08:00.\n")
+
+
+def test_preview_renders_the_templates_per_channel_in_the_asked_language(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    status, out, err = run("notify", "preview", str(path), "--topic", "escalation.warning", "--lang", "en",
+                           "--now", NOW, "--no-plugins", "--incident",
+                           '{"category": "complaint", "description": "等待超过30分钟", "place": "lobby"}')
+    assert status == 0, err
+    head = out.split("-- as sent:")[0]
+    assert head.startswith("== front-chat (wecom, en) id ")
+    assert head.endswith(", falls back to quality-log\nto:      王芳, 李强\n"
+                         "subject: [normal] PREVIEW-1 is about to be late\n"
+                         "  等待超过30分钟 at lobby; respond by 2026-11-21 03:10 +08:00\n")
+    status, out, err = run("notify", "preview", str(path), "--topic", "incident.reported", "--now", NOW,
+                           "--no-plugins", "--incident", '{"description": "x"}')
+    assert (status, out) == (0, "no route sends 'incident.reported' for this incident; nothing would be sent\n")
