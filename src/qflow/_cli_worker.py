@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import socket
-from datetime import timedelta
 from typing import IO, Any
 
 from qflow._convert import ShapeError, parse_duration
@@ -57,8 +56,6 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         interval = parse_duration(args.interval)
     except ShapeError as exc:
         raise UsageError(f"argument --interval: {exc.message}", exc.hint) from None
-    if interval <= timedelta(0):
-        raise UsageError("argument --interval must be longer than 0", "use e.g. --interval 5s")
     if args.batch < 1:
         raise UsageError("argument --batch must be at least 1", "use e.g. --batch 500")
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"

@@ -1,0 +1,195 @@
+"""The worker loop (injected clock and wait: no sleeping) and ``qflow worker``."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import BASE, T0
+from stepplugin import STEP_FIRED, StepPlugin
+
+import qflow
+from qflow._worker import IntervalReport, Worker
+from qflow.cli import main
+from qflow.errors import StoreUnavailableError
+
+pytest_plugins = ("pgtools",)
+
+M = timedelta(minutes=1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _engine(store="memory://", clock=None, steps=2, receiver=None):  # type: ignore[no-untyped-def]
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[StepPlugin(steps, receiver)])
+    ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
+    return qflow.Engine(ruleset, plugins=pm, store=store, clock=clock or qflow.FakeClock(T0))
+
+
+class Pauses:
+    """The injected wait: moves the fake clock by the pause and stops after *n* pauses."""
+
+    def __init__(self, clock: qflow.FakeClock, n: int) -> None:
+        self.clock, self.n, self.asked = clock, n, []
+
+    def __call__(self, seconds: float) -> bool:
+        self.asked.append(seconds)
+        self.clock.advance(timedelta(seconds=seconds))
+        return len(self.asked) >= self.n
+
+
+def test_each_interval_fires_what_fell_due_delivers_and_prints_a_line(tmp_path):
+    clock = qflow.FakeClock(T0)
+    receiver = tmp_path / "received.txt"
+    engine = _engine(clock=clock, receiver=str(receiver))
+    first = engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    out = io.StringIO()
+    pauses = Pauses(clock, 3)
+    worker = Worker(engine, name="w1", interval=timedelta(seconds=60), wait=pauses, out=out)
+    assert worker.run() == 0
+    assert pauses.asked == [60.0, 60.0, 60.0]
+    assert out.getvalue().splitlines() == [
+        "2026-11-20T23:10:00+08:00 w1: 0 effects on 0 incidents, 0 delivered",
+        "2026-11-20T23:11:00+08:00 w1: 1 effect on 1 incident, 1 delivered",
+        "2026-11-20T23:12:00+08:00 w1: 1 effect on 1 incident, 1 delivered",
+    ]
+    assert [e.data["key"] for e in engine.events(first.id) if e.type == STEP_FIRED] == ["step:1", "step:2"]
+    assert receiver.read_text().split() == [f"{first.id}/step:1", f"{first.id}/step:2"]
+    assert {a.worker for m in engine.store.outbox() for a in engine.store.attempts(m.id)} == {"w1"}
+    assert worker.intervals == 3
+
+
+def test_a_batch_larger_than_the_limit_is_drained_in_one_interval():
+    clock = qflow.FakeClock(T0)
+    engine = _engine(clock=clock, steps=1)
+    for i in range(7):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    report = Worker(engine, name="w1", batch=3).run_once(T0 + 2 * M)
+    assert (report.incidents, report.effects) == (7, 7)
+
+
+def test_stop_finishes_the_batch_and_gives_the_claims_back():
+    clock = qflow.FakeClock(T0)
+    engine = _engine(clock=clock, steps=1)
+    for i in range(4):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    store = engine.store
+    claimed = store.claim_timers(T0 + 2 * M, worker="w1", limit=2, lease_until=T0 + 10 * M)
+    assert len(claimed) == 2
+    worker = Worker(engine, name="w1", wait=lambda s: False)
+    worker.stop()
+    assert worker.run() == 0
+    assert worker.intervals == 0
+    # Released: another worker gets them at once, without waiting for the lease.
+    assert len(store.claim_timers(T0 + 2 * M, worker="w2", limit=10)) == 4
+
+
+class FlakyEngine:
+    """An engine whose store is away for the first *down* ticks."""
+
+    def __init__(self, engine: qflow.Engine, down: int) -> None:
+        self._engine, self.down, self.store, self.clock = engine, down, engine.store, engine.clock
+
+    def tick(self, now, **kw):  # type: ignore[no-untyped-def]
+        if self.down:
+            self.down -= 1
+            raise StoreUnavailableError("the database at postgresql://db/qflow did not answer after 6 tries "
+                                        "(connection refused); nothing was written: check that the server runs "
+                                        "and the URL, then try again")
+        return self._engine.tick(now, **kw)
+
+
+def test_a_store_that_goes_away_is_waited_for_with_growing_pauses():
+    clock = qflow.FakeClock(T0)
+    engine = _engine(clock=clock, steps=1)
+    engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    out = io.StringIO()
+    pauses = Pauses(clock, 4)
+    worker = Worker(FlakyEngine(engine, down=2), name="w1", interval=timedelta(seconds=30), wait=pauses, out=out,
+                    backoff=timedelta(seconds=2))
+    assert worker.run() == 0
+    assert pauses.asked == [2.0, 4.0, 30.0, 30.0]
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("2026-11-20T23:10:00+08:00 w1: store unavailable, will retry: the database at "
+                        "postgresql://db/qflow did not answer after 6 tries (connection refused); nothing was "
+                        "written: check that the server runs and the URL, then try again")
+    assert lines[2] == "2026-11-20T23:10:06+08:00 w1: 0 effects on 0 incidents, 0 delivered"
+    assert lines[3] == "2026-11-20T23:10:36+08:00 w1: 0 effects on 0 incidents, 0 delivered"
+
+
+def test_the_worker_reconnects_after_the_database_dropped_it(pg_url, pg_admin, tmp_path):
+    clock = qflow.FakeClock(T0)
+    engine = _engine(pg_url, clock=clock, steps=1, receiver=str(tmp_path / "received.txt"))
+    engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+
+    def wait(seconds: float) -> bool:
+        with pg_admin() as con:  # the database restarts between two intervals
+            con.execute("SELECT pg_terminate_backend(%s)", (engine.store.backend_pid,))
+        clock.advance(timedelta(seconds=seconds))
+        return clock.now() > T0 + 3 * M
+
+    out = io.StringIO()
+    worker = Worker(engine, name="w1", interval=timedelta(seconds=60), wait=wait, out=out)
+    assert worker.run() == 0
+    assert out.getvalue().splitlines()[1] == "2026-11-20T23:11:00+08:00 w1: 1 effect on 1 incident, 1 delivered"
+    assert engine.store.reconnects >= 3
+    engine.store.close()
+
+
+def test_interval_lines_say_what_was_done():
+    r = IntervalReport(T0, incidents=2, effects=3, conflicts=1, delivered=4, retrying=1, dead=1)
+    assert r.line("w2") == ("2026-11-20T23:10:00+08:00 w2: 3 effects on 2 incidents, 1 lost race re-read, "
+                            "4 delivered, 1 to retry, 1 dead")
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def test_worker_once_on_a_store(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    pytest.importorskip("qflow_sqlite")
+    status = main(["worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"), "--store", store, "--once",
+                   "--name", "cron-1"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert out[0].startswith("qflow worker cron-1: hotel-front-desk@")
+    assert out[0].endswith(f" on {store}, every 5s")
+    assert out[1].endswith(" cron-1: 0 effects on 0 incidents, 0 delivered")
+    assert out[2] == "qflow worker cron-1: stopped after 1 interval"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--interval", "soon"], ["qflow: error: argument --interval: 'soon' is not a duration",
+                              "hint: use 15m, 1h, 2d, 1w or a sum like 1h30m"]),
+    (["--interval", "0s"], ["qflow: error: argument --interval: '0s' is not a positive duration",
+                            "hint: use 15m, 1h, 2d, 1w or a sum like 1h30m"]),
+    (["--batch", "0"], ["qflow: error: argument --batch must be at least 1", "hint: use e.g. --batch 500"]),
+])
+def test_worker_usage_errors(args, message, capsys):
+    status = main(["worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"), "--store", "memory://", *args])
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == message
+
+
+def test_sigterm_stops_the_worker_after_its_batch(tmp_path, pg_url):
+    """A real `qflow worker` process: it runs intervals until SIGTERM, then says so and exits 0."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qflow", "worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"),
+         "--store", pg_url, "--interval", "1h", "--name", "svc-1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    header = proc.stdout.readline()
+    first = proc.stdout.readline()  # the first interval is done; the worker now waits an hour
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert header.startswith("qflow worker svc-1: hotel-front-desk@")
+    assert first.rstrip().endswith(" svc-1: 0 effects on 0 incidents, 0 delivered")
+    assert rest.splitlines() == ["qflow worker svc-1: stopped after 1 interval"]
+    assert "claims released" in err
