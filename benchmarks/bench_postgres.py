@@ -1,0 +1,198 @@
+"""PostgreSQL store: intake rate, and how tick throughput grows with worker processes.
+
+    python benchmarks/bench_postgres.py [--incidents 2000] [--runs 3]
+
+Intake: ``Engine.report`` one at a time (a transaction each) and ``Store.write`` in
+batches of 500 incidents with their events and timers. Workers: N incidents with one
+due timer each; 1, 2 and 4 worker processes start together and run ``Engine.tick``
+until nothing is due; throughput is steps fired per second (claim with SKIP LOCKED,
+``qflow_due``, record the effect, reschedule), checked afterwards to be exactly one
+per incident. Medians of --runs, and the ratio to one worker measured in the same run
+(target: 2 workers >= 1.7x one). The server is QFLOW_TEST_PG (default
+postgresql://postgres@127.0.0.1:5432/test); each run uses its own schema, dropped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import qflow
+from qflow import Effect, Timer, hookimpl
+
+BASE = os.environ.get("QFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = datetime(2026, 11, 20, 15, 10, tzinfo=timezone.utc)
+RULESET = """\
+qflow: 1
+name: bench
+timezone: Asia/Shanghai
+teams:
+  front-office: {name: Front office}
+severities:
+  normal: {respond: 4h, resolve: 3d}
+classify:
+  - id: default
+    set: {severity: normal}
+route:
+  - id: default
+    assign: {team: front-office}
+"""
+
+
+class OneStep:
+    """One timer per incident, one minute after the report, fired once."""
+
+    @hookimpl
+    def qflow_schedule(self, state: Any, events: Any) -> list[Timer]:
+        if any(e.type == "StepFired" for e in events):
+            return []
+        return [Timer(state.id, "step", state.incident.reported_at + timedelta(minutes=1))]
+
+    @hookimpl
+    def qflow_due(self, state: Any, events: Any, timers: Any) -> list[Effect]:
+        if any(e.type == "StepFired" for e in events):
+            return []
+        return [Effect("StepFired", "bench", {"key": "step"}) for t in timers if t.key == "step"]
+
+
+def _engine(store: Any, clock: qflow.Clock | None = None) -> qflow.Engine:
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[OneStep()])
+    ruleset = qflow.load_ruleset_text(RULESET, file="bench.yaml", plugins=pm)
+    return qflow.Engine(ruleset, plugins=pm, store=store, clock=clock or qflow.FakeClock(T0))
+
+
+def _url() -> str:
+    schema = f"qflow_bench_{uuid.uuid4().hex[:10]}"
+    return f"{BASE}{'&' if '?' in BASE else '?'}schema={schema}"
+
+
+def _drop(url: str) -> None:
+    import psycopg
+
+    schema = url.rsplit("schema=", 1)[1]
+    with psycopg.connect(BASE, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _writes(n: int) -> list[qflow.Write]:
+    """n reported incidents as the writes that record them (made in memory once)."""
+    engine = _engine("memory://")
+    for i in range(n):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i} is cold"})
+    store = engine.store
+    return [qflow.Write(store.events(s.id), s, tuple(store.timers(s.id))) for s in store.query(qflow.IncidentQuery())]
+
+
+def bench_intake(n: int) -> tuple[float, float]:
+    url = _url()
+    try:
+        engine = _engine(url)
+        start = time.perf_counter()
+        for i in range(n):
+            engine.report({"channel": "phone", "category": "complaint", "description": f"room {i} is cold"})
+        one = n / (time.perf_counter() - start)
+        engine.store.close()
+    finally:
+        _drop(url)
+    writes = _writes(n)
+    url = _url()
+    try:
+        store = _engine(url).store
+        start = time.perf_counter()
+        for k in range(0, n, 500):
+            store.write(writes[k:k + 500])
+        batched = n / (time.perf_counter() - start)
+        store.close()
+    finally:
+        _drop(url)
+    return one, batched
+
+
+def _worker(url: str, name: str, ready: Any, go: Any, done: Any) -> None:
+    engine = _engine(url)
+    engine.store.timers("none")  # connected, tables checked
+    now = T0 + timedelta(minutes=5)
+    ready.put(name)
+    go.wait()
+    fired = 0
+    while True:
+        r = engine.tick(now, worker=name, limit=50)
+        fired += r.effects
+        if not r.incidents:
+            break
+    engine.store.close()
+    done.put(fired)
+
+
+def bench_workers(writes: list[qflow.Write], workers: int) -> float:
+    url = _url()
+    ctx = mp.get_context("spawn")
+    try:
+        store = _engine(url).store
+        for k in range(0, len(writes), 500):
+            store.write(writes[k:k + 500])
+        ready, go, done = ctx.Queue(), ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(url, f"w{i}", ready, go, done)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        for _ in procs:  # every process has imported qflow and connected before the clock starts
+            ready.get(timeout=120)
+        start = time.perf_counter()
+        go.set()
+        fired = sum(done.get(timeout=600) for _ in procs)
+        elapsed = time.perf_counter() - start
+        for p in procs:
+            p.join(timeout=60)
+        once = store._run(lambda retry: _count_steps())
+        assert fired == len(writes) == once, (fired, len(writes), once)
+        store.close()
+        return len(writes) / elapsed
+    finally:
+        _drop(url)
+
+
+def _count_steps() -> Any:
+    from qflow_postgres._ops import Q
+
+    rows = yield Q("SELECT count(DISTINCT incident_id) FROM qflow_events WHERE type = 'StepFired' "
+                   "HAVING count(*) = count(DISTINCT incident_id)")
+    return rows[0][0] if rows else -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--incidents", type=int, default=2000)
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args(argv)
+    try:
+        import psycopg
+
+        psycopg.connect(BASE, connect_timeout=3).close()
+    except Exception as exc:
+        print(f"bench_postgres: no PostgreSQL at QFLOW_TEST_PG ({type(exc).__name__}); skipped")
+        return 0
+    print(f"PostgreSQL store, qflow {qflow.__version__} on Python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores; median of {args.runs}")
+    intake = [bench_intake(min(args.incidents, 1000)) for _ in range(args.runs)]
+    print(f"  intake, one report per transaction  {statistics.median(r[0] for r in intake):>9,.0f} incidents/s")
+    print(f"  intake, batches of 500               {statistics.median(r[1] for r in intake):>9,.0f} incidents/s")
+    writes = _writes(args.incidents)
+    base = None
+    for n in (1, 2, 4):
+        rate = statistics.median(bench_workers(writes, n) for _ in range(args.runs))
+        base = base or rate
+        target = "  (target >= 1.70x)" if n == 2 else ""
+        print(f"  tick, {n} worker process{'es' if n > 1 else '  '}            {rate:>9,.0f} steps/s   "
+              f"{rate / base:.2f}x one worker{target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
