@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src plugins examples benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
 	$(BIN)/qflow check $(filter-out %.tests.yaml,$(wildcard rulesets/*.yaml))
 	$(BIN)/qflow test rulesets/
 
