@@ -913,7 +913,8 @@ def _cmp_list(check: Check, seen: _Seen, tz: ZoneInfo) -> Mismatch | None:
         if e is not None and g is not None and _matches(e, g):
             continue
         keys = list(e) if e is not None else default_keys
-        exp_lines.append(f"#{i + 1} " + (_render_item(e, list(e), tz) if e is not None else "nothing"))
+        if e is not None:
+            exp_lines.append(f"#{i + 1} " + _render_item(e, list(e), tz))
         got_lines.append(f"#{i + 1} " + (_render_item(g, keys, tz) if g is not None else "nothing"))
     return _mismatch(check, exp_lines, got_lines)
 
