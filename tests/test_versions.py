@@ -44,13 +44,13 @@ def test_a_broken_ruleset_is_refused_and_the_last_good_one_keeps_running(pm, bas
     assert not result
     assert result.swapped is False
     assert (result.active, result.previous) == (base_ruleset.ref, base_ruleset.ref)
-    assert result.reason == f"{broken} did not load (1 error(s)); still running {base_ruleset.ref}"
+    assert result.reason == f"{broken} did not load (1 error); still running {base_ruleset.ref}"
     assert [str(d) for d in result.diagnostics] == [
         f"{broken}:10:19: QF105 '1hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m)"
         " @ $.severities.high.respond"]
     assert engine.ruleset is base_ruleset
     missing = engine.swap_ruleset(tmp_path / "gone.yaml")
-    assert missing.reason == f"{tmp_path / 'gone.yaml'} did not load (1 error(s)); still running {base_ruleset.ref}"
+    assert missing.reason == f"{tmp_path / 'gone.yaml'} did not load (1 error); still running {base_ruleset.ref}"
     assert [d.code for d in missing.diagnostics] == ["QF003"]
 
 

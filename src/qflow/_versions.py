@@ -62,8 +62,8 @@ class Versions(_Base):
             try:
                 new = load_ruleset(where, plugins=self.plugins)
             except RulesetError as exc:
-                return self._refused(where, exc.diagnostics,
-                                     f"{sum(d.severity == 'error' for d in exc.diagnostics)} error(s)")
+                n = sum(d.severity == "error" for d in exc.diagnostics)
+                return self._refused(where, exc.diagnostics, f"{n} error{'s' if n != 1 else ''}")
             except PluginError as exc:
                 return self._refused(where, (), str(exc))
         # The lock only orders concurrent swaps so each reports its true predecessor;
