@@ -484,3 +484,37 @@ def test_the_escalation_plugin_fires_its_ladder_under_qflow_test(tmp_path):
     ]
     assert [r.outcome for r in result.results] == ["failed", "passed"]
     assert [m.field for m in result.results[0].mismatches] == ["escalations"]
+
+
+WITH_NOTIFY = REAL_LADDER + """\
+notify:
+  channels:
+    desk-log: {backend: log}
+  routes:
+    - {channels: [desk-log]}
+"""
+
+
+def test_notifications_planned_by_the_notify_plugin_are_outbox_messages(tmp_path):
+    pm = qflow.make_plugin_manager(autoload=False)
+    try:
+        qflow.load_ruleset_text(WITH_NOTIFY, file="desk.yaml", plugins=pm)
+    except qflow.RulesetError as exc:  # pragma: no cover - only where the plugins are blocked
+        pytest.skip(f"the notify or escalation plugin is not here: {exc}")
+    (tmp_path / "desk.yaml").write_text(WITH_NOTIFY, encoding="utf-8")
+    path = write_tests(tmp_path, """\
+        ruleset: desk.yaml
+        now: 2026-11-20T23:10:00+08:00
+        tests:
+          - name: the report, then the warning step, go to the desk's log
+            incident: {channel: email}
+            at: 2026-11-21T02:00:00+08:00
+            expect:
+              notifications:
+                - {channel: desk-log, backend: log, topic: incident.reported}
+                - {channel: desk-log, topic: escalation.step}
+        """)
+    result = TestRunner(pm).run_file(path)
+    assert result.results[0].mismatches[0].expected == ("2 items", "#2 channel=desk-log topic=escalation.step")
+    assert result.results[0].mismatches[0].got[0] == "2 items"
+    assert result.results[0].mismatches[0].got[1].startswith("#2 channel=desk-log topic=escalation.")
