@@ -85,3 +85,89 @@ def test_a_ruleset_that_loads_decides_without_raising_and_explains_itself(rule_l
                        if s.outcome == "matched" and s.section in ("classify", "route"))
         assert traced == decision.matched
         assert decision.team in ("desk", "housekeeping")
+
+
+# ---------------------------------------------------------------------------
+# Expression strings and routing modes in random rulesets
+# ---------------------------------------------------------------------------
+
+typed_tests = st.one_of(
+    st.builds(lambda f, op, v: f"{f} {op} {json.dumps(v, ensure_ascii=False)}",
+              st.sampled_from(["category", "channel", "customer.tier", "place"]),
+              st.sampled_from(["==", "!=", "startswith", "contains"]), words),
+    st.builds(lambda f, op, v: f"{f} {op} {json.dumps(v, ensure_ascii=False)}",
+              st.sampled_from(["category", "channel", "description"]), st.sampled_from(["in", "not in"]),
+              st.lists(words, min_size=1, max_size=3)),
+    st.builds(lambda f, op, v: f"{f} {op} {v}", st.sampled_from(["impact", "urgency"]),
+              st.sampled_from(["==", "<", ">=", "!="]), st.integers(-1, 5)),
+    st.builds(lambda f: f"exists({f})", fields),
+)
+expr_atoms = st.one_of(
+    typed_tests, typed_tests, typed_tests,
+    st.builds(lambda f, op, v: f"{f} {op} {json.dumps(v, ensure_ascii=False)}",
+              fields, st.sampled_from(["==", "!=", "<", ">=", "in", "not in", "matches", "contains", "=", "between"]),
+              st.one_of(scalars, st.lists(scalars, max_size=3))),
+    st.sampled_from(["category == complaint", "(impact > 2", "impact > 2)", "", "not", "3 < impact", "'x' ==",
+                     "vip_guest(true)", "category == \"a\" and and"]),
+)
+expressions = st.recursive(
+    expr_atoms,
+    lambda inner: st.one_of(st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+                            st.builds(lambda a, b: f"{a} or {b}", inner, inner),
+                            st.builds(lambda a: f"not ({a})", inner)),
+    max_leaves=4,
+)
+whens = st.none() | expressions | expressions | conditions
+route_rules = st.lists(
+    st.fixed_dictionaries({"id": st.sampled_from(["a", "b", "c", "d"]),
+                           "assign": st.fixed_dictionaries({"team": st.sampled_from(["desk", "housekeeping"])},
+                                                           optional={"owner": st.sampled_from(["王", "李"])})},
+                          optional={"when": whens, "shadow": st.booleans(), "continue": st.booleans()}),
+    max_size=6,
+)
+route_sections = st.one_of(
+    route_rules,
+    st.fixed_dictionaries({"rules": route_rules, "mode": st.sampled_from(["first", "all", "all", "first", "any"])},
+                          optional={
+                                    "default": st.fixed_dictionaries({}, optional={
+                                        "team": st.sampled_from(["desk", "housekeeping"])})}),
+)
+classify_rules = st.lists(
+    st.fixed_dictionaries({"id": st.sampled_from(["r1", "r2", "r3"]),
+                           "set": st.fixed_dictionaries({"severity": st.sampled_from(["critical", "high", "normal"])},
+                                                        optional={"category": st.sampled_from(["complaint", "safety"])})},
+                          optional={"when": whens, "shadow": st.booleans()}),
+    max_size=6,
+)
+
+
+def _unique_ids(rules, prefix):
+    return [{**r, "id": f"{prefix}{i}"} for i, r in enumerate(rules)]
+
+
+def moded_text(classify, route) -> str:
+    classify = _unique_ids(classify, "c")
+    route = _unique_ids(route, "r") if isinstance(route, list) else {**route, "rules": _unique_ids(route["rules"], "r")}
+    head = ruleset_text([(None, "normal", None)]).split("classify:")[0]
+    return head + f"classify: {json.dumps(classify, ensure_ascii=False)}\nroute: {json.dumps(route, ensure_ascii=False)}\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(classify_rules, route_sections, st.lists(incidents, min_size=1, max_size=4))
+def test_rulesets_with_expressions_and_modes_check_cleanly_and_decide_without_raising(classify, route, raw_incidents):
+    from qflow._lint import lint_ruleset
+
+    try:
+        ruleset = qflow.load_ruleset_text(moded_text(classify, route), file="gen.yaml", plugins=PM)
+    except qflow.RulesetError as err:
+        assert err.diagnostics
+        assert all(d.code in qflow.diagnostics.CODES and d.line >= 1 and d.col >= 1 for d in err.diagnostics)
+        return
+    assert all(d.severity == "warning" for d in lint_ruleset(ruleset, PM))
+    engine = qflow.Engine(ruleset, plugins=PM)
+    for raw in raw_incidents:
+        incident = qflow.parse_incident({**raw, "reported_at": T0.isoformat()})
+        decision = engine.decide(incident, T0)
+        traced = tuple(f"{s.section}:{s.rule}" for s in decision.trace
+                       if s.outcome == "matched" and s.section in ("classify", "route"))
+        assert traced == decision.matched

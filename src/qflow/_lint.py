@@ -423,7 +423,7 @@ def _unused(ruleset: Any) -> Iterator[Diagnostic]:
             if name in used or path == "$":  # "$": built in, not written in the ruleset
                 continue
             yield Diagnostic(file, line, col, "QF652", f"{kind} '{name}' is defined and never used",
-                             path, f"nothing refers to it; remove it, or use it in a rule", severity="warning")
+                             path, "nothing refers to it; remove it, or use it in a rule", severity="warning")
 
 
 def _regexes(node: Logic) -> Iterator[Logic]:

@@ -766,7 +766,7 @@ def _expression_marks(text: str, at: Mark) -> tuple[Callable[[int], Mark], bool]
     for skip in (1, 0):
         start = at.col + skip
         if (skip == 0 or line[at.col:at.col + 1] in ("'", '"')) and line[start:start + len(text)] == text:
-            return (lambda offset: Mark(at.file, at.line, start + offset)), True
+            return (lambda offset, start=start: Mark(at.file, at.line, start + offset)), True
     return (lambda offset: at), False
 
 
