@@ -82,6 +82,16 @@ class _Constructor(SafeConstructor):
         data.extend(self.construct_object(n, deep=True) for n in node.value)
 
 
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        # `2026-13-01` looks like a date but is none: keep the text, so the section
+        # that expects a date reports it where it stands instead of the parser crashing.
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
 _Constructor.add_constructor("tag:yaml.org,2002:map", _Constructor.construct_yaml_map)
 _Constructor.add_constructor("tag:yaml.org,2002:seq", _Constructor.construct_yaml_seq)
 _Constructor.add_constructor("tag:yaml.org,2002:omap", _Constructor.construct_yaml_map)
