@@ -130,8 +130,8 @@ def _rules(section: str, rules: Sequence[Any] | None, ctx: CompileContext, targe
         cont = getattr(rule, "continue")
         if listed and cont is not None:
             ctx.warn(path + ("continue",), "QF657", "'continue' has no effect in a plain list of rules",
-                     hint=f"a plain list already considers every rule (first match per field); write the "
-                          f"section as {{mode: first, rules: [...]}} to stop at the first match", rule=rule.id)
+                     hint="a plain list already considers every rule (first match per field); write the "
+                          "section as {mode: first, rules: [...]} to stop at the first match", rule=rule.id)
         condition = ctx.condition(path + ("when",), rule=rule.id)
         m = ctx.mark(path)
         where = (m.file, m.line + 1, m.col + 1, json_path(path))
