@@ -21,6 +21,9 @@ __all__ = ["ACTIONS", "FACTS", "action_rows", "facts_row", "period_keys"]
 
 _T, _I, _R = "text", "int", "real"
 _ENDED = (Stage.CLOSED.value, Stage.REJECTED.value)
+#: The events that are the moment a clock measures (a close also stops respond and
+#: acknowledge, but is neither an answer nor an acknowledgement).
+_COUNTS = {"acknowledge": (ev.ACKNOWLEDGED,), "respond": (ev.RESPONDED,), "resolve": (ev.STAGE_CHANGED,)}
 
 #: The projection behind every KPI (see docs/kpis.md for what each column means).
 FACTS = Projection("incident_facts", (
@@ -116,20 +119,20 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     for clock, prefix in (("acknowledge", "ack"), ("respond", "respond"), ("resolve", "resolve")):
         at_name = {"acknowledge": "acknowledged_at", "respond": "responded_at", "resolve": "resolved_at"}[clock]
         i = stop.get(clock)
-        stopped = events[i].at if i is not None else None
-        # Stopped by a rejection is not an answer, an acknowledgement or a fix.
-        counted = stopped if i is not None and events[i].data.get("to") != Stage.REJECTED.value else None
+        # Stopped by a rejection is not an answer, an acknowledgement or a fix; stopped by a
+        # close, the respond and acknowledge clocks are kept or broken, but nobody answered.
+        stopped = events[i].at if i is not None and events[i].data.get("to") != Stage.REJECTED.value else None
+        counted = stopped if stopped is not None and events[i].type in _COUNTS[clock] else None
         row[at_name] = _epoch(counted)
         row[f"{prefix}_s"] = _seconds(reported, counted)
-        row[f"{prefix}_bs"], due, met = clocks.get(clock, (None, None, None))
-        if row[f"{prefix}_bs"] is None:
-            row[f"{prefix}_bs"] = row[f"{prefix}_s"]
+        business, due, met = clocks.get(clock, (None, None, None))
+        row[f"{prefix}_bs"] = (business if business is not None else row[f"{prefix}_s"]) if counted else None
         if clock != "acknowledge":
             if due is None and met is None:  # no SLA plugin: the decision's deadline
                 found = d.deadline(clock) if d is not None else None
                 due = found.due.timestamp() if found is not None else None
-                met = int(counted <= found.due) if found is not None and counted is not None else None
-            row[f"{clock}_due"], row[f"{clock}_met"] = due, met if counted is not None else None
+                met = int(stopped <= found.due) if found is not None and stopped is not None else None
+            row[f"{clock}_due"], row[f"{clock}_met"] = due, met if stopped is not None else None
     row["fingerprint"] = "|".join(str(row.get(f) or "") for f in settings.fingerprint)
     target = settings.resolve_target
     row["resolve_target_met"] = (int(row["resolve_bs"] <= target.total_seconds())
@@ -213,7 +216,10 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             found = clock_states(fold(prefix), prefix, ruleset, events[i].at).get(clock)
             if found is not None:
                 due = found.breached_at or found.due
-                out[clock] = (found.elapsed.total_seconds(), _epoch(due), int(found.breached_at is None))
+                # Stopped on the due moment is on time ("on or before"), although the SLA
+                # plugin marks the target as reached then.
+                met = int(found.breached_at is None or found.breached_at >= events[i].at)
+                out[clock] = (found.elapsed.total_seconds(), _epoch(due), met)
             continue
         if now_states is None:
             now_states = clock_states(state, events, ruleset, last)

@@ -86,14 +86,15 @@ def _duration(name: str, column: str) -> tuple[Callable[[float], dict[str, Measu
 
 
 def _on_time(name: str, clock: str) -> tuple[Callable[[float], dict[str, Measure]], Callable[[Values], Figure]]:
-    met, due, stopped = f"{clock}_met", f"{clock}_due", {"respond": "responded_at", "resolve": "resolved_at"}[clock]
+    met, due = f"{clock}_met", f"{clock}_due"
 
     def measures(as_of: float) -> dict[str, Measure]:
         return {
             "kept": Measure("count", None, (NOT_REJECTED, F(met, "==", 1))),
             "decided": Measure("count", met, (NOT_REJECTED,)),
-            # Still running past its due time: broken, and counted (Frappe and Zammad drop these).
-            "open_breached": Measure("count", None, (NOT_REJECTED, F(stopped, "is null"), F(due, "<", as_of))),
+            # Still running (not kept, not broken yet) past its due time: broken, and counted
+            # (Frappe and Zammad drop these). A close stops respond without an answer.
+            "open_breached": Measure("count", None, (NOT_REJECTED, F(met, "is null"), F(due, "<", as_of))),
         }
 
     def value(v: Values) -> Figure:
@@ -161,14 +162,16 @@ DEFINITIONS: tuple[KPI, ...] = (
         "resolved", _res_m, _res_v, higher_is_better=False),
     KPI("resolution_rate", "Resolution rate", "解决率", "rate",
         "incidents of the cohort resolved by the report date", "incidents reported in the period, rejected excluded",
-        "report", _m(resolved=Measure("count", "resolved_at", (NOT_REJECTED,)),
-                     cohort=Measure("count", None, (NOT_REJECTED,))),
+        "report", lambda as_of: {"resolved": Measure("count", None, (NOT_REJECTED, F("resolved_at", "<=", as_of))),
+                                 "cohort": Measure("count", None, (NOT_REJECTED,))},
         _rate("resolution_rate", "resolved", "cohort")),
     KPI("resolution_within_target", "Resolved within target", "按时解决率", "rate",
         "incidents of the cohort resolved within the resolve commitment",
         "incidents reported in the period, rejected excluded",
-        "report", _m(kept=Measure("count", None, (NOT_REJECTED, F("resolve_target_met", "==", 1))),
-                     cohort=Measure("count", None, (NOT_REJECTED,))),
+        "report", lambda as_of: {
+            "kept": Measure("count", None, (NOT_REJECTED, F("resolve_target_met", "==", 1),
+                                            F("resolved_at", "<=", as_of))),
+            "cohort": Measure("count", None, (NOT_REJECTED,))},
         _rate("resolution_within_target", "kept", "cohort")),
     KPI("on_time_respond", "On-time rate: respond", "响应及时率", "rate",
         "respond clocks stopped on or before their due time",
