@@ -30,15 +30,18 @@ _MEMBERSHIP_COLUMN = {"report": "reported_at", "resolved": "resolved_at", "due":
 
 @attrs.frozen
 class Slice:
-    """The figures of one period: ``groups[value][kpi]``, with ``None`` as the whole."""
+    """The figures of one period: ``total[kpi]`` for the whole, and with *by*
+    ``groups[value][kpi]`` per value — ``None`` is a group too (the incidents without
+    a team, say), so the groups always add up to the whole."""
 
     period: Period
     by: str | None
     as_of: datetime
+    total: Mapping[str, Figure]
     groups: Mapping[Any, Mapping[str, Figure]]
 
     def whole(self) -> Mapping[str, Figure]:
-        return self.groups.get(None, {})
+        return self.total
 
 
 @attrs.frozen
@@ -67,19 +70,20 @@ def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetim
     batches: dict[tuple[str, tuple[Filter, ...]], list[tuple[KPI, dict[str, Measure]]]] = {}
     for kpi in kpis:
         batches.setdefault((kpi.projection, _filters(kpi, period)), []).append((kpi, dict(kpi.measures(stamp))))
+    total: dict[str, Figure] = {}
     groups: dict[Any, dict[str, Figure]] = {}
     for (proj_name, where), members in batches.items():
         projection = _PROJECTIONS[proj_name]
         flat: list[Measure] = [m for _, ms in members for m in ms.values()]
         for group_by in ((), (by,)) if by else ((),):
             for row in store.aggregate(projection, measures=flat, group_by=group_by, where=where + extra):
-                key = row[0] if group_by else None
+                into = groups.setdefault(row[0], {}) if group_by else total
                 values = iter(row[len(group_by):])
                 for kpi, ms in members:
                     named = {name: next(values) for name in ms}
                     figure = kpi.value(named)
-                    groups.setdefault(key, {})[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
-    return Slice(period, by, as_of, groups)
+                    into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+    return Slice(period, by, as_of, total, groups)
 
 
 def compare(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, by: str | None = None,

@@ -209,11 +209,15 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     out: dict[str, tuple[float | None, float | None, int | None]] = {}
     last = events[-1].at
     now_states = None
+    decided = any(e.type == ev.DECISION_MADE for e in events[:2])
     for clock in ("acknowledge", "respond", "resolve"):
         i = stop.get(clock)
         if i is not None:
             prefix = events[: i + 1]
-            found = clock_states(fold(prefix), prefix, ruleset, events[i].at).get(clock)
+            # The clocks read the state only for a decision the log does not hold; folding
+            # the prefix again would cost most of a command's time.
+            then = state if decided else fold(prefix)
+            found = clock_states(then, prefix, ruleset, events[i].at).get(clock)
             if found is not None:
                 due = found.breached_at or found.due
                 # Stopped on the due moment is on time ("on or before"), although the SLA

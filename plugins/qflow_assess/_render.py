@@ -22,6 +22,15 @@ def _kpi_title(kpi: KPI, lang: str) -> str:
     return kpi.title_zh if lang == "zh" else kpi.title
 
 
+def _ordered(sl: Any) -> list[tuple[Any, Any]]:
+    """A slice's groups by name, the one without a value (None) last."""
+    return sorted(sl.groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+
+
+def _group(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
 def rows(report: Report) -> Iterator[dict[str, Any]]:
     """Every figure as a flat record: view, group, kpi, value, n, numerator, denominator …"""
     def emit(view: str, group: Any, figures: dict[str, Figure], period: str) -> Iterator[dict[str, Any]]:
@@ -39,8 +48,7 @@ def rows(report: Report) -> Iterator[dict[str, Any]]:
         yield from emit(name, None, dict(sl.whole()), sl.period.label)
     for sl in report.slices:
         for group, figures in sorted(sl.groups.items(), key=lambda kv: (kv[0] is not None, str(kv[0]))):
-            if group is not None:
-                yield from emit(f"by {sl.by}", group, dict(figures), sl.period.label)
+            yield from emit(f"by {sl.by}", group, dict(figures), sl.period.label)
 
 
 # -- terminal -------------------------------------------------------------------------
@@ -72,10 +80,8 @@ def render_text(report: Report, out: IO[str], *, lang: str = "en", width: int = 
         t.add_column(L(sl.by or ""))
         for kpi in shown:
             t.add_column(_kpi_title(kpi, lang), justify="right")
-        for group, figures in sorted(sl.groups.items(), key=lambda kv: str(kv[0])):
-            if group is None:
-                continue
-            t.add_row(str(group), *[cell(k, figures.get(k.name)) + (" *" if figures.get(k.name) and
+        for group, figures in _ordered(sl):
+            t.add_row(_group(group), *[cell(k, figures.get(k.name)) + (" *" if figures.get(k.name) and
                                                                    figures[k.name].low_confidence else "")
                                     for k in shown])
         console.print(t)
@@ -150,10 +156,8 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
         kpis = [k for k in report.kpis if k.unit != "count"]
         ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) for k in kpis]])
         r = 1
-        for group, figures in sorted(sl.groups.items(), key=lambda kv: str(kv[0])):
-            if group is None:
-                continue
-            ws.write_string(r, 0, str(group))
+        for group, figures in _ordered(sl):
+            ws.write_string(r, 0, _group(group))
             for j, kpi in enumerate(kpis, start=1):
                 value_cell(ws, r, j, kpi, figures.get(kpi.name))
             r += 1
@@ -288,15 +292,13 @@ def render_html(report: Report, *, lang: str = "en") -> str:
     for sl in report.slices:
         parts.append(f'<h2>{L("by")} {L(sl.by or "")}</h2><table><tr><th>{L(sl.by or "")}</th>'
                      + "".join(f"<th>{escape(_kpi_title(k, lang))}</th>" for k in shown) + "</tr>")
-        for group, figures in sorted(sl.groups.items(), key=lambda kv: str(kv[0])):
-            if group is None:
-                continue
+        for group, figures in _ordered(sl):
             cells = []
             for k in shown:
                 f = figures.get(k.name)
                 low = ' class="low"' if f is not None and f.low_confidence else ""
                 cells.append(f"<td{low}>{cell(k, f)}</td>")
-            parts.append(f"<tr><td>{escape(str(group))}</td>{''.join(cells)}</tr>")
+            parts.append(f"<tr><td>{escape(_group(group))}</td>{''.join(cells)}</tr>")
         parts.append("</table>")
     # scorecards
     if report.scorecards:
