@@ -79,8 +79,7 @@ class _Parser(argparse.ArgumentParser):
             names = self.commands or COMMANDS
             hint = did_you_mean(name, names)
             raise UsageError(f"unknown command '{name}'",
-                             f"{hint + ' ' if hint else ''}the commands are {', '.join(names)}; "
-                             f"run '{PROG} --help'")
+                             f"{hint + ' ' if hint else ''}run '{PROG} --help' for all {len(names)} commands")
         raise UsageError(message, f"run '{self.prog} --help' for usage and examples")
 
 
@@ -139,7 +138,18 @@ examples:
 """
 
 
-def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO[str], IO[str]], int]]]:
+def _plugin_words(words: Sequence[str]) -> tuple[bool, list[str]]:
+    """``--no-plugins`` and every ``--block NAME`` (or ``--block=NAME``), wherever they stand."""
+    blocked = []
+    for i, w in enumerate(words):
+        if w == "--block" and i + 1 < len(words):
+            blocked.append(words[i + 1])
+        elif w.startswith("--block="):
+            blocked.append(w.split("=", 1)[1])
+    return "--no-plugins" in words, blocked
+
+
+def _build_parser(pm: Any = None) -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO[str], IO[str]], int]]]:
     parser = _Parser(
         prog=PROG, formatter_class=_FORMATTER, epilog=_MAIN_EPILOG,
         description="Rules and plugins for service-quality anomalies: classify, route, "
@@ -196,13 +206,9 @@ def _build_parser() -> tuple[_Parser, dict[str, Callable[[argparse.Namespace, IO
             continue
         handlers.update(module.add_commands(sub, common))
     # Plugins add their own commands (the built-in assess plugin adds report, survey ...).
-    # The manager here only lists them; each command builds its own from its options.
-    try:
-        pm = qflow.make_plugin_manager()
-    except PluginError:
-        pm = qflow.make_plugin_manager(autoload=False)  # the failing plugin is reported by the command
-    for found in pm.hook.qflow_commands(subparsers=sub, common=common):
-        handlers.update(found or {})
+    if pm is not None:
+        for found in pm.hook.qflow_commands(subparsers=sub, common=common):
+            handlers.update(found or {})
     parser.commands = tuple(handlers)
     return parser, handlers
 
@@ -255,12 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     try:
         try:
-            parser, handlers = _build_parser()
+            # One plugin manager per run: it lists the plugins' commands before parsing,
+            # so it reads the plugin options (--no-plugins, --block) from the raw words.
+            no_plugins, blocked = _plugin_words(args_list)
+            pm = qflow.make_plugin_manager(autoload=not no_plugins, blocked=blocked)
+            parser, handlers = _build_parser(pm)
             args, extra = parser.parse_known_args(args_list)
+            args.plugin_manager = pm
         except SystemExit as exc:  # --help and --version
             return int(exc.code or 0)
         if args.command is None:
-            raise UsageError("choose a command", f"the commands are {', '.join(handlers)}; run '{PROG} --help'")
+            raise UsageError("choose a command", f"e.g. '{PROG} check RULESET'; run '{PROG} --help' for all "
+                                                 f"{len(handlers)} commands")
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}",
                              f"run '{PROG} {args.command} --help' for usage and examples")
@@ -315,6 +327,9 @@ class _RulesetFailed(Exception):
 
 
 def _plugins(args: argparse.Namespace) -> Any:
+    pm = getattr(args, "plugin_manager", None)
+    if pm is not None:
+        return pm
     return qflow.make_plugin_manager(autoload=not args.no_plugins, blocked=args.block)
 
 
