@@ -129,7 +129,10 @@ def _cmd_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raise UsageError(f"cannot slice by '{d}'", f"use some of: {', '.join(DIMENSIONS)}")
     if args.format == "xlsx" and not args.output:
         raise UsageError("an XLSX workbook needs a file", "add -o report.xlsx")
-    as_of = _parse_now(args.as_of)
+    try:
+        as_of = _parse_now(args.as_of)
+    except UsageError as exc:  # the kernel's parser names its own option
+        raise UsageError(exc.message.replace("argument --now", "argument --as-of", 1), exc.hint) from None
     engine = _engine(args)
     try:
         with _progress(err) as step:
@@ -184,7 +187,8 @@ class _progress:
 def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     engine = _engine(args)
     try:
-        state = engine.record_survey(args.incident, score=args.score, scale=args.scale, nps=args.nps,
+        score = int(args.score) if args.score is not None and args.score.is_integer() else args.score
+        state = engine.record_survey(args.incident, score=score, scale=args.scale, nps=args.nps,
                                      comment=args.comment, channel=args.channel, respondent=args.respondent,
                                      self_rated=args.self_rated, actor=args.actor)
     except (InputError, KeyError) as exc:

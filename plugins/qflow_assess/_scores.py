@@ -92,6 +92,18 @@ def record_score(engine: Engine, *, subject: str, criterion: str, score: float, 
         raise InputError(f"unknown method '{method}' (the methods are: {', '.join(conf.methods)})")
     if subject_kind not in ("team", "person"):
         raise InputError(f"a score is for a team or a person, not a {subject_kind}")
+    if period is not None:
+        from zoneinfo import ZoneInfo
+
+        from qflow_assess._periods import parse_period
+
+        try:  # the score counts in every report whose period holds this one
+            scored = parse_period(period, ZoneInfo(conf.timezone or engine.ruleset.timezone), engine.clock.now())
+        except ValueError as exc:
+            raise InputError(f"the score's period: {exc}") from None
+        if scored.kind == "rolling":
+            raise InputError(f"a score is for a month, a quarter or a year, not a rolling window like '{period}'")
+        period = scored.label
     teams = engine.ruleset.names("team")
     if subject_kind == "team" and subject not in teams:
         hint = did_you_mean(subject, teams) or f"the teams are: {', '.join(teams)}"
@@ -127,10 +139,19 @@ def _data(score: Score) -> dict[str, Any]:
 
 
 def scores_in(store: Store, period: Period) -> list[Score]:
+    """The scores for *period*: those recorded for a period inside it, and those
+    recorded without one at a moment inside it."""
+    from qflow_assess._periods import parse_period
+
     out = []
     for _id, _version, data in store.documents(KIND):
         at = datetime.fromisoformat(data["at"])
-        if period.contains(at):
+        if data.get("period"):
+            scored = parse_period(data["period"], period.start.tzinfo, at)  # type: ignore[arg-type]
+            inside = period.start <= scored.start and scored.end <= period.end
+        else:
+            inside = period.contains(at)
+        if inside:
             out.append(Score(**{**data, "at": at}))
     return out
 
