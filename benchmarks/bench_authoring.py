@@ -138,7 +138,7 @@ def bench_replay(folder: Path, pm, n: int, repeats: int) -> None:
 
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10,000 incidents and 3 runs instead of 100,000 and 5")
+    parser.add_argument("--quick", action="store_true", help="10,000 incidents instead of 100,000, 3 runs of the test benchmark instead of 5")
     opts = parser.parse_args()
     repeats = 3 if opts.quick else 5
     pm = qflow.make_plugin_manager(autoload=False)
@@ -150,7 +150,7 @@ def main_() -> None:
         folder = Path(tmp)
         bench_test(folder, pm, repeats)
         print()
-        bench_replay(folder, pm, 10_000 if opts.quick else 100_000, repeats)
+        bench_replay(folder, pm, 10_000 if opts.quick else 100_000, 3)
 
 
 if __name__ == "__main__":
