@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 import attrs
 
@@ -187,6 +188,14 @@ class _Run:
         )
 
 
+#: The last few answers, by the identity of the log and ruleset asked about. In one
+#: command several plugins ask about the same log at the same moment (escalation to
+#: fire and to schedule, assessment for its facts); the log tuple is immutable, and
+#: the entry keeps it alive, so an identical id means the identical log.
+_RECENT: dict[tuple[int, int, int, datetime], tuple[Sequence[Event], Ruleset, Mapping[str, ClockState]]] = {}
+_RECENT_SIZE = 64
+
+
 def clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                  now: datetime) -> Mapping[str, ClockState]:
     """Every clock of the incident that has a target, as it stands at *now*.
@@ -196,6 +205,24 @@ def clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset
     :param ruleset: gives the clocks, the targets and the calendars.
     :param now: the moment to report on.
     """
+    key = (id(events), id(ruleset), state.seq, now)
+    hit = _RECENT.get(key)
+    if hit is not None and hit[0] is events and hit[1] is ruleset:
+        return hit[2]
+    found = _clock_states(state, events, ruleset, now)
+    if isinstance(events, tuple):
+        found = MappingProxyType(dict(found))  # shared between callers: read-only
+        if len(_RECENT) >= _RECENT_SIZE:
+            try:
+                _RECENT.pop(next(iter(_RECENT)), None)
+            except (StopIteration, RuntimeError):  # another thread got there first
+                pass
+        _RECENT[key] = (events, ruleset, found)
+    return found
+
+
+def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+                  now: datetime) -> Mapping[str, ClockState]:
     rules: Mapping[str, ClockRule] = ruleset.compiled("clocks") or DEFAULT_CLOCKS
     policies: Policies | None = ruleset.compiled("severities")
     calendars = ruleset.compiled("calendars") or {}
