@@ -518,3 +518,40 @@ def test_notifications_planned_by_the_notify_plugin_are_outbox_messages(tmp_path
     assert result.results[0].mismatches[0].expected == ("2 items", "#2 channel=desk-log topic=escalation.step")
     assert result.results[0].mismatches[0].got[0] == "2 items"
     assert result.results[0].mismatches[0].got[1].startswith("#2 channel=desk-log topic=escalation.")
+
+
+def test_a_case_that_expects_nothing_is_an_error(desk):
+    path = write_tests(desk, "ruleset: desk.yaml\nnow: 2026-11-20T23:10:00+08:00\n"
+                             "tests:\n  - name: empty\n    incident: {channel: phone}\n    expect: {}\n")
+    status, out, _ = run_cli("test", "--no-plugins", path)
+    assert status == 1
+    assert out.splitlines()[0] == (f"{path}:6:13: QF603 the case expects nothing, so it cannot fail "
+                                   "(say what must come out: severity, team, respond_by ...) @ $.tests[0].expect")
+
+
+# -- whatever a tests file holds, qflow test reports; it never crashes -------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = ["ruleset", "now", "tests", "name", "incident", "expect", "steps", "at", "severity", "team",
+         "deadlines", "respond", "due", "business", "escalations", "events", "transition", "acknowledge",
+         "report", "channel", "category", "stage", "set_by", "matched", "defaults", "skip", "x"]
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from(
+    ["desk.yaml", "2026-11-20T23:10:00+08:00", "2026-11-20", "1h", "1hr", "high", "front-office", "closed",
+     "phone", "", "王芳"]))
+_DOCS = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)), max_leaves=25)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.one_of(_DOCS, st.fixed_dictionaries(
+    {"ruleset": st.just("desk.yaml"), "tests": st.lists(st.dictionaries(st.sampled_from(_KEYS), _DOCS, max_size=6),
+                                                        max_size=3)})))
+def test_any_tests_file_gives_results_or_located_diagnostics(desk, doc):
+    path = str(desk / "random.tests.yaml")
+    result = TestRunner(qflow.make_plugin_manager(autoload=False)).run_file(path, json.dumps(doc, ensure_ascii=False))
+    for d in result.diagnostics:
+        assert d.line >= 1 and d.col >= 1 and d.code.startswith("QF")
+    assert result.broken or result.results or result.errors or not doc.get("tests")
+    render([result])  # and the report renders

@@ -376,6 +376,9 @@ def _parse_case(p: _Parser, path: P, raw: Any, file_now: datetime | None, defaul
         checks: tuple[Check, ...] = ()
     else:
         checks = _parse_expect(p, path + ("expect",), raw["expect"])
+        if not checks and isinstance(raw["expect"], YMap) and not raw["expect"] and "steps" not in raw:
+            p.error(path + ("expect",), "QF603", "the case expects nothing, so it cannot fail",
+                    "say what must come out: severity, team, respond_by ...")
     steps = _parse_steps(p, path + ("steps",), raw.get("steps"), now, until, defaults) if "steps" in raw else ()
     if until is not None and now is not None and until < now:
         p.error(path + ("at",), "QF609", f"at {until.isoformat()} is before the case's time {now.isoformat()}",
