@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import qflow
-from qflow._versions import SwapResult
+from qflow import SwapResult
 from tests.conftest import BASE, T0
 
 HIGH_BASE = BASE.replace("  - id: default\n    set: {severity: normal}", "  - id: default\n    set: {severity: high}")

@@ -56,6 +56,7 @@ from qflow.model import (  # the improvement loop
 )
 from qflow.ruleset import CompileContext, Ruleset, Section, load_ruleset, load_ruleset_text
 from qflow._tick import TickReport
+from qflow._versions import SwapResult
 from qflow.store import (
     DeliveryAttempt,
     Filter,
@@ -75,6 +76,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "Channel", "DeliveryReport", "RetryPolicy", "redact",
     "Filter", "Measure", "Projection",
+    "SwapResult",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
     "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
