@@ -21,7 +21,9 @@ LABELS: dict[str, dict[str, str]] = {
            "incidents": "incidents", "repeats": "repeats", "definitions": "Definitions",
            "numerator": "numerator", "denominator": "denominator", "membership": "period membership",
            "no_data": "no data", "resolved": "resolved", "in progress": "in progress", "pending": "pending",
-           "figures": "Figures", "by": "by", "place": "place", "channel": "channel", "cumulative": "cumulative"},
+           "figures": "Figures", "by": "by", "place": "place", "channel": "channel", "cumulative": "cumulative",
+           "durations_note": "Durations are business time (working hours, pauses left out) unless marked calendar.",
+           "ruleset": "ruleset"},
     "zh": {"kpi": "指标", "value": "数值", "n": "样本", "previous": "上期", "last_year": "去年同期",
            "mean": "平均", "median": "中位数", "p90": "P90", "calendar": "日历时间", "business": "工作时间",
            "low": "样本不足", "whole": "全部", "period": "期间", "as_of": "截至", "timezone": "时区",
@@ -34,7 +36,8 @@ LABELS: dict[str, dict[str, str]] = {
            "incidents": "异常数", "repeats": "再发数", "definitions": "指标定义",
            "numerator": "分子", "denominator": "分母", "membership": "期间归属",
            "no_data": "无数据", "resolved": "已解决", "in progress": "处理中", "pending": "待处理",
-           "figures": "指标", "by": "按", "place": "地点", "channel": "渠道", "cumulative": "累计"},
+           "figures": "指标", "by": "按", "place": "地点", "channel": "渠道", "cumulative": "累计",
+           "durations_note": "时长按工作时间计算（不含暂停），标注日历时间者除外。", "ruleset": "规则集"},
 }
 
 
@@ -79,6 +82,8 @@ def delta(kpi: KPI, now: Figure | None, before: Figure | None) -> tuple[str, int
         text = f"{100 * diff:+.1f} pt"
     elif kpi.unit == "duration":
         text = ("+" if diff >= 0 else "−") + duration(abs(diff))
+    elif kpi.unit == "score":
+        text = f"{diff:+.0f}"
     else:
         text = f"{diff:+g}"
     if diff == 0:

@@ -22,6 +22,14 @@ def _kpi_title(kpi: KPI, lang: str) -> str:
     return kpi.title_zh if lang == "zh" else kpi.title
 
 
+#: The fishbone's six branches as the reader knows them (人机料法环测).
+SIX_M_NAMES = {
+    "en": {"man": "Man", "machine": "Machine", "method": "Method", "material": "Material",
+           "measurement": "Measurement", "environment": "Environment"},
+    "zh": {"man": "人", "machine": "机", "method": "法", "material": "料", "measurement": "测", "environment": "环"},
+}
+
+
 def _ordered(sl: Any) -> list[tuple[Any, Any]]:
     """A slice's groups by name, the one without a value (None) last."""
     return sorted(sl.groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
@@ -217,7 +225,10 @@ table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nu
 th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; } th { background: #f0f2f5; font-weight: 600; }
 td.s { text-align: left; white-space: normal; }
-.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+table.slice th { white-space: normal; vertical-align: bottom; font-size: 12px; }
+table.slice td { font-size: 13px; }
+figcaption .note { font-weight: 400; }
+.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; margin-top: 18px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 10px; }
 figcaption { font-weight: 600; margin-bottom: 6px; }
 .note { color: var(--muted); font-size: 12px; }
@@ -235,7 +246,7 @@ def render_html(report: Report, *, lang: str = "en") -> str:
              f'<title>{escape(report.title)} {escape(report.period.label)}</title><style>{_CSS}</style></head>'
              f'<body><main><header><h1>{escape(report.title)}</h1><div class="meta">{L("period")} '
              f'<b>{escape(report.period.label)}</b> · {L("as_of")} {report.as_of.isoformat(timespec="minutes")} · '
-             f'{L("timezone")} {escape(report.timezone)} · ruleset {escape(report.ruleset)}</div></header>']
+             f'{L("timezone")} {escape(report.timezone)} · {L("ruleset")} {escape(report.ruleset)}</div></header>']
     # headline cards
     parts.append('<section class="cards">')
     for name in ("on_time_respond", "on_time_resolve", "first_response_time", "time_to_resolve",
@@ -260,11 +271,13 @@ def render_html(report: Report, *, lang: str = "en") -> str:
     parts.append(f'<figure><figcaption>{L("trend")}</figcaption>{_svg.lines(months, series, title=L("trend"), empty=L("no_data"))}</figure>')
     parts.append(f'<figure><figcaption>{L("histogram")}</figcaption>'
                  f'{_svg.bars(list(report.histogram), title=L("histogram"), empty=L("no_data"))}</figure>')
+    branches = [(SIX_M_NAMES.get(lang, SIX_M_NAMES["en"]).get(b, b), n) for b, n in report.pareto]
     parts.append(f'<figure><figcaption>{L("pareto")}</figcaption>'
-                 f'{_svg.pareto(list(report.pareto), title=L("pareto"), cumulative=L("cumulative"), empty=L("no_data"))}</figure>')
-    places = [(p, float(r)) for p, _n, r in report.recurrence_by_place[:8]]
-    parts.append(f'<figure><figcaption>{L("recurrence")}</figcaption>'
-                 f'{_svg.bars(places, title=L("recurrence"), color=_svg.PALETTE[3], empty=L("no_data"))}</figure>')
+                 f'{_svg.pareto(branches, title=L("pareto"), cumulative=L("cumulative"), empty=L("no_data"))}</figure>')
+    # Only the places where something came back, most repeats first: the chart is where to look next.
+    places = [(p, float(r), f"{r} / {n} {L('incidents')}") for p, n, r in report.recurrence_by_place if r > 0][:8]
+    parts.append(f'<figure><figcaption>{L("recurrence")} <span class="note">({L("repeats")})</span></figcaption>'
+                 f'{_svg.hbars(places, title=L("recurrence"), color=_svg.PALETTE[3], empty=L("no_data"))}</figure>')
     parts.append("</section>")
     # the figures table
     parts.append(f'<h2>{L("figures")}</h2><table><tr><th>{L("kpi")}</th><th>{L("value")}</th><th>{L("n")}</th>'
@@ -285,12 +298,11 @@ def render_html(report: Report, *, lang: str = "en") -> str:
                      f'<td>{duration(extra.get("median_calendar")) if dur else ""}</td>'
                      f'<td>{cell(kpi, p)}</td><td class="{cls[dir1]}">{d1}</td>'
                      f'<td>{cell(kpi, ly)}</td><td class="{cls[dir2]}">{d2}</td></tr>')
-    parts.append(f'</table><p class="note">* {L("low")}: n &lt; {report.min_n}. '
-                 f'Durations are business time unless marked calendar.</p>')
+    parts.append(f'</table><p class="note">* {L("low")}: n &lt; {report.min_n}. {L("durations_note")}</p>')
     # slices
     shown = [k for k in report.kpis if k.unit in ("rate", "duration")][:8]
     for sl in report.slices:
-        parts.append(f'<h2>{L("by")} {L(sl.by or "")}</h2><table><tr><th>{L(sl.by or "")}</th>'
+        parts.append(f'<h2>{L("by")} {L(sl.by or "")}</h2><table class="slice"><tr><th>{L(sl.by or "")}</th>'
                      + "".join(f"<th>{escape(_kpi_title(k, lang))}</th>" for k in shown) + "</tr>")
         for group, figures in _ordered(sl):
             cells = []
