@@ -37,7 +37,7 @@ from qflow.model import (
     TraceStep,
 )
 from qflow.ruleset import Ruleset, load_ruleset
-from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Store, Timer, Write
+from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projection, Store, Timer, Write
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
@@ -172,6 +172,9 @@ class _Hooks:
                                                     events=tuple(events), ruleset=ruleset, now=now, store=self.store)
         return [e for effects in found for e in effects]
 
+    def projections(self) -> list[Projection]:
+        return [p for found in self._hook.qflow_projections() for p in found or ()]
+
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> dict[str, Any]:
         rows: dict[str, Any] = {}
@@ -231,6 +234,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         self.clock: Clock = clock or SystemClock()
         self.store: Store = open_store(store, self.plugins) if isinstance(store, str) else (store or MemoryStore())
         self._hooks = _Hooks(self.plugins, self.store)
+        self.store.declare(self._hooks.projections())
         self._conv = _CONVERTER
 
     @classmethod

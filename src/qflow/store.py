@@ -319,6 +319,10 @@ class Store(abc.ABC):
 
     # -- projections -------------------------------------------------------------------
 
+    def declare(self, projections: Sequence[Projection]) -> None:  # noqa: B027 - nothing to prepare in memory
+        """Get ready to keep *projections* (SQL stores create their tables and indexes).
+        The engine calls this once, with what ``qflow_projections`` declares."""
+
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
                   where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
         """Aggregate the rows of *projection*: one tuple per group, the group values
