@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 from datetime import datetime
 from typing import IO, Any
@@ -177,7 +176,3 @@ def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _id(incident: Incident) -> str:
     assert incident.id is not None
     return incident.id
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
