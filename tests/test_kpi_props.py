@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import qflow
 from qflow import Engine, FakeClock, Incident, MemoryStore, QflowError, Write
 from qflow.events import fold
-from qflow_assess import DEFINITIONS, qflow_project
+from qflow_assess import ACTIONS, DEFINITIONS, FACTS, qflow_project
 from qflow_assess import settings as assess_settings
 from qflow_assess._compute import compute
 from qflow_assess._facts import facts_row
@@ -180,6 +180,7 @@ def restore(engine: Engine, rnd: random.Random, as_of: datetime) -> MemoryStore:
         queues.append(chunks)
     rnd.shuffle(queues)
     store = MemoryStore()
+    store.declare([FACTS, ACTIONS])
     done: dict[str, list] = {}
     while any(queues):
         q = rnd.choice([q for q in queues if q])

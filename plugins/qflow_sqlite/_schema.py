@@ -49,17 +49,14 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_message ON attempts (message_id);
 """
 
-# Version 2: dedup keys for multi-channel intake, documents, projection rows.
+# Version 2: dedup keys for multi-channel intake, documents. Projections get typed
+# tables of their own when the engine declares them (qflow.projection_sql).
 _V2 = """
 ALTER TABLE incidents ADD COLUMN dedup_key TEXT;
 CREATE INDEX incidents_dedup ON incidents (dedup_key, reported_ts) WHERE dedup_key IS NOT NULL;
 CREATE TABLE documents (
     kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (kind, id)
-) WITHOUT ROWID;
-CREATE TABLE projection_rows (
-    projection TEXT NOT NULL, incident_id TEXT NOT NULL, row TEXT NOT NULL,
-    PRIMARY KEY (projection, incident_id)
 ) WITHOUT ROWID;
 """
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from qflow import projection_sql
+from qflow.store import undeclared
 from qflow.errors import ConcurrencyError
 from qflow.model import Event, IncidentState
 from qflow.store import (
@@ -33,9 +35,7 @@ from qflow.store import (
     StoreError,
     Timer,
     Write,
-    aggregate_rows,
     external_conflict,
-    projection_rows,
 )
 
 from qflow_sqlite import _codec
@@ -92,6 +92,7 @@ class SQLiteStore(Store):
                              f"use one of {', '.join(SYNCHRONOUS)}")
         self.synchronous = synchronous
         self._lock = threading.RLock()
+        self._projections: dict[str, Projection] = {}
         self._stored_version = 0
         self._con = self._connect(timeout)
 
@@ -299,8 +300,8 @@ class SQLiteStore(Store):
         cleared: list[tuple[str]] = []
         timers: list[tuple[Any, ...]] = []
         outbox: list[tuple[Any, ...]] = []
-        rows_set: list[tuple[str, str, str]] = []
-        rows_gone: list[tuple[str, str]] = []
+        rows_set: dict[str, list[tuple[Any, ...]]] = {}
+        rows_gone: dict[str, list[tuple[str]]] = {}
         for w in writes:
             state = w.state
             iid = state.incident.id
@@ -354,11 +355,11 @@ class SQLiteStore(Store):
             for m in w.outbox:
                 outbox.append(_outbox_row(m))
             for name, given in w.rows.items():
-                prows = projection_rows(given)
-                if prows:
-                    rows_set.append((name, iid, dumps(prows)))
-                else:
-                    rows_gone.append((name, iid))
+                projection = self._projections.get(name)
+                if projection is None:
+                    raise StoreError(undeclared(name))
+                rows_gone.setdefault(name, []).append((iid,))
+                rows_set.setdefault(name, []).extend(projection_sql.row_values(projection, iid, given))
         if follows:
             self._check_follows(con, follows)
         if externals:
@@ -378,10 +379,11 @@ class SQLiteStore(Store):
             con.executemany("INSERT OR REPLACE INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)", timers)
         if outbox:
             con.executemany("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)", outbox)
-        if rows_gone:
-            con.executemany("DELETE FROM projection_rows WHERE projection = ? AND incident_id = ?", rows_gone)
-        if rows_set:
-            con.executemany("INSERT OR REPLACE INTO projection_rows VALUES (?,?,?)", rows_set)
+        for name, gone in rows_gone.items():
+            projection = self._projections[name]
+            con.executemany(projection_sql.delete_statement(projection, "sqlite"), gone)
+            if rows_set[name]:
+                con.executemany(projection_sql.insert_statement(projection, "sqlite"), rows_set[name])
 
     def _check_follows(self, con: sqlite3.Connection, follows: Mapping[str, int]) -> None:
         ids = list(follows)
@@ -598,12 +600,18 @@ class SQLiteStore(Store):
 
     # -- projections -------------------------------------------------------------------
 
+    def declare(self, projections: Sequence[Projection]) -> None:
+        with self._tx() as con:
+            for projection in projections:
+                for sql in projection_sql.create_statements(projection, "sqlite"):
+                    con.execute(sql)
+                self._projections[projection.name] = projection
+
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
                   where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
-        # The rows are aggregated by the memory store's reference code, so both agree.
-        rows = self._read("SELECT row FROM projection_rows WHERE projection = ? ORDER BY incident_id",
-                          (projection.name,))
-        return aggregate_rows((r for text, in rows for r in loads(text)), projection, measures, group_by, where)
+        if projection.name not in self._projections:
+            self.declare([projection])
+        return projection_sql.aggregate(self._read, projection, measures, group_by, where, "sqlite")
 
 
 _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, next_at, next_ts, payload, status,"

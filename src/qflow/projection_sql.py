@@ -1,6 +1,6 @@
 """SQL for projections, shared by the SQL stores (SQLite and PostgreSQL plugins).
 
-A projection is one table ``qf_proj_<name>`` keyed by ``(incident_id, n)``; an
+A projection is one table ``qf_proj_<name>`` keyed by ``(qf_incident, qf_n)``; an
 aggregate is one grouped scan with every measure as a conditional aggregate, plus
 one window query per percentile measure. Column and function names come only from
 the projection's declaration (checked by :func:`qflow.store.check_query`); values
@@ -9,29 +9,71 @@ are always parameters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qflow.store import Filter, Measure, Projection, check_query, projection_rows
 
-__all__ = ["aggregate", "create_statements", "insert_statement", "row_values", "table"]
+__all__ = ["aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
+           "insert_statement", "many_values", "row_values", "table"]
 
 _TYPES = {"sqlite": {"text": "TEXT", "int": "INTEGER", "real": "REAL"},
           "postgresql": {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"}}
 _PERCENT = {"median": 50, "p90": 90}
+_CAST: Mapping[str, Any] = {"text": str, "int": int, "real": float}
+# Names go into SQL unquoted (tables) or double-quoted (columns): only plain ones.
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]{0,40}\Z")
 
 
 def table(projection: Projection) -> str:
+    if not _PLAIN.match(projection.name):
+        raise ValueError(f"projection name {projection.name!r} is not a plain SQL name; "
+                         "use lower-case letters, digits and _ (e.g. incident_facts)")
     return f"qf_proj_{projection.name}"
+
+
+def column_type(kind: str, dialect: str) -> str:
+    """The SQL type of a projection column of *kind* (one of ``COLUMN_TYPES``)."""
+    return _TYPES[dialect][kind]
+
+
+def insert_many_statement(projection: Projection, dialect: str) -> str:
+    """One INSERT for any number of rows, over one array per column (PostgreSQL's
+    ``unnest``); its parameters are :func:`many_values`."""
+    if dialect != "postgresql":
+        raise ValueError(f"insert_many_statement is for postgresql, not {dialect}; use insert_statement")
+    cols = ", ".join(f'"{c}"' for c in projection.column_names())
+    arrays = ", ".join(f"%s::{column_type(t, dialect)}[]" for _, t in projection.columns)
+    return (f"INSERT INTO {table(projection)} (qf_incident, qf_n, {cols}) "
+            f"SELECT * FROM unnest(%s::text[], %s::integer[], {arrays})")
+
+
+def many_values(projection: Projection, values: Sequence[tuple[Any, ...]], dialect: str) -> list[list[Any]]:
+    """:func:`row_values` tuples as one list per column, each value of the column's
+    type (an array holds one type: True in an int column is 1, 3 in a real one 3.0)."""
+    cast = [str, int] + [_CAST[t] for _, t in projection.columns]
+    return [[None if r[i] is None else cast[i](r[i]) for r in values] for i in range(len(cast))]
+
+
+def delete_statement(projection: Projection, dialect: str) -> str:
+    """Removes one incident's rows (before its new ones are inserted)."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    return f"DELETE FROM {table(projection)} WHERE qf_incident = {mark}"
 
 
 def create_statements(projection: Projection, dialect: str) -> list[str]:
     """CREATE TABLE and its indexes (on every time column, where periods select)."""
     types = _TYPES[dialect]
+    for c, _t in projection.columns:
+        if not _PLAIN.match(c) or c in ("qf_incident", "qf_n"):
+            raise ValueError(f"projection {projection.name}: column name {c!r} is not a plain SQL name; "
+                             "use lower-case letters, digits and _ (not qf_incident or qf_n)")
     cols = ", ".join(f'"{c}" {types[t]}' for c, t in projection.columns)
     name = table(projection)
-    out = [f'CREATE TABLE IF NOT EXISTS {name} (incident_id TEXT NOT NULL, n INTEGER NOT NULL, {cols}, '
-           f'PRIMARY KEY (incident_id, n))']
+    # The key columns carry a prefix: a projection may have its own incident_id column.
+    out = [f'CREATE TABLE IF NOT EXISTS {name} (qf_incident TEXT NOT NULL, qf_n INTEGER NOT NULL, {cols}, '
+           f'PRIMARY KEY (qf_incident, qf_n))']
     for c, t in projection.columns:
         if t == "real" and (c.endswith("_at") or c == "due"):
             out.append(f'CREATE INDEX IF NOT EXISTS {name}_{c} ON {name} ("{c}")')
@@ -42,7 +84,7 @@ def insert_statement(projection: Projection, dialect: str) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     cols = ", ".join(f'"{c}"' for c in projection.column_names())
     marks = ", ".join([mark] * (len(projection.columns) + 2))
-    return f"INSERT INTO {table(projection)} (incident_id, n, {cols}) VALUES ({marks})"
+    return f"INSERT INTO {table(projection)} (qf_incident, qf_n, {cols}) VALUES ({marks})"
 
 
 def row_values(projection: Projection, incident_id: str, rows: Any) -> list[tuple[Any, ...]]:
@@ -98,7 +140,12 @@ def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], gro
         fn = {"count": "COUNT", "count_distinct": "COUNT", "sum": "SUM", "avg": "AVG", "min": "MIN",
               "max": "MAX"}[m.fn]
         distinct = "DISTINCT " if m.fn == "count_distinct" else ""
-        select.append(f"{fn}({distinct}{inner})")
+        expr = f"{fn}({distinct}{inner})"
+        if dialect == "postgresql" and m.fn in ("sum", "avg"):
+            # PostgreSQL sums and averages integers as numeric (Decimal); the reference gives int and float.
+            kind = dict(projection.columns)[m.column]
+            expr = f"CAST({expr} AS {'BIGINT' if m.fn == 'sum' and kind == 'int' else 'DOUBLE PRECISION'})"
+        select.append(expr)
     where_sql = _all(where, mark, params)
     sql = f"SELECT {groups + ', ' if groups else ''}{', '.join(select)} FROM {name} WHERE {where_sql}"
     if groups:

@@ -403,6 +403,9 @@ class MemoryStore(Store):
             pending: dict[str, int] = {}
             for w in writes:  # check everything before changing anything
                 self._check(w, pending)
+                for name in w.rows:
+                    if name not in self._rows:
+                        raise StoreError(undeclared(name))
             for w in writes:
                 iid = w.state.id
                 if w.events:
@@ -533,6 +536,11 @@ class MemoryStore(Store):
             self._attempts.setdefault(message.id, []).append(attempt)
             self._outbox_claims.pop(message.id, None)
 
+    def declare(self, projections: Sequence[Projection]) -> None:
+        with self._lock:
+            for p in projections:
+                self._rows.setdefault(p.name, {})
+
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
                   where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -573,6 +581,11 @@ _OPS: Mapping[str, Any] = {
     "in": lambda a, b: a in b, "is null": lambda a, _b: a is None, "not null": lambda a, _b: a is not None,
 }
 MEASURES = ("count", "count_distinct", "sum", "avg", "min", "max", "median", "p90")
+
+
+def undeclared(name: str) -> str:
+    return (f"projection '{name}' was not declared to this store; a plugin returned rows from qflow_project "
+            "without declaring them in qflow_projections")
 
 
 def projection_rows(value: Any) -> list[Mapping[str, Any]]:

@@ -8,7 +8,7 @@ import pytest
 
 from qflow.errors import ConcurrencyError
 from qflow.model import Stage
-from qflow.store import Filter, IncidentQuery, Measure, Projection, Write
+from qflow.store import StoreError, Filter, IncidentQuery, Measure, Projection, Write
 
 from tests.store.builders import T0, follow, report_write, to_stage
 
@@ -89,6 +89,7 @@ def test_deadlines_due_of_open_incidents(site):
 
 def test_projection_rows_replace_each_other_and_aggregate(store):
     p = Projection("response", (("team", "text"), ("minutes", "real")))
+    store.declare([p])
     w1, w2 = report_write("INC-1"), report_write("INC-2")
     store.write([Write(w1.events, w1.state, (), (), {"response": {"team": "a", "minutes": 10.0}}),
                  Write(w2.events, w2.state, (), (), {"response": [{"team": "a", "minutes": 30.0},
@@ -99,3 +100,12 @@ def test_projection_rows_replace_each_other_and_aggregate(store):
     assert got == [("a", 1, 30.0), ("b", 2, 12.0)]
     got = store.aggregate(p, measures=[Measure("max", "minutes")], where=[Filter("team", "==", "b")])
     assert got == [(7.0,)]
+
+
+def test_rows_of_a_projection_never_declared_are_refused_and_nothing_is_written(store):
+    w = report_write("INC-1")
+    with pytest.raises(StoreError) as err:
+        store.write([Write(w.events, w.state, (), (), {"nowhere": {"x": 1}})])
+    assert str(err.value) == ("projection 'nowhere' was not declared to this store; a plugin returned rows "
+                              "from qflow_project without declaring them in qflow_projections")
+    assert store.get("INC-1") is None
