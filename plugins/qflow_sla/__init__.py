@@ -12,6 +12,7 @@ event log by :func:`qflow_sla.clocks.clock_states`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from datetime import datetime
 
 from qflow import Classification, Deadline, Incident, Ruleset, Section, TraceStep, format_duration, hookimpl
@@ -57,20 +58,32 @@ def _reported_clocks(ruleset: Ruleset) -> Mapping[str, ClockRule]:
     return {name: rule for name, rule in rules.items() if ev.INCIDENT_REPORTED in rule.start.event}
 
 
-def _deadlines(classification: Classification, ruleset: Ruleset, start: datetime) -> list[tuple[Deadline, str]]:
+def _plan(ruleset: Ruleset, severity: str | None, priority: str | None) -> tuple[tuple[Any, ...], ...]:
+    """The deadlines a severity and priority commit to, ready to be counted from a
+    start: (clock, span, calendar, calendar name, source) in clock order. Worked out
+    once per pair and ruleset: deciding only adds the spans on the calendars."""
     policies: Policies = ruleset.compiled("severities")
-    calendars: Calendars = ruleset.compiled("calendars")
-    targets = policies.targets(classification.severity, classification.priority)
-    out = []
-    for name in _reported_clocks(ruleset):
-        target = targets.get(name)
-        if target is None:
-            continue
-        cal = calendars.get(target.calendar) or calendars[ROUND_THE_CLOCK]
-        out.append((Deadline(name, start, cal.add(start, target.span), target.span, target.calendar), target.source))
-    order = {c: i for i, c in enumerate(CLOCKS)}
-    out.sort(key=lambda d: order.get(d[0].clock, len(order)))
-    return out
+    key = (severity, priority)
+    plan = policies.plans.get(key)
+    if plan is None:
+        calendars: Calendars = ruleset.compiled("calendars")
+        targets = policies.targets(severity, priority)
+        order = {c: i for i, c in enumerate(CLOCKS)}
+        found = []
+        for name in _reported_clocks(ruleset):
+            target = targets.get(name)
+            if target is None:
+                continue
+            cal = calendars.get(target.calendar) or calendars[ROUND_THE_CLOCK]
+            found.append((name, target.span, cal, target.calendar, target.source))
+        found.sort(key=lambda d: order.get(d[0], len(order)))
+        plan = policies.plans[key] = tuple(found)
+    return plan
+
+
+def _deadlines(classification: Classification, ruleset: Ruleset, start: datetime) -> list[tuple[Deadline, str]]:
+    return [(Deadline(name, start, cal.add(start, span), span, calname), source)
+            for name, span, cal, calname, source in _plan(ruleset, classification.severity, classification.priority)]
 
 
 @hookimpl(trylast=True)
@@ -78,8 +91,10 @@ def qflow_deadline(incident: Incident, classification: Classification, ruleset: 
                    now: datetime) -> Sequence[Deadline] | None:
     if classification.severity is None and classification.priority is None:
         return None
-    found = _deadlines(classification, ruleset, incident.reported_at or now)
-    return tuple(d for d, _ in found) or None
+    start = incident.reported_at or now
+    plan = _plan(ruleset, classification.severity, classification.priority)
+    return tuple([Deadline(name, start, cal.add(start, span), span, calname)
+                  for name, span, cal, calname, _ in plan]) or None
 
 
 @hookimpl(trylast=True)

@@ -206,6 +206,8 @@ class BusinessCalendar:
             raise ValueError(f"cannot add a negative duration ({duration}) of working time")
         tz = start.tzinfo
         if self.rule is None or not duration:
+            if type(tz) is timezone:
+                return start + duration  # a fixed offset: wall-clock and elapsed time agree
             return _instant(_us(start) + duration // _US, tz)
         # The hot path: inlined, because at 200,000 deadlines a second every call counts.
         t = (start - _EPOCH) // _US

@@ -205,6 +205,8 @@ class Policies:
     order: tuple[str, ...]
     severities: Mapping[str, SeverityPolicy]
     priorities: Mapping[str, PriorityPolicy]
+    #: (severity, priority) -> the deadline plan (see ``qflow_sla._plan``); filled on use.
+    plans: dict[tuple[str | None, str | None], Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     def targets(self, severity: str | None, priority: str | None) -> dict[str, Target]:
         """The target of every clock that has one for this severity and priority."""

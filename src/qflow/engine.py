@@ -265,11 +265,17 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         hooks = self._hooks
         view = incident_view(incident)
         results = hooks.classify(incident, view, ruleset, now)
-        if len(results) == 1 and (results[0].category is not None or incident.category is None):
-            # The common case, one classifier: its answer is the classification.
+        if len(results) == 1:
+            # The common case, one classifier: its answer is the classification, with
+            # the reported category standing where it left the category open.
             classification = results[0]
             sources = _sources(classification, _CLASSIFIED)
             matched = list(classification.matched)
+            if classification.category is None and incident.category is not None:
+                sources["category"] = "report"
+                c = classification
+                classification = Classification(incident.category, c.severity, c.priority, c.source, c.matched,
+                                                sources)
         else:
             classification, sources, matched = _merge(results, incident)
         category, severity, priority = classification.category, classification.severity, classification.priority
