@@ -15,6 +15,7 @@ from stepplugin import STEP_FIRED, StepPlugin
 import qflow
 import qflow_postgres
 from qflow.errors import StoreUnavailableError
+from qflow_postgres import SCHEMA_VERSION as SCHEMA
 from qflow_postgres import SchemaVersionError, StoreError
 
 pytest_plugins = ("pgtools",)  # the pg_url and pg_schemas fixtures
@@ -42,7 +43,7 @@ def test_a_newer_schema_is_refused_with_what_to_do(pg_url, pg_admin):
     with pytest.raises(SchemaVersionError) as err:
         qflow_postgres.open_store(pg_url)
     assert str(err.value) == (
-        f"the store {pg_url} has schema version 99, newer than the 2 this qflow knows; "
+        f"the store {pg_url} has schema version 99, newer than the 3 this qflow knows; "
         "upgrade qflow (pip install -U qflow) or open a backup made before the newer qflow touched it")
 
 
@@ -53,17 +54,18 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     schema = _schema_of(pg_url)
     with pg_admin() as con:  # what version 1 looked like
         con.execute(f"ALTER TABLE {schema}.qflow_incidents DROP COLUMN dedup_key")
-        con.execute(f"DROP TABLE {schema}.qflow_projection_rows")
+        con.execute(f"DROP INDEX {schema}.qflow_timers_claimed")
+        con.execute(f"DROP INDEX {schema}.qflow_outbox_claimed")
         con.execute(f"UPDATE {schema}.qflow_meta SET value = '1' WHERE key = 'schema_version'")
     store = qflow_postgres.open_store(pg_url)
     assert store.schema_version() == 1
     with pytest.raises(SchemaVersionError) as err:
         store.get(state.id)
     assert str(err.value) == (
-        f"the store {pg_url} has schema version 1, older than the 2 this qflow needs; "
+        f"the store {pg_url} has schema version 1, older than the 3 this qflow needs; "
         f"run 'qflow db upgrade --store {pg_url}' (after a pg_dump of the database)")
-    assert store.upgrade() == (1, 2)
-    assert store.upgrade() == (2, 2)
+    assert store.upgrade() == (1, 3)
+    assert store.upgrade() == (3, 3)
     assert store.get(state.id) == state
     assert store.events(state.id) == engine.events(state.id)
     assert store.find_dedup("anything", T0) is None
@@ -97,7 +99,7 @@ def test_workers_starting_together_create_the_schema_once(pg_url):
     for t in threads:
         t.join(timeout=30)
     assert errors == [] and len(stores) == 4
-    assert sorted(s.found_version for s in stores) == [0, 2, 2, 2]
+    assert sorted(s.found_version for s in stores) == [0, SCHEMA, SCHEMA, SCHEMA]
     for s in stores:
         s.close()
 
@@ -214,7 +216,7 @@ def test_a_commit_whose_answer_was_lost_is_not_applied_twice(pg_url):
     new = engine.events(state.id)[len(before):]
     # The same write again, as the retry after a lost COMMIT answer would send it.
     write = qflow.Write(new, after, None)
-    store._run(lambda retry: qflow_postgres._ops.write(store._codec, [write], retry=True))
+    store._run(lambda retry: qflow_postgres._ops.write(store._codec, [write], store._projections, retry=True))
     assert engine.events(state.id) == before + new
     with pytest.raises(qflow.ConcurrencyError) as err:
         store.write([write])

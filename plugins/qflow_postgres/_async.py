@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Timer, Write
-from qflow.store import Due, Filter, Measure, Projection, aggregate_rows
+from qflow import projection_sql
+from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
@@ -42,6 +44,8 @@ class AsyncPostgresStore:
         self._lock = asyncio.Lock()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._ready = False
+        self._projections: dict[str, Projection] = {}
+        self._undeclared: dict[str, Projection] = {}  # declared, tables not yet made
         self.reconnects = 0
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -68,19 +72,21 @@ class AsyncPostgresStore:
         conn = self._conn
         return None if conn is None or conn.closed else conn.info.backend_pid
 
-    async def _run(self, make: Callable[[bool], _ops.Op]) -> Any:
+    async def _run(self, make: Callable[[bool], _ops.Op], *, tx: bool = True) -> Any:
         async with self._lock:
             for attempt in range(self.retries + 1):
                 try:
                     conn = await self._connection()
                     if not self._ready:
-                        async with conn.transaction(), conn.cursor() as cur:
-                            _found, version = await _drive(cur, _ops.bootstrap(self.target.shown, upgrade=False))
+                        _found, version = await _transact(conn, _ops.bootstrap(self.target.shown, upgrade=False))
                         if version < _schema.CURRENT:
                             raise _ops.older(self.target.shown, version)
                         self._ready = True
-                    async with conn.transaction(), conn.cursor() as cur:
-                        return await _drive(cur, make(attempt > 0))
+                    if self._undeclared:
+                        await _transact(conn, _ops.declare(list(self._undeclared.values())))
+                        self._undeclared.clear()
+                    op = make(attempt > 0)
+                    return await (_transact(conn, op) if tx else _once(conn, op))
                 except LOST as exc:
                     if attempt == self.retries:
                         raise unavailable(self.target, attempt + 1, exc) from exc
@@ -98,10 +104,10 @@ class AsyncPostgresStore:
                 self._conn = None
 
     async def schema_version(self) -> int:
-        return await self._run(lambda retry: _ops.schema_version())
+        return await self._run(lambda retry: _ops.schema_version(), tx=False)
 
     async def next_id(self) -> str:
-        return await self._run(lambda retry: _ops.next_id())
+        return await self._run(lambda retry: _ops.next_id(), tx=False)
 
     async def append(self, events: Sequence[Event], state: IncidentState, *, timers: Sequence[Timer] | None = None,
                      outbox: Sequence[OutboxMessage] = ()) -> None:
@@ -109,89 +115,130 @@ class AsyncPostgresStore:
 
     async def write(self, writes: Sequence[Write]) -> None:
         writes = list(writes)
-        await self._run(lambda retry: _ops.write(self._codec, writes, retry=retry))
+        await self._run(lambda retry: _ops.write(self._codec, writes, self._projections, retry=retry))
 
     async def get(self, incident_id: str) -> IncidentState | None:
-        return await self._run(lambda retry: _ops.get(self._codec, incident_id))
+        return await self._run(lambda retry: _ops.get(self._codec, incident_id), tx=False)
 
     async def events(self, incident_id: str) -> tuple[Event, ...]:
-        return await self._run(lambda retry: _ops.events(self._codec, incident_id))
+        return await self._run(lambda retry: _ops.events(self._codec, incident_id), tx=False)
 
     async def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
-        return await self._run(lambda retry: _ops.find_dedup(dedup_key, since))
+        return await self._run(lambda retry: _ops.find_dedup(dedup_key, since), tx=False)
 
     async def next_ids(self, count: int) -> list[str]:
         return [await self.next_id() for _ in range(count)]
 
     async def count(self, query: IncidentQuery) -> int:
-        return await self._run(lambda retry: _ops.count(query))
+        return await self._run(lambda retry: _ops.count(query), tx=False)
+
+    def declare(self, projections: Sequence[Projection]) -> None:
+        """Take *projections*; their tables are created by the next call, in the loop
+        (this is called from ``Engine.__init__``, where nothing may be awaited)."""
+        for p in projections:
+            projection_sql.table(p)  # a bad name is refused here, not at the first write
+            self._projections[p.name] = p
+            self._undeclared[p.name] = p
 
     async def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
-        # Rows are fetched and aggregated here, with the memory store's reference code,
-        # so both stores give the same figures (nearest-rank p90 included).
-        rows = await self._run(lambda retry: _ops.projection(projection.name))
-        return aggregate_rows(rows, projection, measures, group_by, where)
+                        where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+        if projection.name not in self._projections:
+            self.declare([projection])
+        return await self._run(lambda retry: _ops.aggregate(projection, measures, group_by, where))
 
     async def find_external(self, external_id: str) -> str | None:
-        return await self._run(lambda retry: _ops.find_external(external_id))
+        return await self._run(lambda retry: _ops.find_external(external_id), tx=False)
 
     async def query(self, query: IncidentQuery) -> list[IncidentState]:
-        return await self._run(lambda retry: _ops.query(self._codec, query))
+        return await self._run(lambda retry: _ops.query(self._codec, query), tx=False)
 
     async def due(self, until: datetime) -> list[Due]:
-        return await self._run(lambda retry: _ops.due(until))
+        return await self._run(lambda retry: _ops.due(until), tx=False)
 
     async def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                            lease_until: datetime | None = None) -> list[Timer]:
-        return await self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until))
+        return await self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until),
+                              tx=False)
 
     async def release_timers(self, worker: str) -> None:
         await self._run(lambda retry: _ops.release(worker))
 
     async def timers(self, incident_id: str | None = None) -> list[Timer]:
-        return await self._run(lambda retry: _ops.timers(self._codec, incident_id))
+        return await self._run(lambda retry: _ops.timers(self._codec, incident_id), tx=False)
 
     async def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
                            lease_until: datetime | None = None) -> list[OutboxMessage]:
-        return await self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until))
+        return await self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until),
+                              tx=False)
 
     async def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
                               write: Write | None = None) -> None:
-        await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, retry=retry))
+        await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
+                                                           retry=retry))
 
     async def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
-        return await self._run(lambda retry: _ops.outbox(self._codec, incident_id, status))
+        return await self._run(lambda retry: _ops.outbox(self._codec, incident_id, status), tx=False)
 
     async def attempts(self, message_id: str) -> list[DeliveryAttempt]:
-        return await self._run(lambda retry: _ops.attempts(self._codec, message_id))
+        return await self._run(lambda retry: _ops.attempts(self._codec, message_id), tx=False)
 
     async def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
         await self._run(lambda retry: _ops.save_document(self._codec, kind, doc_id, data, version))
 
     async def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
-        return await self._run(lambda retry: _ops.document(kind, doc_id))
+        return await self._run(lambda retry: _ops.document(kind, doc_id), tx=False)
 
     async def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
-        return await self._run(lambda retry: _ops.documents(kind))
+        return await self._run(lambda retry: _ops.documents(kind), tx=False)
 
     def __repr__(self) -> str:
         return f"AsyncPostgresStore({self.target.shown!r})"
 
 
-async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op) -> Any:
+async def _transact(conn: psycopg.AsyncConnection[Any], op: _ops.Op) -> Any:
+    """As ``_sync._transact``: one transaction in pipeline mode."""
+    conflicts: list[tuple[str, str]] = []
+    try:
+        async with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
+            return await _drive(cur, op, pipeline, conflicts)
+    except psycopg.errors.UniqueViolation as exc:
+        mapped = _ops.conflict(exc, conflicts)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+async def _once(conn: psycopg.AsyncConnection[Any], op: _ops.Op) -> Any:
+    async with conn.cursor() as cur:
+        return await _drive(cur, op, None, [])
+
+
+async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op, pipeline: psycopg.AsyncPipeline | None,
+                 conflicts: list[tuple[str, str]]) -> Any:
     try:
         q = next(op)
         while True:
             try:
                 if q.many:
                     await cur.executemany(q.sql, q.params)
-                    rows: list[Any] = []
                 else:
                     await cur.execute(q.sql, q.params)
-                    rows = await cur.fetchall() if cur.description is not None else []
+                if not q.fetch:
+                    if q.conflict is not None:
+                        conflicts.append(q.conflict)
+                    q = op.send([])
+                    continue
+                if pipeline is not None:
+                    await pipeline.sync()
+                rows: list[Any] = await cur.fetchall() if cur.description is not None else []
             except LOST:
                 raise
+            except psycopg.errors.UniqueViolation as exc:
+                mapped = _ops.conflict(exc, conflicts)
+                if mapped is not None:
+                    raise mapped from None
+                q = op.throw(exc)
+                continue
             except psycopg.Error as exc:
                 q = op.throw(exc)
                 continue

@@ -17,7 +17,8 @@ import attrs
 import psycopg.errors
 
 from qflow import ConcurrencyError, DeliveryAttempt, IncidentQuery, OutboxMessage, Timer, Write
-from qflow.store import Due, projection_rows
+from qflow import projection_sql
+from qflow.store import Due, Filter, Measure, Projection, undeclared
 
 from qflow_postgres import _schema
 from qflow_postgres._codec import Codec, local, offset
@@ -28,12 +29,27 @@ __all__ = ["Op", "Q"]
 
 @attrs.frozen
 class Q:
+    """One statement. With ``fetch=False`` the operation does not wait for its answer:
+    the driver sends it on in the same pipeline as what follows (a write's statements
+    and its COMMIT reach the server together), and a unique violation it meets on
+    *conflict* (constraint name, message) becomes that :class:`ConcurrencyError`."""
+
     sql: str
     params: Any = None
     many: bool = False
+    fetch: bool = True
+    conflict: tuple[str, str] | None = None
 
 
 Op = Generator[Q, list[tuple[Any, ...]], Any]
+
+
+def conflict(exc: psycopg.errors.UniqueViolation, conflicts: Sequence[tuple[str, str]]) -> ConcurrencyError | None:
+    """The :class:`ConcurrencyError` a deferred statement asked for on this violation."""
+    for constraint, message in conflicts:
+        if exc.diag.constraint_name == constraint:
+            return ConcurrencyError(message)
+    return None
 
 
 # -- schema ------------------------------------------------------------------------------
@@ -70,6 +86,12 @@ def bootstrap(where: str, *, upgrade: bool) -> Op:
     return (version, _schema.CURRENT)
 
 
+def nothing() -> Op:
+    """No statement: a store runs it to do only what precedes every operation."""
+    return None
+    yield  # a generator, like every operation
+
+
 def older(where: str, version: int) -> SchemaVersionError:
     return SchemaVersionError(
         f"the store {where} has schema version {version}, older than the {_schema.CURRENT} this qflow needs; "
@@ -83,6 +105,35 @@ def schema_version() -> Op:
 
 # -- writing -----------------------------------------------------------------------------
 
+# Many rows go in as one statement over arrays (unnest): one parse, one plan and one
+# message however many incidents a batch holds, instead of a statement per row.
+_EVENT_TYPES = ("text", "integer", "timestamptz", "text", "json")
+_INCIDENT_COLUMNS = ("id", "seq", "stage", "open", "team", "severity", "category", "owner", "place", "reported_at",
+                     "updated_at", "sort_at", "sort_n", "min_due", "external_id", "dedup_key", "body")
+_INCIDENT_TYPES = ("text", "integer", "text", "boolean", "text", "text", "text", "text", "text", "timestamptz",
+                   "timestamptz", "timestamptz", "bigint", "timestamptz", "text", "text", "json")
+_CLOCK_TYPES = ("text", "text", "timestamptz", "integer")
+_OUTBOX_COLUMNS = ("id", "incident_id", "channel", "backend", "created_at", "next_attempt_at", "status", "attempts",
+                   "body")
+_OUTBOX_TYPES = ("text", "text", "text", "text", "timestamptz", "timestamptz", "text", "integer", "json")
+
+
+def _unnest(types: Sequence[str]) -> str:
+    return f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in types)})"
+
+
+def _columns(rows: Sequence[Any], columns: int | Sequence[str]) -> list[list[Any]]:
+    """Rows as one list per column: tuples by position, mappings by the column names."""
+    if isinstance(columns, int):
+        return [[r[i] for r in rows] for i in range(columns)]
+    return [[r[c] for r in rows] for c in columns]
+
+
+_UPSERT_INCIDENTS = (
+    f"INSERT INTO qflow_incidents ({', '.join(_INCIDENT_COLUMNS)}) {_unnest(_INCIDENT_TYPES)} "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _INCIDENT_COLUMNS[1:]))
+
 
 def next_id() -> Op:
     while True:
@@ -93,11 +144,18 @@ def next_id() -> Op:
             return f"INC-{n}"
 
 
-def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
+def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Projection], *,
+          retry: bool = False) -> Op:
     if not writes:
         return None
     ids = sorted({w.state.id for w in writes})
+    for w in writes:  # refused before anything is sent
+        for name in w.rows:
+            if name not in projections:
+                raise StoreError(undeclared(name))
     # Row locks in id order: two batches over the same incidents queue instead of deadlocking.
+    # This is the one statement whose answer the write waits for; everything after it goes
+    # to the server in one pipeline with the COMMIT.
     rows = yield Q("SELECT id, seq FROM qflow_incidents WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
     stored = {r[0]: r[1] for r in rows}
     pending: dict[str, int] = {}
@@ -117,38 +175,25 @@ def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
 
     events = [codec.event_row(e) for w in writes for e in w.events]
     if events:
-        try:
-            yield Q("INSERT INTO qflow_events (incident_id, seq, at, type, body) VALUES (%s, %s, %s, %s, %s)",
-                    events, many=True)
-        except psycopg.errors.UniqueViolation:
-            # Another worker created the same new incident in the meantime.
-            raise ConcurrencyError(f"{events[0][0]}: another writer recorded it first; "
-                                   "reload the incident and try again") from None
+        yield Q(f"INSERT INTO qflow_events (incident_id, seq, at, type, body) {_unnest(_EVENT_TYPES)}",
+                _columns(events, len(_EVENT_TYPES)), fetch=False,
+                conflict=("qflow_events_pkey", f"{events[0][0]}: another writer recorded it first; "
+                          "reload the incident and try again"))
     last_state = {w.state.id: w.state for w in writes}
-    state_rows = [codec.state_row(s) for s in last_state.values()]
-    yield Q("""INSERT INTO qflow_incidents
-               (id, seq, stage, open, team, severity, category, owner, place, reported_at, updated_at,
-                sort_at, sort_n, min_due, external_id, dedup_key, body)
-               VALUES (%(id)s, %(seq)s, %(stage)s, %(open)s, %(team)s, %(severity)s, %(category)s, %(owner)s,
-                       %(place)s, %(reported_at)s, %(updated_at)s, %(sort_at)s, %(sort_n)s, %(min_due)s,
-                       %(external_id)s, %(dedup_key)s, %(body)s)
-               ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, stage = EXCLUDED.stage, open = EXCLUDED.open,
-                 team = EXCLUDED.team, severity = EXCLUDED.severity, category = EXCLUDED.category,
-                 owner = EXCLUDED.owner, place = EXCLUDED.place, reported_at = EXCLUDED.reported_at,
-                 updated_at = EXCLUDED.updated_at, sort_at = EXCLUDED.sort_at, sort_n = EXCLUDED.sort_n,
-                 min_due = EXCLUDED.min_due, external_id = EXCLUDED.external_id,
-                 dedup_key = EXCLUDED.dedup_key, body = EXCLUDED.body""", state_rows, many=True)
+    yield Q(_UPSERT_INCIDENTS, _columns([codec.state_row(s) for s in last_state.values()], _INCIDENT_COLUMNS),
+            fetch=False)
     yield from _claim_external(writes)
-    yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", (ids,))
     deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in last_state.values()
                  if s.decision is not None and s.stage.value not in ("closed", "rejected")
                  for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
+    yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", (ids,), fetch=False)
     if deadlines:
-        yield Q("INSERT INTO qflow_deadlines (incident_id, clock, due, due_offset) VALUES (%s, %s, %s, %s)", deadlines, many=True)
+        yield Q(f"INSERT INTO qflow_deadlines (incident_id, clock, due, due_offset) {_unnest(_CLOCK_TYPES)}",
+                _columns(deadlines, 4), fetch=False)
     timers: dict[str, Sequence[Timer]] = {w.state.id: w.timers for w in writes if w.timers is not None}
     if timers:
         # Replacing an incident's timers drops their claims with them.
-        yield Q("DELETE FROM qflow_timers WHERE incident_id = ANY(%s)", (sorted(timers),))
+        yield Q("DELETE FROM qflow_timers WHERE incident_id = ANY(%s)", (sorted(timers),), fetch=False)
         rows_t = []
         for iid, ts in timers.items():
             earliest: dict[str, Timer] = {}
@@ -157,29 +202,25 @@ def write(codec: Codec, writes: Sequence[Write], *, retry: bool = False) -> Op:
                     earliest[t.key] = t
             rows_t.extend((iid, t.key, t.at, offset(t.at)) for t in earliest.values())
         if rows_t:
-            yield Q("INSERT INTO qflow_timers (incident_id, key, at, at_offset) VALUES (%s, %s, %s, %s)",
-                    rows_t, many=True)
-    projected: dict[tuple[str, str], list[Any]] = {}
+            yield Q(f"INSERT INTO qflow_timers (incident_id, key, at, at_offset) {_unnest(_CLOCK_TYPES)}",
+                    _columns(rows_t, 4), fetch=False)
+    projected: dict[str, dict[str, Any]] = {}
     for w in writes:
         for name, value in w.rows.items():
-            projected[(name, w.state.id)] = projection_rows(value)
-    if projected:
-        names = sorted({n for n, _ in projected})
-        for name in names:
-            yield Q("DELETE FROM qflow_projection_rows WHERE projection = %s AND incident_id = ANY(%s)",
-                    (name, sorted(i for n, i in projected if n == name)))
-        rows_p = [(name, iid, n, codec.dumps(codec.conv.unstructure(dict(row))))
-                  for (name, iid), rows in projected.items() for n, row in enumerate(rows)]
-        if rows_p:
-            yield Q("INSERT INTO qflow_projection_rows (projection, incident_id, n, body) VALUES (%s, %s, %s, %s)",
-                    rows_p, many=True)
+            projected.setdefault(name, {})[w.state.id] = value
+    for name in sorted(projected):
+        p = projections[name]
+        yield Q(f"DELETE FROM {projection_sql.table(p)} WHERE qf_incident = ANY(%s)", (sorted(projected[name]),),
+                fetch=False)
+        values = [v for iid, given in projected[name].items() for v in projection_sql.row_values(p, iid, given)]
+        if values:
+            yield Q(projection_sql.insert_many_statement(p, "postgresql"),
+                    projection_sql.many_values(p, values, "postgresql"), fetch=False)
     outbox = [codec.outbox_row(m) for w in writes for m in w.outbox]
     if outbox:
-        yield Q("""INSERT INTO qflow_outbox (id, incident_id, channel, backend, created_at, next_attempt_at,
-                                            status, attempts, body)
-                   VALUES (%(id)s, %(incident_id)s, %(channel)s, %(backend)s, %(created_at)s,
-                           %(next_attempt_at)s, %(status)s, %(attempts)s, %(body)s)
-                   ON CONFLICT (id) DO NOTHING""", outbox, many=True)
+        yield Q(f"""INSERT INTO qflow_outbox (id, incident_id, channel, backend, created_at, next_attempt_at,
+                                             status, attempts, body) {_unnest(_OUTBOX_TYPES)}
+                    ON CONFLICT (id) DO NOTHING""", _columns(outbox, _OUTBOX_COLUMNS), fetch=False)
     return None
 
 
@@ -196,8 +237,8 @@ def _claim_external(writes: Sequence[Write]) -> Op:
             raise _external_taken(iid, ext, holder)
     if not wanted:
         return None
-    yield Q("INSERT INTO qflow_external (external_id, incident_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            list(wanted.items()), many=True)
+    yield Q("INSERT INTO qflow_external (external_id, incident_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+            "ON CONFLICT DO NOTHING", (list(wanted), list(wanted.values())), fetch=False)
     # A fresh statement sees what a concurrent writer committed while we waited on it.
     rows = yield Q("SELECT external_id, incident_id FROM qflow_external WHERE external_id = ANY(%s)",
                    (sorted(wanted),))
@@ -248,9 +289,52 @@ def count(q: IncidentQuery) -> Op:
     return rows[0][0]
 
 
-def projection(name: str) -> Op:
-    rows = yield Q("SELECT body FROM qflow_projection_rows WHERE projection = %s", (name,))
-    return [r[0] for r in rows]
+def aggregate(projection: Projection, measures: Sequence[Measure], group_by: Sequence[str],
+              where: Sequence[Filter]) -> Op:
+    """``projection_sql.aggregate`` in PostgreSQL. Which statements it runs does not
+    depend on their answers, so a first pass collects them, they are sent together in
+    one snapshot (a percentile agrees with the counts beside it), and a second pass
+    builds the result from the answers."""
+    asked: list[tuple[str, Any]] = []
+    projection_sql.aggregate(lambda sql, params: asked.append((sql, params)) or [], projection, measures,
+                             group_by, where, "postgresql")
+    if len(asked) > 1:
+        yield Q("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY", fetch=False)
+    answers = []
+    for sql, params in asked:
+        answers.append((yield Q(sql, params)))
+    replay = iter(answers)
+    return projection_sql.aggregate(lambda sql, params: next(replay), projection, measures, group_by, where,
+                                    "postgresql")
+
+
+def declare(projections: Sequence[Projection]) -> Op:
+    """Create the tables of *projections* (idempotent), add the columns a newer
+    declaration has, and move in the rows an older qflow kept as JSON."""
+    yield Q("SELECT pg_advisory_xact_lock(%s)", (_schema.LOCK_KEY,))
+    rows = yield Q("SELECT to_regclass('qflow_projection_rows') IS NOT NULL")
+    legacy = rows[0][0]
+    for p in projections:
+        for ddl in projection_sql.create_statements(p, "postgresql"):
+            yield Q(ddl)
+        table = projection_sql.table(p)
+        rows = yield Q("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = current_schema() AND table_name = %s", (table,))
+        have = dict(rows)
+        for column, kind in p.columns:
+            wanted = projection_sql.column_type(kind, "postgresql")
+            if column not in have:
+                yield Q(f'ALTER TABLE {table} ADD COLUMN "{column}" {wanted}')
+            elif have[column] != wanted.lower():
+                raise StoreError(
+                    f"projection {p.name}: column {column} is {have[column]} in the database but declared "
+                    f"{kind}; drop the table {table} (its rows are rebuilt as incidents change) or keep the type")
+        if legacy:
+            cols = ", ".join(f'"{c}"' for c in p.column_names())
+            values = ", ".join(f"(body->>'{c}')::{projection_sql.column_type(k, 'postgresql')}" for c, k in p.columns)
+            yield Q(f"INSERT INTO {table} (qf_incident, qf_n, {cols}) SELECT incident_id, n, {values} "
+                    "FROM qflow_projection_rows WHERE projection = %s ON CONFLICT DO NOTHING", (p.name,))
+            yield Q("DELETE FROM qflow_projection_rows WHERE projection = %s", (p.name,))
 
 
 def find_external(external_id: str) -> Op:
@@ -319,8 +403,10 @@ def claim_timers(codec: Codec, until: datetime, worker: str, limit: int, lease_u
 
 
 def release(worker: str) -> Op:
-    yield Q("UPDATE qflow_timers SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = %s", (worker,))
-    yield Q("UPDATE qflow_outbox SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = %s", (worker,))
+    yield Q("UPDATE qflow_timers SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = %s", (worker,),
+            fetch=False)
+    yield Q("UPDATE qflow_outbox SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = %s", (worker,),
+            fetch=False)
 
 
 def timers(codec: Codec, incident_id: str | None) -> Op:
@@ -350,10 +436,10 @@ def claim_outbox(codec: Codec, now: datetime, worker: str, limit: int, lease_unt
     return sorted(found, key=lambda m: (m.next_attempt_at, m.created_at, m.id))
 
 
-def record_delivery(codec: Codec, message: OutboxMessage, attempt: DeliveryAttempt, w: Write | None, *,
-                    retry: bool = False) -> Op:
+def record_delivery(codec: Codec, message: OutboxMessage, attempt: DeliveryAttempt, w: Write | None,
+                    projections: Mapping[str, Projection], *, retry: bool = False) -> Op:
     if w is not None:
-        yield from write(codec, [w], retry=retry)
+        yield from write(codec, [w], projections, retry=retry)
     row = codec.outbox_row(message)
     yield Q("""INSERT INTO qflow_outbox (id, incident_id, channel, backend, created_at, next_attempt_at,
                                         status, attempts, body)
@@ -361,10 +447,10 @@ def record_delivery(codec: Codec, message: OutboxMessage, attempt: DeliveryAttem
                        %(next_attempt_at)s, %(status)s, %(attempts)s, %(body)s)
                ON CONFLICT (id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at,
                  status = EXCLUDED.status, attempts = EXCLUDED.attempts, body = EXCLUDED.body,
-                 claimed_by = NULL, lease_until = NULL""", row)
+                 claimed_by = NULL, lease_until = NULL""", row, fetch=False)
     # A retried transaction may find its attempt already recorded.
     yield Q("INSERT INTO qflow_attempts (message_id, number, at, ok, body) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING", codec.attempt_row(attempt))
+            "ON CONFLICT DO NOTHING", codec.attempt_row(attempt), fetch=False)
 
 
 def outbox(codec: Codec, incident_id: str | None, status: str | None) -> Op:

@@ -100,6 +100,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             body json NOT NULL,
             PRIMARY KEY (projection, incident_id, n))""",
     ),
+    # Projections get typed tables of their own when the engine declares them
+    # (qflow.projection_sql); the JSON rows of version 2 move into them then, so the
+    # table goes now only where it holds nothing. Releasing a worker's claims finds them
+    # by index instead of reading every timer.
+    3: (
+        """DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM qflow_projection_rows) THEN DROP TABLE qflow_projection_rows; END IF;
+           END $$""",
+        "CREATE INDEX qflow_timers_claimed ON qflow_timers (claimed_by) WHERE claimed_by IS NOT NULL",
+        "CREATE INDEX qflow_outbox_claimed ON qflow_outbox (claimed_by) WHERE claimed_by IS NOT NULL",
+    ),
 }
 
 CURRENT = max(MIGRATIONS)

@@ -15,7 +15,8 @@ from psycopg import sql
 
 from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Store, Timer, Write
 from qflow.errors import StoreUnavailableError
-from qflow.store import Due, Filter, Measure, Projection, aggregate_rows
+from qflow import projection_sql
+from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
@@ -71,6 +72,8 @@ class PostgresStore(Store):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self.reconnects = 0
+        self._projections: dict[str, Projection] = {}
+        self._undeclared: dict[str, Projection] = {}  # declared, tables not yet made
         self._version = _schema.CURRENT  # what bootstrap finds replaces it
         found, self._version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade), check=False)
         self.found_version = found
@@ -101,15 +104,19 @@ class PostgresStore(Store):
         conn = self._conn
         return None if conn is None or conn.closed else conn.info.backend_pid
 
-    def _run(self, make: Callable[[bool], _ops.Op], *, check: bool = True) -> Any:
+    def _run(self, make: Callable[[bool], _ops.Op], *, check: bool = True, tx: bool = True) -> Any:
+        """Run one operation; *tx=False* for one statement that needs no transaction
+        of its own (a read, a claim): autocommit runs it as one, without the BEGIN and
+        COMMIT round trips."""
         if check and self._version < _schema.CURRENT:
             raise _ops.older(self.target.shown, self._version)
         with self._lock:
             for attempt in range(self.retries + 1):
                 try:
                     conn = self._connection()
-                    with conn.transaction(), conn.cursor() as cur:
-                        return _drive(cur, make(attempt > 0))
+                    if check and self._undeclared:
+                        self._create(conn)
+                    return _transact(conn, make(attempt > 0)) if tx else _once(conn, make(attempt > 0))
                 except LOST as exc:
                     if attempt == self.retries:
                         raise unavailable(self.target, attempt + 1, exc) from exc
@@ -120,6 +127,10 @@ class PostgresStore(Store):
                         self._sleep(self.backoff * 2 ** (attempt - 1))
             raise AssertionError("unreachable")
 
+    def _create(self, conn: psycopg.Connection[Any]) -> None:
+        _transact(conn, _ops.declare(list(self._undeclared.values())))
+        self._undeclared.clear()
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
@@ -129,101 +140,145 @@ class PostgresStore(Store):
     # -- the interface -----------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return self._run(lambda retry: _ops.schema_version(), check=False)
+        return self._run(lambda retry: _ops.schema_version(), check=False, tx=False)
 
     def upgrade(self) -> tuple[int, int]:
         """Migrate forward to the current schema in one transaction; ``(from, to)``."""
         found, self._version = self._run(lambda retry: _ops.bootstrap(self.target.shown, upgrade=True),
                                          check=False)
+        if self._undeclared:
+            self._run(lambda retry: _ops.nothing(), tx=False)
         return (found, self._version)
 
     def next_id(self) -> str:
-        return self._run(lambda retry: _ops.next_id())
+        return self._run(lambda retry: _ops.next_id(), tx=False)
 
     def write(self, writes: Sequence[Write]) -> None:
         writes = list(writes)
-        self._run(lambda retry: _ops.write(self._codec, writes, retry=retry))
+        self._run(lambda retry: _ops.write(self._codec, writes, self._projections, retry=retry))
 
     def get(self, incident_id: str) -> IncidentState | None:
-        return self._run(lambda retry: _ops.get(self._codec, incident_id))
+        return self._run(lambda retry: _ops.get(self._codec, incident_id), tx=False)
 
     def events(self, incident_id: str) -> tuple[Event, ...]:
-        return self._run(lambda retry: _ops.events(self._codec, incident_id))
+        return self._run(lambda retry: _ops.events(self._codec, incident_id), tx=False)
 
     def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
-        return self._run(lambda retry: _ops.find_dedup(dedup_key, since))
+        return self._run(lambda retry: _ops.find_dedup(dedup_key, since), tx=False)
 
     def next_ids(self, count: int) -> list[str]:
         return [self.next_id() for _ in range(count)]
 
     def count(self, query: IncidentQuery) -> int:
-        return self._run(lambda retry: _ops.count(query))
+        return self._run(lambda retry: _ops.count(query), tx=False)
+
+    def declare(self, projections: Sequence[Projection]) -> None:
+        """Create the typed tables of *projections* (idempotent; on a store that still
+        needs ``upgrade`` they are created by it)."""
+        for p in projections:
+            projection_sql.table(p)  # a bad name is refused here, not at the first write
+            self._projections[p.name] = p
+            self._undeclared[p.name] = p
+        if self._version == _schema.CURRENT:
+            self._run(lambda retry: _ops.nothing(), tx=False)  # creates what is undeclared
 
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
                   where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
-        # Rows are fetched and aggregated here, with the memory store's reference code,
-        # so both stores give the same figures (nearest-rank p90 included).
-        rows = self._run(lambda retry: _ops.projection(projection.name))
-        return aggregate_rows(rows, projection, measures, group_by, where)
+        if projection.name not in self._projections:
+            self.declare([projection])
+        return self._run(lambda retry: _ops.aggregate(projection, measures, group_by, where))
 
     def find_external(self, external_id: str) -> str | None:
-        return self._run(lambda retry: _ops.find_external(external_id))
+        return self._run(lambda retry: _ops.find_external(external_id), tx=False)
 
     def query(self, query: IncidentQuery) -> list[IncidentState]:
-        return self._run(lambda retry: _ops.query(self._codec, query))
+        return self._run(lambda retry: _ops.query(self._codec, query), tx=False)
 
     def due(self, until: datetime) -> list[Due]:
-        return self._run(lambda retry: _ops.due(until))
+        return self._run(lambda retry: _ops.due(until), tx=False)
 
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:
-        return self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until))
+        return self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until), tx=False)
 
     def release_timers(self, worker: str) -> None:
         self._run(lambda retry: _ops.release(worker))
 
     def timers(self, incident_id: str | None = None) -> list[Timer]:
-        return self._run(lambda retry: _ops.timers(self._codec, incident_id))
+        return self._run(lambda retry: _ops.timers(self._codec, incident_id), tx=False)
 
     def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[OutboxMessage]:
-        return self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until))
+        return self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until), tx=False)
 
     def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
-        self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, retry=retry))
+        self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
+                                                     retry=retry))
 
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
-        return self._run(lambda retry: _ops.outbox(self._codec, incident_id, status))
+        return self._run(lambda retry: _ops.outbox(self._codec, incident_id, status), tx=False)
 
     def attempts(self, message_id: str) -> list[DeliveryAttempt]:
-        return self._run(lambda retry: _ops.attempts(self._codec, message_id))
+        return self._run(lambda retry: _ops.attempts(self._codec, message_id), tx=False)
 
     def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
         self._run(lambda retry: _ops.save_document(self._codec, kind, doc_id, data, version))
 
     def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
-        return self._run(lambda retry: _ops.document(kind, doc_id))
+        return self._run(lambda retry: _ops.document(kind, doc_id), tx=False)
 
     def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
-        return self._run(lambda retry: _ops.documents(kind))
+        return self._run(lambda retry: _ops.documents(kind), tx=False)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.target.shown!r})"
 
 
-def _drive(cur: psycopg.Cursor[Any], op: _ops.Op) -> Any:
+def _transact(conn: psycopg.Connection[Any], op: _ops.Op) -> Any:
+    """*op* in one transaction, in pipeline mode: statements whose answer the operation
+    does not wait for travel with the next one that it does, or with the COMMIT."""
+    conflicts: list[tuple[str, str]] = []
+    try:
+        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
+            return _drive(cur, op, pipeline, conflicts)
+    except psycopg.errors.UniqueViolation as exc:  # met by a deferred statement at COMMIT
+        mapped = _ops.conflict(exc, conflicts)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def _once(conn: psycopg.Connection[Any], op: _ops.Op) -> Any:
+    with conn.cursor() as cur:
+        return _drive(cur, op, None, [])
+
+
+def _drive(cur: psycopg.Cursor[Any], op: _ops.Op, pipeline: psycopg.Pipeline | None,
+           conflicts: list[tuple[str, str]]) -> Any:
     try:
         q = next(op)
         while True:
             try:
                 if q.many:
                     cur.executemany(q.sql, q.params)
-                    rows: list[Any] = []
                 else:
                     cur.execute(q.sql, q.params)
-                    rows = cur.fetchall() if cur.description is not None else []
+                if not q.fetch:
+                    if q.conflict is not None:
+                        conflicts.append(q.conflict)
+                    q = op.send([])
+                    continue
+                if pipeline is not None:
+                    pipeline.sync()
+                rows: list[Any] = cur.fetchall() if cur.description is not None else []
             except LOST:
                 raise
+            except psycopg.errors.UniqueViolation as exc:
+                mapped = _ops.conflict(exc, conflicts)
+                if mapped is not None:
+                    raise mapped from None
+                q = op.throw(exc)
+                continue
             except psycopg.Error as exc:
                 q = op.throw(exc)  # the operation turns it into its own error, or re-raises
                 continue

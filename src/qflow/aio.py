@@ -83,6 +83,14 @@ class LoopStore(Store):
             raise NotImplementedError(f"{type(self.async_store).__name__} has no {name}")
         return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), loop).result()
 
+    def declare(self, projections: Sequence[Any]) -> None:
+        """Hand *projections* to the async store. ``Engine.__init__`` calls this before
+        any loop is bound, so it is a plain method there: it records them, and the store
+        creates their tables at its first awaited call."""
+        declare = getattr(self.async_store, "declare", None)
+        if declare is not None:
+            declare(projections)
+
     def close(self) -> None:
         """Closing is the owner's job: ``await AsyncEngine.aclose()``."""
 

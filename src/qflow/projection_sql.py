@@ -9,6 +9,7 @@ are always parameters.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,21 +40,22 @@ def column_type(kind: str, dialect: str) -> str:
 
 
 def insert_many_statement(projection: Projection, dialect: str) -> str:
-    """One INSERT for any number of rows, over one array per column (PostgreSQL's
-    ``unnest``); its parameters are :func:`many_values`."""
+    """One INSERT for any number of rows, given as one JSON array of objects (its one
+    parameter is :func:`many_values`): one parameter however wide the projection, so
+    psycopg caches and prepares the statement, and one JSON encoding per batch."""
     if dialect != "postgresql":
         raise ValueError(f"insert_many_statement is for postgresql, not {dialect}; use insert_statement")
-    cols = ", ".join(f'"{c}"' for c in projection.column_names())
-    arrays = ", ".join(f"%s::{column_type(t, dialect)}[]" for _, t in projection.columns)
-    return (f"INSERT INTO {table(projection)} (qf_incident, qf_n, {cols}) "
-            f"SELECT * FROM unnest(%s::text[], %s::integer[], {arrays})")
+    name = table(projection)
+    return f"INSERT INTO {name} SELECT * FROM json_populate_recordset(NULL::{name}, %s::json)"
 
 
-def many_values(projection: Projection, values: Sequence[tuple[Any, ...]], dialect: str) -> list[list[Any]]:
-    """:func:`row_values` tuples as one list per column, each value of the column's
-    type (an array holds one type: True in an int column is 1, 3 in a real one 3.0)."""
+def many_values(projection: Projection, values: Sequence[tuple[Any, ...]], dialect: str) -> tuple[str]:
+    """:func:`row_values` tuples as the parameter of :func:`insert_many_statement`, each
+    value of its column's type (True in an int column is 1, 3 in a real one 3.0)."""
+    names = ("qf_incident", "qf_n", *projection.column_names())
     cast = [str, int] + [_CAST[t] for _, t in projection.columns]
-    return [[None if r[i] is None else cast[i](r[i]) for r in values] for i in range(len(cast))]
+    rows = [{k: None if v is None else c(v) for k, c, v in zip(names, cast, r, strict=True)} for r in values]
+    return (json.dumps(rows, ensure_ascii=False, separators=(",", ":")),)
 
 
 def delete_statement(projection: Projection, dialect: str) -> str:
