@@ -10,12 +10,15 @@ from typing import Any
 
 import attrs
 import qflow
+from qflow import FrozenDict
 from qflow.model import Decision, IncidentState, Trace
 
 __all__ = ["STATE_FIELDS", "dumps", "incident_order", "loads", "state_json", "state_from"]
 
 
 def _default(value: Any) -> Any:
+    if type(value) is FrozenDict:
+        return value.as_dict()  # nested FrozenDicts come back here, one level at a time
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, datetime):

@@ -6,6 +6,7 @@ The public surface is re-exported here; modules starting with ``_`` are private.
 from __future__ import annotations
 
 from qflow._convert import format_duration, make_converter, parse_duration
+from qflow._frozen import FrozenDict, freeze, thaw
 from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
 from qflow.clock import Clock, FakeClock, SystemClock
@@ -75,7 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "Channel", "DeliveryReport", "RetryPolicy", "redact",
-    "Filter", "Measure", "Projection",
+    "Filter", "Measure", "Projection", "FrozenDict", "freeze", "thaw",
     "SwapResult",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
     "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",

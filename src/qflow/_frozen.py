@@ -35,6 +35,11 @@ class FrozenDict(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The contents themselves, not a copy, for serialisers (a JSON encoder takes
+        it as it is): read it, never change it. ``thaw`` gives a copy to change."""
+        return self._data
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))
