@@ -390,13 +390,15 @@ _FREE = "(claimed_by IS NULL OR claimed_by = %(worker)s OR lease_until <= %(now)
 
 
 def claim_timers(codec: Codec, until: datetime, worker: str, limit: int, lease_until: datetime | None) -> Op:
+    # The update finds the locked rows by ctid (a TID scan): joined on the key, the
+    # planner hashed the whole table for every claim.
     rows = yield Q(f"""WITH c AS (
-                          SELECT incident_id, key FROM qflow_timers
+                          SELECT ctid FROM qflow_timers
                           WHERE at <= %(now)s AND {_FREE}
                           ORDER BY at, incident_id, key LIMIT %(limit)s
                           FOR UPDATE SKIP LOCKED)
                        UPDATE qflow_timers t SET claimed_by = %(worker)s, lease_until = %(lease)s
-                       FROM c WHERE t.incident_id = c.incident_id AND t.key = c.key
+                       WHERE t.ctid = ANY(ARRAY(SELECT ctid FROM c))
                        RETURNING t.incident_id, t.key, t.at, t.at_offset""",
                    {"now": until, "worker": worker, "limit": limit, "lease": lease_until})
     return sorted((codec.timer(r) for r in rows), key=lambda t: (t.at, t.incident_id, t.key))
@@ -424,12 +426,12 @@ def timers(codec: Codec, incident_id: str | None) -> Op:
 
 def claim_outbox(codec: Codec, now: datetime, worker: str, limit: int, lease_until: datetime | None) -> Op:
     rows = yield Q(f"""WITH c AS (
-                          SELECT id FROM qflow_outbox
+                          SELECT ctid FROM qflow_outbox
                           WHERE status = 'pending' AND next_attempt_at <= %(now)s AND {_FREE}
                           ORDER BY next_attempt_at, created_at, id LIMIT %(limit)s
                           FOR UPDATE SKIP LOCKED)
                        UPDATE qflow_outbox o SET claimed_by = %(worker)s, lease_until = %(lease)s
-                       FROM c WHERE o.id = c.id
+                       WHERE o.ctid = ANY(ARRAY(SELECT ctid FROM c))
                        RETURNING o.body""",
                    {"now": now, "worker": worker, "limit": limit, "lease": lease_until})
     found = [codec.outbox(r[0]) for r in rows]
