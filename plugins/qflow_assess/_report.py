@@ -134,7 +134,8 @@ def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: dat
     slices = []
     for dim in dimensions:
         step(f"by {dim}")
-        slices.append(compute(store, kpis, period, as_of=as_of, by=dim, min_n=conf.min_n))
+        slices.append(compute(store, kpis, period, as_of=as_of, by=dim, min_n=conf.min_n,
+                              total=comparison.current.total))
     step("trend")
     on_time = tuple(k for k in kpis if k.name in ("on_time_respond", "on_time_resolve", "csat"))
     months = []

@@ -155,10 +155,16 @@ def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], gro
     found = {tuple(r[: len(group_by)]): list(r[len(group_by):]) for r in run(sql, params)}
     if not group_by and not found:
         found[()] = [0 if m.fn.startswith("count") else None for m in measures]
+    # Percentiles of one column under the same conditions share one ranking query.
+    ranked: dict[tuple[str | None, tuple[Filter, ...]], list[tuple[int, Measure]]] = {}
     for i, m in percentiles:
-        for key, value in _percentile(run, name, m, group_by, where, mark).items():
+        ranked.setdefault((m.column, tuple(m.where)), []).append((i, m))
+    for (column, conditions), members in ranked.items():
+        got = _percentiles(run, name, column or "", conditions, [m for _, m in members], group_by, where, mark)
+        for key, values in got.items():
             if key in found:
-                found[key][i] = value
+                for (i, _m), value in zip(members, values, strict=True):
+                    found[key][i] = value
     out = []
     for key in sorted(found, key=lambda k: tuple((v is not None, v) for v in k)):
         values = found[key]
@@ -169,16 +175,18 @@ def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], gro
     return out
 
 
-def _percentile(run: Any, name: str, m: Measure, group_by: Sequence[str], where: Sequence[Filter],
-                mark: str) -> Mapping[tuple[Any, ...], Any]:
-    """Nearest rank: the value at rank ceil(p * n) among the non-null values of a group."""
+def _percentiles(run: Any, name: str, column: str, conditions: Sequence[Filter], measures: Sequence[Measure],
+                 group_by: Sequence[str], where: Sequence[Filter],
+                 mark: str) -> Mapping[tuple[Any, ...], Sequence[Any]]:
+    """Nearest rank: the value at rank ceil(p * n) among the non-null values of a group,
+    for every percentile of *measures* over one ranking of *column*."""
     params: list[Any] = []
-    cond = _all([*where, *m.where, Filter(m.column or "", "not null")], mark, params)
+    cond = _all([*where, *conditions, Filter(column, "not null")], mark, params)
     groups = ", ".join(f'"{g}"' for g in group_by)
     part = f"PARTITION BY {groups} " if groups else ""
-    k = _PERCENT[m.fn]
-    sql = (f'SELECT {groups + ", " if groups else ""}MIN(CASE WHEN rn = (cnt * {k} + 99) / 100 THEN v END) FROM ('
-           f'SELECT {groups + ", " if groups else ""}"{m.column}" AS v, '
-           f'ROW_NUMBER() OVER ({part}ORDER BY "{m.column}") AS rn, COUNT(*) OVER ({part.strip()}) AS cnt '
+    picks = ", ".join(f"MIN(CASE WHEN rn = (cnt * {_PERCENT[m.fn]} + 99) / 100 THEN v END)" for m in measures)
+    sql = (f'SELECT {groups + ", " if groups else ""}{picks} FROM ('
+           f'SELECT {groups + ", " if groups else ""}"{column}" AS v, '
+           f'ROW_NUMBER() OVER ({part}ORDER BY "{column}") AS rn, COUNT(*) OVER ({part.strip()}) AS cnt '
            f"FROM {name} WHERE {cond}) ranked" + (f" GROUP BY {groups}" if groups else ""))
-    return {tuple(r[: len(group_by)]): r[len(group_by)] for r in run(sql, params)}
+    return {tuple(r[: len(group_by)]): r[len(group_by):] for r in run(sql, params)}
