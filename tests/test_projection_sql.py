@@ -82,3 +82,73 @@ def test_an_unknown_column_is_refused_before_any_sql():
     with pytest.raises(ValueError) as err:
         projection_sql.aggregate(lambda *_: [], P, [Measure("sum", "x; DROP TABLE t")], (), (), "sqlite")
     assert str(err.value) == "projection t has no column 'x; DROP TABLE t'; it has: cat, flag, team, x"
+
+
+# -- PostgreSQL: the same SQL with dialect="postgresql", in a schema of its own ----------
+
+
+@pytest.fixture(scope="module")
+def pg_con():
+    """One connection for the module, its tables in a fresh schema dropped afterwards
+    (no server: one loud skip; under CI=true a failure)."""
+    import uuid
+
+    from pgtools import pg_base, require_pg
+
+    require_pg()
+    import psycopg
+
+    schema = f"qflow_psql_{uuid.uuid4().hex[:10]}"
+    con = psycopg.connect(pg_base(), autocommit=True)
+    con.execute(f'CREATE SCHEMA "{schema}"')
+    con.execute(f'SET search_path TO "{schema}"')
+    try:
+        yield con
+    finally:
+        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        con.close()
+
+
+def _pg_run(con, data):
+    for sql in projection_sql.create_statements(P, "postgresql"):
+        con.execute(sql)
+    con.execute(f"TRUNCATE {projection_sql.table(P)}")
+    values = [v for i, r in enumerate(data) for v in projection_sql.row_values(P, f"I{i}", r)]
+    if values:
+        con.execute(projection_sql.insert_many_statement(P, "postgresql"),
+                    projection_sql.many_values(P, values, "postgresql"))
+    return lambda sql, params: con.execute(sql, params).fetchall()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows, st.lists(measures, min_size=1, max_size=4), st.sampled_from([(), ("team",), ("team", "cat")]),
+       st.lists(filters, max_size=2))
+def test_postgresql_aggregates_agree_with_the_reference(pg_con, data, ms, group_by, where):
+    ms = _fit(ms)
+    if not ms or not _comparable(where) or not all(_comparable(list(m.where)) for m in ms):
+        return
+    expected = aggregate_rows(data, P, ms, group_by, where)
+    got = projection_sql.aggregate(_pg_run(pg_con, data), P, ms, group_by, where, "postgresql")
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert all(_close(a, b) for a, b in zip(g, e, strict=True)), (g, e)
+        assert all(type(a) is type(b) or a is None or b is None for a, b in zip(g, e, strict=True)), (g, e)
+
+
+def test_postgresql_percentiles_are_the_nearest_rank(pg_con):
+    data = [{"team": "a", "x": float(v), "cat": None, "flag": None} for v in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)]
+    got = projection_sql.aggregate(_pg_run(pg_con, data), P, [Measure("median", "x"), Measure("p90", "x")], (), (),
+                                   "postgresql")
+    assert got == [(5.0, 9.0)]
+
+
+def test_a_name_that_is_not_plain_is_refused_before_any_sql():
+    with pytest.raises(ValueError) as err:
+        projection_sql.table(Projection("facts; DROP", (("x", "real"),)))
+    assert str(err.value) == ("projection name 'facts; DROP' is not a plain SQL name; "
+                              "use lower-case letters, digits and _ (e.g. incident_facts)")
+    with pytest.raises(ValueError) as err:
+        projection_sql.create_statements(Projection("facts", (('x" text); --', "real"),)), "postgresql")
+    assert str(err.value) == ("projection facts: column name 'x\" text); --' is not a plain SQL name; "
+                              "use lower-case letters, digits and _ (not qf_incident or qf_n)")

@@ -53,8 +53,17 @@ def many_values(projection: Projection, values: Sequence[tuple[Any, ...]], diale
     """:func:`row_values` tuples as the parameter of :func:`insert_many_statement`, each
     value of its column's type (True in an int column is 1, 3 in a real one 3.0)."""
     names = ("qf_incident", "qf_n", *projection.column_names())
-    cast = [str, int] + [_CAST[t] for _, t in projection.columns]
-    rows = [{k: None if v is None else c(v) for k, c, v in zip(names, cast, r, strict=True)} for r in values]
+    kinds = ("text", "int", *(t for _, t in projection.columns))
+    rows = []
+    for r in values:
+        row = {}
+        for k, kind, v in zip(names, kinds, r, strict=True):
+            try:
+                row[k] = None if v is None else _CAST[kind](v)
+            except (TypeError, ValueError):
+                raise ValueError(f"projection {projection.name}: {r[0]} gave {v!r} for {k}, which is {kind}; "
+                                 "fix the plugin's qflow_project") from None
+        rows.append(row)
     return (json.dumps(rows, ensure_ascii=False, separators=(",", ":")),)
 
 
