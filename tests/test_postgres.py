@@ -415,3 +415,21 @@ def test_the_async_store_declares_writes_and_aggregates_the_same(pg_url):
     sync = qflow_postgres.open_store(pg_url)
     assert sync.aggregate(FACTS, measures=[Measure("median", "minutes"), Measure("max", "minutes")]) == [(1.0, 9.0)]
     sync.close()
+
+
+def test_synchronous_commit_off_is_an_opt_in_of_the_url_for_its_own_sessions(pg_url):
+    store = qflow_postgres.open_store(pg_url + "&synchronous_commit=off")
+    plain = qflow_postgres.open_store(pg_url)
+    assert store._run(lambda retry: _show_commit(), tx=False) == "off"
+    assert plain._run(lambda retry: _show_commit(), tx=False) == "on"
+    for s in (store, plain):
+        s.close()
+    with pytest.raises(StoreError) as err:
+        qflow_postgres.open_store(pg_url + "&synchronous_commit=maybe")
+    assert str(err.value) == ("synchronous_commit='maybe' in the store URL is not one of on, off, local, "
+                              "remote_write, remote_apply; leave it out to keep the server's setting")
+
+
+def _show_commit():  # type: ignore[no-untyped-def]
+    rows = yield qflow_postgres._ops.Q("SHOW synchronous_commit")
+    return rows[0][0]

@@ -1,8 +1,9 @@
 """Built-in plugin: the PostgreSQL store, for several workers on several machines.
 
 ``postgresql://user@host:5432/db`` (or ``postgres://``) opens it; ``?schema=NAME``
-keeps qflow's tables in their own schema (created when missing), and every other
-parameter is psycopg's (``sslmode``, ``connect_timeout``, ``options=-csearch_path=NAME``
+keeps qflow's tables in their own schema (created when missing), ``?synchronous_commit=off``
+(opt-in; the server's setting otherwise) trades the last moments before a server crash
+for faster one-at-a-time commits, and every other parameter is psycopg's (``sslmode``, ``connect_timeout``, ``options=-csearch_path=NAME``
 ...). Put the password in ``PGPASSWORD`` or ``~/.pgpass``, never in a ruleset.
 
 The same tables as the SQLite store: the event log keyed by (incident, seq), the

@@ -44,6 +44,8 @@ def session_setup(target: Target) -> tuple[list[Any], list[Any]]:
     on ``CREATE SCHEMA IF NOT EXISTS``); *session* sets UTC and the search path."""
     create: list[Any] = []
     session: list[Any] = [sql.SQL("SET TIME ZONE 'UTC'")]
+    if target.synchronous_commit is not None:
+        session.append(sql.SQL("SET synchronous_commit TO {}").format(sql.Identifier(target.synchronous_commit)))
     if target.schema is not None:
         name = sql.Identifier(target.schema)
         create = [sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(_schema.LOCK_KEY)),
