@@ -383,7 +383,7 @@ DEMO_DESK = """\
 qflow demo: REF; times in Asia/Shanghai (UTC+08:00), dates in 2026
 ruleset:   tests/data/cli/desk.yaml
 incidents: tests/data/cli/desk.incidents.jsonl (7 incidents)
-store:     in memory (the SQLite store comes later; nothing is kept after the demo)
+store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/demo.sqlite3' lists it)
 
 1. Reported 7 incidents in time order (the clock set to each reported_at)
 
@@ -456,13 +456,29 @@ store:     in memory (the SQLite store comes later; nothing is kept after the de
   already passed: 4 deadlines of 4 open incidents (the demo answers none but the one above)
 
 7 incidents: 1 critical, 2 high, 4 normal
+
+5. Six months of the same desk (2026-06 to 2026-11), and its report for 2026-11
+
+  history: 27 incidents answered, analysed, acted on, verified and surveyed, in OUT/history.sqlite3
+  2026-11: on time 83.3% answered, 100.0% resolved; median first answer 20m, resolution 1h20m; CSAT 100.0%; recurrence 0.0%
+  wrote figures.json, report.html, report.zh.html, report.xlsx, form-report.html, form-cause.html, form-actions.html, form-verification.html in OUT/
+  (the forms are those of INC-26; 'qflow report --help' makes others)
 """
 
 
-def test_demo_end_to_end_on_a_small_ruleset(ref):
-    result = run("demo", "--ruleset", DESK)
+def test_demo_end_to_end_on_a_small_ruleset(ref, tmp_path):
+    result = run("demo", "--ruleset", DESK, "--out", str(tmp_path))
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == DEMO_DESK.replace("REF", ref)
+    assert result.stdout == DEMO_DESK.replace("REF", ref).replace("OUT", str(tmp_path))
+    # What it says it wrote is there: the stores, the report in three forms, the forms.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "demo.sqlite3", "figures.json", "form-actions.html", "form-cause.html", "form-report.html",
+        "form-verification.html", "history.sqlite3", "report.html", "report.xlsx", "report.zh.html"]
+    assert "问题清单" in (tmp_path / "report.zh.html").read_text(encoding="utf-8")
+    # The demo's store holds the incidents it reported, for 'qflow ls' and 'qflow show'.
+    store = qflow.engine.open_store(f"sqlite:///{tmp_path / 'demo.sqlite3'}", qflow.make_plugin_manager())
+    assert len(store.query(qflow.IncidentQuery())) == 7
+    store.close()
 
 
 def test_demo_finds_its_files_in_the_current_directory_first(tmp_path, monkeypatch, capsys, ref):
@@ -473,7 +489,7 @@ def test_demo_finds_its_files_in_the_current_directory_first(tmp_path, monkeypat
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     expected = DEMO_DESK.replace("REF", ref_of("rulesets/hotel-front-desk.yaml")).replace(DESK, "rulesets/hotel-front-desk.yaml").replace(
-        f"{DATA}/desk.incidents.jsonl", "rulesets/hotel-front-desk.incidents.jsonl")
+        f"{DATA}/desk.incidents.jsonl", "rulesets/hotel-front-desk.incidents.jsonl").replace("OUT", ".demo")
     assert out == expected
 
 
@@ -496,6 +512,7 @@ SHIPPED = REPO / "rulesets" / "hotel-front-desk.incidents.jsonl"
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped demo incidents are not written yet")
 def test_demo_runs_on_the_shipped_ruleset_from_anywhere(tmp_path):
     result = run("demo", cwd=tmp_path)
+    assert (tmp_path / ".demo" / "report.html").is_file()
     assert (result.returncode, result.stderr) == (0, "")
     ruleset = REPO / "rulesets" / "hotel-front-desk.yaml"
     count = sum(1 for line in SHIPPED.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -504,15 +521,17 @@ def test_demo_runs_on_the_shipped_ruleset_from_anywhere(tmp_path):
         f"qflow demo: {ref_of(str(ruleset))}; times in Asia/Shanghai (UTC+08:00), dates in 2026",
         f"ruleset:   {ruleset}",
         f"incidents: {SHIPPED} ({count} incidents)",
-        "store:     in memory (the SQLite store comes later; nothing is kept after the demo)",
+        "store:     sqlite:///.demo/demo.sqlite3 (kept: 'qflow ls --store sqlite:///.demo/demo.sqlite3' lists it)",
     ]
-    headings = [line for line in lines if line[:2] in ("1.", "2.", "3.", "4.")]
-    assert [h.split(" ")[0] for h in headings] == ["1.", "2.", "3.", "4."]
+    headings = [line for line in lines if line[:2] in ("1.", "2.", "3.", "4.", "5.")]
+    assert [h.split(" ")[0] for h in headings] == ["1.", "2.", "3.", "4.", "5."]
     assert headings[0] == f"1. Reported {count} incidents in time order (the clock set to each reported_at)"
     assert headings[1].endswith(" is critical (what 'qflow explain' shows)")
     assert headings[2].endswith("through the loop: confirm, analyse, act, verify, close (now closed)")
     assert headings[3].startswith("4. Due in the 24 hours after the last report (")
-    assert lines[-1].startswith(f"{count} incidents: ") and " critical, " in lines[-1]
+    summary = lines[lines.index(headings[4]) - 2]
+    assert summary.startswith(f"{count} incidents: ") and " critical, " in summary
+    assert headings[4].startswith("5. Six months of the same desk (")
 
 
 # ---------------------------------------------------------------------------
@@ -615,7 +634,7 @@ def test_version(capsys):
     (["check"], "  qflow check rulesets/*.yaml\n"),
     (["decide"], "  cat incidents.jsonl | qflow decide rulesets/hotel-front-desk.yaml --input - | head -3\n"),
     (["explain"], "  qflow explain rulesets/hotel-front-desk.yaml --incident incident.json\n"),
-    (["demo"], "  qflow demo --ruleset my.yaml --incidents my.incidents.jsonl\n"),
+    (["demo"], "  qflow demo --ruleset my.yaml --incidents my.incidents.jsonl --out /tmp/qflow-demo\n"),
 ])
 def test_help_has_examples(args, example, capsys):
     assert main([*args, "--help"]) == 0

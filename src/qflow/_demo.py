@@ -73,7 +73,16 @@ def run_demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return 1
     if not incidents:
         raise UsageError(f"'{incidents_path}' holds no incidents", "give a JSON Lines file with one incident a line")
-    Demo(ruleset, pm, incidents, ruleset_path, incidents_path, out).run()
+    target = Path(args.out)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("demo.sqlite3", "history.sqlite3"):
+            for suffix in ("", "-wal", "-shm"):
+                (target / (name + suffix)).unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the demo's files to '{target}': {exc.strerror}",
+                         "give a writable directory with --out") from None
+    Demo(ruleset, pm, incidents, ruleset_path, incidents_path, out, target).run()
     return 0
 
 
@@ -129,7 +138,8 @@ class Demo:
     """The demo, one section after another, printed to *out*."""
 
     def __init__(self, ruleset: Ruleset, pm: Any, incidents: list[tuple[int, Incident]],
-                 ruleset_path: str, incidents_path: str, out: IO[str]) -> None:
+                 ruleset_path: str, incidents_path: str, out: IO[str], target: Path) -> None:
+        self.target = target
         self.ruleset = ruleset
         self.tz = ZoneInfo(ruleset.timezone)
         self.pm = pm
@@ -148,7 +158,8 @@ class Demo:
         reported = [i.reported_at for _, i in self.incidents if i.reported_at is not None]
         start = min(reported) if reported else datetime(2026, 1, 1, tzinfo=tz)
         self.clock = FakeClock(start)
-        self.engine = Engine(ruleset, plugins=self.pm, clock=self.clock)
+        self.store_url = f"sqlite:///{self.target / 'demo.sqlite3'}"
+        self.engine = Engine(ruleset, plugins=self.pm, clock=self.clock, store=self.store_url)
         times = [i.reported_at or start for _, i in self.incidents]
         self.year_known = len({t.astimezone(tz).year for t in times}) == 1
 
@@ -157,7 +168,7 @@ class Demo:
                  f"(UTC{_offset(start.astimezone(tz))}){year}")
         self.say(f"ruleset:   {self.paths[0]}")
         self.say(f"incidents: {self.paths[1]} ({_plural(len(self.incidents), 'incident')})")
-        self.say("store:     in memory (the SQLite store comes later; nothing is kept after the demo)")
+        self.say(f"store:     {self.store_url} (kept: 'qflow ls --store {self.store_url}' lists it)")
         self.say()
 
         # Pick the incident to explain and the one to walk through the loop before
@@ -192,6 +203,8 @@ class Demo:
         self._timeline()
         self._due()
         self._summary()
+        self.engine.store.close()
+        self._history()
 
     # -- replay --------------------------------------------------------------------
 
@@ -350,6 +363,90 @@ class Demo:
         if counts.get(None):
             parts.append(f"{counts[None]} without severity")
         self.say(f"{_plural(len(self.order), 'incident')}: {', '.join(parts) or 'none decided'}")
+
+
+    def _history(self) -> None:
+        """Six months of the same desk, the report for the last month, and the forms."""
+        from qflow._demo_history import build_history
+        from qflow.cli import _build_parser
+
+        url = f"sqlite:///{self.target / 'history.sqlite3'}"
+        incidents = [inc for _, inc in self.incidents if inc.reported_at is not None]
+        if not incidents:
+            return
+        engine, count, began = build_history(
+            lambda clock: Engine(self.ruleset, plugins=self.pm, clock=clock, store=url), incidents)
+        as_of = engine.clock.now()
+        month = as_of.astimezone(self.tz).strftime("%Y-%m")
+        first = began.astimezone(self.tz).strftime("%Y-%m")
+        closed = [s for s in engine.query() if s.stage is Stage.CLOSED]
+        example = closed[-1].id if closed else None
+        engine.store.close()
+        self.say()
+        self.say(f"5. Six months of the same desk ({first} to {month}), and its report for {month}")
+        self.say()
+        self.say(f"  history: {_plural(count, 'incident')} answered, analysed, acted on, verified and surveyed, "
+                 f"in {self.target / 'history.sqlite3'}")
+        parser, handlers = _build_parser(self.pm)
+        common = [self.paths[0], "--store", url, "--as-of", as_of.isoformat()]
+        wrote = []
+        if "report" not in handlers:
+            self.say("  (no report: the assess plugin is blocked)")
+            return
+        runs = [("report", ["--period", month, "--format", "json", "-o", "figures.json"]),
+                ("report", ["--period", month, "--format", "html", "-o", "report.html"]),
+                ("report", ["--period", month, "--format", "html", "--lang", "zh", "-o", "report.zh.html"]),
+                ("report", ["--period", month, "--format", "xlsx", "-o", "report.xlsx"])]
+        if example is not None:
+            runs += [("form", [kind, "--incident", example, "--lang", "zh", "-o", f"form-{kind}.html"])
+                     for kind in ("report", "cause", "actions", "verification")]
+        for command, words in runs:
+            args = words[:-1] + [str(self.target / words[-1])]
+            if command == "form":
+                argv = [command, args[0], *common[:3], *args[1:]]
+            else:
+                argv = [command, *common, *args]
+            parsed = parser.parse_args(argv)
+            parsed.no_plugins, parsed.block, parsed.plugin_manager = False, [], self.pm
+            sink = _Sink()
+            handlers[command](parsed, sink, sink)
+            wrote.append(words[-1])
+        figures = {r["kpi"]: r for r in json.loads((self.target / "figures.json").read_text(encoding="utf-8"))
+                   if r["view"] == "period"}
+
+        def pct(name: str) -> str:
+            v = figures.get(name, {}).get("value")
+            return "-" if v is None else f"{100 * v:.1f}%"
+
+        def dur(name: str) -> str:
+            v = figures.get(name, {}).get("value")
+            return "-" if v is None else _duration_text(v)
+
+        self.say(f"  {month}: on time {pct('on_time_respond')} answered, {pct('on_time_resolve')} resolved; "
+                 f"median first answer {dur('first_response_time')}, resolution {dur('time_to_resolve')}; "
+                 f"CSAT {pct('csat')}; recurrence {pct('recurrence_rate')}")
+        self.say(f"  wrote {', '.join(wrote)} in {self.target}/")
+        if example is not None:
+            self.say(f"  (the forms are those of {example}; 'qflow report --help' makes others)")
+
+
+class _Sink:
+    """Swallows a command's output: the demo prints its own summary."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _duration_text(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m"
 
 
 def _event_text(e: Event, demo: Demo) -> str:

@@ -128,13 +128,16 @@ examples:
 """
 
 _DEMO_EPILOG = f"""\
-Reports the shipped incidents in time order on a fake clock, explains the first
-critical one, walks one incident through the whole loop, and lists what falls due
-in the next 24 hours. Nothing is written anywhere.
+Reports the shipped incidents in time order on a fake clock into an SQLite store,
+explains the first critical one, walks one incident through the whole loop, lists
+what falls due in the next 24 hours, then builds six months of the same desk's
+history and writes its report (HTML in English and Chinese, an XLSX workbook) and
+the process forms for one incident. Everything goes under --out (default .demo/),
+made anew each run.
 
 examples:
   {PROG} demo
-  {PROG} demo --ruleset my.yaml --incidents my.incidents.jsonl
+  {PROG} demo --ruleset my.yaml --incidents my.incidents.jsonl --out /tmp/qflow-demo
 """
 
 
@@ -196,6 +199,8 @@ def _build_parser(pm: Any = None) -> tuple[_Parser, dict[str, Callable[[argparse
     p.add_argument("--ruleset", metavar="PATH", help=f"the ruleset (default {DEMO_RULESET})")
     p.add_argument("--incidents", metavar="PATH",
                    help="the incidents, JSON Lines (default: the ruleset's name with .incidents.jsonl)")
+    p.add_argument("--out", metavar="DIR", default=".demo",
+                   help="where the demo's stores, report and forms go (default .demo)")
     handlers = dict(_COMMANDS)
     for module_name in COMMAND_MODULES:
         try:
