@@ -379,3 +379,38 @@ def test_a_site_plugin_guards_closing_and_opens_tickets(ruleset, clock):
             "cannot close INC-1: hygiene incidents need a photo before closing; attach one", TransitionError)
     engine.add_evidence(iid, "C-1", Attachment("photo://floor.jpg", kind="photo"), actor="质检")
     assert engine.close(iid).stage is Stage.CLOSED
+
+
+class StageLog:
+    """Records every stage entered and left, as a site plugin would."""
+
+    def __init__(self):
+        self.seen = []
+
+    @qflow.hookimpl
+    def qflow_stage_exit(self, state, target):
+        self.seen.append(("exit", state.id, state.stage.value, target.value))
+
+    @qflow.hookimpl
+    def qflow_stage_enter(self, state, previous):
+        self.seen.append(("enter", state.id, previous.value, state.stage.value))
+
+
+def test_stages_the_tick_moves_run_the_stage_hooks_too(ruleset, clock):
+    pm = qflow.make_plugin_manager(autoload=False)
+    spy = StageLog()
+    pm.register(spy, name="stage-log")
+    engine = Engine(ruleset, plugins=pm, clock=clock)
+    iid = dirty(engine)
+    engine.confirm(iid, actor="值班经理", responsibility="human", team="housekeeping", owner="李娜")
+    engine.record_cause(iid, Cause("C-1", "排班漏排", method="five_why", whys=WHYS, code="rota-gap", confirmed=True))
+    engine.transition(iid, "acting")
+    engine.plan_action(iid, Action("A-1", "排班表改为系统生成", "李娜", clock.now() + timedelta(days=1),
+                                   target="30天内零漏排"))
+    engine.update_action(iid, "A-1", "done")
+    spy.seen.clear()
+    clock.advance(timedelta(days=8))
+    engine.tick()  # the window is over: the tick verifies, finds it ineffective, and goes back
+    assert engine.get(iid).stage is Stage.ANALYSING
+    assert spy.seen == [("exit", iid, "acting", "verifying"), ("enter", iid, "acting", "verifying"),
+                        ("exit", iid, "verifying", "analysing"), ("enter", iid, "verifying", "analysing")]

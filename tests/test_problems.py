@@ -62,7 +62,7 @@ def test_outside_the_window_nothing_opens(engine, clock):
     assert engine.problems() == []
 
 
-def test_known_errors_are_archived_and_suggested_when_a_new_incident_is_confirmed(pm, clock):
+def test_known_errors_are_archived_and_suggested_when_a_new_incident_arrives(pm, clock):
     engine = Engine(qflow.load_ruleset_text(BASE, file="b.yaml", plugins=pm), plugins=pm, clock=clock)
     first = engine.report(Incident(description="1203 空调不制冷", category="equipment", place="1203", asset="AC-1203")).id
     engine.confirm(first)
@@ -78,9 +78,11 @@ def test_known_errors_are_archived_and_suggested_when_a_new_incident_is_confirme
     assert engine.suggest_known_errors(second) == [
         Suggestion("KE-1", 0.6, "same category 'equipment'; mentions '空调', '不制冷'", "清洗滤网, 30分钟内恢复",
                    "plugin:loop")]
-    engine.confirm(second)
+    # Searched as it arrived, in the report's own transaction:
     recorded = [e for e in engine.events(second) if e.type == ev.KNOWN_ERRORS_SUGGESTED]
-    assert recorded[0].data["suggestions"][0]["known_error"] == "KE-1"
+    assert [(e.seq, e.data["suggestions"][0]["known_error"]) for e in recorded] == [(3, "KE-1")]
+    engine.confirm(second)  # nothing new in the archive: not suggested twice
+    assert sum(e.type == ev.KNOWN_ERRORS_SUGGESTED for e in engine.events(second)) == 1
     other = engine.report(Incident(description="地毯有污渍", category="hygiene")).id
     assert engine.suggest_known_errors(other) == []
 

@@ -64,7 +64,7 @@ class Intake(_Base):
         return the recorded incident, ``dedup_key`` attaches to an open one, also to
         one earlier in the same batch); returns one state per report, in order.
         """
-        from qflow.engine import _source_summary, parse_incident
+        from qflow.engine import parse_incident
 
         now = self.clock.now()
         given = [i if isinstance(i, Incident) else parse_incident(i, converter=self._conv) for i in incidents]
@@ -76,6 +76,7 @@ class Intake(_Base):
         order: list[str] = []
         out: list[str] = []
         fresh = iter(self.store.next_ids(sum(1 for i in given if i.id is None)))
+        known_errors = self.known_errors()  # one read for the whole batch
         for incident in given:
             if incident.external_id is not None:
                 known = by_external.get(incident.external_id) or self.store.find_external(incident.external_id)
@@ -120,14 +121,9 @@ class Intake(_Base):
             iid = incident.id
             assert iid is not None
             decision = self.decide(incident, now)
-            ref = decision.ruleset
-            events = [
-                Event(iid, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
-                      data=self._conv.unstructure(incident)),
-                Event(iid, 2, now, ev.DECISION_MADE, actor=None, source=_source_summary(decision), ruleset=ref,
-                      data=ev.decision_data(self._conv, decision)),
-            ]
-            state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+            events = self._arrival(incident, decision, now, actor, known_errors)
+            state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
+                incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
             touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)]]
             order.append(iid)
             if incident.external_id is not None:

@@ -95,6 +95,9 @@ class LoopCommands(_Base):
         self._guard_command(state, Command("confirm", actor, None, {"responsibility": responsibility, "team": team,
                                                                      "owner": owner}), verb)
         suggestions = self.suggest_known_errors(incident_id)
+        seen = [e for e in self.store.events(incident_id) if e.type == ev.KNOWN_ERRORS_SUGGESTED]
+        if seen and [x["known_error"] for x in seen[-1].data["suggestions"]] == [x.known_error for x in suggestions]:
+            suggestions = []  # already suggested as it arrived; the archive has nothing new for it
         if suggestions:
             items.append((ev.KNOWN_ERRORS_SUGGESTED,
                           {"suggestions": [self._conv.unstructure(s) for s in suggestions]}, "known-errors"))
@@ -341,10 +344,12 @@ class LoopCommands(_Base):
     def suggest_known_errors(self, incident_id: str) -> list[Suggestion]:
         """Known errors that may explain the incident, best first (``qflow_suggest_known_errors``)."""
         state = self._load(incident_id)
-        candidates = self.known_errors()
+        return self._suggestions(state.incident, self.known_errors())
+
+    def _suggestions(self, incident: Any, candidates: Sequence[KnownError]) -> list[Suggestion]:
         if not candidates:
             return []
-        found = self._hooks.pm.hook.qflow_suggest_known_errors(incident=state.incident, candidates=tuple(candidates),
+        found = self._hooks.pm.hook.qflow_suggest_known_errors(incident=incident, candidates=tuple(candidates),
                                                                ruleset=self.ruleset)
         best: dict[str, Suggestion] = {}
         for suggestions in found:

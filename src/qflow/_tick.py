@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from qflow import events as ev
 from qflow.errors import ConcurrencyError
-from qflow.model import Effect, Event, Notification
+from qflow.model import Effect, Event, IncidentState, Notification
 from qflow.store import Timer, Write
 
 if TYPE_CHECKING:
@@ -64,6 +64,21 @@ class _Plan:
     write: Write
     effects: int
     notifications: int
+    before: IncidentState
+
+    def announce(self, hooks: Any, conv: Any, now: datetime) -> None:
+        """Stages the tick moved (an automatic verification, and back to analysing
+        when it was ineffective) are entered and left like any other: the stage hooks
+        run for each move, once the change is stored."""
+        if self.write.state.stage is self.before.stage and not any(
+                e.type == ev.STAGE_CHANGED for e in self.write.events):
+            return
+        state = self.before
+        for event in self.write.events:
+            after = ev.apply(state, event, conv)
+            if event.type == ev.STAGE_CHANGED:
+                hooks.stage_changed(state, after, now)
+            state = after
 
 
 class Scheduling(_Base):
@@ -114,6 +129,8 @@ class Scheduling(_Base):
             return TickReport(failed=failed)
         try:
             self.store.write([p.write for p in plans.values()])
+            for p in plans.values():
+                p.announce(self._hooks, self._conv, now)
             return TickReport(effects=sum(p.effects for p in plans.values()),
                               notifications=sum(p.notifications for p in plans.values()), failed=failed)
         except ConcurrencyError:
@@ -132,6 +149,7 @@ class Scheduling(_Base):
                 if plan is None:
                     return TickReport(conflicts=conflicts)
                 self.store.write([plan.write])
+                plan.announce(self._hooks, self._conv, now)
                 return TickReport(effects=plan.effects, notifications=plan.notifications, conflicts=conflicts)
             except ConcurrencyError:
                 conflicts += 1
@@ -161,4 +179,4 @@ class Scheduling(_Base):
             after = ev.apply(after, event, self._conv)
         write = self._write(tuple(history) + tuple(new), new, after, notes, now)
         held = len(write.events) - len(new)  # one NotificationSuppressed per held notification
-        return _Plan(write, len(found), len(notes) - held)
+        return _Plan(write, len(found), len(notes) - held, state)

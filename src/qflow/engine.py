@@ -330,20 +330,34 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
             incident = attrs.evolve(incident, **changes)
         assert incident.id is not None
         decision = self.decide(incident, now)
-        ref = decision.ruleset  # the ruleset that decided, even if swapped since
-        events = (
-            Event(incident.id, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
-                  data=self._conv.unstructure(incident)),
-            Event(incident.id, 2, now, ev.DECISION_MADE, actor=None, source=_source_summary(decision),
-                  ruleset=ref, data=ev.decision_data(self._conv, decision)),
-        )
-        state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+        events = tuple(self._arrival(incident, decision, now, actor, self.known_errors()))
+        state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
+            incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
         note = self._notification(state, "incident.reported", now)
         write = self._write(events, events, state, (note,), now)
         self.store.write([write])
         if write.state.seq == state.seq:  # a held notification goes to no observer either
             self._broadcast(write.state, note, now)
         return write.state
+
+    def _arrival(self, incident: Incident, decision: Decision, now: datetime, actor: str | None,
+                 known_errors: Sequence[Any]) -> list[Event]:
+        """The events a new report starts its log with: the report, the decision and,
+        when the known-error archive has candidates for it, the suggestions — searched
+        as the incident arrives, in the same transaction."""
+        assert incident.id is not None
+        ref = decision.ruleset  # the ruleset that decided, even if swapped since
+        out = [
+            Event(incident.id, 1, now, ev.INCIDENT_REPORTED, actor=actor, source="report", ruleset=ref,
+                  data=self._conv.unstructure(incident)),
+            Event(incident.id, 2, now, ev.DECISION_MADE, actor=None, source=_source_summary(decision),
+                  ruleset=ref, data=ev.decision_data(self._conv, decision)),
+        ]
+        suggestions = self._suggestions(incident, known_errors) if known_errors else []
+        if suggestions:
+            out.append(Event(incident.id, 3, now, ev.KNOWN_ERRORS_SUGGESTED, source="known-errors", ruleset=ref,
+                             data={"suggestions": [self._conv.unstructure(s) for s in suggestions]}))
+        return out
 
     def _notification(self, state: IncidentState, topic: str, now: datetime) -> Notification:
         d = state.decision
