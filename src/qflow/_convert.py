@@ -200,6 +200,11 @@ def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
     c.register_unstructure_hook_func(
         lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum_value
     )
+    # Optional scalars directly: cattrs's generic Optional handling costs more than the
+    # rest of an incident's structuring, and every report goes through it.
+    for typ, hook in ((str, _text), (int, _int), (float, _float), (bool, _bool)):
+        c.register_structure_hook(typ | None, lambda v, _, hook=hook: None if v is None else hook(v))
+    c.register_structure_hook(datetime | None, lambda v, _: None if v is None else parse_time(v))
     c.register_structure_hook(FrozenDict, _frozendict)
     c.register_unstructure_hook(FrozenDict, thaw)
     c.register_structure_hook(
