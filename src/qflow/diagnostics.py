@@ -123,6 +123,10 @@ CODES: dict[str, str] = {
     "QF804": "a verification with no metric",
     "QF805": "a verification metric that cannot be measured or judged (kind, thresholds, KPI projection)",
     "QF806": "a problem threshold that would make every incident a problem",
+    "QF901": "an assessment time zone cannot be read",
+    "QF902": "an assessment setting is out of range (min_n, fingerprint field, CSAT mark, criterion scale, weight)",
+    "QF903": "a scorecard weight names no KPI or criterion",
+    "QF904": "a duration KPI is weighted in a scorecard without a target",
 }
 
 #: The ``--format`` choices of every command that reports diagnostics.
