@@ -135,10 +135,7 @@ def test_mermaid_shows_stages_with_roles_routing_and_severities(small):
 
 
 def test_the_escalation_ladder_of_each_severity(pm):
-    try:
-        ruleset = qflow.load_ruleset_text(SMALL + LADDER, file="small.yaml", plugins=pm)
-    except qflow.RulesetError as exc:  # pragma: no cover - only while the escalation plugin is absent
-        pytest.skip(f"no plugin reads the escalation section here: {exc}")
+    ruleset = qflow.load_ruleset_text(SMALL + LADDER, file="small.yaml", plugins=pm)
     text = to_mermaid(build_graph(ruleset))
     assert text.split('  subgraph escalation["升级 Severities, commitments and escalation"]\n')[1].split("  end\n")[0] == (
         '    sev_critical["critical 紧急<br/>respond 15m, resolve 4h on 24x7"]\n'
