@@ -56,7 +56,7 @@ class Comparison:
 def _filters(kpi: KPI, period: Period) -> tuple[Filter, ...]:
     column = _MEMBERSHIP_COLUMN[kpi.membership]
     if column is None:
-        return ()
+        return (Filter("is_open", "==", 1),)  # what is open now: the store reads only those rows
     return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp()))
 
 
@@ -87,6 +87,16 @@ def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetim
                     named = {name: next(values) for name in ms}
                     figure = kpi.value(named)
                     into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+    # The backlog reads only the open rows, so a group with none open is not among its
+    # answers: it has a backlog of 0, like the whole would.
+    for kpi in kpis:
+        if kpi.membership == "open" and by is not None:
+            empty = {name: 0 if m.fn.startswith("count") else None for name, m in kpi.measures(stamp).items()}
+            for figures in groups.values():
+                if kpi.name not in figures and any(k.projection == kpi.projection for k in kpis
+                                                   if k.name in figures):
+                    figure = kpi.value(empty)
+                    figures[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
     return Slice(period, by, as_of, total, groups)
 
 

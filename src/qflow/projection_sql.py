@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from qflow.store import Filter, Measure, Projection, check_query, projection_rows
+from qflow.store import Filter, Measure, Projection, check_query, nearest_rank, projection_rows
 
 __all__ = ["aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
            "insert_statement", "many_values", "row_values", "table"]
@@ -86,7 +86,8 @@ def create_statements(projection: Projection, dialect: str) -> list[str]:
     out = [f'CREATE TABLE IF NOT EXISTS {name} (qf_incident TEXT NOT NULL, qf_n INTEGER NOT NULL, {cols}, '
            f'PRIMARY KEY (qf_incident, qf_n))']
     for c, t in projection.columns:
-        if t == "real" and (c.endswith("_at") or c == "due"):
+        # Periods select on the time columns, the backlog on the open flag.
+        if (t == "real" and (c.endswith("_at") or c == "due")) or (t == "int" and c.startswith("is_")):
             out.append(f'CREATE INDEX IF NOT EXISTS {name}_{c} ON {name} ("{c}")')
     return out
 
@@ -164,12 +165,15 @@ def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], gro
     found = {tuple(r[: len(group_by)]): list(r[len(group_by):]) for r in run(sql, params)}
     if not group_by and not found:
         found[()] = [0 if m.fn.startswith("count") else None for m in measures]
-    # Percentiles of one column under the same conditions share one ranking query.
-    ranked: dict[tuple[str | None, tuple[Filter, ...]], list[tuple[int, Measure]]] = {}
+    # Percentiles under the same conditions come back in one plain read of the rows
+    # those conditions select (the group values and every percentile column), and the
+    # nearest ranks are picked here: one scan for all of them, where a window query
+    # per column sorted the selection again and again.
+    by_conditions: dict[tuple[Filter, ...], list[tuple[int, Measure]]] = {}
     for i, m in percentiles:
-        ranked.setdefault((m.column, tuple(m.where)), []).append((i, m))
-    for (column, conditions), members in ranked.items():
-        got = _percentiles(run, name, column or "", conditions, [m for _, m in members], group_by, where, mark)
+        by_conditions.setdefault(tuple(m.where), []).append((i, m))
+    for conditions, members in by_conditions.items():
+        got = _percentiles(run, name, conditions, [m for _, m in members], group_by, where, mark)
         for key, values in got.items():
             if key in found:
                 for (i, _m), value in zip(members, values, strict=True):
@@ -184,18 +188,24 @@ def aggregate(run: Any, projection: Projection, measures: Sequence[Measure], gro
     return out
 
 
-def _percentiles(run: Any, name: str, column: str, conditions: Sequence[Filter], measures: Sequence[Measure],
+def _percentiles(run: Any, name: str, conditions: Sequence[Filter], measures: Sequence[Measure],
                  group_by: Sequence[str], where: Sequence[Filter],
                  mark: str) -> Mapping[tuple[Any, ...], Sequence[Any]]:
     """Nearest rank: the value at rank ceil(p * n) among the non-null values of a group,
-    for every percentile of *measures* over one ranking of *column*."""
+    for every percentile of *measures*, from one read of the selected rows."""
     params: list[Any] = []
-    cond = _all([*where, *conditions, Filter(column, "not null")], mark, params)
-    groups = ", ".join(f'"{g}"' for g in group_by)
-    part = f"PARTITION BY {groups} " if groups else ""
-    picks = ", ".join(f"MIN(CASE WHEN rn = (cnt * {_PERCENT[m.fn]} + 99) / 100 THEN v END)" for m in measures)
-    sql = (f'SELECT {groups + ", " if groups else ""}{picks} FROM ('
-           f'SELECT {groups + ", " if groups else ""}"{column}" AS v, '
-           f'ROW_NUMBER() OVER ({part}ORDER BY "{column}") AS rn, COUNT(*) OVER ({part.strip()}) AS cnt '
-           f"FROM {name} WHERE {cond}) ranked" + (f" GROUP BY {groups}" if groups else ""))
-    return {tuple(r[: len(group_by)]): r[len(group_by):] for r in run(sql, params)}
+    cond = _all([*where, *conditions], mark, params)
+    columns = list(dict.fromkeys(m.column or "" for m in measures))
+    picked = ", ".join(f'"{c}"' for c in [*group_by, *columns])
+    rows = run(f"SELECT {picked} FROM {name} WHERE {cond}", params)
+    n = len(group_by)
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[:n]), []).append(r)
+    index = {c: j for j, c in enumerate(columns)}
+    out: dict[tuple[Any, ...], list[Any]] = {}
+    for key, members in groups.items():
+        by_column = list(zip(*members, strict=True))[n:]
+        ordered = [sorted(v for v in values if v is not None) for values in by_column]
+        out[key] = [nearest_rank(ordered[index[m.column or ""]], _PERCENT[m.fn] / 100) for m in measures]
+    return out

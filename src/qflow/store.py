@@ -617,9 +617,8 @@ def nearest_rank(values: Sequence[Any], fraction: float) -> Any:
     """The smallest value with at least *fraction* of *values* at or below it (sorted input)."""
     if not values:
         return None
-    import math
-
-    return values[max(1, math.ceil(fraction * len(values))) - 1]
+    k = round(fraction * 100)  # in whole percent, so the rank is exact integer arithmetic
+    return values[max(1, (len(values) * k + 99) // 100) - 1]
 
 
 def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, measures: Sequence[Measure],
