@@ -364,7 +364,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         recipients = tuple(x for x in (d.team, d.owner) if x) if d else ()
         return Notification(
             incident_id=state.id, topic=topic, at=now, recipients=recipients,
-            subject=f"[{d.severity if d else '?'}] {state.id} {d.category if d else ''}".strip(),
+            subject=f"[{(d.severity if d else None) or '?'}] {state.id} {(d.category if d else None) or ''}".strip(),
             body=state.incident.description,
         )
 
