@@ -21,6 +21,7 @@ __all__ = ["ACTIONS", "FACTS", "action_rows", "facts_row", "period_keys"]
 
 _T, _I, _R = "text", "int", "real"
 _ENDED = (Stage.CLOSED.value, Stage.REJECTED.value)
+_RETARGET = (ev.DECISION_MADE, ev.SEVERITY_CHANGED)  # events that change a clock's target
 #: The events that are the moment a clock measures (a close also stops respond and
 #: acknowledge, but is neither an answer nor an acknowledgement).
 _COUNTS = {"acknowledge": (ev.ACKNOWLEDGED,), "respond": (ev.RESPONDED,), "resolve": (ev.STAGE_CHANGED,)}
@@ -207,17 +208,23 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     from qflow.events import fold
 
     out: dict[str, tuple[float | None, float | None, int | None]] = {}
-    last = events[-1].at
-    now_states = None
+    # The whole log at its last event is the question the escalation plugin asks in the
+    # same command, so the SLA plugin answers it once for both.
+    now_states = clock_states(state, events, ruleset, events[-1].at)
     decided = any(e.type == ev.DECISION_MADE for e in events[:2])
+    retargeted = max((k for k, e in enumerate(events) if e.type in _RETARGET), default=-1)
     for clock in ("acknowledge", "respond", "resolve"):
         i = stop.get(clock)
         if i is not None:
-            prefix = events[: i + 1]
-            # The clocks read the state only for a decision the log does not hold; folding
-            # the prefix again would cost most of a command's time.
-            then = state if decided else fold(prefix)
-            found = clock_states(then, prefix, ruleset, events[i].at).get(clock)
+            found = now_states.get(clock)
+            # A first run that stopped there, its target unchanged since: the whole
+            # log's answer is the answer at the stop. Otherwise ask about the log then.
+            if found is None or found.run != 1 or found.stopped_at != events[i].at or retargeted > i:
+                prefix = events[: i + 1]
+                # The clocks read the state only for a decision the log does not hold;
+                # folding the prefix again would cost most of a command's time.
+                then = state if decided else fold(prefix)
+                found = clock_states(then, prefix, ruleset, events[i].at).get(clock)
             if found is not None:
                 due = found.breached_at or found.due
                 # Stopped on the due moment is on time ("on or before"), although the SLA
@@ -225,8 +232,6 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 met = int(found.breached_at is None or found.breached_at >= events[i].at)
                 out[clock] = (found.elapsed.total_seconds(), _epoch(due), met)
             continue
-        if now_states is None:
-            now_states = clock_states(state, events, ruleset, last)
         found = now_states.get(clock)
         if found is not None:
             # Still running: due is when it runs out (none while paused and not yet late).

@@ -103,13 +103,7 @@ class Chain:
         return self._build(out, matched) if out else None
 
     def candidates(self, view: Mapping[str, Any]) -> tuple[tuple[Callable[[Any], bool], Any], ...]:
-        buckets = self._buckets
-        if self._key is None:
-            return buckets[_ANY]
-        try:
-            return buckets.get(view.get(self._key), buckets[_ANY])
-        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
-            return buckets[_ANY]
+        return bucket_of(self._buckets, self._key, view)
 
     def run(self, view: Mapping[str, Any]) -> Any:
         """What the section decides for *view*: ``build``'s result, or None.
@@ -196,6 +190,16 @@ class Chain:
                                    f"no rule set {', '.join(missing)}; add a default rule (one without 'when') to set it"))
         steps += shadow_steps(self.section, self.shadows, view, out)
         return steps
+
+
+def bucket_of(buckets: Mapping[Any, Any], key: str | None, view: Mapping[str, Any]) -> Any:
+    """The rules an incident can meet: the bucket of its value for the chain's key field."""
+    if key is None:
+        return buckets[_ANY]
+    try:
+        return buckets.get(view.get(key), buckets[_ANY])
+    except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
+        return buckets[_ANY]
 
 
 def shadow_steps(section: str, shadows: Sequence[Rule], view: Mapping[str, Any],

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qflow import TraceStep
-from qflow_rules._chain import _ANY, Build, Extra, Rule, _fixed_run, _index, shadow_steps
+from qflow_rules._chain import Build, Extra, Rule, _fixed_run, _index, bucket_of, shadow_steps
 
 __all__ = ["ModeChain"]
 
@@ -70,13 +70,7 @@ class ModeChain:
         return self._build(out, matched) if out else None
 
     def _candidates(self, view: Mapping[str, Any]) -> tuple[tuple[Callable[[Any], bool], Rule], ...]:
-        buckets = self._buckets
-        if self._key is None:
-            return buckets[_ANY]
-        try:
-            return buckets.get(view.get(self._key), buckets[_ANY])
-        except TypeError:  # an unhashable value (a list) can only match the unkeyed rules
-            return buckets[_ANY]
+        return bucket_of(self._buckets, self._key, view)
 
     def _walk(self, hits: Sequence[Rule]) -> tuple[dict[str, tuple[Any, str]], list[str]]:
         """Apply the matching rules (*hits*, in order) by the mode; the rules that
