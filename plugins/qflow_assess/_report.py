@@ -73,9 +73,14 @@ def _histogram(store: Store, period: Period) -> tuple[tuple[str, int], ...]:
     return tuple(zip(labels, (int(v or 0) for v in row), strict=True))
 
 
+def _reported_in(period: Period) -> tuple[Filter, ...]:
+    """The incidents reported in *period*, rejected ones left out."""
+    return (Filter("reported_at", ">=", period.start.timestamp()), Filter("reported_at", "<", period.end.timestamp()),
+            Filter("rejected", "==", 0))
+
+
 def _grouped_counts(store: Store, period: Period, column: str) -> list[tuple[Any, ...]]:
-    where = (Filter("reported_at", ">=", period.start.timestamp()), Filter("reported_at", "<", period.end.timestamp()),
-             Filter("rejected", "==", 0))
+    where = _reported_in(period)
     return store.aggregate(FACTS, measures=[Measure("count"), Measure("count_distinct", "fingerprint")],
                            group_by=(column,), where=where)
 
@@ -113,8 +118,7 @@ def _problems(store: Store, period: Period, limit: int) -> tuple[tuple[ProblemLi
 
 
 def _grouped_stage_counts(store: Store, period: Period) -> list[tuple[Any, ...]]:
-    where = (Filter("reported_at", ">=", period.start.timestamp()), Filter("reported_at", "<", period.end.timestamp()),
-             Filter("rejected", "==", 0))
+    where = _reported_in(period)
     return store.aggregate(FACTS, measures=[Measure("count")], group_by=("stage",), where=where)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["FrozenDict", "freeze", "thaw"]
+__all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
 
 
 class FrozenDict(Mapping[str, Any]):
@@ -57,6 +57,11 @@ class FrozenDict(Mapping[str, Any]):
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
+    """The attrs converter of free-form mapping fields: a FrozenDict as it is, else one made."""
+    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
 def freeze(value: Any) -> Any:

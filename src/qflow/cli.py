@@ -203,13 +203,7 @@ def _build_parser(pm: Any = None) -> tuple[_Parser, dict[str, Callable[[argparse
                    help="where the demo's stores, report and forms go (default .demo)")
     handlers = dict(_COMMANDS)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        handlers.update(module.add_commands(sub, common))
+        handlers.update(importlib.import_module(module_name).add_commands(sub, common))
     # Plugins add their own commands (the built-in assess plugin adds report, survey ...).
     if pm is not None:
         for found in pm.hook.qflow_commands(subparsers=sub, common=common):

@@ -6,13 +6,13 @@ The model knows nothing about converters, YAML or storage (see ``_convert.py``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 
-from qflow._frozen import FrozenDict
+from qflow._frozen import FrozenDict, frozen_map
 
 __all__ = [
     "Action",
@@ -48,8 +48,6 @@ __all__ = [
 ]
 
 
-def _frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
-    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
 def _aware(instance: Any, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
@@ -94,7 +92,7 @@ class Customer:
     name: str | None = None
     tier: str | None = None
     contact: str | None = None
-    extra: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    extra: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -135,7 +133,7 @@ class Incident:
     #: The same anomaly through another channel carries the same key; within the
     #: ruleset's ``intake.dedup_window`` it attaches to the open incident.
     dedup_key: str | None = None
-    extra: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    extra: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -259,7 +257,7 @@ class Verification:
     at: datetime = attrs.field(validator=_aware)
     verifier: str | None = None
     method: str = "manual"
-    metrics: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    metrics: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
     note: str | None = None
     figures: tuple[MetricFigure, ...] = attrs.field(default=(), converter=tuple)
     evidence: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
@@ -281,7 +279,7 @@ class Command:
     name: str
     actor: str | None = None
     subject: Any = None
-    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -318,7 +316,7 @@ class Problem:
     the same fingerprint (store documents of kind ``problem``)."""
 
     id: str
-    fingerprint: FrozenDict = attrs.field(converter=_frozen_map)
+    fingerprint: FrozenDict = attrs.field(converter=frozen_map)
     opened_at: datetime = attrs.field(validator=_aware)
     incidents: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     status: str = "open"  # open, known_error, closed
@@ -352,7 +350,7 @@ class Event:
     actor: str | None = None
     source: str | None = None
     ruleset: str | None = None
-    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -367,7 +365,7 @@ class Classification:
     priority: str | None = None
     source: str | None = None
     matched: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -379,7 +377,7 @@ class Assignment:
     responsibility: str | None = None
     source: str | None = None
     matched: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -474,7 +472,7 @@ class Decision:
     responsibility: str | None = None
     deadlines: tuple[Deadline, ...] = attrs.field(default=(), converter=tuple)
     matched: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    sources: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
     trace: Trace = attrs.field(factory=Trace, eq=False, repr=False)
 
     def deadline(self, clock: str) -> Deadline | None:
@@ -504,7 +502,7 @@ class Notification:
     recipients: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     subject: str = ""
     body: str = ""
-    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 @attrs.frozen
@@ -514,7 +512,7 @@ class Effect:
 
     type: str
     source: str
-    data: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    data: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
     notifications: tuple[Notification, ...] = attrs.field(default=(), converter=tuple)
 
 

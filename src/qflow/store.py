@@ -12,13 +12,11 @@ from typing import Any
 
 import attrs
 
-from qflow._frozen import FrozenDict
+from qflow._frozen import FrozenDict, frozen_map
 from qflow.errors import ConcurrencyError, QflowError
 from qflow.model import Event, IncidentState, Stage
 
 
-def _frozen_map(value: object) -> FrozenDict:
-    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})  # type: ignore[arg-type]
 
 __all__ = [
     "CLOSED_STAGES", "SchemaError", "StoreError", "DeliveryAttempt", "Due", "Filter", "IncidentQuery", "Measure", "MemoryStore",
@@ -112,7 +110,7 @@ class OutboxMessage:
     backend: str
     created_at: datetime
     next_attempt_at: datetime
-    payload: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    payload: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
     status: str = "pending"  # pending, delivered, dead
     attempts: int = 0
     last_error: str | None = None
@@ -183,7 +181,7 @@ class Write:
     outbox: tuple[OutboxMessage, ...] = attrs.field(default=(), converter=tuple)
     #: projection name -> the incident's rows there: one mapping, a list of them, or None
     #: (no rows); they replace the incident's previous rows in that projection.
-    rows: FrozenDict = attrs.field(factory=FrozenDict, converter=_frozen_map)
+    rows: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 
 class Store(abc.ABC):
