@@ -1,19 +1,31 @@
-"""Rows to values and back: JSON text for free-form data, ISO text plus epoch seconds
-for times. Shared by the store's write and read paths."""
+"""Rows to values and back: JSON for free-form data, ISO text plus epoch seconds for
+times. Shared by the store's write and read paths.
+
+Writing is the hot path of intake, so event data goes through orjson (UTF-8, stored
+as a blob) with FrozenDicts, text, numbers, booleans, None and lists in it; a value
+orjson does not write itself (a time, an unusual type) or refuses (an integer past
+64 bits, a key that is not text) sends the whole value to the standard encoder, as
+every value went before. Reading uses the standard decoder for every row, old or
+new. One difference: NaN and the infinities, which JSON has no words for, orjson
+writes as null (the standard encoder wrote NaN and Infinity, which PostgreSQL's json
+refuses).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import attrs
+import orjson
 import qflow
 from qflow import FrozenDict
-from qflow.model import Decision, IncidentState, Trace
+from qflow.model import IncidentState, Stage, Trace
+from qflow.store import CLOSED_STAGES
 
-__all__ = ["STATE_FIELDS", "dumps", "incident_order", "loads", "state_json", "state_from"]
+__all__ = ["OPEN", "STAGE_TEXT", "dumps", "event_json", "incident_order", "loads", "state_from", "state_json", "timestamp"]
 
 
 def _default(value: Any) -> Any:
@@ -30,40 +42,106 @@ def _default(value: Any) -> Any:
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default).encode
 loads = json.loads
 
+
+def _frozen(value: Any) -> Any:
+    # orjson calls this for what it does not write itself: FrozenDicts give their
+    # contents; anything else (times, unusual types) goes to the standard encoder.
+    if type(value) is FrozenDict:
+        return value.as_dict()
+    raise TypeError
+
+
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_orjson_dumps = orjson.dumps
+
+
+def event_json(data: FrozenDict) -> bytearray | str:
+    """An event's data as JSON: UTF-8 from orjson when that is exact, else text.
+
+    A bytearray, not bytes: sqlite3 binds a bytearray straight away, while bytes go
+    through its adapter look-up first, which costs more than the copy."""
+    try:
+        return bytearray(_orjson_dumps(data, default=_frozen, option=_ORJSON_OPTIONS))
+    except orjson.JSONEncodeError:
+        return dumps(data)
+
+
 _CONV = qflow.make_converter()
+_unstructure = _CONV.unstructure
 _NO_TRACE = Trace(())
-#: Every state field but the incident (kept in the log's first event) and the trace.
-STATE_FIELDS = tuple(f.name for f in attrs.fields(IncidentState) if f.name != "incident")
 
 
-def state_json(state: IncidentState, decision_json: str | None = None) -> str:
-    """The state without its incident, as JSON; the decision's trace is left out (it is
-    worked out again from the decision's inputs when needed). *decision_json* is the
-    decision as the DecisionMade event of the same write already holds it: spliced in
-    as it is, so a batch of reports serialises each decision once."""
-    out: dict[str, Any] = {}
-    unstructure = _CONV.unstructure
-    for name in STATE_FIELDS:
-        value = getattr(state, name)
-        if value is None or value == ():
-            out[name] = value if value is None else []
-        elif isinstance(value, Decision):
-            if decision_json is not None:
-                continue
-            data = unstructure(attrs.evolve(value, trace=_NO_TRACE))
-            data.pop("trace", None)
-            out[name] = data
-        else:
-            out[name] = unstructure(value)
-    text = dumps(out)
-    if decision_json is not None and state.decision is not None:
-        text = f'{text[:-1]},"decision":{decision_json}}}' if out else f'{{"decision":{decision_json}}}'
-    return text
+def state_json(state: IncidentState, decision_in_event: bool, updated_at: str) -> bytearray | str:
+    """The state as JSON, without what the row holds elsewhere: the incident (kept in
+    the log's first event or the incident column), stage and seq (columns), the
+    decision when *decision_in_event* (the DecisionMade event named by decision_seq
+    holds it) and every field at its default (structuring fills defaults in). A
+    decision kept here leaves out its trace (worked out again from its inputs when
+    needed). *updated_at* is ``state.updated_at.isoformat()``, which the caller
+    mostly has already (the time of the last event)."""
+    d = state.decision
+    if ((d is None or decision_in_event) and not state.causes and not state.actions and not state.verifications
+            and state.rejected_reason is None and state.status is None and state.acknowledged_at is None
+            and state.responded_at is None and state.reports == 1 and state.problem is None):
+        return bytearray(b'{"updated_at":"%s"}' % updated_at.encode())  # the state of a fresh report
+    out: dict[str, Any] = {"updated_at": updated_at}
+    if d is not None and not decision_in_event:
+        data = _unstructure(attrs.evolve(d, trace=_NO_TRACE))
+        data.pop("trace", None)
+        out["decision"] = data
+    if state.causes:
+        out["causes"] = _unstructure(state.causes)
+    if state.actions:
+        out["actions"] = _unstructure(state.actions)
+    if state.verifications:
+        out["verifications"] = _unstructure(state.verifications)
+    if state.rejected_reason is not None:
+        out["rejected_reason"] = state.rejected_reason
+    if state.status is not None:
+        out["status"] = state.status
+    if state.acknowledged_at is not None:
+        out["acknowledged_at"] = state.acknowledged_at.isoformat()
+    if state.responded_at is not None:
+        out["responded_at"] = state.responded_at.isoformat()
+    if state.reports != 1:
+        out["reports"] = state.reports
+    if state.problem is not None:
+        out["problem"] = state.problem
+    return dumps(out)
 
 
-def state_from(state_text: str, incident: Mapping[str, Any]) -> IncidentState:
+_FIXED_OFFSETS: dict[timezone, int] = {}  # a fixed-offset zone -> minus its offset in microseconds
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def timestamp(value: datetime) -> float:
+    """``value.timestamp()``, worked out directly for fixed-offset zones (the offsets
+    incidents arrive with), where it is the same number at half the cost."""
+    tz = value.tzinfo
+    if type(tz) is not timezone:
+        return value.timestamp()
+    minus = _FIXED_OFFSETS.get(tz)
+    if minus is None:
+        minus = _FIXED_OFFSETS[tz] = -(tz.utcoffset(None) // _MICROSECOND)
+    # The same integer microseconds and the same one division as timedelta.total_seconds.
+    return ((((value.toordinal() - _EPOCH_ORDINAL) * 86400 + value.hour * 3600 + value.minute * 60 + value.second)
+             * 1000000 + value.microsecond + minus) / 1000000)
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def state_from(state_text: str | bytes, incident: Mapping[str, Any], stage: str, seq: int,
+               decision: Mapping[str, Any] | None) -> IncidentState:
+    """The state of a row: its JSON (of any schema version; older rows hold every
+    field, stage, seq and their decision), with the columns and the decision of the
+    DecisionMade event it names, if it names one."""
     data = loads(state_text)
     data["incident"] = incident
+    data["stage"] = stage
+    data["seq"] = seq
+    if decision is not None:
+        data["decision"] = decision
     return _CONV.structure(data, IncidentState)
 
 
@@ -75,3 +153,9 @@ def incident_order(incident_id: str) -> int:
 
 def incident_json(state: IncidentState) -> str:
     return dumps(_CONV.unstructure(state.incident))
+
+
+#: 1 for a stage whose incident counts as open, else 0 (the ``open`` column).
+OPEN = {s: int(s not in CLOSED_STAGES) for s in Stage}
+#: A stage's text (``Stage.value`` is a descriptor call; this is a dict look-up).
+STAGE_TEXT = {s: s.value for s in Stage}

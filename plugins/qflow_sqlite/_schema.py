@@ -60,6 +60,25 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 """
 
+# Version 3: intake writes less. Events become a rowid table with a unique
+# (incident_id, seq): a row is a kilobyte or more, and WITHOUT ROWID tables suit rows
+# under about a twentieth of a page (https://sqlite.org/withoutrowid.html). A state
+# whose decision is the one its DecisionMade event holds names that event's seq in
+# decision_seq instead of holding a second copy (the read joins it back); a later
+# change to the decision makes the state keep its own copy again.
+_V3 = """
+CREATE TABLE events_v3 (
+    incident_id TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL, type TEXT NOT NULL,
+    actor TEXT, source TEXT, ruleset TEXT, data TEXT NOT NULL,
+    UNIQUE (incident_id, seq)
+);
+INSERT INTO events_v3 SELECT incident_id, seq, at, type, actor, source, ruleset, data FROM events
+    ORDER BY incident_id, seq;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+ALTER TABLE incidents ADD COLUMN decision_seq INTEGER;
+"""
+
 #: ``(version, script)``: running the scripts up to N gives schema N.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]

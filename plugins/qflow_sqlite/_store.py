@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import attrs
 from qflow import projection_sql
 from qflow.store import undeclared
 from qflow.errors import ConcurrencyError
+from qflow.events import DECISION_MADE, REASSIGNED, RESPONSIBILITY_CONFIRMED, SEVERITY_CHANGED
 from qflow.model import Event, IncidentState
 from qflow.store import (
     CLOSED_STAGES,
@@ -51,21 +53,30 @@ _CLOSED = tuple(s.value for s in CLOSED_STAGES)
 _PUSHED = {"stages", "team", "severity", "category", "owner", "place", "open_only", "reported_from",
            "reported_until", "overdue_at", "limit"}
 
-_DECISION_MADE = "DecisionMade"
-_DECISION_EVENTS = frozenset({_DECISION_MADE, "SeverityChanged", "Reassigned"})
-_INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
+_DECISION_MADE = DECISION_MADE
+#: The events after which the fold's decision is not the DecisionMade data as it is.
+_DECISION_EVENTS = frozenset({DECISION_MADE, SEVERITY_CHANGED, REASSIGNED, RESPONSIBILITY_CONFIRMED})
+_DUE = attrgetter("due")
+_INSERT_EVENT = "INSERT INTO events (incident_id, seq, at, type, source, ruleset, data) VALUES (?,?,?,?,?,?,?)"
+_INSERT_EVENT_FULL = ("INSERT INTO events (incident_id, seq, at, type, actor, source, ruleset, data)"
+                      " VALUES (?,?,?,?,?,?,?,?)")
 _INCIDENT_COLUMNS = ("id, ord, seq, stage, open, team, severity, category, owner, place, reported_ts, "
-                     "first_due_ts, external_id, dedup_key, incident, state")
-_INSERT_INCIDENT = f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-_UPSERT_INCIDENT = _INSERT_INCIDENT + (
+                     "first_due_ts, decision_seq, state")
+_INSERT_INCIDENT = f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_INCIDENT_FULL = (f"INSERT INTO incidents ({_INCIDENT_COLUMNS}, external_id, dedup_key, incident)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_UPSERT_INCIDENT = _INSERT_INCIDENT_FULL + (
     " ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, stage=excluded.stage, open=excluded.open,"
     " team=excluded.team, severity=excluded.severity, category=excluded.category, owner=excluded.owner,"
     " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts,"
-    " external_id=excluded.external_id, dedup_key=excluded.dedup_key, incident=excluded.incident,"
-    " state=excluded.state")
+    " decision_seq=excluded.decision_seq, state=excluded.state, external_id=excluded.external_id,"
+    " dedup_key=excluded.dedup_key, incident=excluded.incident")
 _QUERY_FIELDS = attrs.fields(IncidentQuery)
-_READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data) FROM incidents i"
-               " LEFT JOIN events e ON e.incident_id = i.id AND e.seq = 1")
+#: A state row with its incident (its own, else the first event's) and the decision
+#: of the DecisionMade event it names (decision_seq), if it names one.
+_READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data), i.stage, i.seq, d.data FROM incidents i"
+               " LEFT JOIN events e ON e.incident_id = i.id AND e.seq = 1"
+               " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq")
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -291,8 +302,13 @@ class SQLiteStore(Store):
             self._write(con, writes)
 
     def _write(self, con: sqlite3.Connection, writes: Sequence[Write]) -> None:
-        events: list[tuple[Any, ...]] = []
-        created: list[tuple[Any, ...]] = []
+        # Intake runs through here many thousand times a second, so the loop keeps to
+        # plain operations; rows whose usual NULLs are NULL go to statements that leave
+        # those columns out (sqlite3 binds None through a slow adapter look-up).
+        events: list[tuple[Any, ...]] = []  # without an actor
+        events_full: list[tuple[Any, ...]] = []
+        created: list[tuple[Any, ...]] = []  # without external id, dedup key, own incident
+        created_full: list[tuple[Any, ...]] = []
         updated: list[tuple[Any, ...]] = []
         follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
         batch_last: dict[str, int] = {}
@@ -302,18 +318,25 @@ class SQLiteStore(Store):
         outbox: list[tuple[Any, ...]] = []
         rows_set: dict[str, list[tuple[Any, ...]]] = {}
         rows_gone: dict[str, list[tuple[str]]] = {}
+        event_json, state_json, timestamp = _codec.event_json, _codec.state_json, _codec.timestamp
+        open_of, stage_text = _codec.OPEN, _codec.STAGE_TEXT
+        last_at: datetime | None = None
+        at_text = ""
         for w in writes:
             state = w.state
-            iid = state.incident.id
+            inc = state.incident
+            iid = inc.id
             evs = w.events
             new = False
-            decision_json = None
+            decision_seq = None
             if evs:
                 first = evs[0].seq
-                for i, e in enumerate(evs):
-                    if e.seq != first + i or e.incident_id != iid:
+                seq = first
+                for e in evs:
+                    if e.seq != seq or e.incident_id != iid:
                         raise ConcurrencyError(f"{iid}: event seq {e.seq} of {e.incident_id} does not follow "
-                                               f"{first + i - 1}; reload the incident and try again")
+                                               f"{seq - 1}; reload the incident and try again")
+                    seq += 1
                 last = batch_last.get(iid)
                 if last is not None:
                     if first != last + 1:
@@ -323,30 +346,51 @@ class SQLiteStore(Store):
                     new = True
                 else:
                     follows[iid] = first - 1
-                batch_last[iid] = evs[-1].seq
+                batch_last[iid] = seq - 1
                 for e in evs:
-                    text = dumps(e.data)
-                    events.append((iid, e.seq, e.at.isoformat(), e.type, e.actor, e.source, e.ruleset, text))
-                    if e.type in _DECISION_EVENTS:
-                        # The fold takes the decision from DecisionMade as it is; later
-                        # severity or team changes make the state's own copy the one to keep.
-                        decision_json = text if e.type == _DECISION_MADE else None
+                    at = e.at
+                    if at is not last_at:  # the events of one command mostly share one time
+                        last_at, at_text = at, at.isoformat()
+                    etype = e.type
+                    if e.actor is None:
+                        events.append((iid, e.seq, at_text, etype, e.source, e.ruleset, event_json(e.data)))
+                    else:
+                        events_full.append((iid, e.seq, at_text, etype, e.actor, e.source, e.ruleset,
+                                            event_json(e.data)))
+                    if etype in _DECISION_EVENTS:
+                        # The fold takes the decision from DecisionMade as it is; a later
+                        # change in the same write makes the state's own copy the one to keep.
+                        decision_seq = e.seq if etype == _DECISION_MADE else None
             elif iid not in batch_last:
                 follows.setdefault(iid, -1)  # no events: the incident must exist, any seq
-            inc = state.incident
-            if inc.external_id is not None:
-                owner = externals.setdefault(inc.external_id, iid)
+            external_id, dedup_key = inc.external_id, inc.dedup_key
+            if external_id is not None:
+                owner = externals.setdefault(external_id, iid)
                 if owner != iid:
-                    raise ConcurrencyError(external_conflict(iid, inc.external_id, owner))
+                    raise ConcurrencyError(external_conflict(iid, external_id, owner))
             d = state.decision
             reported = inc.reported_at
-            first_due = min(dl.due for dl in d.deadlines).timestamp() if d is not None and d.deadlines else None
+            reported_ts = None if reported is None else timestamp(reported)
+            if d is not None:
+                team, severity, category, owner_name = d.team, d.severity, d.category, d.owner
+                first_due = timestamp(min(map(_DUE, d.deadlines))) if d.deadlines else None
+            else:
+                team = severity = category = owner_name = first_due = None
+                decision_seq = None
             own_incident = None if new and evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
-            row = (iid, incident_order(iid), state.seq, state.stage.value, state.stage not in CLOSED_STAGES,
-                   d.team if d else None, d.severity if d else None, d.category if d else None,
-                   d.owner if d else None, inc.place, None if reported is None else reported.timestamp(),
-                   first_due, inc.external_id, inc.dedup_key, own_incident, _codec.state_json(state, decision_json))
-            (created if new else updated).append(row)
+            stage = state.stage
+            updated_at = state.updated_at
+            if updated_at is not last_at:
+                last_at, at_text = updated_at, updated_at.isoformat()
+            state_text = state_json(state, decision_seq is not None, at_text)
+            if new and external_id is None and dedup_key is None and own_incident is None:
+                created.append((iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity,
+                                category, owner_name, inc.place, reported_ts, first_due, decision_seq, state_text))
+            else:
+                (created_full if new else updated).append(
+                    (iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity, category,
+                     owner_name, inc.place, reported_ts, first_due, decision_seq, state_text, external_id,
+                     dedup_key, own_incident))
             if w.timers is not None:
                 if not new:
                     cleared.append((iid,))
@@ -354,7 +398,7 @@ class SQLiteStore(Store):
                     timers.append((iid, t.key, t.at.isoformat(), t.at.timestamp()))
             for m in w.outbox:
                 outbox.append(_outbox_row(m))
-            for name, given in w.rows.items():
+            for name, given in w.rows.as_dict().items() if w.rows else ():
                 projection = self._projections.get(name)
                 if projection is None:
                     raise StoreError(undeclared(name))
@@ -367,12 +411,16 @@ class SQLiteStore(Store):
         try:
             if events:
                 con.executemany(_INSERT_EVENT, events)
+            if events_full:
+                con.executemany(_INSERT_EVENT_FULL, events_full)
             if created:
                 con.executemany(_INSERT_INCIDENT, created)
+            if created_full:
+                con.executemany(_INSERT_INCIDENT_FULL, created_full)
             if updated:
                 con.executemany(_UPSERT_INCIDENT, updated)
         except sqlite3.IntegrityError as exc:
-            raise self._conflict(con, exc, created) from None
+            raise self._conflict(con, exc, created + created_full) from None
         if cleared:
             con.executemany("DELETE FROM timers WHERE incident_id = ?", cleared)
         if timers:
@@ -430,7 +478,7 @@ class SQLiteStore(Store):
 
     def get(self, incident_id: str) -> IncidentState | None:
         rows = self._read(_READ_STATE + " WHERE i.id = ?", (incident_id,))
-        return _codec.state_from(rows[0][0], loads(rows[0][1])) if rows else None
+        return _state(rows[0]) if rows else None
 
     def events(self, incident_id: str) -> tuple[Event, ...]:
         rows = self._read("SELECT incident_id, seq, at, type, actor, source, ruleset, data FROM events"
@@ -479,8 +527,8 @@ class SQLiteStore(Store):
         if complete and query.limit is not None:
             sql += f" LIMIT {int(query.limit)}"
         out = []
-        for state_text, incident_text in self._read(sql, params):
-            state = _codec.state_from(state_text, loads(incident_text))
+        for row in self._read(sql, params):
+            state = _state(row)
             if complete or query.matches(state):
                 out.append(state)
                 if query.limit is not None and len(out) >= query.limit:
@@ -495,9 +543,12 @@ class SQLiteStore(Store):
 
     def due(self, until: datetime) -> list[Due]:
         found = []
-        for iid, state_text in self._read("SELECT id, state FROM incidents WHERE open AND first_due_ts <= ?",
-                                          (until.timestamp(),)):
-            for dl in (loads(state_text).get("decision") or {}).get("deadlines", ()):
+        for iid, state_text, decision_text in self._read(
+                "SELECT i.id, i.state, d.data FROM incidents i"
+                " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq"
+                " WHERE i.open AND i.first_due_ts <= ?", (until.timestamp(),)):
+            decision = loads(decision_text) if decision_text is not None else loads(state_text).get("decision")
+            for dl in (decision or {}).get("deadlines", ()):
                 at = datetime.fromisoformat(dl["due"])
                 if at <= until:
                     found.append(Due(at, iid, dl["clock"]))
@@ -607,15 +658,69 @@ class SQLiteStore(Store):
                     con.execute(sql)
                 self._projections[projection.name] = projection
 
-    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
+                  where: Sequence[Filter] = ()) -> list[Any]:
         if projection.name not in self._projections:
             self.declare([projection])
-        return projection_sql.aggregate(self._read, projection, measures, group_by, where, "sqlite")
+        if self.path == ":memory:":  # one connection sees that database: it reads in turn
+            return projection_sql.aggregate(self._read, projection, measures, group_by, where, "sqlite")
+        with self._lock:
+            self._ready()
+        # A report's aggregates read on connections of their own, not under the store's
+        # lock: SQLite steps a statement without Python's lock, so several aggregates
+        # (a report runs some side by side) and, within one, the grouped scan and the
+        # percentiles' read share the cores. WAL lets them read while others write.
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+
+        def reader() -> sqlite3.Connection:
+            with self._errors():
+                return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+        def read(con: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+            with self._errors():
+                return [con.execute(sql, params).fetchall() for sql, params in statements]
+
+        def run_all(statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+            if len(statements) < 2:
+                return read(con, statements)
+            others: list[Any] = []
+            failed: list[BaseException] = []
+
+            def read_others() -> None:
+                try:
+                    other = reader()
+                    try:
+                        others.extend(read(other, statements[1:]))
+                    finally:
+                        other.close()
+                except BaseException as exc:  # raised in the caller's thread below
+                    failed.append(exc)
+
+            worker = threading.Thread(target=read_others, name="qflow-aggregate-read", daemon=True)
+            worker.start()
+            try:
+                first = read(con, statements[:1])
+            finally:
+                worker.join()
+            if failed:
+                raise failed[0]
+            return [*first, *others]
+
+        con = reader()
+        try:
+            return projection_sql.aggregate(lambda sql, params: read(con, [(sql, params)])[0], projection, measures,
+                                            group_by, where, "sqlite", run_all=run_all)
+        finally:
+            con.close()
 
 
 _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, next_at, next_ts, payload, status,"
                    " attempts, last_error, fallback")
+
+
+def _state(row: Sequence[Any]) -> IncidentState:
+    """An IncidentState from a _READ_STATE row."""
+    return _codec.state_from(row[0], loads(row[1]), row[2], row[3], None if row[4] is None else loads(row[4]))
 
 
 def _outbox_row(m: OutboxMessage) -> tuple[Any, ...]:

@@ -1,0 +1,185 @@
+"""The SQLite store's own layout: schema 3 (events as a rowid table, the decision kept
+once), the upgrade of a version-2 file, and the codec's fast paths reading back what
+the standard JSON encoder would have."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import attrs
+import pytest
+
+import qflow
+from qflow import events as ev
+from qflow.model import Event, IncidentState, Stage, Trace
+from qflow.store import IncidentQuery, MemoryStore, Write
+from qflow_sqlite import SQLiteStore
+from qflow_sqlite import _codec
+from qflow_sqlite._schema import MIGRATIONS, SCHEMA_VERSION
+
+from tests.store.builders import CONV, T0, follow, report_write, to_stage
+
+
+# -- a version-2 file, written the way the version-2 store wrote it -------------------
+
+def _v2_dumps(value):
+    def default(v):
+        if isinstance(v, qflow.FrozenDict):
+            return v.as_dict()
+        if isinstance(v, datetime):
+            return v.isoformat()
+        raise TypeError(type(v).__name__)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
+
+
+def _v2_state(state: IncidentState) -> str:
+    """Every state field but the incident, the decision without its trace."""
+    out = {}
+    for f in attrs.fields(IncidentState):
+        if f.name == "incident":
+            continue
+        value = getattr(state, f.name)
+        if f.name == "decision" and value is not None:
+            value = attrs.evolve(value, trace=Trace(()))
+            data = CONV.unstructure(value)
+            data.pop("trace", None)
+            out[f.name] = data
+        else:
+            out[f.name] = CONV.unstructure(value)
+    return _v2_dumps(out)
+
+
+def _v2_file(path, writes: list[Write]) -> None:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    for version, script in MIGRATIONS[:2]:
+        for statement in script.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.execute("INSERT INTO qflow_schema VALUES (?, 'then')", (version,))
+    last: dict[str, Write] = {}
+    for w in writes:
+        for e in w.events:
+            con.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)",
+                        (e.incident_id, e.seq, e.at.isoformat(), e.type, e.actor, e.source, e.ruleset,
+                         _v2_dumps(e.data)))
+        last[w.state.id] = w
+    for iid, w in last.items():
+        s, inc, d = w.state, w.state.incident, w.state.decision
+        first_due = min(dl.due for dl in d.deadlines).timestamp() if d and d.deadlines else None
+        con.execute("INSERT INTO incidents (id, ord, seq, stage, open, team, severity, category, owner, place,"
+                    " reported_ts, first_due_ts, external_id, dedup_key, incident, state)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (iid, int(iid.split("-")[1]), s.seq, s.stage.value, s.stage.value not in ("closed", "rejected"),
+                     d.team if d else None, d.severity if d else None, d.category if d else None,
+                     d.owner if d else None, inc.place, inc.reported_at.timestamp(), first_due, inc.external_id,
+                     inc.dedup_key, None, _v2_state(s)))
+    con.close()
+
+
+def _history() -> list[Write]:
+    """Reports, one moved on (its decision changed by a later event), one confirmed."""
+    writes = [report_write("INC-1"), report_write("INC-2", external_id="crm-7", dedup_key="room-1512"),
+              report_write("INC-3", severity="medium")]
+    state = writes[0].state
+    evs, after = follow(state, (ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "vip"}))
+    writes.append(Write(evs, after))
+    evs, after = to_stage(writes[2].state, Stage.CONFIRMED)
+    writes.append(Write(evs, after))
+    return writes
+
+
+def _same(a, b, ids) -> None:
+    for iid in ids:
+        assert a.get(iid) == b.get(iid)
+        assert a.events(iid) == b.events(iid)
+    assert a.query(IncidentQuery()) == b.query(IncidentQuery())
+    assert a.query(IncidentQuery(team="front-office", open_only=True)) == \
+        b.query(IncidentQuery(team="front-office", open_only=True))
+    assert a.due(T0 + timedelta(days=3)) == b.due(T0 + timedelta(days=3))
+    assert a.find_external("crm-7") == b.find_external("crm-7") == "INC-2"
+    assert a.find_dedup("room-1512", T0 - timedelta(hours=1)) == b.find_dedup("room-1512", T0 - timedelta(hours=1))
+
+
+def test_a_version_2_file_upgrades_and_reads_back_the_same_incidents(tmp_path):
+    writes = _history()
+    path = tmp_path / "v2.sqlite3"
+    _v2_file(path, writes)
+    memory = MemoryStore()
+    for w in writes:
+        memory.write([w])
+    store = SQLiteStore(path)
+    assert store.schema_version() == 2
+    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 3)
+    ids = ["INC-1", "INC-2", "INC-3"]
+    _same(store, memory, ids)
+    # Later writes on upgraded incidents and new ones read back as in memory too.
+    more = [Write(*follow(memory.get("INC-2"), (ev.STAGE_CHANGED, {"from": "reported", "to": "confirmed",
+                                                                   "reason": "ok"}))),
+            report_write("INC-4")]
+    store.write(more)
+    memory.write(more)
+    store.close()
+    again = SQLiteStore(path)
+    _same(again, memory, ids + ["INC-4"])
+    again.close()
+
+
+def test_a_new_file_keeps_events_in_a_rowid_table_with_a_unique_seq(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    sql = store._con.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    assert "WITHOUT ROWID" not in sql and "UNIQUE (incident_id, seq)" in sql
+    store.write([report_write("INC-1")])
+    with pytest.raises(sqlite3.IntegrityError):
+        store._con.execute("INSERT INTO events VALUES ('INC-1', 2, 'x', 'x', NULL, NULL, NULL, '{}')")
+
+
+def test_the_decision_is_kept_once_until_a_later_event_changes_it(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    w = report_write("INC-1")
+    store.write([w])
+    row = store._con.execute("SELECT state, decision_seq FROM incidents WHERE id = 'INC-1'").fetchone()
+    assert row[1] == 2 and "decision" not in json.loads(row[0])
+    assert store.get("INC-1") == w.state and store.get("INC-1").decision == w.state.decision
+    evs, after = follow(w.state, (ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "vip"}))
+    store.write([Write(evs, after)])
+    row = store._con.execute("SELECT state, decision_seq FROM incidents WHERE id = 'INC-1'").fetchone()
+    assert row[1] is None and json.loads(row[0])["decision"]["severity"] == "critical"
+    assert store.get("INC-1") == after
+    # A write that changes the decision after DecisionMade in the same batch keeps its own copy.
+    events, state = report_write("INC-2").events, report_write("INC-2").state
+    late, after2 = follow(state, (ev.REASSIGNED, {"team": "security", "owner": None, "reason": "night"}))
+    store.write([Write(events + late, after2)])
+    assert store._con.execute("SELECT decision_seq FROM incidents WHERE id = 'INC-2'").fetchone()[0] is None
+    assert store.get("INC-2") == after2 and store.get("INC-2").decision.team == "security"
+
+
+@pytest.mark.parametrize("data", [
+    {"text": "邻房深夜喧哗 \"quoted\" \\ \n\t\x01 \u2028", "n": -(2 ** 63), "big": 2 ** 64 - 1, "t": True,
+     "none": None, "list": [1, "a", None, {"deep": {"deeper": []}}], "empty": {}},
+    {"huge": 2 ** 80},  # past 64 bits: the standard encoder writes it
+    {"at": datetime(2026, 11, 20, 23, 10, 0, 5, tzinfo=ZoneInfo("Asia/Shanghai"))},  # a time: standard, ISO text
+    {"ratio": 0.1, "exp": 1e16, "neg": -0.0, "list": [2.5]},
+    {"stage": Stage.CLOSED},
+])
+def test_event_data_reads_back_as_the_standard_encoder_wrote_it(tmp_path, data):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    w = report_write("INC-1")
+    extra = Event("INC-1", 3, T0, "PluginNoted", source="plugin:test", data=data)
+    store.write([Write(w.events + (extra,), ev.apply(w.state, extra, CONV))])
+    got = store.events("INC-1")[2].data
+    assert got == Event("INC-1", 3, T0, "x", data=json.loads(_codec.dumps(data))).data
+
+
+def test_fixed_offset_timestamps_are_the_same_numbers():
+    zones = [timezone(timedelta(hours=h, minutes=m)) for h in range(-12, 15) for m in (0, 30, 45)]
+    zones.append(timezone(timedelta(hours=5, minutes=30, seconds=17, microseconds=3)))
+    for i, tz in enumerate(zones):
+        for when in (datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=tz), datetime(2026, 11, 20, 23, 10, tzinfo=tz),
+                     datetime(2038, 1, 19, 3, 14, 8, 123457 + i, tzinfo=tz), datetime(1, 1, 2, tzinfo=tz)):
+            assert _codec.timestamp(when) == when.timestamp()
+    shanghai = datetime(2026, 11, 20, 23, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert _codec.timestamp(shanghai) == shanghai.timestamp()
