@@ -22,6 +22,8 @@ from qflow_assess._compute import compare, compute
 from qflow_assess._facts import facts_row
 from qflow_assess._periods import parse_period
 
+pytest_plugins = ("pgtools",)  # the pg_url fixture, for the report on PostgreSQL
+
 UTC = timezone.utc
 LONDON = "Europe/London"
 
@@ -545,3 +547,75 @@ def test_docs_table_lists_every_kpi_with_its_version_and_membership():
 
 def _row(engine, iid):
     return facts_row(engine.get(iid), engine.events(iid), engine.ruleset, settings(engine.ruleset))
+
+
+# -- one scan for many figures ---------------------------------------------------------
+
+
+def _report_figures(rep):
+    from qflow_assess._render import rows
+
+    return (list(rows(rep)), [(sl.period.label, sl.total) for sl in rep.trend], rep.histogram, rep.pareto,
+            rep.recurrence_by_place, rep.problem_counts, [(p.incident_id, p.status) for p in rep.problems])
+
+
+@pytest.fixture(scope="module")
+def on_sqlite(tmp_path_factory):
+    return build(store=f"sqlite:///{tmp_path_factory.mktemp('kpis') / 'q.sqlite3'}")
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["planner", "scanned"])
+def test_a_report_on_sqlite_has_the_figures_of_the_memory_store(history, on_sqlite, monkeypatch, scan):
+    """Grouping sets, rolled-up slices, figures computed by two threads on read
+    connections of their own and (with the table counted as big) period ranges read
+    by scanning: the same figures as the Python reference."""
+    from qflow import projection_sql
+    from qflow_assess._report import build_report
+
+    if scan:
+        monkeypatch.setattr(projection_sql, "SMALL_TABLE", 0)
+        monkeypatch.setattr(projection_sql, "SCAN_SHARE", 0.0)
+    dims = ("team", "category", "severity", "owner", "channel", "place")
+    for period in ("2026-10", "2026-Q4", "30d"):
+        mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
+        sql = build_report(on_sqlite[0].store, on_sqlite[0].ruleset, period, as_of=AS_OF, dimensions=dims,
+                           workers=2)
+        assert _report_figures(sql) == _report_figures(mem), period
+
+
+def test_a_report_on_postgresql_has_the_figures_of_the_memory_store(history, pg_url):
+    from qflow_assess._report import build_report
+
+    engine, _ = build(store=pg_url)
+    try:
+        dims = ("team", "category", "severity", "owner")
+        for period in ("2026-10", "2026-Q4"):
+            mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
+            pg = build_report(engine.store, engine.ruleset, period, as_of=AS_OF, dimensions=dims, workers=2)
+            assert _report_figures(pg) == _report_figures(mem), period
+    finally:
+        engine.store.close()
+
+
+def test_slices_from_one_call_are_the_slices_one_at_a_time(history):
+    from qflow_assess._compute import compute_slices
+
+    engine, _ = history
+    p = parse_period("2026-10", _tz(), AS_OF)
+    whole_, *slices = compute_slices(engine.store, DEFINITIONS, p, as_of=AS_OF, dims=("team", "severity", "team"),
+                                     min_n=3)
+    assert whole_.total == whole(engine).total and whole_.groups == {}
+    for sl, by in zip(slices, ("team", "severity", "team"), strict=True):
+        alone = whole(engine, by=by)
+        assert (sl.by, sl.total, sl.groups) == (by, alone.total, alone.groups)
+
+
+def test_the_progress_callback_hears_every_step_in_order_and_the_end(history):
+    from qflow_assess._report import STEPS, build_report
+
+    seen = []
+    for workers in (1, 2):
+        seen.clear()
+        build_report(history[0].store, history[0].ruleset, "2026-10", as_of=AS_OF, workers=workers,
+                     progress=lambda what, done, total: seen.append((what, done, total)))
+        assert seen == [*((s, i, len(STEPS)) for i, s in enumerate(STEPS)), ("done", len(STEPS), len(STEPS))]

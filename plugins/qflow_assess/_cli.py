@@ -138,7 +138,8 @@ def _cmd_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         with _progress(err) as step:
             try:
                 report = build_report(engine.store, engine.ruleset, args.period, as_of=as_of, dimensions=dims,
-                                      site_kpis=site_kpis(engine.plugins, engine.ruleset), progress=step)
+                                      site_kpis=site_kpis(engine.plugins, engine.ruleset), progress=step,
+                                      workers=min(2, os.cpu_count() or 1))
             except ValueError as exc:
                 raise UsageError(f"argument --period: {exc}") from None
         if args.format == "table":
@@ -163,7 +164,9 @@ def _cmd_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 class _progress:
-    """A progress line on a terminal's stderr (rich), silent when stderr is a file."""
+    """A progress bar on a terminal's stderr (rich): the report's steps done of all of
+    them, the one running and the time so far; cleared at the end, silent when stderr
+    is a file."""
 
     def __init__(self, err: IO[str]) -> None:
         self.err = err
@@ -171,13 +174,17 @@ class _progress:
 
     def __enter__(self) -> Any:
         if not getattr(self.err, "isatty", lambda: False)() or self.err is not sys.stderr:
-            return lambda _what: None
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            return lambda _what, _done, _total: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.live = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+        self.live = Progress(TextColumn("report"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                             TimeElapsedColumn(), transient=True)
         self.live.start()
-        task = self.live.add_task("report", total=None)
-        return lambda what: self.live.update(task, description=f"report: {what}")
+        task = self.live.add_task("", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            self.live.update(task, description=what, completed=done, total=total)
+        return step
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:

@@ -1,13 +1,14 @@
 """Computing figures for a period, optionally sliced by a dimension.
 
 All the measures of the KPIs that share a projection and a membership go into one
-``Store.aggregate`` call, so the work happens in the database and a report over a
-million incidents is a handful of grouped scans.
+``Store.aggregate`` call, with one grouping set per slice (the whole, by team, by
+category …), so the work happens in the database and a report over a million
+incidents is a handful of scans.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from qflow_assess._facts import ACTIONS, FACTS
 from qflow_assess._kpis import KPI, Figure
 from qflow_assess._periods import Period
 
-__all__ = ["DIMENSIONS", "Comparison", "Slice", "compute", "compare"]
+__all__ = ["DIMENSIONS", "Comparison", "Job", "Plan", "Slice", "compare", "compute", "compute_slices", "plan_slices"]
 
 #: What a report may slice by (columns of both projections, except ``owner``, which
 #: is the incident's owner in one and the action's owner in the other).
@@ -65,39 +66,97 @@ def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetim
     """Every KPI of *kpis* over *period*, for the whole and (with *by*) per value of *by*.
 
     *total* is the whole when it is already known (the same period's figures): the
-    slice then only groups, and the database scans the period once less."""
-    if by is not None and by not in DIMENSIONS:
-        raise ValueError(f"cannot slice by '{by}'; use one of {', '.join(DIMENSIONS)}")
+    slice then only groups."""
+    if total is not None and by is not None:
+        found = compute_slices(store, kpis, period, as_of=as_of, dims=(by,), whole=False, min_n=min_n,
+                               extra_filters=extra_filters)[0]
+        return attrs.evolve(found, total=dict(total))
+    if by is None:
+        return compute_slices(store, kpis, period, as_of=as_of, dims=(), min_n=min_n, extra_filters=extra_filters)[0]
+    whole, found = compute_slices(store, kpis, period, as_of=as_of, dims=(by,), min_n=min_n,
+                                  extra_filters=extra_filters)
+    return attrs.evolve(found, total=whole.total)
+
+
+@attrs.frozen
+class Job:
+    """One ``Store.aggregate`` call a computation needs."""
+
+    projection: Projection
+    measures: tuple[Measure, ...]
+    group_by: tuple[tuple[str, ...], ...]
+    where: tuple[Filter, ...]
+
+    def run(self, store: Store) -> list[Any]:
+        return store.aggregate(self.projection, measures=self.measures, group_by=self.group_by, where=self.where)
+
+
+@attrs.frozen
+class Plan:
+    """The aggregates behind some figures (``jobs``, independent of each other, so
+    they may run side by side) and how their answers become the figures
+    (``finish``, given one answer per job, in order)."""
+
+    jobs: tuple[Job, ...]
+    finish: Callable[[Sequence[Any]], list[Slice]]
+
+    def run(self, store: Store) -> list[Slice]:
+        return self.finish([job.run(store) for job in self.jobs])
+
+
+def compute_slices(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: Sequence[str],
+                   whole: bool = True, min_n: int = 10, extra_filters: Iterable[Filter] = ()) -> list[Slice]:
+    """The whole of *period* (unless ``whole=False``) and one slice per dimension of
+    *dims*, each slice's ``total`` the whole: every KPI sharing a projection and a
+    membership is one ``Store.aggregate`` call with a grouping set per slice, so the
+    store scans the period once for all of them."""
+    return plan_slices(kpis, period, as_of=as_of, dims=dims, whole=whole, min_n=min_n,
+                       extra_filters=extra_filters).run(store)
+
+
+def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: Sequence[str], whole: bool = True,
+                min_n: int = 10, extra_filters: Iterable[Filter] = ()) -> Plan:
+    """:func:`compute_slices` as a :class:`Plan`."""
+    for by in dims:
+        if by not in DIMENSIONS:
+            raise ValueError(f"cannot slice by '{by}'; use one of {', '.join(DIMENSIONS)}")
     stamp = as_of.timestamp()
     extra = tuple(extra_filters)
     batches: dict[tuple[str, tuple[Filter, ...]], list[tuple[KPI, dict[str, Measure]]]] = {}
     for kpi in kpis:
         batches.setdefault((kpi.projection, _filters(kpi, period)), []).append((kpi, dict(kpi.measures(stamp))))
-    known = total is not None
-    total = dict(total or {})
-    groups: dict[Any, dict[str, Figure]] = {}
-    for (proj_name, where), members in batches.items():
-        projection = _PROJECTIONS[proj_name]
-        flat: list[Measure] = [m for _, ms in members for m in ms.values()]
-        for group_by in ((by,),) if by and known else ((), (by,)) if by else ((),):
-            for row in store.aggregate(projection, measures=flat, group_by=group_by, where=where + extra):
-                into = groups.setdefault(row[0], {}) if group_by else total
-                values = iter(row[len(group_by):])
-                for kpi, ms in members:
-                    named = {name: next(values) for name in ms}
-                    figure = kpi.value(named)
-                    into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
-    # The backlog reads only the open rows, so a group with none open is not among its
-    # answers: it has a backlog of 0, like the whole would.
-    for kpi in kpis:
-        if kpi.membership == "open" and by is not None:
+    sets = tuple(([()] if whole else []) + [(d,) for d in dims])
+    jobs = tuple(Job(_PROJECTIONS[proj_name], tuple(m for _, ms in members for m in ms.values()), sets, where + extra)
+                 for (proj_name, where), members in batches.items()) if sets else ()
+
+    def finish(answers: Sequence[Any]) -> list[Slice]:
+        total: dict[str, Figure] = {}
+        groups: list[dict[Any, dict[str, Figure]]] = [{} for _ in dims]
+        for members, results in zip(batches.values() if jobs else (), answers, strict=True):
+            for at, (group_by, rows) in enumerate(zip(sets, results, strict=True)):
+                for row in rows:
+                    into = groups[at - int(whole)].setdefault(row[0], {}) if group_by else total
+                    values = iter(row[len(group_by):])
+                    for kpi, ms in members:
+                        named = {name: next(values) for name in ms}
+                        figure = kpi.value(named)
+                        into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+        # The backlog reads only the open rows, so a group with none open is not among its
+        # answers: it has a backlog of 0, like the whole would.
+        for kpi in kpis:
+            if kpi.membership != "open":
+                continue
             empty = {name: 0 if m.fn.startswith("count") else None for name, m in kpi.measures(stamp).items()}
-            for figures in groups.values():
-                if kpi.name not in figures and any(k.projection == kpi.projection for k in kpis
-                                                   if k.name in figures):
-                    figure = kpi.value(empty)
-                    figures[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
-    return Slice(period, by, as_of, total, groups)
+            for found in groups:
+                for figures in found.values():
+                    if kpi.name not in figures and any(k.projection == kpi.projection for k in kpis
+                                                       if k.name in figures):
+                        figure = kpi.value(empty)
+                        figures[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+        out = [Slice(period, None, as_of, total, {})] if whole else []
+        return out + [Slice(period, by, as_of, total, found) for by, found in zip(dims, groups, strict=True)]
+
+    return Plan(jobs, finish)
 
 
 def compare(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, by: str | None = None,

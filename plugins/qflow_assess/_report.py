@@ -4,6 +4,7 @@ list and the scorecards. Renderers (terminal, CSV, XLSX, HTML) only lay it out."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,13 +12,13 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from qflow import Filter, IncidentQuery, Measure, Ruleset, Stage, Store
-from qflow_assess._compute import Comparison, Slice, compare, compute
+from qflow_assess._compute import Comparison, Plan, Slice, plan_slices
 from qflow_assess._facts import FACTS
 from qflow_assess._kpis import DEFINITIONS, KPI
 from qflow_assess._periods import Period, parse_period
 from qflow_assess._scores import Scorecard, scorecards
 
-__all__ = ["Report", "build_report"]
+__all__ = ["STEPS", "Report", "build_report"]
 
 #: Resolution-time histogram buckets, in business hours.
 HISTOGRAM_HOURS = (1, 4, 8, 24, 72, 168)
@@ -79,21 +80,24 @@ def _reported_in(period: Period) -> tuple[Filter, ...]:
             Filter("rejected", "==", 0))
 
 
-def _grouped_counts(store: Store, period: Period, column: str) -> list[tuple[Any, ...]]:
+def _grouped_counts(store: Store, period: Period, columns: Sequence[str]) -> list[list[tuple[Any, ...]]]:
+    """Incidents and distinct fingerprints per value of each of *columns* (one scan)."""
     where = _reported_in(period)
     return store.aggregate(FACTS, measures=[Measure("count"), Measure("count_distinct", "fingerprint")],
-                           group_by=(column,), where=where)
+                           group_by=[(c,) for c in columns], where=where)
 
 
 _STATUS = {Stage.CLOSED.value: "resolved", Stage.REPORTED.value: "pending",
            Stage.REOPENED.value: "pending"}
 
 
-def _problems(store: Store, period: Period, limit: int) -> tuple[tuple[ProblemLine, ...], tuple[tuple[str, int], ...]]:
-    """The regular problem list: counts by status from the database, and the lines
-    themselves (open ones first, oldest first) up to *limit*."""
+def _problems(store: Store, period: Period, limit: int,
+              by_stage: Sequence[tuple[Any, ...]]) -> tuple[tuple[ProblemLine, ...], tuple[tuple[str, int], ...]]:
+    """The regular problem list: counts by status from the database (*by_stage*: the
+    incidents of the period per stage), and the lines themselves (open ones first,
+    oldest first) up to *limit*."""
     counts = {"resolved": 0, "in progress": 0, "pending": 0}
-    for stage, n in _grouped_stage_counts(store, period):
+    for stage, n, *_ in by_stage:
         counts[_STATUS.get(stage, "in progress")] += int(n)
     open_states = store.query(IncidentQuery(reported_from=period.start, reported_until=period.end, open_only=True,
                                             limit=limit))
@@ -117,14 +121,20 @@ def _problems(store: Store, period: Period, limit: int) -> tuple[tuple[ProblemLi
     return tuple(lines[:limit]), tuple(counts.items())
 
 
-def _grouped_stage_counts(store: Store, period: Period) -> list[tuple[Any, ...]]:
-    where = _reported_in(period)
-    return store.aggregate(FACTS, measures=[Measure("count")], group_by=("stage",), where=where)
+#: What a report does, in order (the progress callback hears each as it is waited for).
+STEPS = ("figures", "previous periods", "trend", "charts", "problem list", "scorecards")
 
 
-def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: datetime, dimensions: Sequence[str] = ("team", "category", "severity"),
-                 site_kpis: Sequence[KPI] = (), problem_limit: int = 200, trend_months: int = 6,
-                 progress: Callable[[str], None] | None = None) -> Report:
+def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: datetime,
+                 dimensions: Sequence[str] = ("team", "category", "severity"), site_kpis: Sequence[KPI] = (),
+                 problem_limit: int = 200, trend_months: int = 6,
+                 progress: Callable[[str, int, int], None] | None = None, workers: int = 1) -> Report:
+    """The report of *period_text*. Its figures are independent aggregates; with
+    ``workers=2`` two threads compute them side by side (``qflow report`` does: a
+    store that reads without holding Python's lock, like SQLite's, then uses two
+    cores; the store must be safe to call from several threads, as qflow's are).
+    *progress* is told ``(step, done, total)`` as each step of ``STEPS`` is waited
+    for (``done`` of ``total`` finished), and ``("done", total, total)`` at the end."""
     from qflow_assess import settings  # the package imports this module
 
     conf = settings(ruleset)
@@ -132,31 +142,53 @@ def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: dat
     tz = ZoneInfo(tzname)
     period = parse_period(period_text, tz, as_of)
     kpis = tuple(DEFINITIONS) + tuple(site_kpis)
-    step = progress or (lambda _what: None)
-    step("figures")
-    comparison = compare(store, kpis, period, as_of=as_of, min_n=conf.min_n)
-    slices = []
-    for dim in dimensions:
-        step(f"by {dim}")
-        slices.append(compute(store, kpis, period, as_of=as_of, by=dim, min_n=conf.min_n,
-                              total=comparison.current.total))
-    step("trend")
+    done = iter(range(len(STEPS) + 1))
+
+    def step(what: str) -> None:
+        if progress is not None:
+            progress(what, next(done), len(STEPS))
+
+    # What is open now has no "then": backlog is compared only where it was measured.
+    dated = [k for k in kpis if k.membership != "open"]
     on_time = tuple(k for k in kpis if k.name in ("on_time_respond", "on_time_resolve", "csat"))
     months = []
     cursor = parse_period(f"{(period.end - timedelta(days=1)).astimezone(tz):%Y-%m}", tz, as_of)
     for _ in range(trend_months):
         months.append(cursor)
         cursor = cursor.previous()
-    trend = tuple(compute(store, on_time, m, as_of=as_of, min_n=conf.min_n) for m in reversed(months))
-    step("charts")
-    pareto_rows = [(b or "unknown", int(n)) for b, n, _ in _grouped_counts(store, period, "cause_branch") if b is not None]
-    pareto_rows.sort(key=lambda r: (-r[1], SIX_M.index(r[0]) if r[0] in SIX_M else 99, r[0]))
-    places = [(p or "—", int(n), int(n) - int(distinct)) for p, n, distinct in _grouped_counts(store, period, "place")]
-    places.sort(key=lambda r: (-r[2], -r[1], r[0]))
-    step("problem list")
-    problems, counts = _problems(store, period, problem_limit)
-    step("scorecards")
-    cards = scorecards(store, ruleset, period, as_of=as_of, kpis=kpis) if conf.scorecard else ()
+    # Every aggregate of the figures, the comparisons and the trend is planned first,
+    # the biggest first (the period's, with its slices), so that with two workers
+    # neither waits for the other at the end.
+    plans = [plan_slices(kpis, period, as_of=as_of, dims=dimensions, min_n=conf.min_n),
+             *(plan_slices(dated, p, as_of=as_of, dims=(), min_n=conf.min_n)
+               for p in (period.previous(), period.last_year())),
+             *(plan_slices(on_time, m, as_of=as_of, dims=(), min_n=conf.min_n) for m in reversed(months))]
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="qflow-report") as pool:
+        answers = [[pool.submit(job.run, store) for job in plan.jobs] for plan in plans]
+        grouped = pool.submit(_grouped_counts, store, period, ("cause_branch", "place", "stage"))
+        histogram = pool.submit(_histogram, store, period)
+        cards = pool.submit(scorecards, store, ruleset, period, as_of=as_of, kpis=kpis) if conf.scorecard else None
+
+        def finished(plan: Plan, futures: Sequence[Future[Any]]) -> list[Slice]:
+            return plan.finish([f.result() for f in futures])
+
+        step("figures")
+        current, *slices = finished(plans[0], answers[0])
+        step("previous periods")
+        comparison = Comparison(current, *(finished(p, a)[0] for p, a in zip(plans[1:3], answers[1:3], strict=True)))
+        step("trend")
+        trend_slices = tuple(finished(p, a)[0] for p, a in zip(plans[3:], answers[3:], strict=True))
+        step("charts")
+        by_branch, by_place, by_stage = grouped.result()
+        pareto_rows = [(b or "unknown", int(n)) for b, n, _ in by_branch if b is not None]
+        pareto_rows.sort(key=lambda r: (-r[1], SIX_M.index(r[0]) if r[0] in SIX_M else 99, r[0]))
+        places = [(p or "—", int(n), int(n) - int(distinct)) for p, n, distinct in by_place]
+        places.sort(key=lambda r: (-r[2], -r[1], r[0]))
+        step("problem list")
+        problems, counts = _problems(store, period, problem_limit, by_stage)
+        step("scorecards")
+        card_list = tuple(cards.result()) if cards is not None else ()
+    step("done")
     return Report(ruleset.name, ruleset.description or ruleset.name, period, as_of, tzname, kpis, comparison,
-                  tuple(slices), trend, _histogram(store, period), tuple(pareto_rows), tuple(places[:15]),
-                  problems, counts, tuple(cards), conf.min_n)
+                  tuple(slices), trend_slices, histogram.result(), tuple(pareto_rows), tuple(places[:15]),
+                  problems, counts, card_list, conf.min_n)

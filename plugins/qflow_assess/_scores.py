@@ -8,7 +8,7 @@ opens an incident through the ``inspection`` channel, linked both ways.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ import attrs
 
 from qflow import ConcurrencyError, Engine, InputError, Ruleset, Store
 from qflow.diagnostics import did_you_mean
-from qflow_assess._compute import compute
+from qflow_assess._compute import compute_slices
 from qflow_assess._kpis import KPI, Figure
 from qflow_assess._periods import Period
 
@@ -184,8 +184,12 @@ def scorecards(store: Store, ruleset: Ruleset, period: Period, *, as_of: datetim
     if card is None:
         return []
     weighted = [k for k in kpis if k.name in card.weights]
-    by_team = compute(store, weighted, period, as_of=as_of, by="team", min_n=conf.min_n).groups if weighted else {}
-    by_owner = compute(store, weighted, period, as_of=as_of, by="owner", min_n=conf.min_n).groups if weighted else {}
+    by_team: Mapping[Any, Any] = {}
+    by_owner: Mapping[Any, Any] = {}
+    if weighted:  # both groupings from one scan
+        teams, owners = compute_slices(store, weighted, period, as_of=as_of, dims=("team", "owner"), whole=False,
+                                       min_n=conf.min_n)
+        by_team, by_owner = teams.groups, owners.groups
     scores = scores_in(store, period)
     subjects = [("team", t) for t in ruleset.names("team")]
     subjects += sorted({("person", s.subject) for s in scores if s.subject_kind == "person"})

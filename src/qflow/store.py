@@ -280,6 +280,18 @@ class Store(abc.ABC):
     def events(self, incident_id: str) -> tuple[Event, ...]:
         """An incident's log in ``seq`` order (empty when unknown)."""
 
+    def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
+        """The state and the log of each of *incident_ids* that is recorded (unknown ones
+        are left out): what ``tick`` reads for a batch of due incidents. A store that
+        can read them in one go (one query for the states, one for the logs) overrides
+        this; each state and its log must be read in one transaction, as one."""
+        out = {}
+        for iid in incident_ids:
+            state = self.get(iid)
+            if state is not None:
+                out[iid] = (state, self.events(iid))
+        return out
+
     @abc.abstractmethod
     def find_external(self, external_id: str) -> str | None:
         """The id of the incident reported with *external_id*, if any."""
@@ -335,6 +347,10 @@ def external_conflict(incident_id: str, external_id: str, owner: str) -> str:
     """The message every store gives when a second incident claims a known external id."""
     return (f"{incident_id}: external id '{external_id}' is already recorded for {owner}; "
             "report it without an id to get that incident back")
+
+
+def _timer_order(t: Timer) -> tuple[datetime, str]:
+    return (t.at, t.key)
 
 
 def _report_order(state: IncidentState) -> tuple[datetime, int, str]:
@@ -416,15 +432,18 @@ class MemoryStore(Store):
                 if key is not None and iid not in self._dedup.get(key, ()):
                     self._dedup.setdefault(key, []).append(iid)
                 if w.timers is not None:
-                    self._timer_count += len(w.timers) - len(self._timers.get(iid, ()))
-                    self._timers[iid] = tuple(sorted(w.timers, key=lambda t: (t.at, t.key)))
+                    old = self._timers.get(iid, ())
+                    self._timer_count += len(w.timers) - len(old)
+                    self._timers[iid] = tuple(sorted(w.timers, key=_timer_order))
                     for t in w.timers:
                         heapq.heappush(self._timer_heap, (t.at, iid, t.key))
                     if len(self._timer_heap) > 2 * self._timer_count + 1024:
                         self._timer_heap = [(t.at, t.incident_id, t.key) for ts in self._timers.values() for t in ts]
                         heapq.heapify(self._timer_heap)
-                    for key in [k for k in self._timer_claims if k[0] == iid]:
-                        del self._timer_claims[key]
+                    if self._timer_claims:
+                        # Claims are only ever made on the incident's timers as they stand.
+                        for t in old:
+                            self._timer_claims.pop((iid, t.key), None)
                 for m in w.outbox:
                     self._outbox.setdefault(m.id, m)
                 for name, rows in w.rows.items():
@@ -620,7 +639,14 @@ def nearest_rank(values: Sequence[Any], fraction: float) -> Any:
 
 
 def aggregate_rows(rows: Iterable[Mapping[str, Any]], projection: Projection, measures: Sequence[Measure],
-                   group_by: Sequence[str], where: Sequence[Filter]) -> list[tuple[Any, ...]]:
+                   group_by: Sequence[Any], where: Sequence[Filter]) -> list[Any]:
+    """The reference aggregate. *group_by* is one grouping (column names), or grouping
+    sets (a sequence of column-name sequences): then one result per set, each what that
+    set alone as *group_by* gives."""
+    if group_by and not isinstance(group_by[0], str):
+        rows = list(rows)
+        check_query(projection, measures, [c for g in group_by for c in g], where)
+        return [aggregate_rows(rows, projection, measures, tuple(g), where) for g in group_by]
     check_query(projection, measures, group_by, where)
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
