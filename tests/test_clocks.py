@@ -251,3 +251,104 @@ clocks:
         "r.yaml:5:47: QF711 a clock trigger must be a mapping of event, stage and status lists (write e.g. "
         "{status: [waiting_customer]} or {event: [Responded], stage: [closed]}) @ $.clocks.respond.stop",
     ]
+
+
+# -- reading a longer log goes on from the shorter one ------------------------------------
+
+_KINDS = [
+    (ev.STATUS_CHANGED, status("waiting_customer")), (ev.STATUS_CHANGED, status("working")),
+    (ev.STATUS_CHANGED, status("waiting_vendor")), (ev.ACKNOWLEDGED, {"note": None}),
+    (ev.RESPONDED, {"message": "hi"}), (ev.STAGE_CHANGED, {"from": None, "to": "closed"}),
+    (ev.STAGE_CHANGED, {"from": None, "to": "reopened"}), (ev.STAGE_CHANGED, {"from": None, "to": "analysing"}),
+    (ev.STAGE_CHANGED, {"from": None, "to": "acting"}), (ev.STAGE_CHANGED, {"from": None, "to": "verifying"}),
+    (ev.SEVERITY_CHANGED, {"from": None, "to": "critical"}), (ev.SEVERITY_CHANGED, {"from": None, "to": "normal"}),
+    (ev.DECISION_MADE, decision("high")), ("EscalationStepFired", {"step": "warn"}),
+]
+
+
+def _fresh(ruleset, events, now):
+    # A list is read afresh: only an immutable log is kept to be read on from.
+    return dict(clock_states(qflow.events.fold(events), list(events), ruleset, now))
+
+
+def _shown(t):
+    return t.isoformat() if t is not None else None  # the offset too: it is what an event records
+
+
+def _same(a, b):
+    assert a == b
+    for name, clock in a.items():
+        other = b[name]
+        for field in ("started_at", "stopped_at", "due", "breached_at"):
+            assert _shown(getattr(clock, field)) == _shown(getattr(other, field)), (name, field)
+        for used in (clock.target / 3, clock.target, clock.elapsed):
+            assert _shown(clock.moment_at(used)) == _shown(other.moment_at(used))
+
+
+def test_a_longer_log_gives_what_reading_it_afresh_gives(ruleset):
+    """Within a command the same log comes back longer (escalation reads the log, then
+    the log with what it recorded): the clocks go on from the shorter read, and must
+    agree with a fresh read of the whole log, late events and events after now included."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    steps = st.lists(st.tuples(st.integers(0, 13), st.integers(-90, 600), st.booleans()), min_size=1, max_size=8)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["high", "normal", "critical"]), steps, st.integers(1, 8), st.integers(0, 3000),
+           st.integers(0, 3000))
+    def check(severity, items, cut, ahead, later):
+        at = 0
+        events = log((0 * M, ev.DECISION_MADE, decision(severity)))
+        for kind, gap, utc in items:
+            at = max(at + gap, 0)
+            when = T0 + at * M
+            # Some recorded in another offset: the same moments, shown otherwise.
+            events += (Event("INC-1", len(events) + 1, when.astimezone(timezone.utc) if utc else when,
+                             _KINDS[kind][0], data=_KINDS[kind][1]),)
+        head = events[:max(len(events) - cut, 2)]
+        now = T0 + max(e.at - T0 for e in head) + ahead * M
+        short = clock_states(qflow.events.fold(head), head, ruleset, now)
+        long_now = now + later * M
+        long = dict(clock_states(qflow.events.fold(events), events, ruleset, long_now))
+        _same(long, _fresh(ruleset, events, long_now))
+        _same(dict(short), _fresh(ruleset, head, now))
+
+    check()
+
+
+def test_what_escalation_records_at_now_changes_no_clock_and_the_log_reads_on(ruleset):
+    """The tick's case: the log is read at now, what fires is recorded at now (events no
+    clock reacts to), the log with them is read at now again; later commands read on."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    steps = st.lists(st.tuples(st.integers(0, 13), st.integers(0, 600)), min_size=0, max_size=6)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(["high", "normal", "critical"]), steps, st.integers(0, 600), st.integers(1, 3), steps)
+    def check(severity, items, ahead, fired, more):
+        at = 0
+        rows = [(0 * M, ev.DECISION_MADE, decision(severity))]
+        for kind, gap in items:
+            at += gap
+            rows.append((at * M, *_KINDS[kind]))
+        events = log(*rows)
+        now = T0 + (at + ahead) * M
+        first = clock_states(qflow.events.fold(events), events, ruleset, now)
+        for _ in range(fired):
+            # Recorded in another offset: the same moment, which a later breach may be counted from.
+            events += (Event("INC-1", len(events) + 1, now.astimezone(timezone.utc), "EscalationStepFired",
+                             data={"step": "warn"}),)
+            again = dict(clock_states(qflow.events.fold(events), events, ruleset, now))
+            _same(again, dict(first))
+            _same(again, _fresh(ruleset, events, now))
+        at += ahead
+        for kind, gap in more:
+            at += gap
+            events += (Event("INC-1", len(events) + 1, T0 + at * M, _KINDS[kind][0], data=_KINDS[kind][1]),)
+            later = T0 + at * M
+            found = dict(clock_states(qflow.events.fold(events), events, ruleset, later))
+            _same(found, _fresh(ruleset, events, later))
+
+    check()

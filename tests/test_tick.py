@@ -155,3 +155,44 @@ def test_claims_come_earliest_first_and_only_for_current_timers(writes, until, l
     assert store.claim_timers(cut, worker="b", limit=100) == expected[limit:]
     store.release_timers("a")
     assert store.claim_timers(cut, worker="c", limit=100) == expected[:limit]
+
+
+class CountingStore(qflow.MemoryStore):
+    """Counts how the tick reads incidents; can be told to fail its batch read."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail, self.batches, self.gets = fail, [], 0
+
+    def read_many(self, incident_ids):
+        self.batches.append(len(incident_ids))
+        if self.fail:
+            raise qflow.StoreError("batch read failed")
+        return super().read_many(incident_ids)
+
+    def get(self, incident_id):
+        self.gets += 1
+        return super().get(incident_id)
+
+
+def test_a_tick_reads_each_batch_of_due_incidents_in_one_go():
+    store = CountingStore()
+    eng, clock, _ = engine(store=store)
+    ids = [eng.report({"category": "complaint"}).id for _ in range(7)]
+    clock.advance(2 * H)
+    store.gets = 0
+    report = eng.tick(limit=3)
+    assert (report.incidents, report.effects) == (7, 7)
+    assert store.batches == [3, 3, 1]
+    assert store.gets == 7  # the default read_many: one get per incident, none again to plan it
+    assert all(fired(eng, i)[0][1] == "warn" for i in ids)
+
+
+def test_a_failing_batch_read_falls_back_to_reading_each_incident():
+    store = CountingStore(fail=True)
+    eng, clock, _ = engine(store=store)
+    ids = [eng.report({"category": "complaint"}).id for _ in range(3)]
+    clock.advance(2 * H)
+    report = eng.tick()
+    assert (report.incidents, report.effects, report.failed) == (3, 3, 0)
+    assert all(fired(eng, i)[0][1] == "warn" for i in ids)

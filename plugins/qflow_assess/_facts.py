@@ -56,8 +56,18 @@ ACTIONS = Projection("action_facts", (
 def period_keys(at: datetime, tz: tzinfo) -> tuple[str, str, str, str]:
     """Day, month, quarter and year of *at* as lived in *tz*."""
     local = at.astimezone(tz)
-    return (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"),
-            f"{local.year}-Q{(local.month - 1) // 3 + 1}", str(local.year))
+    day = (local.year, local.month, local.day)
+    found = _PERIODS.get(day)
+    if found is None:
+        found = (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"),
+                 f"{local.year}-Q{(local.month - 1) // 3 + 1}", str(local.year))
+        if len(_PERIODS) < 100_000:  # a few centuries of days: never unbounded
+            _PERIODS[day] = found
+    return found
+
+
+#: Local day -> its period keys (formatting dates costs more than the rest of a row).
+_PERIODS: dict[tuple[int, int, int], tuple[str, str, str, str]] = {}
 
 
 def _epoch(at: datetime | None) -> float | None:
@@ -94,9 +104,9 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
             if to in _ENDED:
                 for clock in ("respond", "acknowledge", "resolve"):
                     stop.setdefault(clock, i)
-                if to == Stage.CLOSED.value:
+                if to == _CLOSED_VALUE:
                     closed = e.at
-            elif to == Stage.REOPENED.value:
+            elif to == _REOPENED_VALUE:
                 reopens += 1
                 closed = None
         elif t == ev.REASSIGNED:
@@ -111,29 +121,28 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         "category": d.category if d else inc.category, "severity": d.severity if d else None,
         "priority": d.priority if d else None, "channel": inc.channel, "place": inc.place,
         "stage": state.stage.value,
-        "is_open": int(state.stage not in (Stage.CLOSED, Stage.REJECTED)),
-        "rejected": int(state.stage is Stage.REJECTED),
+        "is_open": int(state.stage not in _FINISHED),
+        "rejected": int(state.stage is _REJECTED),
         "closed_at": _epoch(closed), "reopens": reopens, "reopened": int(reopens > 0),
         "reassigned": int(reassigned > 0), "reports": state.reports, "responses": responses,
     }
     clocks = _clocks(state, events, ruleset, stop)
-    for clock, prefix in (("acknowledge", "ack"), ("respond", "respond"), ("resolve", "resolve")):
-        at_name = {"acknowledge": "acknowledged_at", "respond": "responded_at", "resolve": "resolved_at"}[clock]
+    for clock, at_name, s_name, bs_name, due_name, met_name in _MEASURED:
         i = stop.get(clock)
         # Stopped by a rejection is not an answer, an acknowledgement or a fix; stopped by a
         # close, the respond and acknowledge clocks are kept or broken, but nobody answered.
-        stopped = events[i].at if i is not None and events[i].data.get("to") != Stage.REJECTED.value else None
+        stopped = events[i].at if i is not None and events[i].data.get("to") != _REJECTED_VALUE else None
         counted = stopped if stopped is not None and events[i].type in _COUNTS[clock] else None
         row[at_name] = _epoch(counted)
-        row[f"{prefix}_s"] = _seconds(reported, counted)
-        business, due, met = clocks.get(clock, (None, None, None))
-        row[f"{prefix}_bs"] = (business if business is not None else row[f"{prefix}_s"]) if counted else None
-        if clock != "acknowledge":
+        row[s_name] = _seconds(reported, counted)
+        business, due, met = clocks.get(clock, _NONE3)
+        row[bs_name] = (business if business is not None else row[s_name]) if counted else None
+        if due_name is not None:
             if due is None and met is None:  # no SLA plugin: the decision's deadline
                 found = d.deadline(clock) if d is not None else None
                 due = found.due.timestamp() if found is not None else None
                 met = int(stopped <= found.due) if found is not None and stopped is not None else None
-            row[f"{clock}_due"], row[f"{clock}_met"] = due, met if stopped is not None else None
+            row[due_name], row[met_name] = due, met if stopped is not None else None
     row["fingerprint"] = "|".join(str(row.get(f) or "") for f in settings.fingerprint)
     target = settings.resolve_target
     row["resolve_target_met"] = (int(row["resolve_bs"] <= target.total_seconds())
@@ -160,9 +169,9 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         row["detractor"] = int(nps <= 6) if nps is not None else None
     else:
         row.update(surveyed=0, csat=None, csat_satisfied=None, nps=None, promoter=None, detractor=None)
-    row["actions"] = sum(1 for a in state.actions if _status(a) != "cancelled")
+    row["actions"] = sum(1 for a in state.actions if _status(a) != "cancelled") if state.actions else 0
     row["responsibility"] = d.responsibility if d else None
-    confirmed = [c for c in state.causes if getattr(c, "confirmed", False)]
+    confirmed = [c for c in state.causes if getattr(c, "confirmed", False)] if state.causes else None
     cause = confirmed[-1] if confirmed else (state.causes[-1] if state.causes else None)
     row["cause_branch"] = getattr(cause, "branch", None) if cause is not None else None
     last = state.verifications[-1] if state.verifications else None
@@ -170,6 +179,17 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     row["verification"] = getattr(last.result, "value", None) if last is not None else None
     row["verified_effective"] = int(row["verification"] == "effective") if last is not None else None
     return row
+
+
+#: The clocks a row measures and their columns: the moment it stopped, seconds and
+#: business seconds to it, and (but for acknowledge) when it was due and whether met.
+_MEASURED = (("acknowledge", "acknowledged_at", "ack_s", "ack_bs", None, None),
+             ("respond", "responded_at", "respond_s", "respond_bs", "respond_due", "respond_met"),
+             ("resolve", "resolved_at", "resolve_s", "resolve_bs", "resolve_due", "resolve_met"))
+_NONE3 = (None, None, None)
+_FINISHED = (Stage.CLOSED, Stage.REJECTED)
+_REJECTED = Stage.REJECTED
+_REJECTED_VALUE, _CLOSED_VALUE, _REOPENED_VALUE = Stage.REJECTED.value, Stage.CLOSED.value, Stage.REOPENED.value
 
 
 def _status(action: Any) -> str:
@@ -194,6 +214,19 @@ def action_rows(state: IncidentState, ruleset: Ruleset, settings: Any) -> list[d
     return rows
 
 
+_SLA: list[Any] = []  # the SLA plugin's clock_states, once looked up (None without the plugin)
+
+
+def _sla_clock_states() -> Any:
+    if not _SLA:
+        try:
+            from qflow_sla.clocks import clock_states  # the SLA plugin's public API
+        except ImportError:
+            clock_states = None
+        _SLA.append(clock_states)
+    return _SLA[0]
+
+
 def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             stop: Mapping[str, int]) -> dict[str, tuple[float | None, float | None, int | None]]:
     """For acknowledge, respond and resolve: (business seconds used at the stop, the
@@ -201,21 +234,21 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     which know the calendars, the pauses and changed severities. Empty without it."""
     if len(events) <= 2 and not stop:
         return {}  # just reported: the decision's deadlines are the clocks (intake stays fast)
-    try:
-        from qflow_sla.clocks import clock_states  # the SLA plugin's public API
-    except ImportError:
+    clock_states = _sla_clock_states()
+    if clock_states is None:
         return {}
-    from qflow.events import fold
 
     out: dict[str, tuple[float | None, float | None, int | None]] = {}
     # The whole log at its last event is the question the escalation plugin asks in the
     # same command, so the SLA plugin answers it once for both.
     now_states = clock_states(state, events, ruleset, events[-1].at)
-    decided = any(e.type == ev.DECISION_MADE for e in events[:2])
-    retargeted = max((k for k, e in enumerate(events) if e.type in _RETARGET), default=-1)
+    decided = retargeted = None  # read off the log when a clock stopped
     for clock in ("acknowledge", "respond", "resolve"):
         i = stop.get(clock)
         if i is not None:
+            if retargeted is None:
+                decided = any(e.type == ev.DECISION_MADE for e in events[:2])
+                retargeted = max((k for k, e in enumerate(events) if e.type in _RETARGET), default=-1)
             found = now_states.get(clock)
             # A first run that stopped there, its target unchanged since: the whole
             # log's answer is the answer at the stop. Otherwise ask about the log then.
@@ -223,7 +256,7 @@ def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 prefix = events[: i + 1]
                 # The clocks read the state only for a decision the log does not hold;
                 # folding the prefix again would cost most of a command's time.
-                then = state if decided else fold(prefix)
+                then = state if decided else ev.fold(prefix)
                 found = clock_states(then, prefix, ruleset, events[i].at).get(clock)
             if found is not None:
                 due = found.breached_at or found.due

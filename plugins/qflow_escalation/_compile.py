@@ -56,11 +56,25 @@ class Step:
     only_in: str | None = None
     count: Count | None = None
     skip_unavailable: bool = True
+    # Worked out once: a tick reads them for every step it fires.
+    _key: str = attrs.field(init=False, eq=False, repr=False)
+    _when: str = attrs.field(init=False, eq=False, repr=False)
+    _source: str = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_key", f"esc:{self.clock}:{self.ladder}/{self.id}")
+        object.__setattr__(self, "_when", self._describe())
+        object.__setattr__(self, "_source", f"escalation:{self.ladder}/{self.id}")
 
     @property
     def key(self) -> str:
         """The timer key of this step within an incident."""
-        return f"esc:{self.clock}:{self.ladder}/{self.id}"
+        return self._key
+
+    @property
+    def source(self) -> str:
+        """The source of the events this step records."""
+        return self._source
 
     def threshold(self, target: timedelta) -> timedelta | None:
         """Business time used on the clock when this step falls due; None when it
@@ -74,6 +88,9 @@ class Step:
         return at if at >= _ZERO else None
 
     def describe(self) -> str:
+        return self._when
+
+    def _describe(self) -> str:
         if self.kind == "used":
             return f"{self.fraction * 100:g}% of {self.clock} used"
         if self.kind == "remaining":

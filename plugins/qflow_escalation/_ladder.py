@@ -98,31 +98,39 @@ def _ladder(compiled: Compiled, state: IncidentState) -> tuple[str, tuple[Step, 
     return compiled.ladder_for(state.decision.severity if state.decision else None)
 
 
+def _starts(clocks: Mapping[str, Any]) -> dict[str, str]:
+    """Each clock's start as the log records it (which run a firing belongs to)."""
+    return {name: clock.started_at.isoformat() if clock.started_at is not None else ""
+            for name, clock in clocks.items()}
+
+
 def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
     compiled: Compiled | None = ruleset.compiled("escalation")
     if compiled is None or state.stage in _CLOSED or state.decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
     fired, breached = _history(events)
+    starts = _starts(clocks)
+    iid = state.id
     timers = []
     for name, clock in clocks.items():
-        if clock.started_at is None or (name, _started(clock)) in breached:
+        if clock.started_at is None or (name, starts[name]) in breached:
             continue
         if clock.breached_at is not None:
-            timers.append(Timer(state.id, f"esc:{name}:breach", max(clock.breached_at, now)))
+            timers.append(Timer(iid, f"esc:{name}:breach", max(clock.breached_at, now)))
         elif _running(clock):
             at = now if clock.elapsed >= clock.target else clock.moment_at(clock.target)
             if at is not None:
-                timers.append(Timer(state.id, f"esc:{name}:breach", at))
+                timers.append(Timer(iid, f"esc:{name}:breach", at))
     found = _ladder(compiled, state)
     for step in found[1] if found else ():
         clock = clocks.get(step.clock)
         if clock is None:
             continue
-        done = fired.get((step.ladder, step.id, step.clock, _started(clock)), -1)
+        done = fired.get((step.ladder, step.id, step.clock, starts[step.clock]), -1)
         at = _moment(step, clock, done + 1, ruleset, now)
         if at is not None:
-            timers.append(Timer(state.id, step.key, at))
+            timers.append(Timer(iid, step.key, at))
     return timers
 
 
@@ -155,32 +163,35 @@ def _raise(severity: str | None, by: int, order: Sequence[str]) -> str | None:
 def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime,
                 store: Any = None, plugins: Any = None) -> list[Effect]:
     compiled: Compiled | None = ruleset.compiled("escalation")
-    if compiled is None or state.stage in _CLOSED or state.decision is None:
+    decision = state.decision
+    if compiled is None or state.stage in _CLOSED or decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
     fired, breached = _history(events)
+    starts = _starts(clocks)
     effects: list[Effect] = []
     for name, clock in clocks.items():
-        if clock.started_at is None or (name, _started(clock)) in breached:
+        if clock.started_at is None or (name, starts[name]) in breached:
             continue
         if clock.breached_at is not None or clock.elapsed >= clock.target:
             effects.append(Effect(BREACHED, "escalation", {
                 "clock": name, "due": clock.due.isoformat() if clock.due else None,
                 "breached_at": (clock.breached_at or now).isoformat(), "target": format_duration(clock.target),
-                "calendar": clock.calendar, "clock_started": _started(clock)}))
+                "calendar": clock.calendar, "clock_started": starts[name]}))
     found = _ladder(compiled, state)
     if found is None:
         return effects
     ladder, steps = found
-    severity = state.decision.severity
-    order = ruleset.names("severity")
+    severity = decision.severity
+    order: Sequence[str] | None = None  # the severities, most urgent first (read when raising)
     forced: dict[str, str] = {}  # step id -> why it fires now
-    by_id = {s.id: s for s in steps}
+    by_id: dict[str, Step] | None = None
+    available: Any = None  # the qflow_available hook, False when no plugin implements it
     for step in steps:
         clock = clocks.get(step.clock)
         if clock is None:
             continue
-        start = _started(clock)
+        start = starts[step.clock]
         done = fired.get((ladder, step.id, step.clock, start), -1)
         via = forced.get(step.id)
         if via == "":
@@ -196,7 +207,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 continue  # deferred: the timer waits for the next opening
             occurrence = reached
         base = {"ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start}
-        source = f"escalation:{ladder}/{step.id}"
+        source = step.source
         if step.count is not None:
             n = _count(step, state, store, now)
             if n <= step.count.more_than:
@@ -204,25 +215,34 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                     f"{n} such incident(s) within {format_duration(step.count.within)}, "
                     f"not more than {step.count.more_than}")}))
                 continue
-        recipients, away = [], []
+        recipients: list[str] = []
+        away: list[str] = []
+        if step.notify and available is None:
+            # Nobody answering qflow_available means everyone is: no call per recipient then.
+            caller = plugins.hook.qflow_available if plugins is not None else None
+            impls = getattr(caller, "get_hookimpls", None)
+            available = caller if caller is not None and (impls is None or impls()) else False
         for who in step.notify:
-            ok = plugins.hook.qflow_available(recipient=who, state=state, now=now) if plugins is not None else None
+            ok = available(recipient=who, state=state, now=now) if available else None
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
-        data = {**base, "occurrence": occurrence, "skipped": skipped, "when": step.describe(),
+        when = step.describe()
+        data = {**base, "occurrence": occurrence, "skipped": skipped, "when": when,
                 "severity": severity, "recipients": recipients, "unavailable": away, "via": via}
         notes: tuple[Notification, ...] = ()
         if recipients:
             due = clock.due.isoformat() if clock.due else None
-            subject = f"[{severity}] {state.id} {step.describe()}"
+            subject = f"[{severity}] {state.id} {when}"
             if skipped:
                 subject += f" (repeat {occurrence}; {skipped} missed while down)"
             notes = (Notification(state.id, step.topic, now, tuple(recipients), subject,
                                   state.incident.title or state.incident.description,
-                                  {**data, "due": due, "category": state.decision.category,
-                                   "team": state.decision.team, "owner": state.decision.owner}),)
+                                  {**data, "due": due, "category": decision.category,
+                                   "team": decision.team, "owner": decision.owner}),)
         effects.append(Effect(FIRED, source, data, notes))
         if step.raise_severity:
+            if order is None:
+                order = ruleset.names("severity")
             to = _raise(severity, step.raise_severity, order)
             if to is not None and to != severity:
                 effects.append(Effect(ev.SEVERITY_CHANGED, source,
@@ -231,14 +251,19 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         if step.team is not None or step.owner is not None:
             effects.append(Effect(ev.REASSIGNED, source, {"team": step.team, "owner": step.owner,
                                                           "reason": f"escalation {ladder}/{step.id}"}))
-        if step.jump is not None and step.jump in by_id:
-            target = by_id[step.jump]
-            for other in steps[step.level:target.level - 1]:
-                if other.id not in forced:
-                    forced[other.id] = ""  # marks "jumped over"
-            forced[target.id] = f"jump from {step.id}"
+        if step.jump is not None:
+            if by_id is None:
+                by_id = {s.id: s for s in steps}
+            if step.jump in by_id:
+                target = by_id[step.jump]
+                for other in steps[step.level:target.level - 1]:
+                    if other.id not in forced:
+                        forced[other.id] = ""  # marks "jumped over"
+                forced[target.id] = f"jump from {step.id}"
         if step.notify and not recipients and step.level < len(steps):
             forced.setdefault(steps[step.level].id, f"nobody available at {step.id}")
+    if "" not in forced.values():
+        return effects  # no jump went past a step: nothing to record as skipped
     return _jumped_over(effects, forced, steps, ladder, fired, clocks)
 
 

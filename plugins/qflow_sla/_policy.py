@@ -207,6 +207,13 @@ class Policies:
     priorities: Mapping[str, PriorityPolicy]
     #: (severity, priority) -> the deadline plan (see ``qflow_sla._plan``); filled on use.
     plans: dict[tuple[str | None, str | None], Any] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The clocks some severity or priority sets a time for (the others never have a target).
+    clocks: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        found = {clock for policy in (*self.severities.values(), *self.priorities.values())
+                 for clock in CLOCKS if getattr(policy, clock, None) is not None}
+        object.__setattr__(self, "clocks", frozenset(found))
 
     def targets(self, severity: str | None, priority: str | None) -> dict[str, Target]:
         """The target of every clock that has one for this severity and priority."""

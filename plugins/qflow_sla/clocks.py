@@ -10,12 +10,18 @@ Every clock is recomputed from the events each time, in the order things happene
 whenever they are read: a changed severity keeps the original start and the pause
 history and only changes the target from the moment it changed; a clock that reached
 its target stays breached for the rest of that run.
+
+Within one command the same log is asked about again, longer by what the command
+records (a tick's escalation reads the log, then the log with the steps it fired):
+the read of the shorter log is kept and read on from, which gives what reading the
+whole log afresh gives (``tests/test_clocks.py`` checks it on random logs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import is_
 from types import MappingProxyType
 
 import attrs
@@ -101,7 +107,8 @@ def business_calendar(ruleset: Ruleset, name: str) -> BusinessCalendar:
 
 
 class _Run:
-    """One clock while the log is read (a local working value, never shared)."""
+    """One clock while the log is read (a working value: once kept to read on from, it
+    is never changed again; reading on copies it)."""
 
     __slots__ = ("name", "rule", "phase", "run", "started_at", "stopped_at", "closed", "seg_start",
                  "cal", "cal_name", "target", "breached_at", "segments")
@@ -119,6 +126,13 @@ class _Run:
         self.target: Target | None = None
         self.breached_at: datetime | None = None
         self.segments: list[_Segment] = []
+
+    def copy(self) -> _Run:
+        other = _Run.__new__(_Run)
+        for name in _Run.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.segments = list(self.segments)
+        return other
 
     def advance(self, t: datetime) -> None:
         """Count the running stretch up to *t* and start a new stretch there."""
@@ -149,18 +163,20 @@ class _Run:
         if self.target is not None and self.target.span <= _ZERO:
             self.breached_at = t
 
-    def apply(self, e: Event, status: str | None) -> None:
+    def apply(self, e: Event, status: str | None, hits: tuple[bool, bool, bool, bool, bool]) -> None:
+        """*hits*: whether *e* matches the rule's reset, stop, start, pause and resume."""
         rule = self.rule
+        reset, stop, start, pause, resumes = hits
         waiting = status is not None and status in rule.pause.status
-        if rule.reset(e) and self.phase != "idle":
+        if reset and self.phase != "idle":
             self.begin(e.at, waiting)
-        elif rule.stop(e) and self.phase in ("running", "paused"):
+        elif stop and self.phase in ("running", "paused"):
             self.phase, self.stopped_at, self.seg_start = "stopped", e.at, None
-        elif rule.start(e) and self.phase in ("idle", "stopped"):
+        elif start and self.phase in ("idle", "stopped"):
             self.begin(e.at, waiting)
-        elif self.phase == "running" and rule.pause(e):
+        elif self.phase == "running" and pause:
             self.phase, self.seg_start = "paused", None
-        elif self.phase == "paused" and rule.resumes(e) and not (rule.resume is None and waiting):
+        elif self.phase == "paused" and resumes and not (rule.resume is None and waiting):
             self.phase, self.seg_start = "running", e.at
 
     def state(self, now: datetime) -> ClockState | None:
@@ -180,12 +196,11 @@ class _Run:
             elif self.phase == "running":
                 due = self.cal.add(now, target.span - used)
         warnings = self.cal.warnings(self.started_at, due or now) if self.started_at is not None else ()
-        return ClockState(
-            name=self.name, calendar=self.cal_name, target=target.span, started_at=self.started_at,
-            stopped_at=self.stopped_at, paused=self.phase == "paused", elapsed=used, due=due,
-            breached_at=breached, run=self.run, source=target.source, warnings=warnings, now=now,
-            segments=tuple(segments), business=self.cal,
-        )
+        # name, calendar, target, started_at, stopped_at, paused, elapsed, due, breached_at,
+        # run, source, warnings, now, segments, business (by position: one per clock and read)
+        return ClockState(self.name, self.cal_name, target.span, self.started_at, self.stopped_at,
+                          self.phase == "paused", used, due, breached, self.run, target.source, warnings, now,
+                          tuple(segments), self.cal)
 
 
 #: The last few answers, by the identity of the log and ruleset asked about. In one
@@ -221,54 +236,235 @@ def clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset
     return found
 
 
+class _Context:
+    """What a ruleset gives the clocks, worked out once per ruleset: the rules of the
+    clocks that can ever have a target (a clock no severity or priority sets a time
+    for never shows, so it is not run at all), per (severity, priority) the target and
+    calendar of each, and the event types that can move a clock at all."""
+
+    __slots__ = ("ruleset", "names", "rules", "policies", "calendars", "always", "plans", "moving", "hits")
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        rules: Mapping[str, ClockRule] = ruleset.compiled("clocks") or DEFAULT_CLOCKS
+        policies: Policies | None = ruleset.compiled("severities")
+        calendars = ruleset.compiled("calendars") or {}
+        self.ruleset = ruleset
+        self.policies = policies
+        self.calendars = calendars
+        self.always = calendars.get("24x7") or BusinessCalendar("24x7", _tz(ruleset))
+        live = policies.clocks if policies is not None else frozenset()
+        self.names = tuple(name for name in rules if name in live)
+        self.rules = tuple(rules[name] for name in self.names)
+        self.plans: dict[tuple[str | None, str | None], tuple[tuple[Target | None, BusinessCalendar], ...]] = {}
+        # A trigger matches an event by its type, or a stage or status change by where
+        # it goes; the targets change with a decision or a severity.
+        moving = {ev.DECISION_MADE, ev.SEVERITY_CHANGED, ev.STAGE_CHANGED, ev.STATUS_CHANGED}
+        for rule in self.rules:
+            for trigger in (rule.start, rule.stop, rule.pause, rule.resume, rule.reset):
+                if trigger is not None:
+                    moving |= trigger.event
+        self.moving = frozenset(moving)
+        #: (event type, where a stage or status change goes) -> per clock, which of its
+        #: triggers match; None when none of any clock does (see :meth:`matches`).
+        self.hits: dict[tuple[str, object], tuple[tuple[bool, bool, bool, bool, bool], ...] | None] = {}
+
+    def matches(self, e: Event) -> tuple[tuple[bool, bool, bool, bool, bool], ...] | None:
+        """Which triggers of each clock *e* matches (reset, stop, start, pause, resume),
+        or None when it matches none. A trigger reads an event's type and, for a stage
+        or status change, where it goes: the answer is kept per type and target."""
+        t = e.type
+        to = e.data.get("to") if t == ev.STAGE_CHANGED or t == ev.STATUS_CHANGED else None
+        key = (t, to)
+        try:
+            return self.hits[key]
+        except KeyError:
+            pass
+        except TypeError:  # a target that cannot be a key: ask the triggers
+            return self._matches(e)
+        found = self._matches(e)
+        if len(self.hits) < 1024:
+            self.hits[key] = found
+        return found
+
+    def _matches(self, e: Event) -> tuple[tuple[bool, bool, bool, bool, bool], ...] | None:
+        if e.type not in self.moving:
+            return None
+        out = tuple((bool(r.reset(e)), bool(r.stop(e)), bool(r.start(e)), bool(r.pause(e)), bool(r.resumes(e)))
+                    for r in self.rules)
+        return out if any(any(h) for h in out) else None
+
+    def plan(self, severity: str | None, priority: str | None) -> tuple[tuple[Target | None, BusinessCalendar], ...]:
+        """(target, calendar) of each clock for *severity* and *priority*."""
+        key = (severity, priority)
+        found = self.plans.get(key)
+        if found is None:
+            policies, calendars, always = self.policies, self.calendars, self.always
+            targets = policies.targets(severity, priority) if policies is not None else {}
+            sev = policies.severities.get(severity) if policies is not None and severity is not None else None
+            default_cal = calendars.get(sev.calendar, always) if sev is not None else always
+            out = []
+            for name in self.names:
+                target = targets.get(name)
+                out.append((target, calendars.get(target.calendar, always) if target else default_cal))
+            found = tuple(out)
+            if len(self.plans) < 4096:  # severity x priority pairs: few, but never unbounded
+                self.plans[key] = found
+        return found
+
+
+_CONTEXTS: dict[int, _Context] = {}
+
+
+def _context(ruleset: Ruleset) -> _Context:
+    ctx = _CONTEXTS.get(id(ruleset))
+    if ctx is None or ctx.ruleset is not ruleset:
+        ctx = _Context(ruleset)
+        if len(_CONTEXTS) >= 32:
+            try:
+                _CONTEXTS.pop(next(iter(_CONTEXTS)), None)
+            except (StopIteration, RuntimeError):  # another thread got there first
+                pass
+        _CONTEXTS[id(ruleset)] = ctx
+    return ctx
+
+
+class _Read:
+    """The clocks after reading a whole log (every event at or before ``now``): enough
+    to go on reading when the same log comes back longer, as it does within one
+    command (escalation asks about the log, then about the log with what it recorded).
+
+    ``runs`` are the clocks after every event but those of ``tail``: events no clock
+    reacts to, recorded at ``now``, which are read (they only split a running stretch
+    there) when the log is read on from here. ``answer`` is what the log gave at
+    ``now``. Never changed once kept; going on copies the runs.
+    """
+
+    __slots__ = ("events", "ctx", "initial", "last", "runs", "tail", "severity", "priority", "status", "now",
+                 "answer")
+
+    def __init__(self, events: tuple[Event, ...], ctx: _Context, initial: tuple[str | None, str | None],
+                 last: tuple[datetime, int] | None, runs: list[_Run], tail: tuple[Event, ...],
+                 severity: str | None, priority: str | None, status: str | None, now: datetime,
+                 answer: dict[str, ClockState]) -> None:
+        self.events, self.ctx, self.initial, self.last, self.runs, self.tail = events, ctx, initial, last, runs, tail
+        self.severity, self.priority, self.status, self.now, self.answer = severity, priority, status, now, answer
+
+
+#: The last log read per (ruleset, incident), to go on from (see :class:`_Read`).
+_READS: dict[tuple[int, str | None], _Read] = {}
+_READS_SIZE = 256
+
+
+def _resume(key: tuple[int, str | None], ctx: _Context, events: Sequence[Event],
+            initial: tuple[str | None, str | None], now: datetime) -> tuple[_Read, int] | None:
+    """A kept read of a first part of *events* that the rest sorts after, or None."""
+    read = _READS.get(key)
+    if read is None or read.ctx is not ctx or read.initial != initial:
+        return None
+    n = len(read.events)
+    last = read.last
+    if n > len(events) or (last is not None and last[0] > now):
+        return None
+    # The very same Event objects: equal ones may show their moments in other offsets.
+    if not all(map(is_, read.events, events)):
+        return None
+    if last is not None:
+        for e in events[n:]:
+            if (e.at, e.seq) <= last:
+                return None  # a late event: it belongs among what was read
+    return read, n
+
+
+def _keep(key: tuple[int, str | None], read: _Read) -> None:
+    if len(_READS) >= _READS_SIZE:
+        try:
+            _READS.pop(next(iter(_READS)), None)
+        except (StopIteration, RuntimeError):  # another thread got there first
+            pass
+    _READS[key] = read
+
+
 def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                   now: datetime) -> Mapping[str, ClockState]:
-    rules: Mapping[str, ClockRule] = ruleset.compiled("clocks") or DEFAULT_CLOCKS
-    policies: Policies | None = ruleset.compiled("severities")
-    calendars = ruleset.compiled("calendars") or {}
-    always = calendars.get("24x7") or BusinessCalendar("24x7", _tz(ruleset))
-
+    ctx = _context(ruleset)
+    if not ctx.names:
+        return {}
     decision = state.decision
-    severity = decision.severity if decision is not None else None
-    priority = decision.priority if decision is not None else None
     if any(e.type == ev.DECISION_MADE for e in events):
-        severity = priority = None
-    status: str | None = None
-
-    def targets() -> tuple[dict[str, Target], BusinessCalendar]:
-        found = policies.targets(severity, priority) if policies is not None else {}
-        sev = policies.severities.get(severity) if policies is not None and severity is not None else None
-        return found, (calendars.get(sev.calendar, always) if sev is not None else always)
-
-    runs = {name: _Run(name, rule, always) for name, rule in rules.items()}
-    found, default_cal = targets()
-    for run in runs.values():
-        target = found.get(run.name)
-        run.retarget(state.updated_at, target, calendars.get(target.calendar, always) if target else default_cal)
-    for e in sorted((e for e in events if e.at <= now), key=lambda e: (e.at, e.seq)):
-        for run in runs.values():
-            run.advance(e.at)
-        changed = False
-        if e.type == ev.DECISION_MADE:
-            severity, priority = e.data.get("severity"), e.data.get("priority")
-            changed = True
-        elif e.type == ev.SEVERITY_CHANGED:
-            severity, changed = e.data.get("to"), True
-        elif e.type == ev.STATUS_CHANGED:
+        initial: tuple[str | None, str | None] = (None, None)
+    else:
+        initial = (decision.severity, decision.priority) if decision is not None else (None, None)
+    key = (id(ruleset), state.id)
+    keep = isinstance(events, tuple)
+    found = _resume(key, ctx, events, initial, now) if keep else None
+    if found is not None:
+        read, n = found
+        rest: Sequence[Event] = events[n:]
+        if now == read.now and now.tzinfo is read.now.tzinfo and all(
+                e.at == now and e.type not in ctx.moving for e in rest):
+            # Only events no clock reacts to, at the moment already answered: they
+            # split the running stretches there and change nothing else, so the
+            # answer stands (the split is made when the log is read on from here).
+            if rest:
+                top = rest[-1]
+                _keep(key, _Read(events, ctx, initial, (top.at, top.seq), read.runs,  # type: ignore[arg-type]
+                                 read.tail + tuple(rest), read.severity, read.priority, read.status, now,
+                                 read.answer))
+            return read.answer
+        runs = [run.copy() for run in read.runs]
+        severity, priority, status = read.severity, read.priority, read.status
+        last = read.last
+        if read.tail:
+            rest = read.tail + tuple(rest)
+            last = None  # the tail sorts after what was read (it was checked when kept)
+    else:
+        severity, priority = initial
+        status = None
+        runs = [_Run(name, rule, ctx.always) for name, rule in zip(ctx.names, ctx.rules, strict=True)]
+        for run, (target, cal) in zip(runs, ctx.plan(severity, priority), strict=True):
+            run.retarget(state.updated_at, target, cal)
+        last = None
+        rest = events
+    pending = [e for e in rest if e.at <= now]
+    complete = len(pending) == len(rest)
+    if len(pending) > 1:
+        pending.sort(key=_order)
+    for e in pending:
+        at = e.at
+        for run in runs:
+            run.advance(at)
+        t = e.type
+        if t == ev.DECISION_MADE or t == ev.SEVERITY_CHANGED:
+            if t == ev.DECISION_MADE:
+                severity, priority = e.data.get("severity"), e.data.get("priority")
+            else:
+                severity = e.data.get("to")
+            for run, (target, cal) in zip(runs, ctx.plan(severity, priority), strict=True):
+                run.retarget(at, target, cal)
+        elif t == ev.STATUS_CHANGED:
             status = e.data.get("to")
-        if changed:
-            found, default_cal = targets()
-            for run in runs.values():
-                target = found.get(run.name)
-                run.retarget(e.at, target, calendars.get(target.calendar, always) if target else default_cal)
-        for run in runs.values():
-            run.apply(e, status)
+        hits = ctx.matches(e)
+        if hits is not None:
+            for run, hit in zip(runs, hits, strict=True):
+                run.apply(e, status, hit)
+    if pending:
+        top = pending[-1]
+        if last is None or (top.at, top.seq) > last:
+            last = (top.at, top.seq)
     out = {}
-    for name, run in runs.items():
+    for run in runs:
         clock = run.state(now)
         if clock is not None:
-            out[name] = clock
+            out[run.name] = clock
+    if keep and complete:
+        # The runs are not changed again: state() only read them, going on copies them.
+        _keep(key, _Read(events, ctx, initial, last, runs, (), severity, priority, status, now,  # type: ignore[arg-type]
+                         out))
     return out
+
+
+def _order(e: Event) -> tuple[datetime, int]:
+    return (e.at, e.seq)
 
 
 def _tz(ruleset: Ruleset):  # type: ignore[no-untyped-def]

@@ -115,9 +115,17 @@ class Scheduling(_Base):
     def _batch(self, due: dict[str, list[Timer]], now: datetime) -> TickReport:
         plans: dict[str, _Plan] = {}
         failed = 0
+        try:
+            read: dict[str, Any] | None = self.store.read_many(list(due))  # one read for the batch
+        except Exception:
+            read = None  # each incident is read on its own then, and fails on its own
         for iid, timers in due.items():
             try:
-                plan = self._plan(iid, timers, now)
+                if read is None:
+                    plan = self._plan(iid, timers, now)
+                else:
+                    found = read.get(iid)
+                    plan = self._plan(iid, timers, now, found) if found is not None else None
             except Exception:
                 # One incident's broken plugin must not stop the others' escalations.
                 log.exception("tick: plugins failed on %s; its timers come back after the lease", iid)
@@ -161,14 +169,17 @@ class Scheduling(_Base):
         log.warning("tick: %s kept changing under us; its timers come back after the lease", iid)
         return TickReport(conflicts=conflicts, failed=1)
 
-    def _plan(self, incident_id: str, due: Sequence[Timer], now: datetime) -> _Plan | None:
+    def _plan(self, incident_id: str, due: Sequence[Timer], now: datetime,
+              read: tuple[IncidentState, tuple[Event, ...]] | None = None) -> _Plan | None:
         """What to write for one incident: its effects as events (or, when nothing
         fired, only its timers scheduled anew so the same ones are not handed out
-        again)."""
-        state = self.store.get(incident_id)
-        if state is None:
-            return None
-        history = self.store.events(incident_id)
+        again). *read* is its state and log when the batch read them already."""
+        if read is None:
+            stored = self.store.get(incident_id)
+            if stored is None:
+                return None
+            read = (stored, self.store.events(incident_id))
+        state, history = read
         found: list[Effect] = [e for effects in self._hooks.due(state, history, due, self.ruleset, now)
                                for e in effects]
         notes: list[Notification] = [n for e in found for n in e.notifications]

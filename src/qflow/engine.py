@@ -53,16 +53,22 @@ log = logging.getLogger("qflow")
 _CLASSIFY_ARGS = ("incident", "view", "ruleset", "now")
 _ROUTE_ARGS = ("incident", "view", "classification", "ruleset", "now")
 _DEADLINE_ARGS = ("incident", "classification", "assignment", "ruleset", "now")
+_SCHEDULE_ARGS = _PROJECT_ARGS = ("state", "events", "ruleset", "now")
+_PLAN_DELIVERY_ARGS = ("notification", "state", "ruleset", "now")
+_DUE_ARGS = ("state", "events", "timers", "ruleset", "now", "store", "plugins")
+_HOLD_ARGS = ("notifications", "state", "events", "ruleset", "now", "store")
 
 
 class _Hooks:
     """The typed facade the engine calls plugins through (keyword arguments only).
 
-    The three per-decision hooks are called through a plan built from pluggy's own
-    implementation list, in pluggy's order and with its semantics (collect all, or
-    stop at the first non-None result): pluggy's generic call costs about 1.5 µs per
-    hook, as much as the rules themselves. The plan is rebuilt whenever the list of
-    implementations changes; a hook with wrappers goes through pluggy as usual.
+    The three per-decision hooks, and the per-incident hooks of a command's write
+    (schedule, hold, plan delivery, project) and of a tick (due), are called through a
+    plan built from pluggy's own implementation list, in pluggy's order and with its
+    semantics (collect all, or stop at the first non-None result): pluggy's generic
+    call costs about 1.5 µs per hook, as much as the rules themselves. The plan is
+    rebuilt whenever the list of implementations changes; a hook with wrappers goes
+    through pluggy as usual.
     """
 
     def __init__(self, pm: pluggy.PluginManager, store: Store | None = None) -> None:
@@ -152,24 +158,37 @@ class _Hooks:
                 failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
         return failures
 
+    def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> list[Any]:
+        """Every implementation's non-None result, in pluggy's order (a hook that is
+        not ``firstresult``)."""
+        plan = self._plan(name, args)
+        if plan is None:
+            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+        out = []
+        for fn, idx in plan:
+            result = fn(*[values[i] for i in idx])
+            if result is not None:
+                out.append(result)
+        return out
+
     def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
-        found = self._hook.qflow_schedule(state=state, events=tuple(events), ruleset=ruleset, now=now)
+        found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now))
         return [t for timers in found for t in timers]
 
     def plan_delivery(self, notification: Notification, state: IncidentState, ruleset: Ruleset,
                       now: datetime) -> list[OutboxMessage]:
-        found = self._hook.qflow_plan_delivery(notification=notification, state=state, ruleset=ruleset, now=now)
+        found = self._collect("qflow_plan_delivery", _PLAN_DELIVERY_ARGS, (notification, state, ruleset, now))
         return [m for messages in found for m in messages]
 
     def due(self, state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset,
             now: datetime) -> list[Sequence[Effect]]:
-        return self._hook.qflow_due(state=state, events=tuple(events), timers=tuple(timers), ruleset=ruleset, now=now,
-                                    store=self.store, plugins=self.pm)
+        return self._collect("qflow_due", _DUE_ARGS,
+                             (state, tuple(events), tuple(timers), ruleset, now, self.store, self.pm))
 
     def hold_notifications(self, notifications: Sequence[Notification], state: IncidentState,
                            events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Effect]:
-        found = self._hook.qflow_hold_notifications(notifications=tuple(notifications), state=state,
-                                                    events=tuple(events), ruleset=ruleset, now=now, store=self.store)
+        found = self._collect("qflow_hold_notifications", _HOLD_ARGS,
+                              (tuple(notifications), state, tuple(events), ruleset, now, self.store))
         return [e for effects in found for e in effects]
 
     def projections(self) -> list[Projection]:
@@ -178,7 +197,7 @@ class _Hooks:
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> dict[str, Any]:
         rows: dict[str, Any] = {}
-        for found in self._hook.qflow_project(state=state, events=tuple(events), ruleset=ruleset, now=now):
+        for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now)):
             rows.update(found or {})
         return rows
 

@@ -6,6 +6,7 @@ same events always fold to the same state, whatever store kept them.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -157,7 +158,24 @@ def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | No
         changes["reports"] = state.reports + 1
     elif event.type in LOOP_EVENTS:
         changes.update(_apply_loop(state, event, conv))
-    return attrs.evolve(state, **changes)
+    return _evolve(state, changes)
+
+
+# ``attrs.evolve`` looks every field up by name on each call; a fold makes one state
+# per event, so the fields are read in one go and the state is built positionally.
+_FIELDS = attrs.fields(IncidentState)
+_POSITION = {f.name: i for i, f in enumerate(_FIELDS)}
+_READ_ALL = operator.attrgetter(*_POSITION)
+_POSITIONAL = all(f.init and f.alias == f.name and not f.kw_only for f in _FIELDS)
+
+
+def _evolve(state: IncidentState, changes: dict[str, Any]) -> IncidentState:
+    if not _POSITIONAL or type(state) is not IncidentState:  # pragma: no cover - a field added that
+        return attrs.evolve(state, **changes)  # cannot be passed by position, or a subclass
+    values = list(_READ_ALL(state))
+    for name, value in changes.items():
+        values[_POSITION[name]] = value
+    return IncidentState(*values)
 
 
 def _apply_loop(state: IncidentState, event: Event, conv: cattrs.Converter) -> dict[str, Any]:
