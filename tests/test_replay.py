@@ -162,3 +162,65 @@ def test_usage_errors(files):
     status, _, err = run_cli("replay", "--no-plugins", files["old"], "missing.yaml", "--input", files["clean"])
     assert status == 2
     assert err.splitlines()[0] == "qflow: error: no such ruleset file: 'missing.yaml'"
+
+
+def _mixed_stream(n: int) -> bytes:
+    """*n* incidents of many kinds (so that kinds of change start in both halves), with
+    broken, blank and id-less lines spread over the whole file."""
+    import random
+
+    rnd = random.Random(3)
+    lines = []
+    for i in range(n):
+        data = dict(rnd.choice(INCIDENTS))
+        data["id"] = f"M-{i}"
+        data["impact"] = rnd.randint(1, 3)
+        if i % 97 == 0:
+            del data["id"]  # labelled by its line number
+        if i % 89 == 0:
+            del data["reported_at"]
+        lines.append(json.dumps(data, ensure_ascii=False).encode())
+        if i % 83 == 0:
+            lines.append(b'{"id": "bad", "channel": 7}')
+        if i % 79 == 0:
+            lines.append(b"")
+        if i % 151 == 0:
+            lines.append(b"\xff not utf-8")
+    return b"\xef\xbb\xbf" + b"\n".join(lines)  # a byte-order mark, no newline at the end
+
+
+@pytest.mark.parametrize(("fmt", "examples"), [("text", "4"), ("json", "1000")])
+def test_two_processes_report_exactly_what_one_does(files, tmp_path, fmt, examples):
+    """--jobs 2 splits the file in the middle; the halves' tallies, merged, are the
+    whole file's: the same counts, kinds in the same order, the same first examples and
+    the same broken lines with their numbers."""
+    past = tmp_path / "mixed.jsonl"
+    past.write_bytes(_mixed_stream(1500))
+    results = [run_cli("replay", "--no-plugins", "--jobs", jobs, files["old"], files["new"], "--input", str(past),
+                       "--examples", examples, "--format", fmt)
+               for jobs in ("1", "2")]
+    assert results[0] == results[1]
+    status, out, err = results[0]
+    assert status == 1 and f"{past}:1: QF40" not in err  # the byte-order mark is not an error
+    assert "QF401 not UTF-8 text" in err and "M-890 has no reported_at" in err
+    if fmt == "json":
+        assert json.loads(out)["incidents"] == 1500 - len(range(0, 1500, 89))
+
+
+def test_the_split_falls_at_a_line_start_with_its_number(tmp_path):
+    from qflow._replay import _numbered, _split
+
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(b'{"id": "a"}\n\n{"id": "b"}\n{"id": "c"}\n{"id": "d"}\n')
+    with open(path, "rb") as f:
+        offset, first = _split(f)
+    data = path.read_bytes()
+    assert data[offset - 1:offset] == b"\n" and data[:offset].count(b"\n") == first - 1
+    with open(path, "rb") as f:
+        f.seek(offset)
+        tail = [(n, i.id) for n, i in _numbered(f, first)]
+    assert tail == [(n, x) for n, x in [(1, "a"), (3, "b"), (4, "c"), (5, "d")] if n >= first]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with open(empty, "rb") as f:
+        assert _split(f) == (0, 1)

@@ -270,13 +270,22 @@ def _index(rules: Sequence[Rule]) -> tuple[str | None, dict[Any, tuple[Rule, ...
     key, n = counts.most_common(1)[0]
     if n < len(rules) // 4:
         return None, {_ANY: tuple(rules)}
-    values: set[Any] = set()
+    # One pass in file order: a rule that tests the key joins the buckets of its values,
+    # one that does not joins every bucket (those made later start with the ones so far).
+    lists: dict[Any, list[Rule]] = {}
+    unkeyed: list[Rule] = []
     for r in rules:
-        values |= set(r.condition.equalities.get(key, ()))
-    buckets: dict[Any, tuple[Rule, ...]] = {}
-    for value in values:
-        buckets[value] = tuple(
-            r for r in rules if key not in r.condition.equalities or value in r.condition.equalities[key]
-        )
-    buckets[_ANY] = tuple(r for r in rules if key not in r.condition.equalities)
+        wanted = r.condition.equalities.get(key)
+        if wanted is None:
+            unkeyed.append(r)
+            for found in lists.values():
+                found.append(r)
+            continue
+        for value in wanted:
+            found = lists.get(value)
+            if found is None:
+                found = lists[value] = list(unkeyed)
+            found.append(r)
+    buckets: dict[Any, tuple[Rule, ...]] = {value: tuple(found) for value, found in lists.items()}
+    buckets[_ANY] = tuple(unkeyed)
     return key, buckets

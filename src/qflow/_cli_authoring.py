@@ -97,8 +97,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Handler
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any decision changes")
     p.add_argument("--jobs", "-j", type=int, metavar="N",
-                   help="processes: 2 (default on a machine with two or more cores) decides with each "
-                        "ruleset in its own process; 1 stays in one")
+                   help="processes: 2 (default on a machine with two or more cores) replays each half of "
+                        "an --input file in its own process, with the same report; 1 stays in one")
 
     p = sub.add_parser("graph", parents=[common], formatter_class=_FORMATTER, epilog=_GRAPH_EPILOG,
                        help="draw the ruleset as a flowchart (Mermaid, DOT, SVG, PNG)",

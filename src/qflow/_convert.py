@@ -19,7 +19,18 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from qflow._frozen import FrozenDict, thaw
 from qflow.diagnostics import did_you_mean
-from qflow.model import ActionKind, ActionStatus, LedgerKind, Stage, Trace, TraceStep, VerificationResult
+from qflow.model import (
+    ActionKind,
+    ActionStatus,
+    Customer,
+    Incident,
+    LedgerKind,
+    Person,
+    Stage,
+    Trace,
+    TraceStep,
+    VerificationResult,
+)
 
 __all__ = [
     "ShapeError",
@@ -211,7 +222,98 @@ def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
         Trace, lambda v, _: Trace(tuple(c.structure(s, TraceStep) for s in v or ()))
     )
     c.register_unstructure_hook(Trace, lambda t: [c.unstructure(s) for s in t.steps])
+    c.register_structure_hook(Incident, _incident_hook(c))
     return c
+
+
+# -- incidents, the common shape first ---------------------------------------------------
+#
+# Every replayed, decided or reported incident is structured, and cattrs's generated
+# function (with its per-field error collection) costs more than deciding it. The
+# plain shape (text, whole numbers, ISO times, a customer and a reporter with text
+# fields, a list of tags, a free-form extra) is built here directly, with the same
+# checks giving the same values; anything else, and every mistake, goes the generated
+# way, which says what is wrong exactly as before.
+
+_TEXT, _INT, _TIME, _TAGS, _MAP, _PERSON, _CUSTOMER, _NO_ATTACHMENTS = range(8)
+_INCIDENT_KEYS = {
+    **dict.fromkeys(("id", "channel", "category", "place", "asset", "title", "description", "scope",
+                     "external_id", "dedup_key"), _TEXT),
+    "impact": _INT, "urgency": _INT, "reported_at": _TIME, "occurred_at": _TIME, "tags": _TAGS,
+    "extra": _MAP, "reporter": _PERSON, "customer": _CUSTOMER, "attachments": _NO_ATTACHMENTS,
+}
+_PERSON_KEYS = frozenset(("id", "name", "contact"))
+_CUSTOMER_KEYS = frozenset(("id", "name", "tier", "contact"))
+
+
+def _incident_hook(c: cattrs.Converter) -> Any:
+    generated: list[Any] = []
+
+    def structure_incident(value: Any, cl: Any) -> Incident:
+        if value.__class__ is dict:
+            made = _plain_incident(value)
+            if made is not None:
+                return made
+        if not generated:  # made on first need, with every hook registered by then
+            generated.append(c.gen_structure_attrs_fromdict(Incident))
+        return generated[0](value, cl)
+
+    return structure_incident
+
+
+def _plain_incident(data: dict[str, Any]) -> Incident | None:
+    """*data* as an Incident when it has the plain shape, else None: the generated
+    hook then structures it, or says what is wrong."""
+    fields: dict[str, Any] = {}
+    for key, v in data.items():
+        kind = _INCIDENT_KEYS.get(key)
+        if kind is None:
+            return None
+        if kind == _TEXT:
+            if v.__class__ is not str and (v is not None or key == "description"):
+                return None  # description is the one text field that cannot be null
+        elif kind == _INT:
+            if v.__class__ is not int and v is not None:
+                return None
+        elif kind == _TIME:
+            if v is not None:
+                if v.__class__ is not str:
+                    return None
+                try:
+                    v = parse_time(v)
+                except ShapeError:
+                    return None
+        elif kind == _TAGS:
+            if v.__class__ is not list:
+                return None
+            for tag in v:
+                if tag.__class__ is not str:
+                    return None
+            v = tuple(v)
+        elif kind == _MAP:
+            if v.__class__ is not dict:
+                return None
+            v = FrozenDict(v)
+        elif kind == _NO_ATTACHMENTS:
+            if v.__class__ is not list or v:
+                return None
+            v = ()
+        elif v is not None:  # reporter, customer
+            if v.__class__ is not dict:
+                return None
+            keys = _PERSON_KEYS if kind == _PERSON else _CUSTOMER_KEYS
+            for k, x in v.items():
+                if k not in keys:
+                    if k != "extra" or kind == _PERSON or x.__class__ is not dict:
+                        return None
+                elif x.__class__ is not str and x is not None:
+                    return None
+            v = Person(**v) if kind == _PERSON else Customer(**v)
+        fields[key] = v
+    try:
+        return Incident(**fields)
+    except Exception:  # noqa: BLE001 - the generated hook reports it properly
+        return None
 
 
 def make_converter() -> cattrs.Converter:

@@ -14,9 +14,13 @@ class FrozenDict(Mapping[str, Any]):
     __slots__ = ("_data", "_hash")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data: dict[str, Any] = {
-            k: v if type(v) in _SCALARS else freeze(v) for k, v in (data or {}).items()
-        }
+        if not data:
+            self._data: dict[str, Any] = {}
+        elif _SCALARS.issuperset(map(type, data.values())):
+            # Scalars only (the sources of a decision, most extras): one copy, all in C.
+            self._data = dict(data)
+        else:
+            self._data = {k: v if type(v) in _SCALARS else freeze(v) for k, v in data.items()}
         self._hash: int | None = None
 
     def __getitem__(self, key: str) -> Any:

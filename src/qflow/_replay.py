@@ -11,6 +11,7 @@ different due times it moves.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,19 @@ FIELDS = (*_DECIDED, *_CLOCKS)
 
 
 def _span(d: Deadline | None) -> str | None:
-    return None if d is None else f"{format_duration(d.business)} on {d.calendar}"
+    if d is None:
+        return None
+    key = (d.business, d.calendar)
+    text = _SPANS.get(key)
+    if text is None:
+        if len(_SPANS) > 4096:  # a ruleset has a handful of spans; never let it grow unbounded
+            _SPANS.clear()
+        text = _SPANS[key] = f"{format_duration(d.business)} on {d.calendar}"
+    return text
+
+
+#: (business span, calendar) -> its text: summarize runs twice per replayed incident.
+_SPANS: dict[tuple[Any, str], str] = {}
 
 
 Summary = tuple[Any, ...]
@@ -40,11 +53,16 @@ Summary = tuple[Any, ...]
 def summarize(decision: Decision) -> Summary:
     """What a replay compares of a decision, as a small picklable tuple: the decided
     fields, then per clock its span and due time."""
-    out: list[Any] = [getattr(decision, f) for f in _DECIDED]
-    for clock in _CLOCKS:
-        d = decision.deadline(clock)
-        out += [_span(d), d.due if d is not None else None]
-    return tuple(out)
+    respond = resolve = None
+    for d in decision.deadlines:  # the first deadline of each clock, as Decision.deadline
+        if d.clock == "respond":
+            if respond is None:
+                respond = d
+        elif d.clock == "resolve" and resolve is None:
+            resolve = d
+    return (decision.category, decision.severity, decision.priority, decision.team, decision.owner,
+            decision.responsibility, _span(respond), None if respond is None else respond.due,
+            _span(resolve), None if resolve is None else resolve.due)
 
 
 class Replay:
@@ -83,6 +101,27 @@ class Replay:
         slot[0] += 1
         if len(slot[1]) < self.examples:
             slot[1].append(label)
+
+    def state(self) -> tuple[int, int, list[tuple[int | None, str]], dict[str, dict[tuple[Any, Any], list[Any]]]]:
+        """What :meth:`merge` takes: the tally without the rulesets' names (picklable)."""
+        return self.total, self.changed, self.broken, self.kinds
+
+    def merge(self, state: tuple[int, int, list[Any], dict[str, dict[tuple[Any, Any], list[Any]]]]) -> None:
+        """Add the tally of the incidents that come after this one's (see :meth:`state`):
+        the same counts, kinds in the same order and the same examples as one tally of all."""
+        total, changed, broken, kinds = state
+        self.total += total
+        self.changed += changed
+        self.broken.extend(broken)
+        for field, theirs in kinds.items():
+            mine = self.kinds[field]
+            for key, (count, examples) in theirs.items():
+                slot = mine.get(key)
+                if slot is None:
+                    mine[key] = [count, examples[:self.examples]]
+                else:
+                    slot[0] += count
+                    slot[1].extend(examples[:self.examples - len(slot[1])])
 
     def field_counts(self) -> dict[str, int]:
         return {f: sum(n for n, _ in kinds.values()) for f, kinds in self.kinds.items()}
@@ -144,22 +183,11 @@ def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     replay = Replay(old.ref, new.ref, examples=args.examples)
     source = args.input if args.input is not None else args.store
     old_engine, new_engine = Engine(old, plugins=pm), Engine(new, plugins=pm)
-    if args.input is not None and args.input != "-" and jobs > 1 and _can_fork():
-        # Each ruleset in its own process: a forked child decides the stream with the
-        # new ruleset while this process does the old one, then hands its rows over.
-        a_rows, b_rows = _decide_in_parallel(args.input, now, old_engine, new_engine)
-        for (number, label, a), (_, _, b) in zip(a_rows, b_rows, strict=True):
-            if isinstance(a, str):
-                replay.broken.append((number, a))
-            else:
-                replay.add(label, a, b)
+    if args.input not in (None, "-") and jobs > 1 and os.path.isfile(args.input) and _can_fork():
+        # Only a regular file can be split: stdin, a pipe or a device is read in one pass.
+        _replay_in_parallel(args.input, now, old_engine, new_engine, replay)
     else:
-        for number, incident in _stream(args, pm):
-            row = _row(number, incident, now, old_engine)
-            if isinstance(row[2], str):
-                replay.broken.append((number, row[2]))
-            else:
-                replay.add(row[1], row[2], _row(number, incident, now, new_engine)[2])
+        _replay_stream(_stream(args, pm), now, old_engine, new_engine, replay)
     for number, error in replay.broken:
         err.write(f"{source}:{number}: {error}\n" if number is not None else f"{source}: {error}\n")
     if args.format == "json":
@@ -193,24 +221,36 @@ def _stream(args: argparse.Namespace, pm: Any) -> Iterator[tuple[int | None, Inc
         store.close()
 
 
-def _row(number: int | None, incident: Incident | str, now: datetime | None,
-         engine: Engine) -> tuple[int | None, str, Summary | str]:
-    """One input incident decided: (line, label, summary), or the error in place of the summary."""
-    if isinstance(incident, str):
-        return number, "", incident
-    when = incident.reported_at or now
-    if when is None:
-        return number, "", (f"{incident.id or 'the incident'} has no reported_at; "
-                            "give --now to decide such incidents at that time")
-    label = incident.id or (f"line {number}" if number is not None else "?")
-    return number, label, summarize(engine.decide(incident, when))
+def _replay_stream(stream: Iterable[tuple[int | None, Incident | str]], now: datetime | None, old: Engine,
+                   new: Engine, replay: Replay) -> None:
+    """Decide every incident of *stream* with both engines, at the time it was reported,
+    and tally the differences into *replay*; a broken line is noted with its number."""
+    broken, add = replay.broken.append, replay.add
+    old_decide, new_decide = old.decide, new.decide
+    for number, incident in stream:
+        if isinstance(incident, str):
+            broken((number, incident))
+            continue
+        when = incident.reported_at or now
+        if when is None:
+            broken((number, f"{incident.id or 'the incident'} has no reported_at; "
+                            "give --now to decide such incidents at that time"))
+            continue
+        label = incident.id or (f"line {number}" if number is not None else "?")
+        add(label, summarize(old_decide(incident, when)), summarize(new_decide(incident, when)))
 
 
-def _decide_all(input_path: str, now: datetime | None, engine: Engine) -> list[tuple[int | None, str, Summary | str]]:
-    from qflow.cli import _incidents, _open_input
+def _numbered(lines: Iterable[bytes], first: int) -> Iterator[tuple[int, Incident | str]]:
+    """``qflow.cli._incidents`` for a part of a file whose first line is number *first*."""
+    from qflow.cli import _incidents
 
-    with _open_input(input_path) as lines:
-        return [_row(number, incident, now, engine) for number, incident in _incidents(lines)]
+    if first == 1:
+        yield from _incidents(lines)
+        return
+    # _incidents numbers from 1 and strips a byte-order mark from line 1 only: shift its
+    # numbers, and give it a harmless first line so that no line of this part is "line 1".
+    for number, item in _incidents(itertools.chain((b"\n",), lines)):
+        yield number + first - 2, item
 
 
 def _can_fork() -> bool:
@@ -219,33 +259,85 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _decide_in_parallel(input_path: str, now: datetime | None, old: Engine,
-                        new: Engine) -> tuple[list[Any], list[Any]]:
+def _split(f: IO[bytes]) -> tuple[int, int]:
+    """Where the second half of the file *f* starts: (byte offset, line number), at the
+    start of the line after the one the middle falls in (the end when that is the last)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(size // 2)
+    f.readline()
+    offset = f.tell()
+    f.seek(0)
+    lines = 0
+    left = offset
+    while left > 0:
+        chunk = f.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        lines += chunk.count(b"\n")
+        left -= len(chunk)
+    f.seek(0)
+    return offset, lines + 1
+
+
+def _replay_in_parallel(input_path: str, now: datetime | None, old: Engine, new: Engine,
+                        replay: Replay) -> None:
+    """Replay the file's first half here and its second half in a forked child, each
+    with both rulesets, then add the child's tally after this one's.
+
+    Each process reads, parses and decides its own half, so nothing per incident
+    crosses between them: only the child's tally (counts, a few examples per kind of
+    change, its broken lines) comes back, and merged after the first half's it is what
+    one process reading the whole file would have tallied.
+    """
     import multiprocessing
 
-    # fork, not spawn: the child gets the loaded, compiled ruleset as it is (compiled
+    from qflow.cli import _open_input
+
+    # fork, not spawn: the child gets the loaded, compiled rulesets as they are (compiled
     # rules are closures and do not pickle), and nothing is loaded twice.
     ctx = multiprocessing.get_context("fork")
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, input_path, now, new), daemon=True)
-    child.start()
-    send.close()
-    try:
-        mine = _decide_all(input_path, now, old)
-        status, theirs = receive.recv()
-    except EOFError:
-        status, theirs = "error", "the worker process ended without an answer"
-    finally:
-        receive.close()
-        child.join()
+    with _open_input(input_path) as f:  # one that cannot be read is a usage error, as with --jobs 1
+        offset, first = _split(f)
+        receive, send = ctx.Pipe(duplex=False)
+        part = Replay(replay.old_ref, replay.new_ref, examples=replay.examples)
+        child = ctx.Process(target=_child, args=(send, input_path, offset, first, now, old, new, part), daemon=True)
+        child.start()
+        send.close()
+        answered = False
+        try:
+            _replay_stream(_numbered(_head(f, offset), 1), now, old, new, replay)
+            try:
+                status, theirs = receive.recv()
+            except EOFError:
+                status, theirs = "error", "the worker process ended without an answer"
+            answered = True
+        finally:
+            receive.close()
+            if not answered:  # this process failed first: the child's answer is not wanted
+                child.terminate()
+            child.join()
     if status != "ok":
         raise RuntimeError(f"replay worker failed: {theirs}")
-    return mine, theirs
+    replay.merge(theirs)
 
 
-def _child(send: Any, input_path: str, now: datetime | None, engine: Engine) -> None:
+def _head(f: IO[bytes], size: int) -> Iterator[bytes]:
+    """The lines of *f* within its first *size* bytes (*size* falls at a line start)."""
+    left = size
+    for line in f:
+        if left <= 0:
+            return
+        left -= len(line)
+        yield line
+
+
+def _child(send: Any, input_path: str, offset: int, first: int, now: datetime | None, old: Engine,
+           new: Engine, part: Replay) -> None:
     try:
-        send.send(("ok", _decide_all(input_path, now, engine)))
+        with open(input_path, "rb") as f:  # its own: a shared descriptor would share the position
+            f.seek(offset)
+            _replay_stream(_numbered(f, first), now, old, new, part)
+        send.send(("ok", part.state()))
     except Exception as exc:  # reported by the parent, which owns the terminal
         send.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

@@ -254,14 +254,19 @@ class Ruleset:
     definitions: FrozenDict = attrs.field(factory=FrozenDict, repr=False, eq=False)
 
     ref: str = attrs.field(init=False, repr=False, eq=False)
+    # compiled_sections' own lookup: plugins call compiled() several times a decision
+    _compiled: Any = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         # Read with every decision: computed once.
         object.__setattr__(self, "ref", f"{self.name}@{self.hash}")
+        sections = self.compiled_sections
+        object.__setattr__(self, "_compiled",
+                           sections.as_dict().get if isinstance(sections, FrozenDict) else sections.get)
 
     def compiled(self, name: str, default: Any = None) -> Any:
         """The compiled form of section *name* (what its plugin's ``compile`` returned)."""
-        return self.compiled_sections.get(name, default)
+        return self._compiled(name, default)
 
     def names(self, kind: str) -> tuple[Any, ...]:
         """The names of *kind* the ruleset defines (teams, severities ...), in order."""
