@@ -9,6 +9,7 @@ lost connection; ``retry=True`` tells a write that its first try may have commit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -275,6 +276,24 @@ def get(codec: Codec, incident_id: str) -> Op:
 def events(codec: Codec, incident_id: str) -> Op:
     rows = yield Q("SELECT body FROM qflow_events WHERE incident_id = %s ORDER BY seq", (incident_id,))
     return tuple(codec.event(r[0]) for r in rows)
+
+
+def read_many(codec: Codec, incident_ids: Sequence[str]) -> Op:
+    """The states and logs of *incident_ids* (a tick's batch) in one statement: one
+    round trip instead of two per incident, and one snapshot for states and logs."""
+    ids = list(dict.fromkeys(incident_ids))
+    if not ids:
+        return {}
+    rows = yield Q("SELECT i.id, i.body, (SELECT json_agg(e.body ORDER BY e.seq) FROM qflow_events e"
+                   " WHERE e.incident_id = i.id) FROM qflow_incidents i WHERE i.id = ANY(%s)", (ids,))
+    found = {r[0]: (codec.state(r[1]), tuple(codec.event(b) for b in _loaded_list(r[2]))) for r in rows}
+    return {iid: found[iid] for iid in ids if iid in found}
+
+
+def _loaded_list(body: Any) -> list[Any]:
+    if body is None:
+        return []
+    return json.loads(body) if isinstance(body, (str, bytes)) else body
 
 
 def find_dedup(dedup_key: str, since: datetime) -> Op:

@@ -165,6 +165,9 @@ class PostgresStore(Store):
     def events(self, incident_id: str) -> tuple[Event, ...]:
         return self._run(lambda retry: _ops.events(self._codec, incident_id), tx=False)
 
+    def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
+        return self._run(lambda retry: _ops.read_many(self._codec, incident_ids), tx=False)
+
     def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
         return self._run(lambda retry: _ops.find_dedup(dedup_key, since), tx=False)
 

@@ -57,6 +57,12 @@ _DECISION_MADE = DECISION_MADE
 #: The events after which the fold's decision is not the DecisionMade data as it is.
 _DECISION_EVENTS = frozenset({DECISION_MADE, SEVERITY_CHANGED, REASSIGNED, RESPONSIBILITY_CONFIRMED})
 _DUE = attrgetter("due")
+_EVENT_COLUMNS = "incident_id, seq, at, type, actor, source, ruleset, data"
+#: How many incidents one IN (...) names: well under SQLite's parameter limit (999
+#: before 3.32).
+_CHUNK = 500
+#: How many read decisions and incidents a store remembers (see ``_remember``).
+_REMEMBERED = 4096
 _INSERT_EVENT = "INSERT INTO events (incident_id, seq, at, type, source, ruleset, data) VALUES (?,?,?,?,?,?,?)"
 _INSERT_EVENT_FULL = ("INSERT INTO events (incident_id, seq, at, type, actor, source, ruleset, data)"
                       " VALUES (?,?,?,?,?,?,?,?)")
@@ -70,11 +76,14 @@ _UPSERT_INCIDENT = _INSERT_INCIDENT_FULL + (
     " team=excluded.team, severity=excluded.severity, category=excluded.category, owner=excluded.owner,"
     " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts,"
     " decision_seq=excluded.decision_seq, state=excluded.state, external_id=excluded.external_id,"
-    " dedup_key=excluded.dedup_key, incident=excluded.incident")
+    " dedup_key=excluded.dedup_key, incident=COALESCE(excluded.incident, incidents.incident)")
 _QUERY_FIELDS = attrs.fields(IncidentQuery)
+#: A state row alone (read_many takes its incident and decision from the log).
+_READ_STATES = "SELECT state, incident, stage, seq, decision_seq, id FROM incidents"
 #: A state row with its incident (its own, else the first event's) and the decision
 #: of the DecisionMade event it names (decision_seq), if it names one.
-_READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data), i.stage, i.seq, d.data FROM incidents i"
+_READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data), i.stage, i.seq, d.data, i.decision_seq, i.id"
+               " FROM incidents i"
                " LEFT JOIN events e ON e.incident_id = i.id AND e.seq = 1"
                " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq")
 
@@ -105,6 +114,14 @@ class SQLiteStore(Store):
         self._lock = threading.RLock()
         self._projections: dict[str, Projection] = {}
         self._stored_version = 0
+        # What get and read_many handed out, by identity: id(decision) -> (decision,
+        # incident id, decision_seq) and id(incident) -> (incident, incident id). A
+        # state written back with the very decision it was read with names the same
+        # DecisionMade event again instead of a copy of its own, and one with the
+        # very incident keeps the row's incident (nothing to encode). The values are
+        # held, so an id is not reused while it is remembered.
+        self._read_decisions: dict[int, tuple[Any, str, int]] = {}
+        self._read_incidents: dict[int, tuple[Any, str]] = {}
         self._con = self._connect(timeout)
 
     # -- opening -----------------------------------------------------------------------
@@ -318,8 +335,10 @@ class SQLiteStore(Store):
         outbox: list[tuple[Any, ...]] = []
         rows_set: dict[str, list[tuple[Any, ...]]] = {}
         rows_gone: dict[str, list[tuple[str]]] = {}
+        names = {name: p.column_names() for name, p in self._projections.items()}
         event_json, state_json, timestamp = _codec.event_json, _codec.state_json, _codec.timestamp
         open_of, stage_text = _codec.OPEN, _codec.STAGE_TEXT
+        read_decisions, read_incidents = self._read_decisions, self._read_incidents
         last_at: datetime | None = None
         at_text = ""
         for w in writes:
@@ -374,10 +393,20 @@ class SQLiteStore(Store):
             if d is not None:
                 team, severity, category, owner_name = d.team, d.severity, d.category, d.owner
                 first_due = timestamp(min(map(_DUE, d.deadlines))) if d.deadlines else None
+                if decision_seq is None and not new:
+                    known = read_decisions.get(id(d))
+                    if known is not None and known[0] is d and known[1] == iid:
+                        decision_seq = known[2]  # the decision as read: its DecisionMade event holds it
             else:
                 team = severity = category = owner_name = first_due = None
                 decision_seq = None
-            own_incident = None if new and evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
+            if new:
+                own_incident = None if evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
+            else:
+                known_inc = read_incidents.get(id(inc))
+                # The incident as read: NULL keeps the row's (COALESCE in the upsert).
+                own_incident = (None if known_inc is not None and known_inc[0] is inc and known_inc[1] == iid
+                                else _codec.incident_json(state))
             stage = state.stage
             updated_at = state.updated_at
             if updated_at is not last_at:
@@ -395,7 +424,7 @@ class SQLiteStore(Store):
                 if not new:
                     cleared.append((iid,))
                 for t in w.timers:
-                    timers.append((iid, t.key, t.at.isoformat(), t.at.timestamp()))
+                    timers.append((iid, t.key, t.at.isoformat(), timestamp(t.at)))
             for m in w.outbox:
                 outbox.append(_outbox_row(m))
             for name, given in w.rows.as_dict().items() if w.rows else ():
@@ -403,7 +432,7 @@ class SQLiteStore(Store):
                 if projection is None:
                     raise StoreError(undeclared(name))
                 rows_gone.setdefault(name, []).append((iid,))
-                rows_set.setdefault(name, []).extend(projection_sql.row_values(projection, iid, given))
+                rows_set.setdefault(name, []).extend(projection_sql.row_values(projection, iid, given, names.get(name)))
         if follows:
             self._check_follows(con, follows)
         if externals:
@@ -478,13 +507,67 @@ class SQLiteStore(Store):
 
     def get(self, incident_id: str) -> IncidentState | None:
         rows = self._read(_READ_STATE + " WHERE i.id = ?", (incident_id,))
-        return _state(rows[0]) if rows else None
+        return self._remember(_state(rows[0]), rows[0]) if rows else None
 
     def events(self, incident_id: str) -> tuple[Event, ...]:
-        rows = self._read("SELECT incident_id, seq, at, type, actor, source, ruleset, data FROM events"
-                          " WHERE incident_id = ? ORDER BY seq", (incident_id,))
-        return tuple(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4], source=r[5],
-                           ruleset=r[6], data=loads(r[7])) for r in rows)
+        rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE incident_id = ? ORDER BY seq", (incident_id,))
+        return tuple(map(_event, rows))
+
+    def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
+        # One deferred transaction: the states and the logs are one snapshot (WAL).
+        ids = list(dict.fromkeys(incident_ids))
+        states: list[Any] = []
+        logs: list[Any] = []
+        with self._lock, self._errors():
+            self._ready()
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start:start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    states.extend(con.execute(_READ_STATES + f" WHERE id IN ({marks})", chunk).fetchall())
+                    logs.extend(con.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE incident_id IN ({marks})"
+                                            " ORDER BY incident_id, seq", chunk).fetchall())
+            finally:
+                con.execute("COMMIT")
+        # The incident (when the row has none of its own) and the decision named by
+        # decision_seq are the data of events read here already: no join, no second
+        # decoding.
+        event_data = _codec.event_data
+        by_id: dict[str, list[Event]] = {}
+        data_of: dict[tuple[str, int], Any] = {}
+        for r in logs:
+            data = event_data(r[7])
+            data_of[r[0], r[1]] = data
+            by_id.setdefault(r[0], []).append(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4],
+                                                    source=r[5], ruleset=r[6], data=data))
+        found = {}
+        for text, own, stage, seq, decision_seq, iid in states:
+            incident = None if own is not None else data_of.get((iid, 1))
+            decision = None if decision_seq is None else data_of.get((iid, decision_seq))
+            if (own is None and incident is None) or (decision_seq is not None and decision is None):
+                state = self.get(iid)  # not as written (no log to take them from): as get reads it
+                if state is None:
+                    continue
+            else:
+                state = _codec.state_from_fast(text, own, stage, seq, None, incident=incident, decision=decision)
+                self._remember(state, (None, None, None, None, decision, decision_seq, iid))
+            found[iid] = state
+        return {iid: (found[iid], tuple(by_id.get(iid, ()))) for iid in ids if iid in found}
+
+    def _remember(self, state: IncidentState, row: Sequence[Any]) -> IncidentState:
+        """Note *state*'s decision (when its row names the DecisionMade event holding
+        it) and incident by identity, for ``_write``."""
+        decisions, incidents = self._read_decisions, self._read_incidents
+        if len(incidents) >= _REMEMBERED:
+            decisions.clear()
+            incidents.clear()
+        iid = row[6]
+        if row[4] is not None and state.decision is not None:
+            decisions[id(state.decision)] = (state.decision, iid, row[5])
+        incidents[id(state.incident)] = (state.incident, iid)
+        return state
 
     def find_external(self, external_id: str) -> str | None:
         rows = self._read("SELECT id FROM incidents WHERE external_id = ?", (external_id,))
@@ -720,7 +803,12 @@ _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, n
 
 def _state(row: Sequence[Any]) -> IncidentState:
     """An IncidentState from a _READ_STATE row."""
-    return _codec.state_from(row[0], loads(row[1]), row[2], row[3], None if row[4] is None else loads(row[4]))
+    return _codec.state_from_fast(row[0], row[1], row[2], row[3], row[4])
+
+
+def _event(r: Sequence[Any]) -> Event:
+    return Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4], source=r[5], ruleset=r[6],
+                 data=_codec.event_data(r[7]))
 
 
 def _outbox_row(m: OutboxMessage) -> tuple[Any, ...]:

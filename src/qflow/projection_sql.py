@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from qflow._frozen import FrozenDict
 from qflow.store import Filter, Measure, Projection, check_query, nearest_rank, projection_rows
 
 __all__ = ["aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
@@ -106,10 +107,19 @@ def insert_statement(projection: Projection, dialect: str) -> str:
     return f"INSERT INTO {table(projection)} (qf_incident, qf_n, {cols}) VALUES ({marks})"
 
 
-def row_values(projection: Projection, incident_id: str, rows: Any) -> list[tuple[Any, ...]]:
-    """The parameter tuples for one incident's rows, however ``qflow_project`` gave them."""
-    names = projection.column_names()
-    return [(incident_id, i, *(r.get(c) for c in names)) for i, r in enumerate(projection_rows(rows))]
+def row_values(projection: Projection, incident_id: str, rows: Any,
+               names: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+    """The parameter tuples for one incident's rows, however ``qflow_project`` gave them.
+    *names* is ``projection.column_names()`` when the caller has it already (a store
+    writing a batch works it out once per projection)."""
+    if names is None:
+        names = projection.column_names()
+    out = []
+    for i, r in enumerate(projection_rows(rows)):
+        # A FrozenDict's or dict's own get, mapped in C: the write path of every command.
+        get = r.as_dict().get if type(r) is FrozenDict else r.get
+        out.append((incident_id, i, *map(get, names)))
+    return out
 
 
 def _condition(f: Filter, mark: str, params: list[Any], bare: frozenset[str] = frozenset()) -> str:
