@@ -11,17 +11,28 @@ __all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
 class FrozenDict(Mapping[str, Any]):
     """A read-only dict. Nested dicts and lists inside are frozen too (see :func:`freeze`)."""
 
-    __slots__ = ("_data", "_hash")
+    __slots__ = ("_data", "_hash", "finite")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        #: False when a float held here, directly or in a list, is NaN or infinite
+        #: (nested mappings say so for themselves): JSON has no words for those, so a
+        #: fast encoder that would write them as null must hand this one on.
+        self.finite = True
         if not data:
             self._data: dict[str, Any] = {}
-        elif _SCALARS.issuperset(map(type, data.values())):
+            self._hash: int | None = None
+            return
+        types = set(map(type, data.values()))
+        if types <= _SCALARS:
             # Scalars only (the sources of a decision, most extras): one copy, all in C.
             self._data = dict(data)
+            if float in types:
+                self.finite = _all_finite(self._data.values())
         else:
             self._data = {k: v if type(v) in _SCALARS else freeze(v) for k, v in data.items()}
-        self._hash: int | None = None
+            if float in types or tuple in types or list in types or set in types or frozenset in types:
+                self.finite = _all_finite(self._data.values())
+        self._hash = None
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -61,6 +72,17 @@ class FrozenDict(Mapping[str, Any]):
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_INF = float("inf")
+
+
+def _all_finite(values: Any) -> bool:
+    for v in values:
+        if type(v) is float:
+            if v != v or v == _INF or v == -_INF:
+                return False
+        elif type(v) is tuple and not _all_finite(v):
+            return False
+    return True
 
 
 def frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
