@@ -15,7 +15,10 @@ from qflow.model import Event
 from qflow.store import Write
 from qflow_sqlite import SQLiteStore
 
+
 from tests.store.builders import CONV, T0, report_write
+
+pytest_plugins = ("pgtools",)  # the pg_url fixture
 
 NAN, INF = float("nan"), float("inf")
 
@@ -49,4 +52,21 @@ def test_the_sqlite_store_reads_back_nan_and_the_infinities_as_written(tmp_path)
     assert got["limits"] == (-INF, INF, 2.5)
     assert math.isnan(got["nested"]["x"]) and got["nested"]["ok"] == 1.0
     assert got["text"] == "门锁故障"
+    store.close()
+
+
+def test_the_postgresql_store_refuses_them_plainly_and_keeps_nothing(pg_url):
+    from qflow.engine import open_store
+    from qflow.store import StoreError
+
+    import qflow
+
+    store = open_store(pg_url, qflow.make_plugin_manager())
+    w = report_write("INC-1")
+    extra = Event("INC-1", 3, T0, "PluginNoted", source="plugin:test", data={"reading": NAN})
+    with pytest.raises(StoreError) as err:
+        store.write([Write(w.events + (extra,), ev.apply(w.state, extra, CONV))])
+    assert str(err.value) == ("INC-1: event 3 (PluginNoted) holds NaN or an infinity, which PostgreSQL's json "
+                              "type cannot keep; give a number or null")
+    assert store.get("INC-1") is None and store.events("INC-1") == ()
     store.close()

@@ -11,6 +11,7 @@ import attrs
 
 import qflow
 from qflow import DeliveryAttempt, Event, IncidentState, OutboxMessage, Timer, Trace
+from qflow_postgres._errors import StoreError
 
 __all__ = ["Codec", "local", "offset"]
 
@@ -23,8 +24,14 @@ class Codec:
     def __init__(self) -> None:
         self.conv = qflow.make_converter()
 
-    def dumps(self, value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    def dumps(self, value: Any, what: str = "a value") -> str:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            # Said before anything is sent: PostgreSQL's own refusal names a JSON token,
+            # not the incident, and only at COMMIT in pipeline mode.
+            raise StoreError(f"{what} holds NaN or an infinity, which PostgreSQL's json type cannot keep; "
+                             "give a number or null") from None
 
     # -- incidents ---------------------------------------------------------------------
 
@@ -45,7 +52,7 @@ class Codec:
             "min_due": min((x.due for x in deadlines), default=None),
             "dedup_key": inc.dedup_key,
             "external_id": inc.external_id,
-            "body": self.dumps(self.conv.unstructure(state)),
+            "body": self.dumps(self.conv.unstructure(state), f"{state.id}: the state"),
         }
 
     def state(self, body: Any) -> IncidentState:
@@ -54,7 +61,8 @@ class Codec:
     # -- events ------------------------------------------------------------------------
 
     def event_row(self, e: Event) -> tuple[Any, ...]:
-        return (e.incident_id, e.seq, e.at, e.type, self.dumps(self.conv.unstructure(e)))
+        return (e.incident_id, e.seq, e.at, e.type,
+                self.dumps(self.conv.unstructure(e), f"{e.incident_id}: event {e.seq} ({e.type})"))
 
     def event(self, body: Any) -> Event:
         return self.conv.structure(_loaded(body), Event)
