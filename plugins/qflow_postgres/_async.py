@@ -140,8 +140,8 @@ class AsyncPostgresStore:
             self._projections[p.name] = p
             self._undeclared[p.name] = p
 
-    async def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                        where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+    async def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
+                        where: Sequence[Filter] = ()) -> list[Any]:
         if projection.name not in self._projections:
             self.declare([projection])
         return await self._run(lambda retry: _ops.aggregate(projection, measures, group_by, where))

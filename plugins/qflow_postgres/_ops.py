@@ -308,7 +308,7 @@ def count(q: IncidentQuery) -> Op:
     return rows[0][0]
 
 
-def aggregate(projection: Projection, measures: Sequence[Measure], group_by: Sequence[str],
+def aggregate(projection: Projection, measures: Sequence[Measure], group_by: Sequence[Any],
               where: Sequence[Filter]) -> Op:
     """``projection_sql.aggregate`` in PostgreSQL. Which statements it runs does not
     depend on their answers, so a first pass collects them, they are sent together in

@@ -187,8 +187,8 @@ class PostgresStore(Store):
         if self._version == _schema.CURRENT:
             self._run(lambda retry: _ops.nothing(), tx=False)  # creates what is undeclared
 
-    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
+                  where: Sequence[Filter] = ()) -> list[Any]:
         if projection.name not in self._projections:
             self.declare([projection])
         return self._run(lambda retry: _ops.aggregate(projection, measures, group_by, where))

@@ -333,10 +333,16 @@ class Store(abc.ABC):
         """Get ready to keep *projections* (SQL stores create their tables and indexes).
         The engine calls this once, with what ``qflow_projections`` declares."""
 
-    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
+                  where: Sequence[Filter] = ()) -> list[Any]:
         """Aggregate the rows of *projection*: one tuple per group, the group values
-        first, then one value per measure; groups sorted by their values."""
+        first, then one value per measure; groups sorted by their values.
+
+        *group_by* is one grouping (column names) or grouping sets (a sequence of
+        column-name sequences, e.g. ``[(), ("team",), ("category",)]``): then the answer
+        is one such list per set, each what that set alone as *group_by* gives, from
+        one pass over the rows where the store can (``aggregate_rows`` is the
+        reference)."""
         raise NotImplementedError(f"{type(self).__name__} cannot aggregate projections yet")
 
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
@@ -558,8 +564,8 @@ class MemoryStore(Store):
             for p in projections:
                 self._rows.setdefault(p.name, {})
 
-    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[str] = (),
-                  where: Sequence[Filter] = ()) -> list[tuple[Any, ...]]:
+    def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
+                  where: Sequence[Filter] = ()) -> list[Any]:
         with self._lock:
             rows = [r for per_incident in self._rows.get(projection.name, {}).values() for r in per_incident]
         return aggregate_rows(rows, projection, measures, group_by, where)
