@@ -22,6 +22,7 @@ from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
+from qflow._frozen import FrozenDict
 from qflow.errors import IncidentNotFoundError, InputError, PluginError
 from qflow.model import (
     Assignment,
@@ -79,10 +80,15 @@ class _Hooks:
 
     def _plan(self, name: str, args: tuple[str, ...]) -> Any:
         caller = getattr(self._hook, name)
-        impls = caller.get_hookimpls()
+        # pluggy's own list, compared item by item with the copy the plan was built
+        # from: get_hookimpls() would copy it on every call.
+        impls = getattr(caller, "_hookimpls", None)
+        if impls is None:
+            impls = caller.get_hookimpls()
         cached = self._plans.get(name)
         if cached is not None and cached[0] == impls:
             return cached[1]
+        impls = list(impls)
         if any(i.hookwrapper or i.wrapper for i in impls):
             plan = None
         else:
@@ -255,6 +261,8 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         self._hooks = _Hooks(self.plugins, self.store)
         self.store.declare(self._hooks.projections())
         self._conv = _CONVERTER
+        self._classified: dict[tuple[int, str | None], Any] = {}
+        self._assigned: dict[tuple[int, int], Any] = {}
 
     @classmethod
     def from_path(
@@ -286,22 +294,28 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         results = hooks.classify(incident, view, ruleset, now)
         if len(results) == 1:
             # The common case, one classifier: its answer is the classification, with
-            # the reported category standing where it left the category open.
-            classification = results[0]
-            sources = _sources(classification, _CLASSIFIED)
-            matched = list(classification.matched)
-            if classification.category is None and incident.category is not None:
-                sources["category"] = "report"
-                c = classification
-                classification = Classification(incident.category, c.severity, c.priority, c.source, c.matched,
-                                                sources)
+            # the reported category standing where it left the category open. Rules
+            # answer with prebuilt objects, so what follows from one is remembered.
+            c = results[0]
+            key = (id(c), incident.category if c.category is None else None)
+            known = self._classified.get(key)
+            if known is None or known[0] is not c:
+                known = self._classified_memo(key, c, incident)
+            _, classification, sources, matched = known
         else:
             classification, sources, matched = _merge(results, incident)
+            known = None
         category, severity, priority = classification.category, classification.severity, classification.priority
         # Routing sees what classification decided (the view is ours, made for this call).
         view["category"], view["severity"], view["priority"] = category, severity, priority
         assignment = hooks.route(incident, view, classification, ruleset, now) or _NO_ASSIGNMENT
-        if assignment is not _NO_ASSIGNMENT:
+        if known is not None:
+            key2 = (id(classification), id(assignment))
+            done = self._assigned.get(key2)
+            if done is None or done[0] is not classification or done[1] is not assignment:
+                done = self._assigned_memo(key2, classification, assignment, sources, matched)
+            _, _, sources, matched = done
+        elif assignment is not _NO_ASSIGNMENT:
             sources.update(_sources(assignment, _ASSIGNED))
             matched.extend(assignment.matched)
         deadlines = hooks.deadline(incident, classification, assignment, ruleset, now) or ()
@@ -315,6 +329,41 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
             team=assignment.team, owner=assignment.owner, responsibility=assignment.responsibility,
             deadlines=deadlines, matched=matched, sources=sources, trace=Trace(thunk=explain),
         )
+
+    # Memo bounds: rules return the same few objects, a plugin may return fresh ones
+    # on every call; past this many entries a memo starts over.
+    _MEMO_MAX = 4096
+
+    def _classified_memo(self, key: tuple[int, str | None], c: Classification,
+                         incident: Incident) -> tuple[Classification, Classification, dict[str, str], tuple[str, ...]]:
+        """The classification, sources and matched rules one classifier's answer *c*
+        stands for (with the reported category where *c* leaves it open)."""
+        sources = _sources(c, _CLASSIFIED)
+        classification = c
+        if c.category is None and incident.category is not None:
+            sources["category"] = "report"
+            classification = Classification(incident.category, c.severity, c.priority, c.source, c.matched,
+                                            sources)
+        memo = self._classified
+        if len(memo) >= self._MEMO_MAX:
+            memo.clear()
+        # The entry holds *c*, so its id cannot be reused while the entry lives.
+        entry = memo[key] = (c, classification, sources, tuple(c.matched))
+        return entry
+
+    def _assigned_memo(self, key: tuple[int, int], classification: Classification, assignment: Assignment,
+                       sources: dict[str, str], matched: tuple[str, ...]) -> tuple[Any, Any, FrozenDict, tuple[str, ...]]:
+        """The decision's sources and matched rules for *classification* routed to
+        *assignment*, frozen once (classification's fields first, then routing's)."""
+        merged = dict(sources)
+        if assignment is not _NO_ASSIGNMENT:
+            merged.update(_sources(assignment, _ASSIGNED))
+            matched = matched + tuple(assignment.matched)
+        memo = self._assigned
+        if len(memo) >= self._MEMO_MAX:
+            memo.clear()
+        entry = memo[key] = (classification, assignment, FrozenDict(merged), matched)
+        return entry
 
     # -- recording ---------------------------------------------------------------------
 
