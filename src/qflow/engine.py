@@ -97,16 +97,7 @@ class _Hooks:
         return plan
 
     def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
-        plan = self._plan("qflow_classify", _CLASSIFY_ARGS)
-        if plan is None:
-            return self._hook.qflow_classify(incident=incident, view=view, ruleset=ruleset, now=now)
-        values = (incident, view, ruleset, now)
-        out = []
-        for fn, idx in plan:
-            result = fn(*[values[i] for i in idx])
-            if result is not None:
-                out.append(result)
-        return out
+        return self._collect("qflow_classify", _CLASSIFY_ARGS, (incident, view, ruleset, now))
 
     def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
               ruleset: Ruleset, now: datetime) -> Assignment | None:
