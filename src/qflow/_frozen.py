@@ -30,8 +30,7 @@ class FrozenDict(Mapping[str, Any]):
                 self.finite = _all_finite(self._data.values())
         else:
             self._data = {k: v if type(v) in _SCALARS else freeze(v) for k, v in data.items()}
-            if float in types or tuple in types or list in types or set in types or frozenset in types:
-                self.finite = _all_finite(self._data.values())
+            self.finite = _all_finite(self._data.values())
         self._hash = None
 
     def __getitem__(self, key: str) -> Any:
