@@ -1,5 +1,5 @@
 """The SQLite store's own layout: schema 3 (events as a rowid table, the decision kept
-once), the upgrade of a version-2 file, and the codec's fast paths reading back what
+once) and 4 (claims found through an index), the upgrade of a version-2 file, and the codec's fast paths reading back what
 the standard JSON encoder would have."""
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def test_a_version_2_file_upgrades_and_reads_back_the_same_incidents(tmp_path):
         memory.write([w])
     store = SQLiteStore(path)
     assert store.schema_version() == 2
-    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 3)
+    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 4)
     ids = ["INC-1", "INC-2", "INC-3"]
     _same(store, memory, ids)
     # Later writes on upgraded incidents and new ones read back as in memory too.
@@ -183,3 +183,31 @@ def test_fixed_offset_timestamps_are_the_same_numbers():
             assert _codec.timestamp(when) == when.timestamp()
     shanghai = datetime(2026, 11, 20, 23, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
     assert _codec.timestamp(shanghai) == shanghai.timestamp()
+
+
+def test_releasing_claims_reads_only_the_claimed_rows(tmp_path):
+    # Every tick ends with a release; without its index that read the whole timers
+    # table (most of a tick among a million open incidents).
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    for table in ("timers", "outbox"):
+        plan = store._con.execute(f"EXPLAIN QUERY PLAN UPDATE {table} SET worker = NULL, lease_ts = NULL "
+                                  "WHERE worker = ?", ("w",)).fetchall()
+        assert [row[3] for row in plan] == [f"SEARCH {table} USING INDEX {table}_claimed (worker=?)"]
+    store.close()
+
+
+def test_a_version_3_file_upgrades_to_4_with_its_claims_kept(tmp_path):
+    path = tmp_path / "v3.sqlite3"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    for version, script in MIGRATIONS[:3]:
+        con.executescript(script)
+        con.execute("INSERT INTO qflow_schema VALUES (?, ?)", (version, "2026-11-01T00:00:00+00:00"))
+    con.execute("INSERT INTO timers VALUES ('INC-1', 'clock:respond', ?, ?, 'w1', ?)",
+                (T0.isoformat(), T0.timestamp(), (T0 + timedelta(minutes=5)).timestamp()))
+    con.close()
+    store = SQLiteStore(path)
+    assert store.upgrade() == (3, 4)
+    store.release_timers("w1")
+    assert store.claim_timers(T0, worker="w2") == [qflow.Timer("INC-1", "clock:respond", T0)]
+    store.close()
