@@ -88,10 +88,10 @@ route:
     assert lint(tmp_path, capsys, body) == (0, [
         "r.yaml:5:11: QF652 severity 'normal' is defined and never used (nothing refers to it; remove it, or use it "
         "in a rule) @ $.severities.normal",
-        "r.yaml:6:1: QF651 classify has no default: when no rule matches, severity stay unset (add a last rule "
-        "without 'when' that sets them) @ $.classify",
-        "r.yaml:11:7: QF656 rule 'hyg' is always overridden: whenever it matches, 'desk' (line 12) match too and "
-        "set team (mode all: later rules win) (remove it, or move it below them) @ $.route.rules[0] (rule 'hyg')",
+        "r.yaml:6:1: QF651 classify has no default: when no rule matches, severity stays unset (add a last rule "
+        "without 'when' that sets a value for each) @ $.classify",
+        "r.yaml:11:7: QF656 rule 'hyg' is always overridden: whenever it matches, 'desk' (line 12) matches too and "
+        "sets team (mode all: later rules win) (remove it, or move it below them) @ $.route.rules[0] (rule 'hyg')",
         "3 warnings in 1 file",
     ])
 

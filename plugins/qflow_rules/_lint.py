@@ -47,7 +47,8 @@ def _no_default(chain: Any, has_default: bool, how: str) -> Iterator[Diagnostic]
     where = getattr(chain, "where", None) or ("<ruleset>", 1, 1, f"$.{chain.section}")
     fields = sorted({f for r in chain.rules for f, _ in r.values})
     yield Diagnostic(where[0], where[1], where[2], "QF651",
-                     f"{chain.section} has no default: when no rule matches, {', '.join(fields)} stay unset",
+                     f"{chain.section} has no default: when no rule matches, {', '.join(fields)} "
+                     f"{'stays' if len(fields) == 1 else 'stay'} unset",
                      where[3], how, None, "warning")
 
 
@@ -57,7 +58,7 @@ def _plain(chain: Chain) -> Iterator[Diagnostic]:
     conditional = [r for r in chain.rules if not r.condition.always]
     defaults = [r for r in chain.rules if r.condition.always]
     yield from _no_default(chain, bool(defaults),
-                           "add a last rule without 'when' that sets them")
+                           "add a last rule without 'when' that sets a value for each")
     for j, b in enumerate(conditional):
         if never_holds(b.condition):
             continue  # the kernel reports it (QF653)
@@ -114,6 +115,7 @@ def _moded(chain: Any) -> Iterator[Diagnostic]:
                 break  # beyond a stop, later rules may not be reached
         if later and _fields(b) <= set().union(*(_fields(c) for c in later)):
             names = ", ".join(f"'{c.id}' ({_line(c)})" for c in later)
+            verbs = "matches too and sets" if len(later) == 1 else "match too and set"
             yield _warn(b, "QF656", f"rule '{b.id}' is always overridden: whenever it matches, {names} "
-                        f"match too and set {_shown(_fields(b))} (mode all: later rules win)",
+                        f"{verbs} {_shown(_fields(b))} (mode all: later rules win)",
                         "remove it, or move it below them")
