@@ -106,6 +106,19 @@ def test_the_report_counts_each_kind_of_change_with_examples(files, jobs):
     )
 
 
+def test_a_stream_where_no_line_replays_says_so_without_promising_others(files, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"bad json\n{"category": 5, "reported_at": "2026-11-24T09:00:00+08:00"}\n', encoding="utf-8")
+    status, out, err = run_cli("replay", "--no-plugins", files["old"], files["new"], "--input", str(broken))
+    assert status == 1
+    assert out == f"replay: 0 incidents, {files['old_ref']} (old) → {files['new_ref']} (new)\nno decision changes\n"
+    assert err == (
+        f"{broken}:1: QF401 not valid JSON: Invalid control character at column 11\n"
+        f"{broken}:2: QF402 expected text, got the number 5 (put the value in quotes) @ $.category\n"
+        "qflow: 2 of 2 lines could not be replayed (see above)\n"
+    )
+
+
 def test_json_report(files):
     status, out, err = run_cli("replay", "--no-plugins", files["old"], files["new"], "--input", files["clean"],
                                "--format", "json")

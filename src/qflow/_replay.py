@@ -204,8 +204,9 @@ def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             out.write(line + "\n")
     if replay.broken:
         what = "line" if args.input is not None else "incident"
+        others = "; the others were" if replay.total else ""
         err.write(f"{PROG}: {len(replay.broken)} of {_plural(replay.total + len(replay.broken), what)} "
-                  f"could not be replayed (see above); the others were\n")
+                  f"could not be replayed (see above){others}\n")
         return 1
     return 1 if args.fail_on_change and replay.changed else 0
 

@@ -489,6 +489,12 @@ def _incidents(lines: Iterable[bytes]) -> Iterator[tuple[int, Incident | str]]:
 _LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
+def _json_message(exc: json.JSONDecodeError) -> str:
+    # Some of json's messages end in "at" (they expect ": line L column C" after them),
+    # which would read "at at column C" before ours.
+    return exc.msg.removesuffix(" at")
+
+
 def _parse_line(text: str) -> Incident | str:
     try:
         if _LONG_DIGITS.search(text) is not None:
@@ -500,7 +506,7 @@ def _parse_line(text: str) -> Incident | str:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            return f"QF401 not valid JSON: {exc.msg} at column {exc.colno}"
+            return f"QF401 not valid JSON: {_json_message(exc)} at column {exc.colno}"
         except RecursionError:
             return "QF401 not valid JSON: nested too deeply"
     if not isinstance(data, dict):
@@ -573,7 +579,7 @@ def _read_incident_arg(value: str) -> Any:
         if exc.msg == "Extra data":
             raise UsageError(f"{where}: more than one JSON value",
                              f"explain takes one incident; for a JSON Lines file use '{PROG} decide'") from None
-        raise UsageError(f"{where}: QF401 not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        raise UsageError(f"{where}: QF401 not valid JSON: {_json_message(exc)} at line {exc.lineno} column {exc.colno}",
                          _ONE_OBJECT) from None
     if not isinstance(data, dict):
         raise UsageError(f"{where}: QF401 expected a JSON object, got {_json_kind(data)}", _ONE_OBJECT)
