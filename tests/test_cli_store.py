@@ -114,3 +114,18 @@ def test_a_file_that_is_not_a_store_is_a_usage_error(tmp_path):
     assert err.splitlines()[0] == (f"qflow: error: {bad} is not a qflow store: file is not a database; give the "
                                    "path of a qflow store or of a new file (a damaged store can be restored "
                                    "from a backup)")
+
+
+def test_a_database_that_does_not_answer_is_one_error_line_not_a_traceback(monkeypatch):
+    # A real refused connection (nothing listens on port 1), retried without pausing.
+    import qflow_postgres
+    from qflow_postgres._sync import PostgresStore
+
+    monkeypatch.setattr(qflow_postgres, "open_store",
+                        lambda url, **kw: PostgresStore(qflow_postgres._target(url), retries=1, sleep=lambda s: None))
+    status, out, err = run("ls", "--store", "postgresql://nobody@127.0.0.1:1/x")
+    assert (status, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        'qflow: error: the database at postgresql://nobody@127.0.0.1:1/x did not answer after 2 tries (connection '
+        'failed: connection to server at "127.0.0.1", port 1 failed: Connection refused); nothing was written: '
+        "check that the server runs and the URL, then try again")
