@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.escalation_helpers import engine, fired
+import pytest
+
+from tests.escalation_helpers import T0, engine, fired
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -95,3 +97,93 @@ def test_a_fault_reported_before_the_outage_is_quiet_once_the_outage_is_open():
                                                             (outage, "incident.reported")]
     assert fired(eng, fault)[-1][:5] == ("NotificationSuppressed", "escalation.warning", "('assignee',)", outage,
                                          "suppressed")
+
+
+# -- release: what a holder held is sent once it closes --------------------------------
+
+def _release_timer(eng, incident_id):
+    return [t.at for t in eng.store.timers(incident_id) if t.key == "esc:release"]
+
+
+def _released(eng, incident_id):
+    return [(e.at, dict(e.data)) for e in eng.events(incident_id) if e.type == "NotificationsReleased"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_fault_still_open_when_its_outage_closes_is_told_once(kind, tmp_path):
+    store = None if kind == "memory" else f"sqlite:///{tmp_path / 'g.sqlite3'}"
+    eng, clock, rec = engine(SUPPRESS, store=store)
+    outage = eng.report({"category": "power_outage", "place": "A座"}).id
+    fault = eng.report({"category": "equipment_fault", "place": "A座", "title": "空调不制冷"}).id
+    assert _release_timer(eng, fault) == [T0 + 5 * M]
+    clock.advance(4 * M)
+    eng.tick()  # not yet looked at: nothing
+    clock.advance(M)
+    eng.tick()  # looked at, the outage still open: held on, looked at again 5 minutes later
+    assert _released(eng, fault) == [] and [n.incident_id for n in rec.notes] == [outage]
+    assert _release_timer(eng, fault) == [T0 + 10 * M]
+    clock.advance(2 * M)
+    eng.transition(outage, "rejected", reason="power is back")
+    clock.advance(3 * M)
+    eng.tick()
+    assert _released(eng, fault) == [(T0 + 10 * M, {
+        "by": outage, "reason": "suppressed", "held": 1, "topics": ("incident.reported",),
+        "holder_stage": "rejected"})]
+    note = rec.notes[-1]
+    assert (note.incident_id, note.topic, note.recipients, note.subject, note.body) == (
+        fault, "incident.released", ("front-office",),
+        f"[normal] {fault} equipment_fault: still open; 1 notification held while {outage} was open "
+        f"(incident.reported), and {outage} is rejected", "空调不制冷")
+    assert _release_timer(eng, fault) == []
+    clock.advance(H)
+    eng.tick()
+    assert len(_released(eng, fault)) == 1  # once
+
+
+def test_a_group_releases_everything_it_held_to_everyone_it_was_for():
+    eng, clock, rec = engine(GROUP)
+    first = eng.report({"category": "room_not_clean", "place": "8F"}).id
+    clock.advance(M)
+    second = eng.report({"category": "room_not_clean", "place": "8F"}).id
+    clock.advance(2 * H)
+    eng.tick()  # both warn; the second's warning is held too
+    eng.transition(first, "rejected", reason="duplicate")
+    clock.advance(5 * M)
+    eng.tick()
+    assert [d for _, d in _released(eng, second)] == [{
+        "by": first, "reason": "grouped", "held": 2, "topics": ("incident.reported", "escalation.warning"),
+        "holder_stage": "rejected"}]
+    assert rec.topics()[-1] == (second, "incident.released", ("housekeeping", "assignee"))
+
+
+def test_an_incident_that_closes_while_held_is_not_released_and_looks_no_more():
+    eng, clock, rec = engine(SUPPRESS)
+    outage = eng.report({"category": "power_outage", "place": "A座"}).id
+    fault = eng.report({"category": "equipment_fault", "place": "A座"}).id
+    eng.transition(fault, "rejected", reason="same cause as the outage")
+    assert eng.store.timers(fault) == []
+    eng.transition(outage, "rejected", reason="power is back")
+    clock.advance(H)
+    eng.tick()
+    assert _released(eng, fault) == [] and [n.incident_id for n in rec.notes] == [outage]
+
+
+def test_release_can_be_turned_off():
+    eng, clock, rec = engine(SUPPRESS + "  release: {enabled: false}\n")
+    outage = eng.report({"category": "power_outage", "place": "A座"}).id
+    fault = eng.report({"category": "equipment_fault", "place": "A座"}).id
+    assert _release_timer(eng, fault) == []
+    eng.transition(outage, "rejected", reason="power is back")
+    clock.advance(H)
+    eng.tick()
+    assert _released(eng, fault) == [] and [n.incident_id for n in rec.notes] == [outage]
+
+
+def test_a_release_check_of_no_time_is_a_located_error():
+    from qflow.diagnostics import RulesetError
+
+    with pytest.raises(RulesetError) as err:
+        engine(SUPPRESS + "  release: {check: 0m}\n")
+    assert [str(d) for d in err.value.diagnostics] == [
+        "esc.yaml:44:20: QF105 '0m' is not a positive duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
+        "@ $.escalation.release.check"]

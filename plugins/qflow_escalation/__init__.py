@@ -2,9 +2,9 @@
 
 Section ``escalation`` (see ``docs/escalation.md``). Hooks: ``qflow_schedule`` (the
 next moment each step that has not fired falls due, as timers ``esc:<clock>:...``),
-``qflow_due`` (fire what is due, each step once per incident and clock run, and
-record ``DeadlineBreached`` when a clock runs out) and ``qflow_hold_notifications``
-(grouping and suppression). Whether a recipient is available is asked through
+``qflow_due`` (fire what is due, each step once per incident and clock run, record
+``DeadlineBreached`` when a clock runs out, and release what a closed holder held)
+and ``qflow_hold_notifications`` (grouping and suppression). Whether a recipient is available is asked through
 ``qflow_available``.
 
 Uses the public module ``qflow_sla.clocks`` of the built-in ``sla`` plugin for clock
@@ -21,11 +21,11 @@ from typing import Any
 from qflow import Effect, Event, IncidentState, Notification, Ruleset, Section, Timer, hookimpl
 
 from qflow_escalation._compile import Compiled, Step, compile_escalation
-from qflow_escalation._grouping import SUPPRESSED, held
+from qflow_escalation._grouping import RELEASED, SUPPRESSED, held, release_timer, released
 from qflow_escalation._ladder import BREACHED, FIRED, SKIPPED, due_effects, next_timers
 from qflow_escalation._spec import EscalationSpec
 
-__all__ = ["BREACHED", "FIRED", "SKIPPED", "SUPPRESSED", "Compiled", "EscalationSpec", "Step"]
+__all__ = ["BREACHED", "FIRED", "RELEASED", "SKIPPED", "SUPPRESSED", "Compiled", "EscalationSpec", "Step"]
 
 
 # tryfirst puts this section last in the load order, so the severities, teams and
@@ -38,13 +38,17 @@ def qflow_ruleset_sections() -> Sequence[Section]:
 
 @hookimpl
 def qflow_schedule(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
-    return next_timers(state, events, ruleset, now)
+    timers = next_timers(state, events, ruleset, now)
+    release = release_timer(state, events, ruleset, now)
+    return timers + release if release else timers
 
 
 @hookimpl
 def qflow_due(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime,
               store: Any, plugins: Any) -> list[Effect]:
-    return due_effects(state, events, ruleset, now, store, plugins)
+    effects = due_effects(state, events, ruleset, now, store, plugins)
+    release = released(state, events, ruleset, now, store)
+    return effects + release if release else effects
 
 
 @hookimpl

@@ -120,6 +120,9 @@ class Compiled:
     by_severity: Mapping[str, str]  # severity (or "default") -> ladder name
     group: Group | None = None
     suppress: tuple[Suppress, ...] = ()
+    #: How often a held incident looks whether its holder has closed; None: never
+    #: (release disabled, or nothing is ever held).
+    release_check: timedelta | None = None
 
     def ladder_for(self, severity: str | None) -> tuple[str, tuple[Step, ...]] | None:
         name = self.by_severity.get(severity) if severity is not None else None
@@ -370,4 +373,6 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
             continue
         suppress.append(Suppress(rule.id, ctx.condition(path + ("source",), rule=rule.id),
                                  ctx.condition(path + ("target",), rule=rule.id), rule.equal))
-    return Compiled(ladders, by_severity, group, tuple(suppress))
+    # The duration type refuses a check of no time (QF105).
+    release_check = spec.release.check if spec.release.enabled and (group or suppress) else None
+    return Compiled(ladders, by_severity, group, tuple(suppress), release_check)

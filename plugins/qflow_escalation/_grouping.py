@@ -10,22 +10,33 @@ the holder is open).
 Grouping is decided when an incident is reported: if an open incident with equal
 ``by`` fields was reported within ``window`` before it and is not itself grouped,
 the new one joins it, and stays joined while that first incident is open.
+
+Once the holder closes, a held incident that is still open is no longer explained
+by it: what it held is released as one notification (``incident.released``, to
+everyone the held ones were for) with a ``NotificationsReleased`` event. The held
+incident learns of the close by looking at its holder every ``release.check``
+(a timer ``esc:release``), so a release survives a crash between the holder's
+close and the held incident's next step, and needs no write to other incidents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from qflow import Effect, Event, IncidentQuery, IncidentState, Notification, Ruleset, Stage, incident_view
+from qflow import Effect, Event, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, incident_view
 
 from qflow_escalation._compile import Compiled
 
-__all__ = ["SUPPRESSED", "held"]
+__all__ = ["RELEASED", "RELEASE_KEY", "SUPPRESSED", "held", "release_timer", "released"]
 
 SUPPRESSED = "NotificationSuppressed"  #: data: topic, recipients, by, reason (grouped, suppressed), rule
+#: data: by, reason, held (how many), topics, holder_stage
+RELEASED = "NotificationsReleased"
+RELEASE_KEY = "esc:release"
 REPORTED_TOPIC = "incident.reported"
+RELEASED_TOPIC = "incident.released"
 
 _CLOSED = (Stage.CLOSED, Stage.REJECTED)
 _US = timedelta(microseconds=1)
@@ -112,3 +123,59 @@ def held(notifications: Sequence[Notification], state: IncidentState, events: Se
     return [Effect(SUPPRESSED, source, {"topic": n.topic, "recipients": list(n.recipients), "by": by,
                                         "reason": reason, **extra}, (n,))
             for n in notifications]
+
+
+def _unreleased(events: Sequence[Event]) -> dict[str, list[Mapping[str, Any]]]:
+    """The data of held notifications not released since, by holder, in the order held."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for e in events:
+        t = e.type
+        if t == SUPPRESSED:
+            out.setdefault(e.data.get("by"), []).append(e.data)
+        elif t == RELEASED:
+            out.pop(e.data.get("by"), None)
+    return out
+
+
+def _release_check(state: IncidentState, ruleset: Ruleset) -> timedelta | None:
+    compiled: Compiled | None = ruleset.compiled("escalation")
+    if compiled is None or state.stage in _CLOSED:
+        return None  # a closed incident has nobody left to tell
+    return compiled.release_check
+
+
+def release_timer(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
+    """While the incident holds back notifications for a holder, look at it again in
+    ``release.check``."""
+    check = _release_check(state, ruleset)
+    if check is None or not _unreleased(events):
+        return []
+    return [Timer(state.id, RELEASE_KEY, now + check)]
+
+
+def released(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime,
+             store: Any) -> list[Effect]:
+    """One release per holder that has closed since it held this incident's notifications."""
+    if store is None or _release_check(state, ruleset) is None:
+        return []
+    pending = _unreleased(events)
+    out = []
+    for by, held_data in pending.items():
+        holder = store.get(by)
+        if holder is not None and holder.stage not in _CLOSED:
+            continue
+        stage = holder.stage.value if holder is not None else "missing"
+        topics = list(dict.fromkeys(d.get("topic") for d in held_data))
+        recipients = tuple(dict.fromkeys(r for d in held_data for r in d.get("recipients") or ()))
+        data = {"by": by, "reason": held_data[-1].get("reason"), "held": len(held_data), "topics": topics,
+                "holder_stage": stage}
+        d = state.decision
+        what = f"{len(held_data)} notification{'' if len(held_data) == 1 else 's'}"
+        subject = (f"[{(d.severity if d else None) or '?'}] {state.id} {(d.category if d else None) or ''}".rstrip()
+                   + f": still open; {what} held while {by} was open ({', '.join(topics)}), and {by} is {stage}")
+        note = Notification(state.id, RELEASED_TOPIC, now, recipients, subject,
+                            state.incident.title or state.incident.description,
+                            {**data, "category": d.category if d else None, "team": d.team if d else None,
+                             "owner": d.owner if d else None})
+        out.append(Effect(RELEASED, "escalation:release", data, (note,)))
+    return out

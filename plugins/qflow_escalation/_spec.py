@@ -85,6 +85,16 @@ class SuppressSpec:
 
 
 @attrs.frozen
+class ReleaseSpec:
+    """What was held is sent once its holder closes: a held incident that is still
+    open looks at its holder every ``check``; ``enabled: false`` keeps held
+    notifications held for good."""
+
+    enabled: bool = True
+    check: timedelta = timedelta(minutes=5)
+
+
+@attrs.frozen
 class EscalationSpec:
     """``ladders`` are named lists of steps; a ladder named after a severity (or
     ``default``) applies to it, and ``severities`` maps a severity to a ladder by
@@ -94,3 +104,4 @@ class EscalationSpec:
     severities: dict[str, str] = attrs.field(factory=dict)
     group: GroupSpec | None = None
     suppress: tuple[SuppressSpec, ...] = attrs.field(default=(), converter=tuple)
+    release: ReleaseSpec = attrs.field(factory=ReleaseSpec)
