@@ -94,3 +94,21 @@ def test_empty_charts_say_no_data():
     svg = _svg.bars([("a", 0)], title="t", empty="no data")
     assert ">no data<" in svg and "<rect" not in svg
     assert ">无数据<" in _svg.hbars([], title="t", empty="无数据")
+
+
+def test_slices_show_the_names_people_know_in_the_rulesets_order(report):
+    from qflow_assess._render import render_text
+
+    rep, _ = report
+    assert rep.names["team"] == {"front-office": "Front office", "housekeeping": "Housekeeping",
+                                 "engineering": "Engineering"}
+    out = io.StringIO()
+    render_text(rep, out, width=160)
+    table = out.getvalue().split("by team")[1]
+    assert [line.split("│")[0].strip() for line in table.splitlines() if "│" in line] == [
+        "Front office", "Housekeeping", "Engineering"]
+    html = render_html(rep)
+    assert re.findall(r'<tr><td title="([^"]+)">([^<]+)</td>', html) == [
+        ("front-office", "Front office"), ("housekeeping", "Housekeeping"), ("engineering", "Engineering")]
+    # machines keep the ids
+    assert {r["group"] for r in rows(rep) if r["view"] == "by team"} == {"front-office", "housekeeping", "engineering"}

@@ -30,13 +30,22 @@ SIX_M_NAMES = {
 }
 
 
-def _ordered(sl: Any) -> list[tuple[Any, Any]]:
-    """A slice's groups by name, the one without a value (None) last."""
-    return sorted(sl.groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+def _ordered(sl: Any, report: Report) -> list[tuple[Any, Any]]:
+    """A slice's groups in the order the ruleset defines them (severities most urgent
+    first), the others by id after them, the one without a value (None) last."""
+    place = {key: i for i, key in enumerate(report.names.get(sl.by or "", {}))}
+    return sorted(sl.groups.items(), key=lambda kv: (kv[0] is None, place.get(kv[0], len(place)), str(kv[0])))
 
 
 def _group(value: Any) -> str:
     return "—" if value is None else str(value)
+
+
+def _named(report: Report, dim: str | None, value: Any) -> str:
+    """A group as people know it: the name the ruleset gives it, else its id."""
+    if value is None:
+        return "—"
+    return report.names.get(dim or "", {}).get(value) or str(value)
 
 
 def rows(report: Report) -> Iterator[dict[str, Any]]:
@@ -85,11 +94,11 @@ def render_text(report: Report, out: IO[str], *, lang: str = "en", width: int = 
     shown = [k for k in report.kpis if k.unit in ("rate", "duration")][:7]
     for sl in report.slices:
         t = Table(title=f"{L('by')} {L(sl.by or '')}", show_edge=False, pad_edge=False)
-        t.add_column(L(sl.by or ""))
+        t.add_column(L(sl.by or ""), no_wrap=True)  # a name is read whole; the figures' headers wrap
         for kpi in shown:
             t.add_column(_kpi_title(kpi, lang), justify="right")
-        for group, figures in _ordered(sl):
-            t.add_row(_group(group), *[cell(k, figures.get(k.name)) + (" *" if figures.get(k.name) and
+        for group, figures in _ordered(sl, report):
+            t.add_row(_named(report, sl.by, group), *[cell(k, figures.get(k.name)) + (" *" if figures.get(k.name) and
                                                                    figures[k.name].low_confidence else "")
                                     for k in shown])
         console.print(t)
@@ -164,7 +173,7 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
         kpis = [k for k in report.kpis if k.unit != "count"]
         ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) for k in kpis]])
         r = 1
-        for group, figures in _ordered(sl):
+        for group, figures in _ordered(sl, report):
             ws.write_string(r, 0, _group(group))
             for j, kpi in enumerate(kpis, start=1):
                 value_cell(ws, r, j, kpi, figures.get(kpi.name))
@@ -304,13 +313,15 @@ def render_html(report: Report, *, lang: str = "en") -> str:
     for sl in report.slices:
         parts.append(f'<h2>{L("by")} {L(sl.by or "")}</h2><table class="slice"><tr><th>{L(sl.by or "")}</th>'
                      + "".join(f"<th>{escape(_kpi_title(k, lang))}</th>" for k in shown) + "</tr>")
-        for group, figures in _ordered(sl):
+        for group, figures in _ordered(sl, report):
             cells = []
             for k in shown:
                 f = figures.get(k.name)
                 low = ' class="low"' if f is not None and f.low_confidence else ""
                 cells.append(f"<td{low}>{cell(k, f)}</td>")
-            parts.append(f"<tr><td>{escape(_group(group))}</td>{''.join(cells)}</tr>")
+            name = _named(report, sl.by, group)
+            title = f' title="{escape(str(group))}"' if group is not None and name != str(group) else ""
+            parts.append(f"<tr><td{title}>{escape(name)}</td>{''.join(cells)}</tr>")
         parts.append("</table>")
     # scorecards
     if report.scorecards:

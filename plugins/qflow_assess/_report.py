@@ -3,7 +3,7 @@ list and the scorecards. Renderers (terminal, CSV, XLSX, HTML) only lay it out."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +57,9 @@ class Report:
     problem_counts: tuple[tuple[str, int], ...]
     scorecards: tuple[Scorecard, ...]
     min_n: int
+    #: Slice dimension -> id -> the display name the ruleset gives it (teams,
+    #: categories, severities), for the renderers people read.
+    names: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
 
 def _histogram(store: Store, period: Period) -> tuple[tuple[str, int], ...]:
@@ -191,4 +194,15 @@ def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: dat
     step("done")
     return Report(ruleset.name, ruleset.description or ruleset.name, period, as_of, tzname, kpis, comparison,
                   tuple(slices), trend_slices, histogram.result(), tuple(pareto_rows), tuple(places[:15]),
-                  problems, counts, card_list, conf.min_n)
+                  problems, counts, card_list, conf.min_n, display_names(ruleset))
+
+
+def display_names(ruleset: Ruleset) -> dict[str, dict[str, str]]:
+    """The names teams, categories and severities are given in *ruleset*, by slice dimension."""
+    out: dict[str, dict[str, str]] = {}
+    for dim, section in (("team", "teams"), ("category", "categories"), ("severity", "severities")):
+        named = {key: str(name) for key, value in (ruleset.sections.get(section) or {}).items()
+                 if (name := getattr(value, "name", None))}
+        if named:
+            out[dim] = named
+    return out
