@@ -211,3 +211,28 @@ def test_a_version_3_file_upgrades_to_4_with_its_claims_kept(tmp_path):
     store.release_timers("w1")
     assert store.claim_timers(T0, worker="w2") == [qflow.Timer("INC-1", "clock:respond", T0)]
     store.close()
+
+
+def test_projection_rows_the_same_as_stored_are_left_in_place(tmp_path):
+    # A row deleted and inserted again gets a new rowid; one left alone keeps it.
+    from qflow.store import Projection
+
+    store = SQLiteStore(tmp_path / "p.sqlite3")
+    p = Projection("response", (("team", "text"), ("minutes", "real")))
+    store.declare([p])
+    w, other = report_write("INC-1"), report_write("INC-2")
+    store.write([Write(w.events, w.state, (), (), {"response": {"team": "a", "minutes": 1.0}}),
+                 Write(other.events, other.state, (), (), {"response": {"team": "b", "minutes": 9.0}})])
+
+    def stored():
+        return store._con.execute("SELECT rowid, qf_incident, team, minutes FROM qf_proj_response "
+                                  "ORDER BY rowid").fetchall()
+
+    assert stored() == [(1, "INC-1", "a", 1.0), (2, "INC-2", "b", 9.0)]
+    more, after = follow(w.state, ("Acknowledged", {"note": ""}))
+    store.write([Write(more, after, None, (), {"response": {"team": "a", "minutes": 1.0}})])
+    assert stored() == [(1, "INC-1", "a", 1.0), (2, "INC-2", "b", 9.0)]
+    again, later = follow(after, ("Acknowledged", {"note": ""}))
+    store.write([Write(again, later, None, (), {"response": {"team": "a", "minutes": 2.0}})])
+    assert stored() == [(2, "INC-2", "b", 9.0), (3, "INC-1", "a", 2.0)]
+    store.close()

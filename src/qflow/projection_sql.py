@@ -23,7 +23,7 @@ from qflow._frozen import FrozenDict
 from qflow.store import Filter, Measure, Projection, check_query, nearest_rank, projection_rows
 
 __all__ = ["aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
-           "insert_statement", "many_values", "row_values", "table"]
+           "insert_statement", "many_values", "row_values", "select_rows_statement", "table"]
 
 _TYPES = {"sqlite": {"text": "TEXT", "int": "INTEGER", "real": "REAL"},
           "postgresql": {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"}}
@@ -105,6 +105,14 @@ def insert_statement(projection: Projection, dialect: str) -> str:
     cols = ", ".join(f'"{c}"' for c in projection.column_names())
     marks = ", ".join([mark] * (len(projection.columns) + 2))
     return f"INSERT INTO {table(projection)} (qf_incident, qf_n, {cols}) VALUES ({marks})"
+
+
+def select_rows_statement(projection: Projection) -> str:
+    """The rows of several incidents as ``row_values`` gives them, in order; ``{marks}``
+    is left for the caller's ``?`` list (SQLite)."""
+    cols = ", ".join(f'"{c}"' for c in projection.column_names())
+    return (f"SELECT qf_incident, qf_n, {cols} FROM {table(projection)} WHERE qf_incident IN ({{marks}})"
+            " ORDER BY qf_incident, qf_n")
 
 
 def row_values(projection: Projection, incident_id: str, rows: Any,

@@ -102,6 +102,30 @@ def test_projection_rows_replace_each_other_and_aggregate(store):
     assert got == [(7.0,)]
 
 
+def test_projection_rows_that_shrink_repeat_or_come_twice_in_a_batch_end_as_the_last_write_says(store):
+    p = Projection("response", (("team", "text"), ("minutes", "real")))
+    store.declare([p])
+    w = report_write("INC-1")
+    store.write([Write(w.events, w.state, (), (), {"response": [{"team": "a", "minutes": 1.0},
+                                                              {"team": "b", "minutes": 2.0}]})])
+
+    def rows():
+        return store.aggregate(p, measures=[Measure("count"), Measure("sum", "minutes")], group_by=["team"])
+
+    more, after = follow(w.state, ("Acknowledged", {"note": ""}))
+    store.write([Write(more, after, None, (), {"response": [{"team": "a", "minutes": 1.0},
+                                                           {"team": "b", "minutes": 2.0}]})])  # the same rows
+    assert rows() == [("a", 1, 1.0), ("b", 1, 2.0)]
+    again, later = follow(after, ("Acknowledged", {"note": ""}))
+    store.write([Write(again, later, None, (), {"response": {"team": "a", "minutes": 1.0}})])  # one row fewer
+    assert rows() == [("a", 1, 1.0)]
+    one, mid = follow(later, ("Acknowledged", {"note": ""}))
+    two, last = follow(mid, ("Acknowledged", {"note": ""}))
+    store.write([Write(one, mid, None, (), {"response": {"team": "b", "minutes": 5.0}}),
+                 Write(two, last, None, (), {"response": {"team": "c", "minutes": 6.0}})])
+    assert rows() == [("c", 1, 6.0)]
+
+
 def test_rows_of_a_projection_never_declared_are_refused_and_nothing_is_written(store):
     w = report_write("INC-1")
     with pytest.raises(StoreError) as err:
