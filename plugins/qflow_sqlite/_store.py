@@ -330,8 +330,9 @@ class SQLiteStore(Store):
         follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
-        cleared: list[tuple[str]] = []
-        timers: list[tuple[Any, ...]] = []
+        # incident -> (new incident?, its timers as rows); a later write of the same
+        # incident in the batch replaces an earlier one's timers.
+        timer_sets: dict[str, tuple[bool, list[tuple[Any, ...]]]] = {}
         outbox: list[tuple[Any, ...]] = []
         # projection -> incident -> (new incident?, its rows as parameter tuples); a later
         # write of the same incident in the batch replaces an earlier one's rows.
@@ -422,10 +423,7 @@ class SQLiteStore(Store):
                      owner_name, inc.place, reported_ts, first_due, decision_seq, state_text, external_id,
                      dedup_key, own_incident))
             if w.timers is not None:
-                if not new:
-                    cleared.append((iid,))
-                for t in w.timers:
-                    timers.append((iid, t.key, t.at.isoformat(), timestamp(t.at)))
+                timer_sets[iid] = (new, [(iid, t.key, t.at.isoformat(), timestamp(t.at)) for t in w.timers])
             for m in w.outbox:
                 outbox.append(_outbox_row(m))
             for name, given in w.rows.as_dict().items() if w.rows else ():
@@ -451,14 +449,49 @@ class SQLiteStore(Store):
                 con.executemany(_UPSERT_INCIDENT, updated)
         except sqlite3.IntegrityError as exc:
             raise self._conflict(con, exc, created + created_full) from None
-        if cleared:
-            con.executemany("DELETE FROM timers WHERE incident_id = ?", cleared)
-        if timers:
-            con.executemany("INSERT OR REPLACE INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)", timers)
+        if timer_sets:
+            self._write_timers(con, timer_sets)
         if outbox:
             con.executemany("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)", outbox)
         for name, by_incident in projected.items():
             self._write_rows(con, self._projections[name], by_incident)
+
+    @staticmethod
+    def _write_timers(con: sqlite3.Connection, timer_sets: Mapping[str, tuple[bool, list[tuple[Any, ...]]]]) -> None:
+        """Make the incidents' timers what *timer_sets* says, touching only the rows
+        that change: a tick's step removes its own timer and leaves the others as
+        they were. A timer kept as it was loses its claim, as a rewritten one would
+        (writing an incident's timers drops their claims)."""
+        known = [iid for iid, (new, _) in timer_sets.items() if not new]
+        stored: dict[str, dict[str, tuple[Any, ...]]] = {}
+        for start in range(0, len(known), _CHUNK):
+            chunk = known[start:start + _CHUNK]
+            for iid, key, at, at_ts, worker in con.execute(
+                    f"SELECT incident_id, key, at, at_ts, worker FROM timers WHERE incident_id IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                stored.setdefault(iid, {})[key] = (at, at_ts, worker)
+        gone: list[tuple[str, str]] = []
+        unclaim: list[tuple[str, str]] = []
+        put: list[tuple[Any, ...]] = []
+        for iid, (new, rows) in timer_sets.items():
+            if new:
+                put.extend(rows)
+                continue
+            old = stored.get(iid, {})
+            for row in rows:
+                was = old.pop(row[1], None)
+                if was is None or was[0] != row[2] or was[1] != row[3]:
+                    put.append(row)
+                elif was[2] is not None:
+                    unclaim.append((iid, row[1]))
+            gone.extend((iid, key) for key in old)
+        if gone:
+            con.executemany("DELETE FROM timers WHERE incident_id = ? AND key = ?", gone)
+        if unclaim:
+            con.executemany("UPDATE timers SET worker = NULL, lease_ts = NULL WHERE incident_id = ? AND key = ?",
+                            unclaim)
+        if put:
+            con.executemany("INSERT OR REPLACE INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)", put)
 
     @staticmethod
     def _write_rows(con: sqlite3.Connection, projection: Projection,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from qflow import events as ev
 from qflow.model import Stage
@@ -30,6 +30,18 @@ def test_timers_are_replaced_kept_or_cleared_with_each_write(store):
     more3, after3 = to_stage(after2, Stage.REJECTED)
     store.write([Write(more3, after3, ())])
     assert store.timers("INC-1") == [] and store.timers() == []
+
+
+def test_the_last_write_of_a_batch_says_what_an_incidents_timers_are(store):
+    events, state = reported("INC-1")
+    store.write([Write(events, state, _timers("INC-1", 10, 30))])
+    one, mid = follow(state, (ev.ACKNOWLEDGED, {"note": ""}))
+    two, last = follow(mid, (ev.ACKNOWLEDGED, {"note": ""}))
+    moved = Timer("INC-1", "clock:30", T0 + 40 * M)
+    same_instant = Timer("INC-1", "clock:10", (T0 + 10 * M).astimezone(timezone.utc))
+    store.write([Write(one, mid, _timers("INC-1", 10, 20, 30)), Write(two, last, (same_instant, moved))])
+    assert store.timers("INC-1") == [same_instant, moved]
+    assert store.timers("INC-1")[0].at.utcoffset() == timedelta(0)  # as written last
 
 
 def test_due_timers_are_claimed_earliest_first_up_to_the_limit(store):
