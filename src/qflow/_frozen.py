@@ -23,9 +23,12 @@ class FrozenDict(Mapping[str, Any]):
         # One copy, all in C; then only the values that are not scalars (a list of
         # recipients, a nested mapping) are frozen, found without a Python-level loop.
         self._data = own = dict(data)
-        if not set(map(type, own.values())) <= _SCALARS:
-            for key in list(compress(own, map(_PLAIN.get, map(type, own.values()), repeat(True)))):
-                own[key] = freeze(own[key])
+        kinds = list(map(type, own.values()))
+        if not set(kinds) <= _SCALARS:
+            for key in list(compress(own, map(_PLAIN.get, kinds, repeat(True)))):
+                value = own[key]
+                if type(value) is not tuple or not set(map(type, value)) <= _SCALARS:
+                    own[key] = freeze(value)  # a tuple of scalars is frozen already
 
     @property
     def finite(self) -> bool:
