@@ -187,7 +187,9 @@ class BusinessCalendar:
     def between(self, a: datetime, b: datetime) -> timedelta:
         """The working time from *a* to *b* (negative when *b* is before *a*)."""
         if self.rule is None:
-            return timedelta(microseconds=_us(b) - _us(a))
+            if b.utcoffset() is None or a.utcoffset() is None:
+                return timedelta(microseconds=_us(b) - _us(a))  # raises the usual error
+            return b - a  # two aware moments: their difference is the time between, exactly
         ta, tb = (a - _EPOCH) // _US, (b - _EPOCH) // _US
         table = self._table
         if table is None or not (table.lo <= ta < table.hi and table.lo <= tb < table.hi):
