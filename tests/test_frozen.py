@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -83,3 +84,20 @@ def test_the_source_mapping_is_not_changed():
     raw = {"a": [1, {"b": [2]}], "c": "x"}
     FrozenDict(raw)
     assert raw == {"a": [1, {"b": [2]}], "c": "x"} and type(raw["a"]) is list and type(raw["a"][1]) is dict
+
+
+@given(mappings, mappings)
+def test_or_gives_what_freezing_the_merged_mapping_gives(left, right):
+    merged = FrozenDict(left) | right
+    assert type(merged) is FrozenDict
+    assert _same(merged, _reference({**left, **right}))
+    assert list(merged) == list({**left, **right})  # dict's order: left's keys, then right's new ones
+    assert _same(FrozenDict(left) | FrozenDict(right), _reference({**left, **right}))
+
+
+def test_or_leaves_both_sides_as_they_were_and_refuses_what_is_not_a_mapping():
+    left, right = FrozenDict({"a": 1}), {"a": 2, "b": [3]}
+    assert left | right == {"a": 2, "b": (3,)}
+    assert left == {"a": 1} and right == {"a": 2, "b": [3]}
+    with pytest.raises(TypeError):
+        left | [("a", 1)]

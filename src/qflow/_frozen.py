@@ -65,6 +65,16 @@ class FrozenDict(Mapping[str, Any]):
         it as it is): read it, never change it. ``thaw`` gives a copy to change."""
         return self._data
 
+    def __or__(self, other: object) -> FrozenDict:
+        """This mapping with *other*'s items added (as ``dict | dict``); only *other*'s
+        values are looked at, this one's being frozen already."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        extra = other if type(other) is FrozenDict else FrozenDict(other)
+        out = FrozenDict()
+        out._data = {**self._data, **extra._data}
+        return out
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))
