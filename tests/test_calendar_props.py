@@ -4,9 +4,10 @@ make-up days and DST changes."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import qflow
@@ -93,3 +94,32 @@ def test_next_open_is_open_or_the_start_of_a_window(cal, t):
 @given(calendars, moments, durations)
 def test_between_undoes_add_long(cal, a, d):
     assert cal.between(a, cal.add(a, d)) == d
+
+
+ZONED = st.sampled_from([timezone.utc, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5)),
+                         ZoneInfo("America/New_York")])
+
+
+@props
+@given(st.integers(0, 3 * 366 * 86400 * 10**6), st.integers(0, 3 * 366 * 86400 * 10**6), ZONED, ZONED)
+# Both in one ZoneInfo across a DST change: Python subtracts those as wall clocks.
+@example(0, 5_986_800_000_000, ZoneInfo("America/New_York"), ZoneInfo("America/New_York"))
+def test_round_the_clock_between_is_the_elapsed_microseconds(us_a, us_b, tz_a, tz_b):
+    # 24x7 takes the difference of the two moments; it must agree with counting
+    # microseconds from the epoch, across zones and DST changes.
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    a = (base + timedelta(microseconds=us_a)).astimezone(tz_a)
+    b = (base + timedelta(microseconds=us_b)).astimezone(tz_b)
+    always = business_calendar(RS, "24x7")
+    assert always.between(a, b) == timedelta(microseconds=(b - epoch) // timedelta(microseconds=1)
+                                             - (a - epoch) // timedelta(microseconds=1))
+
+
+def test_round_the_clock_between_still_refuses_a_moment_without_a_zone():
+    always = business_calendar(RS, "24x7")
+    aware = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
+    for a, b in ((aware, aware.replace(tzinfo=None)), (aware.replace(tzinfo=None), aware)):
+        with pytest.raises(ValueError) as info:
+            always.between(a, b)
+        assert str(info.value) == "2026-11-20T09:00:00 has no time zone; add an offset such as +08:00 or Z"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from qflow import Effect, Event, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, format_duration
+from qflow import Effect, Event, FrozenDict, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, format_duration
 from qflow import events as ev
 
 from qflow_escalation._clocks import calendar, clock_states
@@ -227,18 +227,20 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
         when = step.describe()
-        data = {**base, "occurrence": occurrence, "skipped": skipped, "when": when,
-                "severity": severity, "recipients": recipients, "unavailable": away, "via": via}
+        # Frozen once: the notification's data is the event's plus four fields.
+        data = FrozenDict({**base, "occurrence": occurrence, "skipped": skipped, "when": when,
+                           "severity": severity, "recipients": tuple(recipients), "unavailable": tuple(away),
+                           "via": via})
         notes: tuple[Notification, ...] = ()
         if recipients:
             due = clock.due.isoformat() if clock.due else None
             subject = f"[{severity}] {state.id} {when}"
             if skipped:
                 subject += f" (repeat {occurrence}; {skipped} missed while down)"
-            notes = (Notification(state.id, step.topic, now, tuple(recipients), subject,
+            notes = (Notification(state.id, step.topic, now, data["recipients"], subject,
                                   state.incident.title or state.incident.description,
-                                  {**data, "due": due, "category": decision.category,
-                                   "team": decision.team, "owner": decision.owner}),)
+                                  data | {"due": due, "category": decision.category,
+                                          "team": decision.team, "owner": decision.owner}),)
         effects.append(Effect(FIRED, source, data, notes))
         if step.raise_severity:
             if order is None:

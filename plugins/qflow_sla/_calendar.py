@@ -187,6 +187,10 @@ class BusinessCalendar:
     def between(self, a: datetime, b: datetime) -> timedelta:
         """The working time from *a* to *b* (negative when *b* is before *a*)."""
         if self.rule is None:
+            if type(a.tzinfo) is timezone and type(b.tzinfo) is timezone:
+                # Fixed offsets subtract exactly. Not two times in one ZoneInfo: Python
+                # subtracts those as wall clocks, an hour out across a DST change.
+                return b - a
             return timedelta(microseconds=_us(b) - _us(a))
         ta, tb = (a - _EPOCH) // _US, (b - _EPOCH) // _US
         table = self._table

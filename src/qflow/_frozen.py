@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from itertools import compress, repeat
 from typing import Any
 
 __all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
@@ -11,27 +12,37 @@ __all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
 class FrozenDict(Mapping[str, Any]):
     """A read-only dict. Nested dicts and lists inside are frozen too (see :func:`freeze`)."""
 
-    __slots__ = ("_data", "_hash", "finite")
+    __slots__ = ("_data", "_finite", "_hash")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        #: False when a float held here, directly or in a list, is NaN or infinite
-        #: (nested mappings say so for themselves): JSON has no words for those, so a
-        #: fast encoder that would write them as null must hand this one on.
-        self.finite = True
+        self._hash: int | None = None
+        self._finite: bool | None = None  # worked out when first asked (see ``finite``)
         if not data:
             self._data: dict[str, Any] = {}
-            self._hash: int | None = None
             return
-        types = set(map(type, data.values()))
-        if types <= _SCALARS:
-            # Scalars only (the sources of a decision, most extras): one copy, all in C.
-            self._data = dict(data)
-            if float in types:
-                self.finite = _all_finite(self._data.values())
-        else:
-            self._data = {k: v if type(v) in _SCALARS else freeze(v) for k, v in data.items()}
-            self.finite = _all_finite(self._data.values())
-        self._hash = None
+        # One copy, all in C; then only the values that are not scalars (a list of
+        # recipients, a nested mapping) are frozen, found without a Python-level loop.
+        self._data = own = dict(data)
+        kinds = list(map(type, own.values()))
+        if not set(kinds) <= _SCALARS:
+            for key in list(compress(own, map(_PLAIN.get, kinds, repeat(True)))):
+                value = own[key]
+                if type(value) is not tuple or not set(map(type, value)) <= _SCALARS:
+                    own[key] = freeze(value)  # a tuple of scalars is frozen already
+
+    @property
+    def finite(self) -> bool:
+        """False when a float held here, directly or in a list, is NaN or infinite
+        (nested mappings say so for themselves): JSON has no words for those, so a
+        fast encoder that would write them as null must hand this one on.
+
+        Only an encoder asks, and most FrozenDicts (a notification's data, a facts
+        row, a decision's sources) never meet one: the answer is worked out when first
+        asked and kept, as the contents never change."""
+        found = self._finite
+        if found is None:
+            found = self._finite = _all_finite(self._data.values())
+        return found
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -54,6 +65,16 @@ class FrozenDict(Mapping[str, Any]):
         it as it is): read it, never change it. ``thaw`` gives a copy to change."""
         return self._data
 
+    def __or__(self, other: object) -> FrozenDict:
+        """This mapping with *other*'s items added (as ``dict | dict``); only *other*'s
+        values are looked at, this one's being frozen already."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        extra = other if type(other) is FrozenDict else FrozenDict(other)
+        out = FrozenDict()
+        out._data = {**self._data, **extra._data}
+        return out
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))
@@ -71,6 +92,7 @@ class FrozenDict(Mapping[str, Any]):
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN = dict.fromkeys(_SCALARS, False)  # type -> whether a value of it needs freezing (absent: yes)
 _INF = float("inf")
 
 
@@ -86,12 +108,23 @@ def _all_finite(values: Any) -> bool:
 
 def frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
     """The attrs converter of free-form mapping fields: a FrozenDict as it is, else one made."""
-    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})
+    # FrozenDict is a Mapping, so isinstance goes through the ABC machinery: the exact
+    # type, by far the most common, is asked about first.
+    return value if type(value) is FrozenDict or isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
 def freeze(value: Any) -> Any:
     """Deep-freeze plain data: dicts become FrozenDict, lists and sets become tuples."""
-    if type(value) in _SCALARS or isinstance(value, FrozenDict):
+    kind = type(value)
+    if kind in _SCALARS or kind is FrozenDict:
+        return value
+    if kind is tuple or kind is list:
+        if set(map(type, value)) <= _SCALARS:
+            # A list of names, a tuple frozen before: nothing inside to freeze, and a
+            # plain tuple is immutable already, so it is kept rather than copied.
+            return value if kind is tuple else tuple(value)
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, FrozenDict):
         return value
     if isinstance(value, Mapping):
         return FrozenDict(value)

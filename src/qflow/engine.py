@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -60,6 +61,17 @@ _DUE_ARGS = ("state", "events", "timers", "ruleset", "now", "store", "plugins")
 _HOLD_ARGS = ("notifications", "state", "events", "ruleset", "now", "store")
 
 
+def _picker(idx: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The arguments one implementation takes, picked from a hook's full argument tuple
+    (an itemgetter picks in C what a list comprehension would in a frame of its own)."""
+    if len(idx) > 1:
+        return itemgetter(*idx)
+    if idx:
+        i = idx[0]
+        return lambda values: (values[i],)
+    return lambda values: ()
+
+
 class _Hooks:
     """The typed facade the engine calls plugins through (keyword arguments only).
 
@@ -76,24 +88,28 @@ class _Hooks:
         self.pm = pm
         self.store = store  # handed to hooks that read other incidents (qflow_due)
         self._hook = pm.hook
-        self._plans: dict[str, tuple[list[Any], Any]] = {}
+        #: hook name -> (pluggy's live list, the copy the plan was built from, the plan)
+        self._plans: dict[str, tuple[list[Any] | None, list[Any], Any]] = {}
 
     def _plan(self, name: str, args: tuple[str, ...]) -> Any:
-        caller = getattr(self._hook, name)
-        # pluggy's own list, compared item by item with the copy the plan was built
-        # from: get_hookimpls() would copy it on every call.
-        impls = getattr(caller, "_hookimpls", None)
-        if impls is None:
-            impls = caller.get_hookimpls()
+        # pluggy changes its own list in place as plugins come and go: comparing it
+        # item by item with the copy the plan was built from is the whole check.
         cached = self._plans.get(name)
-        if cached is not None and cached[0] == impls:
-            return cached[1]
-        impls = list(impls)
+        if cached is not None and cached[0] is not None and cached[0] == cached[1]:
+            return cached[2]
+        return self._replan(name, args, cached)
+
+    def _replan(self, name: str, args: tuple[str, ...], cached: tuple[Any, list[Any], Any] | None) -> Any:
+        caller = getattr(self._hook, name)
+        live = getattr(caller, "_hookimpls", None)
+        impls = list(live) if live is not None else caller.get_hookimpls()  # get_hookimpls() copies
+        if cached is not None and cached[1] == impls:
+            return cached[2]
         if any(i.hookwrapper or i.wrapper for i in impls):
             plan = None
         else:
-            plan = tuple((i.function, tuple(args.index(a) for a in i.argnames)) for i in reversed(impls))
-        self._plans[name] = (impls, plan)
+            plan = tuple((i.function, _picker(tuple(args.index(a) for a in i.argnames))) for i in reversed(impls))
+        self._plans[name] = (live, impls, plan)
         return plan
 
     def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
@@ -106,8 +122,8 @@ class _Hooks:
             return self._hook.qflow_route(incident=incident, view=view, classification=classification,
                                           ruleset=ruleset, now=now)
         values = (incident, view, classification, ruleset, now)
-        for fn, idx in plan:
-            result = fn(*[values[i] for i in idx])
+        for fn, pick in plan:
+            result = fn(*pick(values))
             if result is not None:
                 return result
         return None
@@ -119,8 +135,8 @@ class _Hooks:
             return self._hook.qflow_deadline(incident=incident, classification=classification,
                                              assignment=assignment, ruleset=ruleset, now=now)
         values = (incident, classification, assignment, ruleset, now)
-        for fn, idx in plan:
-            result = fn(*[values[i] for i in idx])
+        for fn, pick in plan:
+            result = fn(*pick(values))
             if result is not None:
                 return result
         return None
@@ -162,8 +178,8 @@ class _Hooks:
         if plan is None:
             return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
         out = []
-        for fn, idx in plan:
-            result = fn(*[values[i] for i in idx])
+        for fn, pick in plan:
+            result = fn(*pick(values))
             if result is not None:
                 out.append(result)
         return out
