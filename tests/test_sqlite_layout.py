@@ -236,3 +236,27 @@ def test_projection_rows_the_same_as_stored_are_left_in_place(tmp_path):
     store.write([Write(again, later, None, (), {"response": {"team": "a", "minutes": 2.0}})])
     assert stored() == [(2, "INC-2", "b", 9.0), (3, "INC-1", "a", 2.0)]
     store.close()
+
+
+def test_batches_past_one_statements_worth_of_ids_are_read_in_chunks(tmp_path):
+    from qflow.store import Projection, Timer
+
+    store = SQLiteStore(tmp_path / "c.sqlite3")
+    p = Projection("response", (("minutes", "real"),))
+    store.declare([p])
+    n = 1_100  # more than two chunks of 500
+    assert len(set(store.next_ids(n))) == n
+    first = [report_write(f"INC-{i}") for i in range(n)]
+    store.write([Write(w.events, w.state, (Timer(w.state.id, "a", T0),), (), {"response": {"minutes": 1.0}})
+                 for w in first])
+    later = []
+    for i, w in enumerate(first):
+        more, after = follow(w.state, ("Acknowledged", {"note": ""}))
+        timers = (Timer(after.id, "a", T0),) if i % 2 else (Timer(after.id, "b", T0 + timedelta(hours=1)),)
+        later.append(Write(more, after, timers, (), {"response": {"minutes": float(i % 3 == 0)}}))
+    store.write(later)
+    assert [t.key for t in store.timers("INC-0")] == ["b"] and [t.key for t in store.timers("INC-1")] == ["a"]
+    assert [t.key for t in store.timers("INC-1098")] == ["b"] and [t.key for t in store.timers("INC-1099")] == ["a"]
+    got = store._con.execute("SELECT minutes, count(*) FROM qf_proj_response GROUP BY minutes").fetchall()
+    assert got == [(0.0, n - (n + 2) // 3), (1.0, (n + 2) // 3)]
+    store.close()

@@ -88,6 +88,14 @@ _READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data), i.stage, i.seq, d.
                " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq")
 
 
+def _select_in(con: sqlite3.Connection, sql: str, keys: Sequence[Any]) -> Iterator[Any]:
+    """The rows of *sql* for every key, ``{marks}`` in it standing for one ``IN``
+    list, _CHUNK keys a statement (under SQLite's parameter limit)."""
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start:start + _CHUNK]
+        yield from con.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+
 def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -307,8 +315,7 @@ class SQLiteStore(Store):
                 top = con.execute("UPDATE counters SET value = value + ? WHERE name = 'incident' RETURNING value",
                                   (need,)).fetchone()[0]
                 ids = [f"INC-{n}" for n in range(top - need + 1, top + 1)]
-                taken = {r[0] for r in con.execute(
-                    f"SELECT id FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids)}
+                taken = {r[0] for r in _select_in(con, "SELECT id FROM incidents WHERE id IN ({marks})", ids)}
                 out.extend(i for i in ids if i not in taken)
         return out
 
@@ -464,12 +471,9 @@ class SQLiteStore(Store):
         (writing an incident's timers drops their claims)."""
         known = [iid for iid, (new, _) in timer_sets.items() if not new]
         stored: dict[str, dict[str, tuple[Any, ...]]] = {}
-        for start in range(0, len(known), _CHUNK):
-            chunk = known[start:start + _CHUNK]
-            for iid, key, at, at_ts, worker in con.execute(
-                    f"SELECT incident_id, key, at, at_ts, worker FROM timers WHERE incident_id IN "
-                    f"({','.join('?' * len(chunk))})", chunk):
-                stored.setdefault(iid, {})[key] = (at, at_ts, worker)
+        for iid, key, at, at_ts, worker in _select_in(
+                con, "SELECT incident_id, key, at, at_ts, worker FROM timers WHERE incident_id IN ({marks})", known):
+            stored.setdefault(iid, {})[key] = (at, at_ts, worker)
         gone: list[tuple[str, str]] = []
         unclaim: list[tuple[str, str]] = []
         put: list[tuple[Any, ...]] = []
@@ -502,12 +506,8 @@ class SQLiteStore(Store):
         cheaper than deleting and inserting them again with every index entry."""
         known = [iid for iid, (new, _) in by_incident.items() if not new]
         stored: dict[str, list[tuple[Any, ...]]] = {}
-        if known:
-            select = projection_sql.select_rows_statement(projection)
-            for start in range(0, len(known), _CHUNK):
-                chunk = known[start:start + _CHUNK]
-                for row in con.execute(select.format(marks=",".join("?" * len(chunk))), chunk):
-                    stored.setdefault(row[0], []).append(row)
+        for row in _select_in(con, projection_sql.select_rows_statement(projection), known):
+            stored.setdefault(row[0], []).append(row)
         gone: list[tuple[str]] = []
         put: list[tuple[Any, ...]] = []
         for iid, (new, rows) in by_incident.items():
@@ -522,12 +522,8 @@ class SQLiteStore(Store):
             con.executemany(projection_sql.insert_statement(projection, "sqlite"), put)
 
     def _check_follows(self, con: sqlite3.Connection, follows: Mapping[str, int]) -> None:
-        ids = list(follows)
-        stored: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            stored.update(con.execute(f"SELECT id, seq FROM incidents WHERE id IN ({','.join('?' * len(chunk))})",
-                                      chunk).fetchall())
+        stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
+                                                 list(follows)))
         for iid, after in follows.items():
             have = stored.get(iid)
             if have is None and after == -1:
@@ -538,14 +534,10 @@ class SQLiteStore(Store):
                                        "reload the incident and try again")
 
     def _check_externals(self, con: sqlite3.Connection, externals: Mapping[str, str]) -> None:
-        keys = list(externals)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            for ext, owner in con.execute(
-                    f"SELECT external_id, id FROM incidents WHERE external_id IN ({','.join('?' * len(chunk))})",
-                    chunk):
-                if owner != externals[ext]:
-                    raise ConcurrencyError(external_conflict(externals[ext], ext, owner))
+        for ext, owner in _select_in(con, "SELECT external_id, id FROM incidents WHERE external_id IN ({marks})",
+                                     list(externals)):
+            if owner != externals[ext]:
+                raise ConcurrencyError(external_conflict(externals[ext], ext, owner))
 
     def _conflict(self, con: sqlite3.Connection, exc: sqlite3.IntegrityError,
                   created: Sequence[tuple[Any, ...]]) -> ConcurrencyError:
@@ -554,8 +546,7 @@ class SQLiteStore(Store):
             return ConcurrencyError(f"an incident with the same external id is already recorded ({text}); "
                                     "look it up with find_external and report again")
         ids = [r[0] for r in created]
-        known = {r[0]: r[1] for r in con.execute(
-            f"SELECT id, seq FROM incidents WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+        known = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})", ids))
         for iid in ids:
             if iid in known:
                 return ConcurrencyError(f"{iid}: event seq 1 does not follow {known[iid]}; "
