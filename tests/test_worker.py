@@ -193,3 +193,4 @@ def test_sigterm_stops_the_worker_after_its_batch(tmp_path, pg_url):
     assert first.rstrip().endswith(" svc-1: 0 effects on 0 incidents, 0 delivered")
     assert rest.splitlines() == ["qflow worker svc-1: stopped after 1 interval"]
     assert "claims released" in err
+    assert "effects on" not in err  # the interval line is printed once, not logged to stderr as well

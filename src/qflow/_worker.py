@@ -168,7 +168,11 @@ class Worker:
 
     def _print(self, report: IntervalReport) -> None:
         line = report.line(self.name)
-        log.info("%s", line)
-        if self.out is not None:
-            self.out.write(line + "\n")
-            self.out.flush()
+        if self.out is None:
+            log.info("%s", line)
+            return
+        # Printed, not logged as well: under a service manager both streams end in the
+        # same journal, and each interval would show twice.
+        log.debug("%s", line)
+        self.out.write(line + "\n")
+        self.out.flush()
