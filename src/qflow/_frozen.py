@@ -24,7 +24,10 @@ class FrozenDict(Mapping[str, Any]):
         # recipients, a nested mapping) are frozen, found without a Python-level loop.
         self._data = own = dict(data)
         kinds = list(map(type, own.values()))
-        if not set(kinds) <= _SCALARS:
+        found = set(kinds)
+        if found.isdisjoint(_MAY_HOLD_FLOATS):
+            self._finite = True  # told by the types alone, which are at hand: the encoder asks every mapping
+        if not found <= _SCALARS:
             for key in list(compress(own, map(_PLAIN.get, kinds, repeat(True)))):
                 value = own[key]
                 if type(value) is not tuple or not set(map(type, value)) <= _SCALARS:
@@ -92,6 +95,7 @@ class FrozenDict(Mapping[str, Any]):
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAY_HOLD_FLOATS = frozenset({float, tuple, list})  # nested mappings say so for themselves
 _PLAIN = dict.fromkeys(_SCALARS, False)  # type -> whether a value of it needs freezing (absent: yes)
 _INF = float("inf")
 
