@@ -457,7 +457,29 @@ store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/dem
 
 7 incidents: 1 critical, 2 high, 4 normal
 
-5. Six months of the same desk (2026-06 to 2026-11), and its report for 2026-11
+5. Nobody answers INC-7 (high, front-office) until 11-20 20:20: the worker's ticks
+
+  tick at 11-20 16:50: 18 effects on 6 incidents, 22 delivered
+  tick at 11-20 17:20: 3 effects on 2 incidents, 2 delivered
+  tick at 11-20 18:20: 3 effects on 2 incidents, 2 delivered
+  tick at 11-20 20:20: 5 effects on 5 incidents, 5 delivered
+  (the first tick catches up on every incident above: the demo answers none of them)
+
+  what the ticks recorded on INC-7:
+  at           event                step                                                who is told
+  11-20 16:50  EscalationStepFired  standard/warn (50% of respond used)                 assignee: 王芳
+  11-20 17:20  DeadlineBreached     respond was due 11-20 17:20                         -
+  11-20 17:20  EscalationStepFired  standard/breach (100% of respond used)              team.lead: 王芳
+  11-20 18:20  EscalationStepFired  standard/overdue (respond overdue by 1h)            role:duty-manager: 值班经理
+  11-20 20:20  EscalationStepFired  standard/overdue (respond overdue by 1h, repeat 1)  role:duty-manager: 值班经理
+
+  what engine.deliver() sent for it (the log backend: one line each in the worker's log):
+  11-20 16:50  desk-log  [high] INC-7 50% of respond used -> 王芳
+  11-20 17:20  desk-log  [high] INC-7 100% of respond used -> 王芳
+  11-20 18:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
+  11-20 20:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
+
+6. Six months of the same desk (2026-06 to 2026-11), and its report for 2026-11
 
   history: 27 incidents answered, analysed, acted on, verified and surveyed, in OUT/history.sqlite3
   2026-11: on time 83.3% answered, 100.0% resolved; median first answer 20m, resolution 1h20m; CSAT 100.0%; recurrence 0.0%
@@ -493,6 +515,18 @@ def test_demo_finds_its_files_in_the_current_directory_first(tmp_path, monkeypat
     assert out == expected
 
 
+def test_demo_on_a_ruleset_without_escalation_says_nothing_falls_due(tmp_path, capsys):
+    text = (REPO / DESK).read_text(encoding="utf-8")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(text[:text.index("escalation:")], encoding="utf-8")
+    assert main(["demo", "--ruleset", str(plain), "--incidents", DATA + "/desk.incidents.jsonl",
+                 "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"5. Escalation: nothing falls due ({ref_of(str(plain))} has no escalation ladder for the incidents " \
+           "still open)" in lines
+    assert not any(line.startswith("  tick at ") for line in lines)
+
+
 def test_demo_refuses_bad_incident_lines(capsys):
     assert main(["demo", "--ruleset", DESK, "--incidents", INCIDENTS]) == 1
     out, err = capsys.readouterr()
@@ -523,15 +557,23 @@ def test_demo_runs_on_the_shipped_ruleset_from_anywhere(tmp_path):
         f"incidents: {SHIPPED} ({count} incidents)",
         "store:     sqlite:///.demo/demo.sqlite3 (kept: 'qflow ls --store sqlite:///.demo/demo.sqlite3' lists it)",
     ]
-    headings = [line for line in lines if line[:2] in ("1.", "2.", "3.", "4.", "5.")]
-    assert [h.split(" ")[0] for h in headings] == ["1.", "2.", "3.", "4.", "5."]
+    headings = [line for line in lines if line[:2] in ("1.", "2.", "3.", "4.", "5.", "6.")]
+    assert [h.split(" ")[0] for h in headings] == ["1.", "2.", "3.", "4.", "5.", "6."]
     assert headings[0] == f"1. Reported {count} incidents in time order (the clock set to each reported_at)"
     assert headings[1].endswith(" is critical (what 'qflow explain' shows)")
     assert headings[2].endswith("through the loop: confirm, analyse, act, verify, close (now closed)")
     assert headings[3].startswith("4. Due in the 24 hours after the last report (")
     summary = lines[lines.index(headings[4]) - 2]
     assert summary.startswith(f"{count} incidents: ") and " critical, " in summary
-    assert headings[4].startswith("5. Six months of the same desk (")
+    # The shipped ruleset escalates: nobody answers the last incident, and its ladder
+    # climbs from the warning through the breach to the duty manager.
+    assert headings[4].startswith("5. Nobody answers ") and headings[4].endswith(": the worker's ticks")
+    section = lines[lines.index(headings[4]):lines.index(headings[5])]
+    steps = [line.split()[3] for line in section if line.split()[2:3] == ["EscalationStepFired"]]
+    assert [s.split("/")[1] for s in steps] == ["warn", "breach", "overdue", "overdue"]
+    sent = [line for line in section if "  duty-log  " in line]
+    assert len(sent) == 4 and sent[-1].endswith(" -> 值班经理")
+    assert headings[5].startswith("6. Six months of the same desk (")
 
 
 # ---------------------------------------------------------------------------

@@ -295,6 +295,35 @@ def test_routing_agrees_with_the_classification(ruleset):
 # -- examples/embed.py --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("ruleset", SHIPPED, ids=lambda p: p.name)
+def test_the_shipped_incidents_escalate_and_notify_with_nothing_configured(ruleset, caplog):
+    """Reported as they came and left unanswered, every shipped incident whose answer
+    was due by the next morning has climbed its ladder, and the log channel delivered
+    every message."""
+    pm = builtins_only()
+    found = incidents(INCIDENT_FILES[ruleset])
+    clock = qflow.FakeClock(min(i.reported_at for i in found))
+    eng = qflow.Engine(qflow.load_ruleset(ruleset, plugins=pm), plugins=pm, clock=clock, store=qflow.MemoryStore())
+    for incident in sorted(found, key=lambda i: i.reported_at):
+        clock.set(incident.reported_at)
+        eng.report(incident)
+    clock.set(NOW)
+    assert eng.tick(NOW).effects > len(found)
+    caplog.set_level("INFO", logger="qflow.notify")
+    while eng.deliver(NOW, limit=500).claimed:
+        pass
+    late = [i.id for i in found if eng.get(i.id).decision.respond_by <= NOW]
+    assert len(late) > len(found) / 2
+    for iid in late:
+        fired = [e for e in eng.events(iid) if e.type == "EscalationStepFired"]
+        assert fired and fired[0].data["step"] in ("warn", "breach"), iid
+    outbox = eng.store.outbox()
+    assert outbox and {(m.backend, m.status) for m in outbox} == {("log", "delivered")}
+    lines = [r.getMessage() for r in caplog.records if r.name == "qflow.notify"]
+    assert len(lines) == len(outbox)
+    assert any(" escalation.breach " in line for line in lines)
+
+
 def test_the_embedding_example_runs():
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "QFLOW_DISABLE_PLUGIN_AUTOLOAD": "1"}
     done = subprocess.run([sys.executable, "examples/embed.py"], cwd=ROOT, env=env,

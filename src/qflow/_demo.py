@@ -203,6 +203,7 @@ class Demo:
         self._timeline()
         self._due()
         self._summary()
+        self._escalation()
         self.engine.store.close()
         self._history()
 
@@ -364,6 +365,66 @@ class Demo:
             parts.append(f"{counts[None]} without severity")
         self.say(f"{_plural(len(self.order), 'incident')}: {', '.join(parts) or 'none decided'}")
 
+    def _escalation(self) -> None:
+        """Nobody answers the last incident reported: the worker's ticks and deliveries
+        on the demo's clock, at the moments its escalation steps fall due."""
+        self.say()
+        engine, store = self.engine, self.engine.store
+        start = self.clock.now()
+        follow = next((i for i in reversed(self.order) if i != self.focus_id
+                       and any(t.key.startswith("esc:") and t.at > start for t in store.timers(i))), None)
+        if follow is None:
+            self.say(f"5. Escalation: nothing falls due ({self.ruleset.ref} has no escalation ladder "
+                     "for the incidents still open)")
+            return
+        ticks: list[str] = []
+        caught_up = 0  # incidents the first tick touched
+        rows = [("at", "event", "step", "who is told")]
+        sent: list[str] = []
+        seen, delivered_ids = len(engine.events(follow)), set()
+        for _ in range(_TICKS):
+            due = [t.at for t in store.timers(follow) if t.key.startswith("esc:")]
+            if not due:
+                break
+            at = min(due)
+            self.clock.set(max(at, self.clock.now()))
+            tick = engine.tick(at, worker="demo")
+            caught_up = caught_up or tick.incidents
+            delivered = 0
+            while (report := engine.deliver(at, worker="demo", limit=500)).claimed:
+                delivered += report.delivered
+            ticks.append(f"  tick at {self._t(at)}: {_plural(tick.effects, 'effect')} on "
+                         f"{_plural(tick.incidents, 'incident')}, {delivered} delivered")
+            told: dict[tuple[Any, Any], str] = {}
+            for m in store.outbox(incident_id=follow, status="delivered"):
+                if m.id in delivered_ids:
+                    continue
+                delivered_ids.add(m.id)
+                who = ", ".join(r.get("name") or r.get("email") or r.get("mobile") or "?"
+                                for r in m.payload.get("recipients", ()))
+                data = (m.payload.get("context") or {}).get("data") or {}
+                told[(data.get("step"), data.get("occurrence"))] = who
+                if m.payload.get("topic") != "incident.reported":
+                    sent.append(f"  {self._t(at)}  {m.channel}  {m.payload.get('subject')} -> {who or '-'}")
+            events = engine.events(follow)
+            rows.extend(_fired_row(e, told, self) for e in events[seen:])
+            seen = len(events)
+        d = engine.get(follow).decision
+        self.say(f"5. Nobody answers {follow} ({_show(d.severity if d else None)}, {_show(d.team if d else None)}) "
+                 f"until {self._t(self.clock.now())}: the worker's ticks")
+        self.say()
+        for line in ticks:
+            self.say(line)
+        if caught_up > 1:
+            self.say("  (the first tick catches up on every incident above: the demo answers none of them)")
+        self.say()
+        self.say(f"  what the ticks recorded on {follow}:")
+        for line in _table(rows, indent="  "):
+            self.say(line)
+        self.say()
+        self.say("  what engine.deliver() sent for it (the log backend: one line each in the worker's log):")
+        for line in sent or ["  nothing"]:
+            self.say(line)
 
     def _history(self) -> None:
         """Six months of the same desk, the report for the last month, and the forms."""
@@ -383,7 +444,7 @@ class Demo:
         example = closed[-1].id if closed else None
         engine.store.close()
         self.say()
-        self.say(f"5. Six months of the same desk ({first} to {month}), and its report for {month}")
+        self.say(f"6. Six months of the same desk ({first} to {month}), and its report for {month}")
         self.say()
         self.say(f"  history: {_plural(count, 'incident')} answered, analysed, acted on, verified and surveyed, "
                  f"in {self.target / 'history.sqlite3'}")
@@ -428,6 +489,26 @@ class Demo:
         self.say(f"  wrote {', '.join(wrote)} in {self.target}/")
         if example is not None:
             self.say(f"  (the forms are those of {example}; 'qflow report --help' makes others)")
+
+
+#: How many of the followed incident's escalation moments the demo ticks at.
+_TICKS = 4
+
+
+def _fired_row(e: Event, names: dict[tuple[Any, Any], str], demo: Demo) -> tuple[str, str, str, str]:
+    """One line of the escalation section: an event the ticks recorded on the incident."""
+    data = {k: _plain(v) for k, v in e.data.items()}
+    if e.type == "EscalationStepFired":
+        repeat = f", repeat {data.get('occurrence')}" if data.get("occurrence") else ""
+        step = f"{data.get('ladder')}/{data.get('step')} ({data.get('when')}{repeat})"
+        told = ", ".join(data.get("recipients") or ()) or "nobody available"
+        resolved = names.get((data.get("step"), data.get("occurrence")))
+        return demo._t(e.at), e.type, step, f"{told}: {resolved}" if resolved else told
+    if e.type == "DeadlineBreached":
+        due = data.get("due")
+        due_text = demo._t(datetime.fromisoformat(due)) if isinstance(due, str) else "-"
+        return demo._t(e.at), e.type, f"{data.get('clock')} was due {due_text}", "-"
+    return demo._t(e.at), e.type, _event_text(e, demo), "-"
 
 
 class _Sink:
