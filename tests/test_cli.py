@@ -469,13 +469,13 @@ store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/dem
   at           event                step                                                who is told
   11-20 16:50  EscalationStepFired  standard/warn (50% of respond used)                 assignee: 王芳
   11-20 17:20  DeadlineBreached     respond was due 11-20 17:20                         -
-  11-20 17:20  EscalationStepFired  standard/breach (100% of respond used)              team.lead: 王芳
+  11-20 17:20  EscalationStepFired  standard/breach (respond breached)                  team.lead: 王芳
   11-20 18:20  EscalationStepFired  standard/overdue (respond overdue by 1h)            role:duty-manager: 值班经理
   11-20 20:20  EscalationStepFired  standard/overdue (respond overdue by 1h, repeat 1)  role:duty-manager: 值班经理
 
   what engine.deliver() sent for it (the log backend: one line each in the worker's log):
   11-20 16:50  desk-log  [high] INC-7 50% of respond used -> 王芳
-  11-20 17:20  desk-log  [high] INC-7 100% of respond used -> 王芳
+  11-20 17:20  desk-log  [high] INC-7 respond breached -> 王芳
   11-20 18:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
   11-20 20:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
 

@@ -46,7 +46,7 @@ def test_warning_then_breach_then_escalation_each_notified_once():
         (iid, "escalation.breach", ("team.lead",)),
         (iid, "escalation.breach", ("role:quality-manager",)),
     ]
-    assert rec.notes[2].subject == f"[normal] {iid} 100% of respond used"
+    assert rec.notes[2].subject == f"[normal] {iid} respond breached"
     assert rec.notes[3].data["due"] == "2026-11-20T14:00:00+08:00"
     event = [e for e in eng.events(iid) if e.type == "EscalationStepFired"][0]
     assert (event.source, event.data["ladder"], event.data["level"]) == ("escalation:default/warn", "default", 1)

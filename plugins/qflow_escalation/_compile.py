@@ -91,6 +91,8 @@ class Step:
         return self._when
 
     def _describe(self) -> str:
+        if self.kind == "used" and self.fraction == 1.0:
+            return f"{self.clock} breached"  # the deadline itself, as people say it
         if self.kind == "used":
             return f"{self.fraction * 100:g}% of {self.clock} used"
         if self.kind == "remaining":
