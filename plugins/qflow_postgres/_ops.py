@@ -154,6 +154,12 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
         for name in w.rows:
             if name not in projections:
                 raise StoreError(undeclared(name))
+    # Every row the write looks up is found by incident id, the first column of each
+    # table's primary key. Without statistics (a fresh table, autovacuum not yet round
+    # or off) the planner guesses that `= ANY(50 ids)` matches a quarter of a table and
+    # reads all of it for each DELETE, a cost growing with the store; with seq scans off
+    # it takes the index it takes anyway once the table is analyzed.
+    yield Q("SET LOCAL enable_seqscan TO off", fetch=False)
     # Row locks in id order: two batches over the same incidents queue instead of deadlocking.
     # This is the one statement whose answer the write waits for; everything after it goes
     # to the server in one pipeline with the COMMIT.
