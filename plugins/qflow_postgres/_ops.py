@@ -135,6 +135,13 @@ _UPSERT_INCIDENTS = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _INCIDENT_COLUMNS[1:]))
 
+# Rows the write holds locked are updated in place. The upsert would first try an
+# insert of each: a speculative index insertion, and a number drawn from the shared
+# ord sequence (the column default), both thrown away on the conflict.
+_UPDATE_INCIDENTS = (
+    f"UPDATE qflow_incidents i SET {', '.join(f'{c} = u.{c}' for c in _INCIDENT_COLUMNS[1:])} "
+    f"FROM ({_unnest(_INCIDENT_TYPES)}) AS u ({', '.join(_INCIDENT_COLUMNS)}) WHERE i.id = u.id")
+
 
 def next_id() -> Op:
     while True:
@@ -187,8 +194,12 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
                 conflict=("qflow_events_pkey", f"{events[0][0]}: another writer recorded it first; "
                           "reload the incident and try again"))
     last_state = {w.state.id: w.state for w in writes}
-    yield Q(_UPSERT_INCIDENTS, _columns([codec.state_row(s) for s in last_state.values()], _INCIDENT_COLUMNS),
-            fetch=False)
+    fresh = [codec.state_row(s) for iid, s in last_state.items() if iid not in stored]
+    if fresh:
+        yield Q(_UPSERT_INCIDENTS, _columns(fresh, _INCIDENT_COLUMNS), fetch=False)
+    known = [codec.state_row(s) for iid, s in last_state.items() if iid in stored]
+    if known:
+        yield Q(_UPDATE_INCIDENTS, _columns(known, _INCIDENT_COLUMNS), fetch=False)
     yield from _claim_external(writes)
     deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in last_state.values()
                  if s.decision is not None and s.stage.value not in ("closed", "rejected")
