@@ -181,6 +181,10 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
             if problem is None and (event.incident_id != iid or event.seq != last + 1 + i):
                 problem = (f"{iid}: event seq {event.seq} does not follow {last + i}; "
                            "reload the incident and try again")
+        if problem is None and not w.events and w.state.seq != last:
+            # A write of timers alone must not put back a state someone has moved on from.
+            problem = (f"{iid}: state at seq {w.state.seq} is stale (the log is at {last}); "
+                       "reload the incident and try again")
         pending[iid] = last + len(w.events)
     if problem is not None:
         if retry and (yield from _already_written(codec, writes)):
