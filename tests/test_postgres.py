@@ -321,6 +321,42 @@ def test_a_timers_only_write_from_a_stale_state_is_refused(pg_url):
     eng.store.close()
 
 
+def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]]:
+    # xmin names the transaction that wrote a row: the same xmin is the same row, untouched.
+    with pg_admin() as con:
+        return con.execute(f"SELECT clock, due, xmin::text FROM {_schema_of(url)}.qflow_deadlines "
+                           "WHERE incident_id = %s ORDER BY clock", (iid,)).fetchall()
+
+
+def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url, pg_admin):
+    eng = _engine(pg_url)
+    iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    reported = _deadline_rows(pg_admin, pg_url, iid)
+    assert [r[0] for r in reported] == ["resolve", "respond"]
+    assert eng.tick(T0 + 2 * M).effects == 1  # the step's events are written, the decision kept
+    assert _deadline_rows(pg_admin, pg_url, iid) == reported
+    eng.reassign(iid, team="housekeeping", reason="the room's heating", actor="王芳")  # a new decision
+    moved = _deadline_rows(pg_admin, pg_url, iid)
+    assert [r[:2] for r in moved] == [r[:2] for r in reported] and moved[0][2] != reported[0][2]
+    eng.reject(iid, "a duplicate", actor="王芳")
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    eng.store.close()
+
+
+def test_deadline_rows_follow_a_decision_another_writer_changed(pg_url, pg_admin):
+    a, b = _engine(pg_url), _engine(pg_url)
+    iid = a.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    state, events = a.store.read_many([iid])[iid]  # a remembers this decision ...
+    b.reject(iid, "a duplicate", actor="王芳")  # ... whose clocks b's write ends
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    ack = qflow.Event(iid, state.seq + 1, T0, "Acknowledged", actor="王芳")
+    with pytest.raises(qflow.ConcurrencyError):
+        a.store.write([qflow.Write((ack,), qflow.events.apply(state, ack, a._conv), ())])
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    for e in (a, b):
+        e.store.close()
+
+
 # -- typed projection tables -------------------------------------------------------------
 
 FACTS = qflow.store.Projection("facts", (("team", "text"), ("minutes", "real"), ("late", "int")))

@@ -22,7 +22,7 @@ from qflow import projection_sql
 from qflow.store import Due, Filter, Measure, Projection, undeclared
 
 from qflow_postgres import _schema
-from qflow_postgres._codec import Codec, local, offset
+from qflow_postgres._codec import CLOSED, Codec, local, offset
 from qflow_postgres._errors import SchemaVersionError, StoreError
 
 __all__ = ["Op", "Q"]
@@ -134,7 +134,6 @@ _UPSERT_INCIDENTS = (
     f"INSERT INTO qflow_incidents ({', '.join(_INCIDENT_COLUMNS)}) {_unnest(_INCIDENT_TYPES)} "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _INCIDENT_COLUMNS[1:]))
-
 # Rows the write holds locked are updated in place. The upsert would first try an
 # insert of each: a speculative index insertion, and a number drawn from the shared
 # ord sequence (the column default), both thrown away on the conflict.
@@ -205,10 +204,14 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
     if known:
         yield Q(_UPDATE_INCIDENTS, _columns(known, _INCIDENT_COLUMNS), fetch=False)
     yield from _claim_external(writes)
-    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in last_state.values()
-                 if s.decision is not None and s.stage.value not in ("closed", "rejected")
+    # A state that keeps the decision it was read with, as open or closed as it was, has
+    # the deadline rows it was read with (a tick's case): they stay as they are.
+    moved = [s for iid, s in last_state.items() if not codec.same_clocks(s, stored.get(iid))]
+    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in moved
+                 if s.decision is not None and s.stage.value not in CLOSED
                  for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
-    yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", (ids,), fetch=False)
+    if moved:
+        yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", ([s.id for s in moved],), fetch=False)
     if deadlines:
         yield Q(f"INSERT INTO qflow_deadlines (incident_id, clock, due, due_offset) {_unnest(_CLOCK_TYPES)}",
                 _columns(deadlines, 4), fetch=False)
@@ -291,7 +294,7 @@ def _already_written(codec: Codec, writes: Sequence[Write]) -> Op:
 
 def get(codec: Codec, incident_id: str) -> Op:
     rows = yield Q("SELECT body FROM qflow_incidents WHERE id = %s", (incident_id,))
-    return codec.state(rows[0][0]) if rows else None
+    return codec.read_state(rows[0][0]) if rows else None
 
 
 def events(codec: Codec, incident_id: str) -> Op:
@@ -307,7 +310,7 @@ def read_many(codec: Codec, incident_ids: Sequence[str]) -> Op:
         return {}
     rows = yield Q("SELECT i.id, i.body, (SELECT json_agg(e.body ORDER BY e.seq) FROM qflow_events e"
                    " WHERE e.incident_id = i.id) FROM qflow_incidents i WHERE i.id = ANY(%s)", (ids,))
-    found = {r[0]: (codec.state(r[1]), tuple(codec.event(b) for b in _loaded_list(r[2]))) for r in rows}
+    found = {r[0]: (codec.read_state(r[1]), tuple(codec.event(b) for b in _loaded_list(r[2]))) for r in rows}
     return {iid: found[iid] for iid in ids if iid in found}
 
 
