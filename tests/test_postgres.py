@@ -240,6 +240,36 @@ def test_the_async_store_reconnects_too(pg_url, pg_admin):
     asyncio.run(main())
 
 
+def test_the_async_store_reads_a_batch_in_one_go_as_the_sync_one(pg_url):
+    import asyncio
+
+    from tests.store.builders import follow, report_write
+
+    from qflow import events as ev
+
+    writes = [report_write(f"INC-{n}") for n in range(1, 4)]
+    more, after = follow(writes[0].state, (ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "vip"}))
+    store = qflow_postgres.open_store(pg_url)
+    store.write(writes)
+    store.write([qflow.Write(more, after)])
+    asked = ["INC-3", "INC-404", "INC-1", "INC-3", "INC-2"]
+
+    async def main() -> dict:
+        astore = qflow_postgres.AsyncPostgresStore(qflow_postgres.parse(pg_url))
+        try:
+            assert await astore.read_many([]) == {}
+            return await astore.read_many(asked)
+        finally:
+            await astore.close()
+
+    got = asyncio.run(main())
+    assert list(got) == ["INC-3", "INC-1", "INC-2"]
+    assert got == store.read_many(asked)
+    assert got["INC-1"] == (store.get("INC-1"), store.events("INC-1"))
+    assert got["INC-1"][0].decision.severity == "critical"
+    store.close()
+
+
 # -- several workers ---------------------------------------------------------------------
 
 
