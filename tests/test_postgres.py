@@ -240,6 +240,36 @@ def test_the_async_store_reconnects_too(pg_url, pg_admin):
     asyncio.run(main())
 
 
+def test_the_async_store_reads_a_batch_in_one_go_as_the_sync_one(pg_url):
+    import asyncio
+
+    from tests.store.builders import follow, report_write
+
+    from qflow import events as ev
+
+    writes = [report_write(f"INC-{n}") for n in range(1, 4)]
+    more, after = follow(writes[0].state, (ev.SEVERITY_CHANGED, {"from": "high", "to": "critical", "reason": "vip"}))
+    store = qflow_postgres.open_store(pg_url)
+    store.write(writes)
+    store.write([qflow.Write(more, after)])
+    asked = ["INC-3", "INC-404", "INC-1", "INC-3", "INC-2"]
+
+    async def main() -> dict:
+        astore = qflow_postgres.AsyncPostgresStore(qflow_postgres.parse(pg_url))
+        try:
+            assert await astore.read_many([]) == {}
+            return await astore.read_many(asked)
+        finally:
+            await astore.close()
+
+    got = asyncio.run(main())
+    assert list(got) == ["INC-3", "INC-1", "INC-2"]
+    assert got == store.read_many(asked)
+    assert got["INC-1"] == (store.get("INC-1"), store.events("INC-1"))
+    assert got["INC-1"][0].decision.severity == "critical"
+    store.close()
+
+
 # -- several workers ---------------------------------------------------------------------
 
 
@@ -302,6 +332,59 @@ def test_claims_are_shared_between_workers_without_overlap(pg_url):
     assert len(b.claim_timers(now, worker="b", limit=50, lease_until=now + 5 * M)) == 20
     for s in (a, b, seed.store):
         s.close()
+
+
+# -- what a write leaves as it is --------------------------------------------------------
+
+
+def test_a_timers_only_write_from_a_stale_state_is_refused(pg_url):
+    eng = _engine(pg_url)
+    iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    stale = eng.store.get(iid)
+    eng.acknowledge(iid, actor="王芳")
+    last = eng.store.get(iid).seq
+    with pytest.raises(qflow.ConcurrencyError) as info:
+        eng.store.write([qflow.Write((), stale, ())])
+    assert str(info.value) == (f"{iid}: state at seq {stale.seq} is stale (the log is at {last}); "
+                               "reload the incident and try again")
+    assert eng.store.get(iid).seq == last
+    eng.store.close()
+
+
+def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]]:
+    # xmin names the transaction that wrote a row: the same xmin is the same row, untouched.
+    with pg_admin() as con:
+        return con.execute(f"SELECT clock, due, xmin::text FROM {_schema_of(url)}.qflow_deadlines "
+                           "WHERE incident_id = %s ORDER BY clock", (iid,)).fetchall()
+
+
+def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url, pg_admin):
+    eng = _engine(pg_url)
+    iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    reported = _deadline_rows(pg_admin, pg_url, iid)
+    assert [r[0] for r in reported] == ["resolve", "respond"]
+    assert eng.tick(T0 + 2 * M).effects == 1  # the step's events are written, the decision kept
+    assert _deadline_rows(pg_admin, pg_url, iid) == reported
+    eng.reassign(iid, team="housekeeping", reason="the room's heating", actor="王芳")  # a new decision
+    moved = _deadline_rows(pg_admin, pg_url, iid)
+    assert [r[:2] for r in moved] == [r[:2] for r in reported] and moved[0][2] != reported[0][2]
+    eng.reject(iid, "a duplicate", actor="王芳")
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    eng.store.close()
+
+
+def test_deadline_rows_follow_a_decision_another_writer_changed(pg_url, pg_admin):
+    a, b = _engine(pg_url), _engine(pg_url)
+    iid = a.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    state, events = a.store.read_many([iid])[iid]  # a remembers this decision ...
+    b.reject(iid, "a duplicate", actor="王芳")  # ... whose clocks b's write ends
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    ack = qflow.Event(iid, state.seq + 1, T0, "Acknowledged", actor="王芳")
+    with pytest.raises(qflow.ConcurrencyError):
+        a.store.write([qflow.Write((ack,), qflow.events.apply(state, ack, a._conv), ())])
+    assert _deadline_rows(pg_admin, pg_url, iid) == []
+    for e in (a, b):
+        e.store.close()
 
 
 # -- typed projection tables -------------------------------------------------------------

@@ -123,6 +123,9 @@ class AsyncPostgresStore:
     async def events(self, incident_id: str) -> tuple[Event, ...]:
         return await self._run(lambda retry: _ops.events(self._codec, incident_id), tx=False)
 
+    async def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
+        return await self._run(lambda retry: _ops.read_many(self._codec, incident_ids), tx=False)
+
     async def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
         return await self._run(lambda retry: _ops.find_dedup(dedup_key, since), tx=False)
 

@@ -16,6 +16,8 @@ from qflow_postgres._errors import StoreError
 __all__ = ["Codec", "local", "offset"]
 
 CLOSED = ("closed", "rejected")
+#: How many states read for a command a codec remembers (see ``read_state``).
+REMEMBERED = 4096
 
 
 class Codec:
@@ -23,6 +25,9 @@ class Codec:
 
     def __init__(self) -> None:
         self.conv = qflow.make_converter()
+        # What get and read_many handed out: incident id -> (seq, decision, closed). The
+        # decision is held, so its identity means the very object that was read.
+        self._read: dict[str, tuple[int, Any, bool]] = {}
 
     def dumps(self, value: Any, what: str = "a value") -> str:
         try:
@@ -57,6 +62,24 @@ class Codec:
 
     def state(self, body: Any) -> IncidentState:
         return self.conv.structure(_loaded(body), IncidentState)
+
+    def read_state(self, body: Any) -> IncidentState:
+        """A state read for a command (``get``, ``read_many``), remembered for
+        :meth:`same_clocks` when the command writes it back."""
+        state = self.state(body)
+        if len(self._read) >= REMEMBERED:
+            self._read.clear()
+        self._read[state.id] = (state.seq, state.decision, state.stage.value in CLOSED)
+        return state
+
+    def same_clocks(self, state: IncidentState, stored_seq: int | None) -> bool:
+        """Whether the deadline rows stored for *state*'s incident are those *state*
+        has: the state read at *stored_seq* (what is stored now) had the very same
+        decision object and was as open or closed. The rows are a function of the
+        state, and a state of the seq: a write checks that its events follow it."""
+        seen = self._read.get(state.id)
+        return (seen is not None and seen[0] == stored_seq and state.decision is seen[1]
+                and (state.stage.value in CLOSED) == seen[2])
 
     # -- events ------------------------------------------------------------------------
 

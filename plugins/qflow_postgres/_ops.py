@@ -22,7 +22,7 @@ from qflow import projection_sql
 from qflow.store import Due, Filter, Measure, Projection, undeclared
 
 from qflow_postgres import _schema
-from qflow_postgres._codec import Codec, local, offset
+from qflow_postgres._codec import CLOSED, Codec, local, offset
 from qflow_postgres._errors import SchemaVersionError, StoreError
 
 __all__ = ["Op", "Q"]
@@ -134,6 +134,12 @@ _UPSERT_INCIDENTS = (
     f"INSERT INTO qflow_incidents ({', '.join(_INCIDENT_COLUMNS)}) {_unnest(_INCIDENT_TYPES)} "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _INCIDENT_COLUMNS[1:]))
+# Rows the write holds locked are updated in place. The upsert would first try an
+# insert of each: a speculative index insertion, and a number drawn from the shared
+# ord sequence (the column default), both thrown away on the conflict.
+_UPDATE_INCIDENTS = (
+    f"UPDATE qflow_incidents i SET {', '.join(f'{c} = u.{c}' for c in _INCIDENT_COLUMNS[1:])} "
+    f"FROM ({_unnest(_INCIDENT_TYPES)}) AS u ({', '.join(_INCIDENT_COLUMNS)}) WHERE i.id = u.id")
 
 
 def next_id() -> Op:
@@ -154,6 +160,12 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
         for name in w.rows:
             if name not in projections:
                 raise StoreError(undeclared(name))
+    # Every row the write looks up is found by incident id, the first column of each
+    # table's primary key. Without statistics (a fresh table, autovacuum not yet round
+    # or off) the planner guesses that `= ANY(50 ids)` matches a quarter of a table and
+    # reads all of it for each DELETE, a cost growing with the store; with seq scans off
+    # it takes the index it takes anyway once the table is analyzed.
+    yield Q("SET LOCAL enable_seqscan TO off", fetch=False)
     # Row locks in id order: two batches over the same incidents queue instead of deadlocking.
     # This is the one statement whose answer the write waits for; everything after it goes
     # to the server in one pipeline with the COMMIT.
@@ -168,6 +180,10 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
             if problem is None and (event.incident_id != iid or event.seq != last + 1 + i):
                 problem = (f"{iid}: event seq {event.seq} does not follow {last + i}; "
                            "reload the incident and try again")
+        if problem is None and not w.events and w.state.seq != last:
+            # A write of timers alone must not put back a state someone has moved on from.
+            problem = (f"{iid}: state at seq {w.state.seq} is stale (the log is at {last}); "
+                       "reload the incident and try again")
         pending[iid] = last + len(w.events)
     if problem is not None:
         if retry and (yield from _already_written(codec, writes)):
@@ -181,13 +197,21 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
                 conflict=("qflow_events_pkey", f"{events[0][0]}: another writer recorded it first; "
                           "reload the incident and try again"))
     last_state = {w.state.id: w.state for w in writes}
-    yield Q(_UPSERT_INCIDENTS, _columns([codec.state_row(s) for s in last_state.values()], _INCIDENT_COLUMNS),
-            fetch=False)
+    fresh = [codec.state_row(s) for iid, s in last_state.items() if iid not in stored]
+    if fresh:
+        yield Q(_UPSERT_INCIDENTS, _columns(fresh, _INCIDENT_COLUMNS), fetch=False)
+    known = [codec.state_row(s) for iid, s in last_state.items() if iid in stored]
+    if known:
+        yield Q(_UPDATE_INCIDENTS, _columns(known, _INCIDENT_COLUMNS), fetch=False)
     yield from _claim_external(writes)
-    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in last_state.values()
-                 if s.decision is not None and s.stage.value not in ("closed", "rejected")
+    # A state that keeps the decision it was read with, as open or closed as it was, has
+    # the deadline rows it was read with (a tick's case): they stay as they are.
+    moved = [s for iid, s in last_state.items() if not codec.same_clocks(s, stored.get(iid))]
+    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in moved
+                 if s.decision is not None and s.stage.value not in CLOSED
                  for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
-    yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", (ids,), fetch=False)
+    if moved:
+        yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", ([s.id for s in moved],), fetch=False)
     if deadlines:
         yield Q(f"INSERT INTO qflow_deadlines (incident_id, clock, due, due_offset) {_unnest(_CLOCK_TYPES)}",
                 _columns(deadlines, 4), fetch=False)
@@ -270,7 +294,7 @@ def _already_written(codec: Codec, writes: Sequence[Write]) -> Op:
 
 def get(codec: Codec, incident_id: str) -> Op:
     rows = yield Q("SELECT body FROM qflow_incidents WHERE id = %s", (incident_id,))
-    return codec.state(rows[0][0]) if rows else None
+    return codec.read_state(rows[0][0]) if rows else None
 
 
 def events(codec: Codec, incident_id: str) -> Op:
@@ -286,7 +310,7 @@ def read_many(codec: Codec, incident_ids: Sequence[str]) -> Op:
         return {}
     rows = yield Q("SELECT i.id, i.body, (SELECT json_agg(e.body ORDER BY e.seq) FROM qflow_events e"
                    " WHERE e.incident_id = i.id) FROM qflow_incidents i WHERE i.id = ANY(%s)", (ids,))
-    found = {r[0]: (codec.state(r[1]), tuple(codec.event(b) for b in _loaded_list(r[2]))) for r in rows}
+    found = {r[0]: (codec.read_state(r[1]), tuple(codec.event(b) for b in _loaded_list(r[2]))) for r in rows}
     return {iid: found[iid] for iid in ids if iid in found}
 
 
