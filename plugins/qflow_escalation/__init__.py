@@ -4,8 +4,8 @@ Section ``escalation`` (see ``docs/escalation.md``). Hooks: ``qflow_schedule`` (
 next moment each step that has not fired falls due, as timers ``esc:<clock>:...``),
 ``qflow_due`` (fire what is due, each step once per incident and clock run, record
 ``DeadlineBreached`` when a clock runs out, and release what a closed holder held)
-and ``qflow_hold_notifications`` (grouping and suppression). Whether a recipient is available is asked through
-``qflow_available``.
+and ``qflow_hold_notifications`` (grouping and suppression). Whether a recipient is
+available is asked through ``qflow_available``.
 
 Uses the public module ``qflow_sla.clocks`` of the built-in ``sla`` plugin for clock
 states and business calendars when it is installed; without it, the decision's

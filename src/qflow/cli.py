@@ -28,7 +28,7 @@ from qflow._render import COLLAPSE_AFTER, _iso, _plural, render_explanation
 from qflow.clock import FakeClock, SystemClock
 from qflow.diagnostics import FORMATS, Diagnostic, RulesetError, did_you_mean, format_diagnostics
 from qflow.engine import Engine, parse_incident
-from qflow.errors import InputError, PluginError, QflowError, StoreUnavailableError
+from qflow.errors import InputError, PluginError, QflowError
 from qflow.model import (
     Incident,
 )
@@ -307,13 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
         return 130
-    except StoreUnavailableError as exc:
-        # Its message says what was tried, that nothing was written, and what to check.
-        _error(err, str(exc), None)
-        return 1
     except QflowError as exc:
-        # A command that does not catch one of ours itself still ends in one line, not
-        # a traceback.
+        # A command that does not catch one of ours itself still ends in one line, not a
+        # traceback; a store that does not answer says what was tried and what to check.
         _error(err, str(exc), None)
         return 1
 
