@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import qflow
 from qflow.store import Timer, Write
-from qflow_sqlite import SQLiteStore
+from qflow_sqlite import SQLiteStore, _codec
 
 ROOT = Path(__file__).resolve().parents[1]
 TZ = ZoneInfo("Asia/Shanghai")
@@ -127,12 +127,17 @@ def bench_claim(open_incidents: int, due: int, runs: int) -> None:
         store = SQLiteStore(Path(d) / "a.sqlite3")
         con = store._con
         future = T0 + timedelta(days=30)
-        con.execute("BEGIN")
-        con.executemany("INSERT INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)",
-                        ((f"INC-{i}", "clock:resolve", future.isoformat(), future.timestamp() + i)
-                         for i in range(open_incidents)))
-        con.executemany("INSERT INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)",
-                        ((f"INC-{i}", "clock:respond", T0.isoformat(), T0.timestamp() - i) for i in range(due)))
+
+        def row(i: int) -> tuple[str, float, bytearray]:
+            iid = f"INC-{i}"
+            timers = [Timer(iid, "clock:resolve", future + timedelta(seconds=i))]
+            if i < due:
+                timers.append(Timer(iid, "clock:respond", T0 - timedelta(seconds=i)))
+            return (iid, *_codec.timers_json(timers))
+
+        con.execute("BEGIN")  # the rows the store writes (one per incident), without its Python
+        con.executemany("INSERT INTO timers (incident_id, next_ts, timers) VALUES (?,?,?)",
+                        (row(i) for i in range(open_incidents)))
         con.execute("COMMIT")
         times = []
         for _ in range(runs):

@@ -91,7 +91,7 @@ def test_show_of_an_unknown_id_says_how_to_list(url):
 
 
 def test_db_upgrade_and_backup(tmp_path, url):
-    assert run("db", "upgrade", "--store", url) == (0, f"{url}: schema version 4, up to date\n", "")
+    assert run("db", "upgrade", "--store", url) == (0, f"{url}: schema version 5, up to date\n", "")
     dest = tmp_path / "copy.sqlite3"
     assert run("db", "backup", "--store", url, str(dest)) == (0, f"{url}: backed up to {dest}\n", "")
     status, _, err = run("db", "backup", "--store", url, str(dest))
@@ -102,7 +102,7 @@ def test_db_upgrade_and_backup(tmp_path, url):
 def test_the_store_comes_from_the_environment(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'env.sqlite3'}"
     monkeypatch.setenv("QFLOW_STORE", url)
-    assert run("db", "upgrade") == (0, f"{url}: schema version 4, up to date\n", "")
+    assert run("db", "upgrade") == (0, f"{url}: schema version 5, up to date\n", "")
     assert (tmp_path / "env.sqlite3").exists()
 
 

@@ -98,7 +98,8 @@ def test_a_corrupted_store_gives_a_clear_error(tmp_path):
 
 
 def test_a_full_disk_refuses_the_write_and_keeps_what_was_committed(tmp_path):
-    with _tmpfs(tmp_path / "tiny", "256k") as fs:
+    # Room for a few reports (each writes some 70 kB of log at first), not for 10,000.
+    with _tmpfs(tmp_path / "tiny", "512k") as fs:
         path = fs / "q.sqlite3"
         engine = _engine(path)
         before: dict[str, tuple] = {}

@@ -1,5 +1,6 @@
 """The SQLite store's own layout: schema 3 (events as a rowid table, the decision kept
-once) and 4 (claims found through an index), the upgrade of a version-2 file, and the codec's fast paths reading back what
+once), 4 (claims found through an index) and 5 (one timers row per incident), the
+upgrades of version-2 and version-4 files, and the codec's fast paths reading back what
 the standard JSON encoder would have."""
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def test_a_version_2_file_upgrades_and_reads_back_the_same_incidents(tmp_path):
         memory.write([w])
     store = SQLiteStore(path)
     assert store.schema_version() == 2
-    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 4)
+    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 5)
     ids = ["INC-1", "INC-2", "INC-3"]
     _same(store, memory, ids)
     # Later writes on upgraded incidents and new ones read back as in memory too.
@@ -196,21 +197,81 @@ def test_releasing_claims_reads_only_the_claimed_rows(tmp_path):
     store.close()
 
 
-def test_a_version_3_file_upgrades_to_4_with_its_claims_kept(tmp_path):
-    path = tmp_path / "v3.sqlite3"
+def test_claiming_finds_due_incidents_through_the_index_on_their_earliest_time(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    plan = store._con.execute("EXPLAIN QUERY PLAN SELECT rowid FROM timers WHERE next_ts <= ?"
+                              " AND (worker IS NULL OR worker = ? OR lease_ts <= ?) ORDER BY next_ts, incident_id"
+                              " LIMIT ?", (0.0, "w", 0.0, 100)).fetchall()
+    assert [row[3] for row in plan] == ["SEARCH timers USING INDEX timers_next (next_ts<?)"]
+    store.close()
+
+
+def test_a_version_4_file_upgrades_to_5_with_its_timers_and_claims_kept(tmp_path):
+    path = tmp_path / "v4.sqlite3"
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
-    for version, script in MIGRATIONS[:3]:
+    for version, script in MIGRATIONS[:4]:
         con.executescript(script)
         con.execute("INSERT INTO qflow_schema VALUES (?, ?)", (version, "2026-11-01T00:00:00+00:00"))
-    con.execute("INSERT INTO timers VALUES ('INC-1', 'clock:respond', ?, ?, 'w1', ?)",
-                (T0.isoformat(), T0.timestamp(), (T0 + timedelta(minutes=5)).timestamp()))
+    utc = T0.astimezone(timezone.utc)
+    for iid, key, at, worker in (("INC-1", "clock:resolve", T0 + timedelta(hours=4), "w1"),
+                                 ("INC-1", "clock:respond", T0, "w1"),
+                                 ("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1), None)):
+        con.execute("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?)",
+                    (iid, key, at.isoformat(), at.timestamp(), worker,
+                     None if worker is None else (T0 + timedelta(days=1)).timestamp()))
     con.close()
     store = SQLiteStore(path)
-    assert store.upgrade() == (3, 4)
+    assert store.upgrade() == (4, 5)
+    assert store.timers() == [qflow.Timer("INC-1", "clock:respond", T0),
+                              qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1)),
+                              qflow.Timer("INC-1", "clock:resolve", T0 + timedelta(hours=4))]
+    assert store.timers("INC-2")[0].at.utcoffset() == timedelta(0)
+    # INC-1's claim holds for others until released.
+    assert store.claim_timers(T0 + timedelta(hours=5), worker="w2") == [
+        qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1))]
     store.release_timers("w1")
-    assert store.claim_timers(T0, worker="w2") == [qflow.Timer("INC-1", "clock:respond", T0)]
+    assert store.claim_timers(T0 + timedelta(hours=5), worker="w3") == [
+        qflow.Timer("INC-1", "clock:respond", T0), qflow.Timer("INC-1", "clock:resolve", T0 + timedelta(hours=4))]
     store.close()
+
+
+def test_an_incidents_timers_are_one_row_with_their_earliest_time(tmp_path):
+    # One row per incident: intake writes one timers row (and its two index entries)
+    # however many steps a ladder sets.
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    w = report_write("INC-1", timers=(qflow.Timer("INC-1", "b", T0 + timedelta(hours=2)),
+                                      qflow.Timer("INC-1", "a", T0 + timedelta(hours=1))))
+    store.write([w])
+    assert store._con.execute("SELECT incident_id, next_ts, CAST(timers AS TEXT) FROM timers").fetchall() == [
+        ("INC-1", (T0 + timedelta(hours=1)).timestamp(),
+         '[["b","2026-11-21T01:10:00+08:00"],["a","2026-11-21T00:10:00+08:00"]]')]
+    store.close()
+
+
+def test_a_claim_cut_at_the_limit_lets_go_of_incidents_it_hands_out_nothing_of(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    M = timedelta(minutes=1)
+    store.write([report_write("INC-1", timers=(qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "b", T0 + 2 * M))),
+                 report_write("INC-2", timers=(qflow.Timer("INC-2", "a", T0 + 3 * M),))])
+    assert store.claim_timers(T0 + 10 * M, worker="w1", limit=2) == [
+        qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "b", T0 + 2 * M)]
+    assert store.claim_timers(T0 + 10 * M, worker="w2", limit=2) == [qflow.Timer("INC-2", "a", T0 + 3 * M)]
+    store.close()
+
+
+@pytest.mark.parametrize("at", [
+    datetime(2026, 3, 8, 3, 30, tzinfo=ZoneInfo("America/New_York")),  # just after the DST change
+    datetime(2026, 11, 24, 9, 30, 0, 123, tzinfo=ZoneInfo("Asia/Shanghai")),
+    datetime(1890, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")),  # local mean time: +08:05:43
+    datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30, seconds=7))),
+    datetime(2026, 1, 1, tzinfo=timezone.utc),
+    datetime(2026, 1, 1),
+])
+def test_timer_times_read_back_with_the_offset_they_were_written_with(at):
+    ts, text = _codec.timers_json([qflow.Timer("INC-1", "k", at)])
+    back = _codec.timers_from("INC-1", text)[0].at
+    assert (back, back.isoformat(), ts) == (at, at.isoformat(), at.timestamp())
 
 
 def test_projection_rows_the_same_as_stored_are_left_in_place(tmp_path):

@@ -14,7 +14,7 @@ goes to the standard encoder too, which writes NaN and Infinity and reads them b
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -24,10 +24,10 @@ import qflow
 from qflow import FrozenDict
 from qflow._convert import parse_duration, parse_time
 from qflow.model import Action, Cause, Deadline, Decision, Incident, IncidentState, Stage, Trace, Verification
-from qflow.store import CLOSED_STAGES
+from qflow.store import CLOSED_STAGES, Timer
 
 __all__ = ["OPEN", "STAGE_TEXT", "dumps", "event_json", "incident_order", "loads", "state_from", "state_from_fast",
-           "state_json", "timestamp"]
+           "state_json", "timers_from", "timers_json", "timestamp"]
 
 
 def _default(value: Any) -> Any:
@@ -67,6 +67,47 @@ def event_json(data: FrozenDict) -> bytearray | str:
         return bytearray(_orjson_dumps(data, default=_frozen, option=_ORJSON_OPTIONS))
     except orjson.JSONEncodeError:
         return dumps(data)
+
+
+_WHOLE_MINUTES: dict[timezone, bool] = {}  # a fixed-offset zone -> its offset is whole minutes
+#: Before this year some zones had offsets in seconds (Africa/Monrovia until 1972).
+_MINUTE_OFFSETS_SINCE = 1973
+
+
+def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray]:
+    """An incident's timers as one row: the earliest time in epoch seconds, and JSON
+    ``[[key, at], ...]`` with each time as ISO text with its offset.
+
+    orjson writes the times (a tenth of the cost of ``isoformat``) except where it
+    would not be exact: it drops the seconds of an offset, which only zones before
+    1973 and odd fixed offsets have; those are written by ``isoformat``."""
+    items: list[tuple[str, Any]] = []
+    first: datetime | None = None
+    for t in timers:
+        at = t.at
+        tz = at.tzinfo
+        if type(tz) is timezone:
+            whole = _WHOLE_MINUTES.get(tz)
+            if whole is None:
+                whole = _WHOLE_MINUTES[tz] = not tz.utcoffset(None).seconds % 60
+            items.append((t.key, at if whole else at.isoformat()))
+        else:
+            items.append((t.key, at if at.year >= _MINUTE_OFFSETS_SINCE else at.isoformat()))
+        if first is None or at < first:
+            first = at
+    assert first is not None, "an incident without timers has no timers row"
+    return timestamp(first), bytearray(_orjson_dumps(items))
+
+
+def timers_from(incident_id: str, text: str | bytes) -> list[Timer]:
+    """An incident's timers from its row, earliest first (then by key)."""
+    out = [Timer(incident_id, key, datetime.fromisoformat(at)) for key, at in loads(text)]
+    out.sort(key=_timer_order)
+    return out
+
+
+def _timer_order(t: Timer) -> tuple[datetime, str]:
+    return (t.at, t.key)
 
 
 _CONV = qflow.make_converter()

@@ -87,6 +87,26 @@ CREATE INDEX timers_claimed ON timers (worker) WHERE worker IS NOT NULL;
 CREATE INDEX outbox_claimed ON outbox (worker) WHERE worker IS NOT NULL;
 """
 
+# Version 5: one timers row per incident. An incident has several timers (an
+# escalation ladder sets six or seven) and a row each cost three b-tree inserts apiece
+# at intake, most of a report's write. The row holds them as JSON ``[[key, at], ...]``
+# and their earliest time as next_ts, which claiming orders by; a claim holds an
+# incident's timers together, so one worker asks the incident at a time. A rowid table:
+# the row is a few hundred bytes, and claiming and releasing update it in place
+# (WITHOUT ROWID made both three to six times slower).
+_V5 = """
+CREATE TABLE timers_v5 (
+    incident_id TEXT PRIMARY KEY, next_ts REAL NOT NULL, timers TEXT NOT NULL, worker TEXT, lease_ts REAL
+);
+INSERT INTO timers_v5 (incident_id, next_ts, timers, worker, lease_ts)
+    SELECT incident_id, MIN(at_ts), json_group_array(json_array(key, at)), MAX(worker), MAX(lease_ts)
+    FROM (SELECT * FROM timers ORDER BY incident_id, at_ts, key) GROUP BY incident_id;
+DROP TABLE timers;
+ALTER TABLE timers_v5 RENAME TO timers;
+CREATE INDEX timers_next ON timers (next_ts, incident_id);
+CREATE INDEX timers_claimed ON timers (worker) WHERE worker IS NOT NULL;
+"""
+
 #: ``(version, script)``: running the scripts up to N gives schema N.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5))
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -77,6 +77,8 @@ _UPSERT_INCIDENT = _INSERT_INCIDENT_FULL + (
     " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts,"
     " decision_seq=excluded.decision_seq, state=excluded.state, external_id=excluded.external_id,"
     " dedup_key=excluded.dedup_key, incident=COALESCE(excluded.incident, incidents.incident)")
+_UPSERT_TIMERS = ("INSERT INTO timers (incident_id, next_ts, timers) VALUES (?,?,?) ON CONFLICT (incident_id)"
+                  " DO UPDATE SET next_ts = excluded.next_ts, timers = excluded.timers, worker = NULL, lease_ts = NULL")
 _QUERY_FIELDS = attrs.fields(IncidentQuery)
 #: A state row alone (read_many takes its incident and decision from the log).
 _READ_STATES = "SELECT state, incident, stage, seq, decision_seq, id FROM incidents"
@@ -337,9 +339,9 @@ class SQLiteStore(Store):
         follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
-        # incident -> (new incident?, its timers as rows); a later write of the same
-        # incident in the batch replaces an earlier one's timers.
-        timer_sets: dict[str, tuple[bool, list[tuple[Any, ...]]]] = {}
+        # incident -> (new incident?, its timers); a later write of the same incident
+        # in the batch replaces an earlier one's timers.
+        timer_sets: dict[str, tuple[bool, Sequence[Timer]]] = {}
         outbox: list[tuple[Any, ...]] = []
         # projection -> incident -> (new incident?, its rows as parameter tuples); a later
         # write of the same incident in the batch replaces an earlier one's rows.
@@ -430,7 +432,7 @@ class SQLiteStore(Store):
                      owner_name, inc.place, reported_ts, first_due, decision_seq, state_text, external_id,
                      dedup_key, own_incident))
             if w.timers is not None:
-                timer_sets[iid] = (new, [(iid, t.key, t.at.isoformat(), timestamp(t.at)) for t in w.timers])
+                timer_sets[iid] = (new, w.timers)
             for m in w.outbox:
                 outbox.append(_outbox_row(m))
             for name, given in w.rows.as_dict().items() if w.rows else ():
@@ -464,38 +466,21 @@ class SQLiteStore(Store):
             self._write_rows(con, self._projections[name], by_incident)
 
     @staticmethod
-    def _write_timers(con: sqlite3.Connection, timer_sets: Mapping[str, tuple[bool, list[tuple[Any, ...]]]]) -> None:
-        """Make the incidents' timers what *timer_sets* says, touching only the rows
-        that change: a tick's step removes its own timer and leaves the others as
-        they were. A timer kept as it was loses its claim, as a rewritten one would
-        (writing an incident's timers drops their claims)."""
-        known = [iid for iid, (new, _) in timer_sets.items() if not new]
-        stored: dict[str, dict[str, tuple[Any, ...]]] = {}
-        for iid, key, at, at_ts, worker in _select_in(
-                con, "SELECT incident_id, key, at, at_ts, worker FROM timers WHERE incident_id IN ({marks})", known):
-            stored.setdefault(iid, {})[key] = (at, at_ts, worker)
-        gone: list[tuple[str, str]] = []
-        unclaim: list[tuple[str, str]] = []
+    def _write_timers(con: sqlite3.Connection, timer_sets: Mapping[str, tuple[bool, Sequence[Timer]]]) -> None:
+        """Make the incidents' timers what *timer_sets* says: one row each, written
+        whole (which drops its claim), or deleted when none are left."""
         put: list[tuple[Any, ...]] = []
-        for iid, (new, rows) in timer_sets.items():
-            if new:
-                put.extend(rows)
-                continue
-            old = stored.get(iid, {})
-            for row in rows:
-                was = old.pop(row[1], None)
-                if was is None or was[0] != row[2] or was[1] != row[3]:
-                    put.append(row)
-                elif was[2] is not None:
-                    unclaim.append((iid, row[1]))
-            gone.extend((iid, key) for key in old)
+        gone: list[tuple[str]] = []
+        encode = _codec.timers_json
+        for iid, (new, timers) in timer_sets.items():
+            if timers:
+                put.append((iid, *encode(timers)))
+            elif not new:
+                gone.append((iid,))
         if gone:
-            con.executemany("DELETE FROM timers WHERE incident_id = ? AND key = ?", gone)
-        if unclaim:
-            con.executemany("UPDATE timers SET worker = NULL, lease_ts = NULL WHERE incident_id = ? AND key = ?",
-                            unclaim)
+            con.executemany("DELETE FROM timers WHERE incident_id = ?", gone)
         if put:
-            con.executemany("INSERT OR REPLACE INTO timers (incident_id, key, at, at_ts) VALUES (?,?,?,?)", put)
+            con.executemany(_UPSERT_TIMERS, put)
 
     @staticmethod
     def _write_rows(con: sqlite3.Connection, projection: Projection,
@@ -692,17 +677,26 @@ class SQLiteStore(Store):
 
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:
+        # The first *limit* incidents by their earliest time hold the first *limit*
+        # due timers; past the limit, incidents none of whose timers are handed out
+        # are let go again in the same transaction.
         now = until.timestamp()
         with self._tx() as con:
             rows = con.execute(
                 "UPDATE timers SET worker = ?, lease_ts = ? WHERE rowid IN ("
-                " SELECT rowid FROM timers WHERE at_ts <= ?"
+                " SELECT rowid FROM timers WHERE next_ts <= ?"
                 " AND (worker IS NULL OR worker = ? OR lease_ts <= ?)"
-                " ORDER BY at_ts, incident_id, key LIMIT ?)"
-                " RETURNING incident_id, key, at, at_ts",
+                " ORDER BY next_ts, incident_id LIMIT ?)"
+                " RETURNING incident_id, timers",
                 (worker, _ts(lease_until), now, worker, now, limit)).fetchall()
-        rows.sort(key=lambda r: (r[3], r[0], r[1]))
-        return [Timer(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+            due = [t for iid, text in rows for t in _codec.timers_from(iid, text) if t.at <= until]
+            due.sort(key=_claim_order)
+            del due[limit:]
+            kept = {t.incident_id for t in due}
+            if len(kept) < len(rows):
+                con.executemany("UPDATE timers SET worker = NULL, lease_ts = NULL WHERE incident_id = ?",
+                                [(iid,) for iid, _ in rows if iid not in kept])
+        return due
 
     def release_timers(self, worker: str) -> None:
         with self._tx() as con:
@@ -710,12 +704,13 @@ class SQLiteStore(Store):
             con.execute("UPDATE outbox SET worker = NULL, lease_ts = NULL WHERE worker = ?", (worker,))
 
     def timers(self, incident_id: str | None = None) -> list[Timer]:
-        if incident_id is None:
-            rows = self._read("SELECT incident_id, key, at FROM timers ORDER BY at_ts, incident_id, key")
-        else:
-            rows = self._read("SELECT incident_id, key, at FROM timers WHERE incident_id = ? ORDER BY at_ts, key",
-                              (incident_id,))
-        return [Timer(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
+        if incident_id is not None:
+            rows = self._read("SELECT incident_id, timers FROM timers WHERE incident_id = ?", (incident_id,))
+            return _codec.timers_from(incident_id, rows[0][1]) if rows else []
+        out = [t for iid, text in self._read("SELECT incident_id, timers FROM timers")
+               for t in _codec.timers_from(iid, text)]
+        out.sort(key=_claim_order)
+        return out
 
     # -- outbox ------------------------------------------------------------------------
 
@@ -849,6 +844,10 @@ class SQLiteStore(Store):
 
 _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, next_at, next_ts, payload, status,"
                    " attempts, last_error, fallback")
+
+
+def _claim_order(t: Timer) -> tuple[datetime, str, str]:
+    return (t.at, t.incident_id, t.key)
 
 
 def _state(row: Sequence[Any]) -> IncidentState:
