@@ -79,6 +79,10 @@ _UPSERT_INCIDENT = _INSERT_INCIDENT_FULL + (
     " dedup_key=excluded.dedup_key, incident=COALESCE(excluded.incident, incidents.incident)")
 _UPSERT_TIMERS = ("INSERT INTO timers (incident_id, next_ts, timers) VALUES (?,?,?) ON CONFLICT (incident_id)"
                   " DO UPDATE SET next_ts = excluded.next_ts, timers = excluded.timers, worker = NULL, lease_ts = NULL")
+_UPDATE_FOLLOWING = (
+    "UPDATE incidents SET seq=?, stage=?, open=?, team=?, severity=?, category=?, owner=?, place=?, reported_ts=?,"
+    " first_due_ts=?, decision_seq=?, state=?, external_id=?, dedup_key=?, incident=COALESCE(?, incident)"
+    " WHERE id = ? AND seq = ?")
 _QUERY_FIELDS = attrs.fields(IncidentQuery)
 #: A state row alone (read_many takes its incident and decision from the log).
 _READ_STATES = "SELECT state, incident, stage, seq, decision_seq, id FROM incidents"
@@ -335,7 +339,8 @@ class SQLiteStore(Store):
         events_full: list[tuple[Any, ...]] = []
         created: list[tuple[Any, ...]] = []  # without external id, dedup key, own incident
         created_full: list[tuple[Any, ...]] = []
-        updated: list[tuple[Any, ...]] = []
+        updated: list[tuple[Any, ...]] = []  # upserted: no events, or a later write in the batch
+        following: list[tuple[Any, ...]] = []  # updated where the stored seq is the one followed
         follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
@@ -358,6 +363,7 @@ class SQLiteStore(Store):
             iid = inc.id
             evs = w.events
             new = False
+            expect = None
             decision_seq = None
             if evs:
                 first = evs[0].seq
@@ -375,7 +381,7 @@ class SQLiteStore(Store):
                 elif first == 1:
                     new = True
                 else:
-                    follows[iid] = first - 1
+                    follows[iid] = expect = first - 1
                 batch_last[iid] = seq - 1
                 for e in evs:
                     at = e.at
@@ -391,8 +397,6 @@ class SQLiteStore(Store):
                         # The fold takes the decision from DecisionMade as it is; a later
                         # change in the same write makes the state's own copy the one to keep.
                         decision_seq = e.seq if etype == _DECISION_MADE else None
-            elif iid not in batch_last:
-                follows.setdefault(iid, -1)  # no events: the incident must exist, any seq
             external_id, dedup_key = inc.external_id, inc.dedup_key
             if external_id is not None:
                 owner = externals.setdefault(external_id, iid)
@@ -426,6 +430,10 @@ class SQLiteStore(Store):
             if new and external_id is None and dedup_key is None and own_incident is None:
                 created.append((iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity,
                                 category, owner_name, inc.place, reported_ts, first_due, decision_seq, state_text))
+            elif expect is not None:
+                following.append((state.seq, stage_text[stage], open_of[stage], team, severity, category, owner_name,
+                                  inc.place, reported_ts, first_due, decision_seq, state_text, external_id, dedup_key,
+                                  own_incident, iid, expect))
             else:
                 (created_full if new else updated).append(
                     (iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity, category,
@@ -441,11 +449,14 @@ class SQLiteStore(Store):
                     raise StoreError(undeclared(name))
                 projected.setdefault(name, {})[iid] = (
                     new, projection_sql.row_values(projection, iid, given, names.get(name)))
-        if follows:
-            self._check_follows(con, follows)
         if externals:
             self._check_externals(con, externals)
         try:
+            # An incident moved on by another writer is not updated: the row count
+            # says so (instead of reading every seq first), and its events are not
+            # inserted yet, so the error names the seq that was missed.
+            if following and con.executemany(_UPDATE_FOLLOWING, following).rowcount != len(following):
+                raise self._moved_on(con, follows)
             if events:
                 con.executemany(_INSERT_EVENT, events)
             if events_full:
@@ -506,17 +517,16 @@ class SQLiteStore(Store):
         if put:
             con.executemany(projection_sql.insert_statement(projection, "sqlite"), put)
 
-    def _check_follows(self, con: sqlite3.Connection, follows: Mapping[str, int]) -> None:
+    @staticmethod
+    def _moved_on(con: sqlite3.Connection, follows: Mapping[str, int]) -> ConcurrencyError:
         stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
                                                  list(follows)))
         for iid, after in follows.items():
-            have = stored.get(iid)
-            if have is None and after == -1:
-                continue  # a state without events for an incident not stored yet: allowed, as in memory
-            have = have or 0
-            if after != -1 and have != after:
-                raise ConcurrencyError(f"{iid}: event seq {after + 1} does not follow {have}; "
-                                       "reload the incident and try again")
+            have = stored.get(iid, 0)
+            if have != after:
+                return ConcurrencyError(f"{iid}: event seq {after + 1} does not follow {have}; "
+                                        "reload the incident and try again")
+        return ConcurrencyError("an incident changed while it was written; reload the incidents and try again")
 
     def _check_externals(self, con: sqlite3.Connection, externals: Mapping[str, str]) -> None:
         for ext, owner in _select_in(con, "SELECT external_id, id FROM incidents WHERE external_id IN ({marks})",
