@@ -51,6 +51,55 @@ def test_postgres_gets_the_asyncio_store_and_the_others_a_thread(store_url):
         assert isinstance(engine.store, qflow.Store)
 
 
+def test_a_tick_on_the_asyncio_store_reads_its_batch_in_one_call(pg_url):
+    async def main() -> None:
+        async with _engine(pg_url) as engine:
+            for i in range(3):
+                await engine.report(dict(GOLD, description=f"room {i}"))
+            calls = Counter()
+            store = engine.store
+
+            def counting(name):
+                method = getattr(store, name)
+
+                def counted(*args):
+                    calls[name] += 1
+                    return method(*args)
+                return counted
+
+            for name in ("get", "events", "read_many"):
+                setattr(store, name, counting(name))
+            report = await engine.tick(T0 + 3 * M)
+            assert (report.incidents, report.effects) == (3, 3)
+            assert calls == Counter(read_many=1)
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_store_without_read_many_is_read_one_incident_at_a_time():
+    class Reads:
+        def __init__(self, states):
+            self.states, self.calls = states, []
+
+        async def get(self, iid):
+            self.calls.append(("get", iid))
+            return self.states.get(iid)
+
+        async def events(self, iid):
+            self.calls.append(("events", iid))
+            return ()
+
+    async def main() -> None:
+        state = qflow.Engine(qflow.load_ruleset_text(BASE, file="base.yaml"), clock=qflow.FakeClock(T0)).report(GOLD)
+        reads = Reads({state.id: state})
+        store = LoopStore(reads, asyncio.get_running_loop())
+        got = await asyncio.to_thread(store.read_many, [state.id, "INC-404"])
+        assert got == {state.id: (state, ())}
+        assert reads.calls == [("get", state.id), ("events", state.id), ("get", "INC-404")]
+
+    asyncio.run(main())
+
+
 def test_report_transition_and_read_back(store_url):
     async def main() -> None:
         async with _engine(store_url) as engine:

@@ -83,6 +83,13 @@ class LoopStore(Store):
             raise NotImplementedError(f"{type(self.async_store).__name__} has no {name}")
         return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), loop).result()
 
+    def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
+        """One call for a tick's batch where the async store reads it in one go (the
+        PostgreSQL one does); else each incident's state and log, one call each."""
+        if getattr(self.async_store, "read_many", None) is None:
+            return super().read_many(incident_ids)
+        return self._call("read_many", incident_ids)  # type: ignore[no-any-return]
+
     def declare(self, projections: Sequence[Any]) -> None:
         """Hand *projections* to the async store. ``Engine.__init__`` calls this before
         any loop is bound, so it is a plain method there: it records them, and the store
