@@ -337,20 +337,6 @@ def test_claims_are_shared_between_workers_without_overlap(pg_url):
 # -- what a write leaves as it is --------------------------------------------------------
 
 
-def test_a_timers_only_write_from_a_stale_state_is_refused(pg_url):
-    eng = _engine(pg_url)
-    iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
-    stale = eng.store.get(iid)
-    eng.acknowledge(iid, actor="王芳")
-    last = eng.store.get(iid).seq
-    with pytest.raises(qflow.ConcurrencyError) as info:
-        eng.store.write([qflow.Write((), stale, ())])
-    assert str(info.value) == (f"{iid}: state at seq {stale.seq} is stale (the log is at {last}); "
-                               "reload the incident and try again")
-    assert eng.store.get(iid).seq == last
-    eng.store.close()
-
-
 def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]]:
     # xmin names the transaction that wrote a row: the same xmin is the same row, untouched.
     with pg_admin() as con:

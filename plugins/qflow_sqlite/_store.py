@@ -342,6 +342,7 @@ class SQLiteStore(Store):
         updated: list[tuple[Any, ...]] = []  # upserted: no events, or a later write in the batch
         following: list[tuple[Any, ...]] = []  # updated where the stored seq is the one followed
         follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
+        unmoved: dict[str, int] = {}  # incident written without events -> the seq its state is at
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
         # incident -> (new incident?, its timers); a later write of the same incident
@@ -397,6 +398,8 @@ class SQLiteStore(Store):
                         # The fold takes the decision from DecisionMade as it is; a later
                         # change in the same write makes the state's own copy the one to keep.
                         decision_seq = e.seq if etype == _DECISION_MADE else None
+            elif iid not in batch_last:
+                unmoved[iid] = state.seq
             external_id, dedup_key = inc.external_id, inc.dedup_key
             if external_id is not None:
                 owner = externals.setdefault(external_id, iid)
@@ -449,6 +452,8 @@ class SQLiteStore(Store):
                     raise StoreError(undeclared(name))
                 projected.setdefault(name, {})[iid] = (
                     new, projection_sql.row_values(projection, iid, given, names.get(name)))
+        if unmoved:
+            self._check_unmoved(con, unmoved)
         if externals:
             self._check_externals(con, externals)
         try:
@@ -527,6 +532,17 @@ class SQLiteStore(Store):
                 return ConcurrencyError(f"{iid}: event seq {after + 1} does not follow {have}; "
                                         "reload the incident and try again")
         return ConcurrencyError("an incident changed while it was written; reload the incidents and try again")
+
+    @staticmethod
+    def _check_unmoved(con: sqlite3.Connection, unmoved: Mapping[str, int]) -> None:
+        # A write of timers alone must not put back a state someone has moved on from.
+        stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
+                                                 list(unmoved)))
+        for iid, seq in unmoved.items():
+            last = stored.get(iid, 0)
+            if seq != last:
+                raise ConcurrencyError(f"{iid}: state at seq {seq} is stale (the log is at {last}); "
+                                       "reload the incident and try again")
 
     def _check_externals(self, con: sqlite3.Connection, externals: Mapping[str, str]) -> None:
         for ext, owner in _select_in(con, "SELECT external_id, id FROM incidents WHERE external_id IN ({marks})",

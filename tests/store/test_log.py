@@ -168,3 +168,16 @@ def test_a_state_without_events_replaces_the_row_and_keeps_the_log(store):
     store.write([Write((), state, ())])
     assert store.events("INC-1") == events
     assert store.get("INC-1") == state
+
+
+def test_a_write_without_events_from_a_stale_state_is_refused(store):
+    # A tick that fired nothing writes the incident's timers alone; if the incident
+    # moved on meanwhile, that write must not put back the state it read.
+    events, state = reported("INC-1")
+    store.append(events, state)
+    more, after = follow(state, (ev.ACKNOWLEDGED, {"note": "a"}))
+    store.append(more, after)
+    with pytest.raises(ConcurrencyError) as err:
+        store.write([Write((), state, ())])
+    assert str(err.value) == "INC-1: state at seq 2 is stale (the log is at 3); reload the incident and try again"
+    assert store.get("INC-1") == after
