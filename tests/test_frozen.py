@@ -3,6 +3,7 @@ worked out when first asked) give what freezing everything value by value gives.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qflow import FrozenDict
-from qflow._frozen import freeze, thaw
+from qflow._frozen import freeze, frozen_json, thaw
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -101,3 +102,20 @@ def test_or_leaves_both_sides_as_they_were_and_refuses_what_is_not_a_mapping():
     assert left == {"a": 1} and right == {"a": 2, "b": [3]}
     with pytest.raises(TypeError):
         left | [("a", 1)]
+
+
+json_data = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+              st.text(max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=3), json_data, max_size=6))
+def test_frozen_json_gives_what_a_frozen_dict_of_the_same_data_gives(raw):
+    # What a JSON decoder returns: dicts, lists and scalars only.
+    expected = FrozenDict(raw)
+    got = frozen_json(json.loads(json.dumps(raw)))
+    assert _same(got, _reference(raw)) and got == expected and hash(got) == hash(expected)
+    assert got.finite is True

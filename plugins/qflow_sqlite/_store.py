@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from qflow import projection_sql
+from qflow._frozen import frozen_json
 from qflow.store import undeclared
 from qflow.errors import ConcurrencyError
 from qflow.events import DECISION_MADE, REASSIGNED, RESPONSIBILITY_CONFIRMED, SEVERITY_CHANGED
@@ -596,13 +597,7 @@ class SQLiteStore(Store):
         # decision_seq are the data of events read here already: no join, no second
         # decoding.
         event_data = _codec.event_data
-        by_id: dict[str, list[Event]] = {}
-        data_of: dict[tuple[str, int], Any] = {}
-        for r in logs:
-            data = event_data(r[7])
-            data_of[r[0], r[1]] = data
-            by_id.setdefault(r[0], []).append(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4],
-                                                    source=r[5], ruleset=r[6], data=data))
+        data_of: dict[tuple[str, int], Any] = {(r[0], r[1]): event_data(r[7]) for r in logs}
         found = {}
         for text, own, stage, seq, decision_seq, iid in states:
             incident = None if own is not None else data_of.get((iid, 1))
@@ -615,6 +610,14 @@ class SQLiteStore(Store):
                 state = _codec.state_from_fast(text, own, stage, seq, None, incident=incident, decision=decision)
                 self._remember(state, (None, None, None, None, decision, decision_seq, iid))
             found[iid] = state
+        # Only now are the events' data frozen, in place: the states above were built
+        # from the plain data (and hold copies of it, not the data itself).
+        by_id: dict[str, list[Event]] = {}
+        for r in logs:
+            data = data_of[r[0], r[1]]
+            by_id.setdefault(r[0], []).append(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4],
+                                                    source=r[5], ruleset=r[6],
+                                                    data=frozen_json(data) if data.__class__ is dict else data))
         return {iid: (found[iid], tuple(by_id.get(iid, ()))) for iid in ids if iid in found}
 
     def _remember(self, state: IncidentState, row: Sequence[Any]) -> IncidentState:

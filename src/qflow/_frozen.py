@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from itertools import compress, repeat
 from typing import Any
 
-__all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
+__all__ = ["FrozenDict", "freeze", "frozen_json", "frozen_map", "thaw"]
 
 
 class FrozenDict(Mapping[str, Any]):
@@ -115,6 +115,29 @@ def frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
     # FrozenDict is a Mapping, so isinstance goes through the ABC machinery: the exact
     # type, by far the most common, is asked about first.
     return value if type(value) is FrozenDict or isinstance(value, FrozenDict) else FrozenDict(value or {})
+
+
+def frozen_json(data: dict[str, Any]) -> FrozenDict:
+    """A FrozenDict of what a JSON decoder just returned, taken over instead of copied:
+    *data* must be held by nothing else. Only dicts, lists and scalars come out of a
+    decoder, so dicts become FrozenDicts and lists tuples with no other test; reading
+    a batch of logs is mostly this."""
+    for key, value in data.items():
+        kind = type(value)
+        if kind is dict:
+            data[key] = frozen_json(value)
+        elif kind is list:
+            data[key] = _frozen_json_list(value)
+    out = FrozenDict.__new__(FrozenDict)
+    out._data, out._hash, out._finite = data, None, None
+    return out
+
+
+def _frozen_json_list(values: list[Any]) -> tuple[Any, ...]:
+    if set(map(type, values)) <= _SCALARS:
+        return tuple(values)
+    return tuple(frozen_json(v) if type(v) is dict else _frozen_json_list(v) if type(v) is list else v
+                 for v in values)
 
 
 def freeze(value: Any) -> Any:
