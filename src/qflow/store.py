@@ -221,6 +221,10 @@ class Store(abc.ABC):
         A claimed timer is not handed to another worker until *lease_until* passes (or
         the claim is released); replacing an incident's timers through ``write`` drops
         its claims. Several workers never get the same timer while a lease holds.
+        A store may hold an incident's other due timers with the ones it hands out
+        (SQLite keeps an incident's timers in one row and claims them together): the
+        claimer gets those later (claiming again as the same worker), others after the
+        lease.
         """
 
     @abc.abstractmethod
