@@ -260,6 +260,22 @@ def test_a_claim_cut_at_the_limit_lets_go_of_incidents_it_hands_out_nothing_of(t
     store.close()
 
 
+def test_an_incidents_due_timers_past_the_limit_stay_with_its_claimer(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    M = timedelta(minutes=1)
+    store.write([report_write("INC-1", timers=(qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "c", T0 + 5 * M))),
+                 report_write("INC-2", timers=(qflow.Timer("INC-2", "b", T0 + 3 * M),))])
+    now = T0 + 10 * M
+    assert store.claim_timers(now, worker="w1", limit=2, lease_until=now + M) == [
+        qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-2", "b", T0 + 3 * M)]
+    assert store.claim_timers(now, worker="w2", limit=2) == []
+    assert store.claim_timers(now, worker="w1", limit=5, lease_until=now + M) == [
+        qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-2", "b", T0 + 3 * M), qflow.Timer("INC-1", "c", T0 + 5 * M)]
+    assert store.claim_timers(now + M, worker="w2", limit=5) == [
+        qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-2", "b", T0 + 3 * M), qflow.Timer("INC-1", "c", T0 + 5 * M)]
+    store.close()
+
+
 @pytest.mark.parametrize("at", [
     datetime(2026, 3, 8, 3, 30, tzinfo=ZoneInfo("America/New_York")),  # just after the DST change
     datetime(2026, 11, 24, 9, 30, 0, 123, tzinfo=ZoneInfo("Asia/Shanghai")),
