@@ -101,3 +101,17 @@ def test_or_leaves_both_sides_as_they_were_and_refuses_what_is_not_a_mapping():
     assert left == {"a": 1} and right == {"a": 2, "b": [3]}
     with pytest.raises(TypeError):
         left | [("a", 1)]
+
+
+@given(mappings)
+def test_adopt_gives_what_a_copy_gives(raw):
+    expected = FrozenDict(raw)
+    adopted = FrozenDict.adopt(thaw(expected))
+    assert _same(adopted, _reference(raw))
+    assert adopted == expected and adopted.finite is expected.finite
+
+
+def test_adopt_takes_the_dict_itself_and_freezes_its_values_there():
+    raw = {"row": 1, "names": ["a", "b"]}
+    adopted = FrozenDict.adopt(raw)
+    assert adopted.as_dict() is raw and raw["names"] == ("a", "b")
