@@ -226,7 +226,8 @@ def clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset
         return hit[2]
     found = _clock_states(state, events, ruleset, now)
     if isinstance(events, tuple):
-        found = MappingProxyType(dict(found))  # shared between callers: read-only
+        if type(found) is not MappingProxyType:
+            found = MappingProxyType(found)  # shared between callers: read-only
         if len(_RECENT) >= _RECENT_SIZE:
             try:
                 _RECENT.pop(next(iter(_RECENT)), None)
@@ -345,7 +346,7 @@ class _Read:
     def __init__(self, events: tuple[Event, ...], ctx: _Context, initial: tuple[str | None, str | None],
                  last: tuple[datetime, int] | None, runs: list[_Run], tail: tuple[Event, ...],
                  severity: str | None, priority: str | None, status: str | None, now: datetime,
-                 answer: dict[str, ClockState]) -> None:
+                 answer: Mapping[str, ClockState]) -> None:
         self.events, self.ctx, self.initial, self.last, self.runs, self.tail = events, ctx, initial, last, runs, tail
         self.severity, self.priority, self.status, self.now, self.answer = severity, priority, status, now, answer
 
@@ -458,8 +459,11 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
             out[run.name] = clock
     if keep and complete:
         # The runs are not changed again: state() only read them, going on copies them.
+        # The answer is handed to every caller that asks again: read-only, never copied.
+        answer = MappingProxyType(out)
         _keep(key, _Read(events, ctx, initial, last, runs, (), severity, priority, status, now,  # type: ignore[arg-type]
-                         out))
+                         answer))
+        return answer
     return out
 
 
