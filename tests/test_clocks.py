@@ -352,3 +352,24 @@ def test_what_escalation_records_at_now_changes_no_clock_and_the_log_reads_on(ru
             _same(found, _fresh(ruleset, events, later))
 
     check()
+
+
+def test_the_answer_is_shared_read_only_and_a_changed_log_gets_its_own(ruleset):
+    """The tick's three asks: the log, then the log with a fired step (no clock moves:
+    the same answer, shared as it is), then the log with an answer, which stops respond."""
+    from types import MappingProxyType
+
+    events = log((0 * M, ev.DECISION_MADE, decision("high")))
+    now = T0 + 10 * M
+    first = states(ruleset, events, now)
+    assert type(first) is MappingProxyType
+    with pytest.raises(TypeError):
+        first["respond"] = None  # type: ignore[index]
+    fired = events + (Event("INC-1", len(events) + 1, now, "EscalationStepFired", data={"step": "warn"}),)
+    assert states(ruleset, fired, now) is first
+    answered = fired + (Event("INC-1", len(fired) + 1, now, ev.RESPONDED, data={"message": "hi"}),)
+    after = states(ruleset, answered, now)
+    assert after is not first and after["respond"].stopped_at == now and first["respond"].stopped_at is None
+    _same(dict(after), _fresh(ruleset, answered, now))
+    later = answered + (Event("INC-1", len(answered) + 1, now + H, ev.ACKNOWLEDGED, data={"note": None}),)
+    _same(dict(states(ruleset, later, now + H)), _fresh(ruleset, later, now + H))

@@ -4,6 +4,7 @@ check, and replay's line parser (orjson with json's behaviour)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -116,3 +117,27 @@ def test_replay_lines_parse_as_json_would(line):
         assert isinstance(got, str) and got.startswith("QF401 expected a JSON object")
     else:
         assert got == want
+
+
+def test_every_event_type_apply_folds_is_known_to_its_shortcut():
+    """``apply`` moves only seq and updated_at for a type outside ``_FOLDED``: a kind
+    of event given a branch of its own must be added there too."""
+    import inspect
+    import re
+
+    from qflow import events as ev
+
+    branches = set(re.findall(r"event\.type == ([A-Z_]+)", inspect.getsource(ev.apply)))
+    branches.discard("INCIDENT_REPORTED")  # the first event, which the shortcut never sees
+    assert branches and {getattr(ev, name) for name in branches} <= ev._FOLDED
+    assert set(ev.LOOP_EVENTS) <= ev._FOLDED
+
+
+def test_a_plugin_event_moves_only_seq_and_the_time(base_ruleset, clock):
+    engine = Engine(base_ruleset, clock=clock)
+    state = engine.report({"category": "complaint"})
+    later = T0 + timedelta(hours=1)
+    event = qflow.Event(state.id, state.seq + 1, later, "EscalationStepFired", data={"step": "warn"})
+    after = qflow.events.apply(state, event)
+    assert after == qflow.events._evolve(state, {"seq": state.seq + 1, "updated_at": later})
+    assert after.decision == state.decision and after.stage is state.stage

@@ -119,3 +119,17 @@ def test_frozen_json_gives_what_a_frozen_dict_of_the_same_data_gives(raw):
     got = frozen_json(json.loads(json.dumps(raw)))
     assert _same(got, _reference(raw)) and got == expected and hash(got) == hash(expected)
     assert got.finite is True
+
+
+@given(mappings)
+def test_adopt_gives_what_a_copy_gives(raw):
+    expected = FrozenDict(raw)
+    adopted = FrozenDict.adopt(thaw(expected))
+    assert _same(adopted, _reference(raw))
+    assert adopted == expected and adopted.finite is expected.finite
+
+
+def test_adopt_takes_the_dict_itself_and_freezes_its_values_there():
+    raw = {"row": 1, "names": ["a", "b"]}
+    adopted = FrozenDict.adopt(raw)
+    assert adopted.as_dict() is raw and raw["names"] == ("a", "b")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from qflow import CompileContext, Event, IncidentState, Projection, Ruleset, Section, hookimpl
+from qflow import CompileContext, Event, FrozenDict, IncidentState, Projection, Ruleset, Section, hookimpl
 from qflow_assess._facts import ACTIONS, FACTS, action_rows, facts_row
 from qflow_assess._kpis import DEFINITIONS, KPI, Figure
 from qflow_assess._scores import record_score
@@ -128,7 +128,8 @@ def qflow_project(state: IncidentState, events: Sequence[Event], ruleset: Rulese
                   now: datetime) -> Mapping[str, Any]:
     conf = settings(ruleset)
     return {
-        FACTS.name: facts_row(state, events, ruleset, conf),
+        # The row is frozen for the store anyway: a fresh dict of fifty columns, not copied.
+        FACTS.name: FrozenDict.adopt(facts_row(state, events, ruleset, conf)),
         ACTIONS.name: action_rows(state, ruleset, conf),
     }
 

@@ -206,12 +206,13 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             if step.only_in is not None and not calendar(ruleset, step.only_in).is_open(now):
                 continue  # deferred: the timer waits for the next opening
             occurrence = reached
-        base = {"ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start}
         source = step.source
         if step.count is not None:
             n = _count(step, state, store, now)
             if n <= step.count.more_than:
-                effects.append(Effect(SKIPPED, source, {**base, "reason": (
+                effects.append(Effect(SKIPPED, source, {
+                    "ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock,
+                    "clock_started": start, "reason": (
                     f"{n} such incident(s) within {format_duration(step.count.within)}, "
                     f"not more than {step.count.more_than}")}))
                 continue
@@ -227,10 +228,11 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
         when = step.describe()
-        # Frozen once: the notification's data is the event's plus four fields.
-        data = FrozenDict({**base, "occurrence": occurrence, "skipped": skipped, "when": when,
-                           "severity": severity, "recipients": tuple(recipients), "unavailable": tuple(away),
-                           "via": via})
+        # Frozen once, from a dict made for it: the notification's data is the event's plus four fields.
+        data = FrozenDict.adopt({
+            "ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start,
+            "occurrence": occurrence, "skipped": skipped, "when": when, "severity": severity,
+            "recipients": tuple(recipients), "unavailable": tuple(away), "via": via})
         notes: tuple[Notification, ...] = ()
         if recipients:
             due = clock.due.isoformat() if clock.due else None

@@ -226,7 +226,8 @@ def clock_states(state: IncidentState, events: Sequence[Event], ruleset: Ruleset
         return hit[2]
     found = _clock_states(state, events, ruleset, now)
     if isinstance(events, tuple):
-        found = MappingProxyType(dict(found))  # shared between callers: read-only
+        if type(found) is not MappingProxyType:
+            found = MappingProxyType(found)  # shared between callers: read-only
         if len(_RECENT) >= _RECENT_SIZE:
             try:
                 _RECENT.pop(next(iter(_RECENT)), None)
@@ -333,20 +334,16 @@ class _Read:
     to go on reading when the same log comes back longer, as it does within one
     command (escalation asks about the log, then about the log with what it recorded).
 
-    ``runs`` are the clocks after every event but those of ``tail``: events no clock
-    reacts to, recorded at ``now``, which are read (they only split a running stretch
-    there) when the log is read on from here. ``answer`` is what the log gave at
+    ``runs`` are the clocks after every event; ``answer`` is what the log gave at
     ``now``. Never changed once kept; going on copies the runs.
     """
 
-    __slots__ = ("events", "ctx", "initial", "last", "runs", "tail", "severity", "priority", "status", "now",
-                 "answer")
+    __slots__ = ("events", "ctx", "initial", "last", "runs", "severity", "priority", "status", "now", "answer")
 
     def __init__(self, events: tuple[Event, ...], ctx: _Context, initial: tuple[str | None, str | None],
-                 last: tuple[datetime, int] | None, runs: list[_Run], tail: tuple[Event, ...],
-                 severity: str | None, priority: str | None, status: str | None, now: datetime,
-                 answer: dict[str, ClockState]) -> None:
-        self.events, self.ctx, self.initial, self.last, self.runs, self.tail = events, ctx, initial, last, runs, tail
+                 last: tuple[datetime, int] | None, runs: list[_Run], severity: str | None, priority: str | None,
+                 status: str | None, now: datetime, answer: Mapping[str, ClockState]) -> None:
+        self.events, self.ctx, self.initial, self.last, self.runs = events, ctx, initial, last, runs
         self.severity, self.priority, self.status, self.now, self.answer = severity, priority, status, now, answer
 
 
@@ -404,19 +401,12 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
                 e.at == now and e.type not in ctx.moving for e in rest):
             # Only events no clock reacts to, at the moment already answered: they
             # split the running stretches there and change nothing else, so the
-            # answer stands (the split is made when the log is read on from here).
-            if rest:
-                top = rest[-1]
-                _keep(key, _Read(events, ctx, initial, (top.at, top.seq), read.runs,  # type: ignore[arg-type]
-                                 read.tail + tuple(rest), read.severity, read.priority, read.status, now,
-                                 read.answer))
+            # answer stands. The shorter read stays the one kept: a later, longer
+            # log reads these events on from there as it would from a read of them.
             return read.answer
         runs = [run.copy() for run in read.runs]
         severity, priority, status = read.severity, read.priority, read.status
         last = read.last
-        if read.tail:
-            rest = read.tail + tuple(rest)
-            last = None  # the tail sorts after what was read (it was checked when kept)
     else:
         severity, priority = initial
         status = None
@@ -458,8 +448,11 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
             out[run.name] = clock
     if keep and complete:
         # The runs are not changed again: state() only read them, going on copies them.
-        _keep(key, _Read(events, ctx, initial, last, runs, (), severity, priority, status, now,  # type: ignore[arg-type]
-                         out))
+        # The answer is handed to every caller that asks again: read-only, never copied.
+        answer = MappingProxyType(out)
+        _keep(key, _Read(events, ctx, initial, last, runs, severity, priority, status, now,  # type: ignore[arg-type]
+                         answer))
+        return answer
     return out
 
 

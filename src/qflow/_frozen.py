@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from itertools import compress, repeat
 from typing import Any
 
 __all__ = ["FrozenDict", "freeze", "frozen_json", "frozen_map", "thaw"]
@@ -16,22 +15,20 @@ class FrozenDict(Mapping[str, Any]):
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         self._hash: int | None = None
-        self._finite: bool | None = None  # worked out when first asked (see ``finite``)
-        if not data:
-            self._data: dict[str, Any] = {}
-            return
-        # One copy, all in C; then only the values that are not scalars (a list of
-        # recipients, a nested mapping) are frozen, found without a Python-level loop.
-        self._data = own = dict(data)
-        kinds = list(map(type, own.values()))
-        found = set(kinds)
-        if found.isdisjoint(_MAY_HOLD_FLOATS):
-            self._finite = True  # told by the types alone, which are at hand: the encoder asks every mapping
-        if not found <= _SCALARS:
-            for key in list(compress(own, map(_PLAIN.get, kinds, repeat(True)))):
-                value = own[key]
-                if type(value) is not tuple or not set(map(type, value)) <= _SCALARS:
-                    own[key] = freeze(value)  # a tuple of scalars is frozen already
+        self._data: dict[str, Any] = dict(data) if data else {}
+        # The types alone, at hand here, may tell the encoder's question (see ``finite``).
+        self._finite: bool | None = True if _freeze_values(self._data) else None
+
+    @classmethod
+    def adopt(cls, data: dict[str, Any]) -> FrozenDict:
+        """A FrozenDict over *data* itself rather than a copy, its values frozen in
+        place: for a dict just built to be frozen (a projection row of fifty columns),
+        which its maker hands over and never touches again."""
+        out = cls.__new__(cls)
+        out._hash = None
+        out._data = data
+        out._finite = True if _freeze_values(data) else None
+        return out
 
     @property
     def finite(self) -> bool:
@@ -69,13 +66,19 @@ class FrozenDict(Mapping[str, Any]):
         return self._data
 
     def __or__(self, other: object) -> FrozenDict:
-        """This mapping with *other*'s items added (as ``dict | dict``); only *other*'s
-        values are looked at, this one's being frozen already."""
+        """This mapping with *other*'s items added (as ``dict | dict``); this one's
+        values are frozen already, so only *other*'s are looked at."""
         if not isinstance(other, Mapping):
             return NotImplemented
-        extra = other if type(other) is FrozenDict else FrozenDict(other)
-        out = FrozenDict()
-        out._data = {**self._data, **extra._data}
+        if type(other) is FrozenDict:
+            extra = other._data
+        else:
+            extra = dict(other)
+            _freeze_values(extra)
+        out = FrozenDict.__new__(FrozenDict)
+        out._hash = None
+        out._finite = None
+        out._data = {**self._data, **extra}
         return out
 
     def __hash__(self) -> int:
@@ -96,8 +99,21 @@ class FrozenDict(Mapping[str, Any]):
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAY_HOLD_FLOATS = frozenset({float, tuple, list})  # nested mappings say so for themselves
-_PLAIN = dict.fromkeys(_SCALARS, False)  # type -> whether a value of it needs freezing (absent: yes)
 _INF = float("inf")
+
+
+def _freeze_values(data: dict[str, Any]) -> bool:
+    """Freeze in place the values of *data* that are not scalars (a list of
+    recipients, a nested mapping); the types, looked at in C, tell when there is
+    nothing to do, the common case. True when they also rule out a float."""
+    kinds = set(map(type, data.values()))
+    if not kinds <= _SCALARS:
+        for key, value in data.items():
+            kind = type(value)
+            if kind in _SCALARS or (kind is tuple and set(map(type, value)) <= _SCALARS):
+                continue  # a tuple of scalars is frozen already
+            data[key] = freeze(value)  # a new value for a key there already: the dict keeps its size
+    return kinds.isdisjoint(_MAY_HOLD_FLOATS)
 
 
 def _all_finite(values: Any) -> bool:

@@ -208,11 +208,11 @@ class _Hooks:
         return [p for found in self._hook.qflow_projections() for p in found or ()]
 
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
-                now: datetime) -> dict[str, Any]:
+                now: datetime) -> FrozenDict:
         rows: dict[str, Any] = {}
         for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now)):
             rows.update(found or {})
-        return rows
+        return FrozenDict.adopt(rows)  # what a Write holds: built here, so frozen without a copy
 
     def open_store(self, url: str) -> Store | None:
         return self._hook.qflow_open_store(url=url)

@@ -117,6 +117,10 @@ def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | No
             raise QflowError(f"the first event of {event.incident_id} must be {INCIDENT_REPORTED}, not {event.type}")
         incident = conv.structure(dict(event.data), Incident)
         return IncidentState(incident=incident, stage=Stage.REPORTED, seq=1, updated_at=event.at)
+    if event.type not in _FOLDED:
+        # A plugin's event (an escalation step, a notification failure): the common
+        # case in a tick, told in one look instead of a comparison per kind below.
+        return _evolve(state, {"seq": event.seq, "updated_at": event.at})
     changes: dict[str, Any] = {"seq": event.seq, "updated_at": event.at}
     data = event.data
     if event.type == DECISION_MADE:
@@ -160,6 +164,11 @@ def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | No
         changes.update(_apply_loop(state, event, conv))
     return _evolve(state, changes)
 
+
+#: The event types :func:`apply` changes more than ``seq`` and ``updated_at`` for.
+_FOLDED = frozenset({DECISION_MADE, STAGE_CHANGED, CAUSE_RECORDED, ACTION_PLANNED, ACTION_UPDATED,
+                     VERIFICATION_RECORDED, SEVERITY_CHANGED, REASSIGNED, ACKNOWLEDGED, RESPONDED,
+                     STATUS_CHANGED, REPORT_ATTACHED, *LOOP_EVENTS})
 
 # ``attrs.evolve`` looks every field up by name on each call; a fold makes one state
 # per event, so the fields are read in one go and the state is built positionally.

@@ -514,14 +514,17 @@ class MemoryStore(Store):
             while heap and heap[0][0] <= until and len(out) < limit:
                 entry = heapq.heappop(heap)
                 at, iid, key = entry
-                if entry in seen or not any(t.key == key and t.at == at for t in self._timers.get(iid, ())):
-                    continue  # a repeat, or a timer replaced since
+                if entry in seen:
+                    continue  # a repeat
+                timer = next((t for t in self._timers.get(iid, ()) if t.key == key and t.at == at), None)
+                if timer is None:
+                    continue  # a timer replaced since
                 seen.add(entry)
                 pending.append(entry)  # claimed or not, it stays until its incident is written
                 k = (iid, key)
                 if self._free(self._timer_claims.get(k), worker, until):
                     self._timer_claims[k] = (worker, lease_until)
-                    out.append(Timer(iid, key, at))
+                    out.append(timer)  # the stored one: timers are frozen
             for entry in pending:
                 heapq.heappush(heap, entry)
             return out
@@ -619,7 +622,7 @@ def projection_rows(value: Any) -> list[Mapping[str, Any]]:
     """The rows of one incident in a projection, however ``qflow_project`` gave them."""
     if value is None:
         return []
-    if isinstance(value, Mapping):
+    if type(value) is FrozenDict or isinstance(value, Mapping):  # the exact type first: an ABC check is slow
         return [value]
     return list(value)
 
