@@ -10,6 +10,11 @@ until nothing is due; throughput is steps fired per second (claim with SKIP LOCK
 per incident. The server is QFLOW_TEST_PG (default
 postgresql://postgres@127.0.0.1:5432/test); each run uses its own schema, dropped after.
 
+Where the server runs on this machine (Linux), each size also prints the CPU a step
+costs in the workers and in their server backends, and how idle the machine was: two
+workers saturate two cores, and what a step costs then, against one worker, bounds
+the ratio.
+
 Each of --runs rounds measures 1, 2 and 4 workers and the machine's ceiling (2
 CPU-bound processes against one) back to back; the ratio to one worker is worked out
 within a round and the median of the rounds' ratios is printed (target: 2 workers >=
@@ -122,20 +127,52 @@ def bench_intake(n: int) -> tuple[float, float]:
     return one, batched
 
 
+def _backend_pid() -> Any:
+    from qflow_postgres._ops import Q
+
+    rows = yield Q("SELECT pg_backend_pid()")
+    return rows[0][0]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU of a process on this machine (Linux), None where unknown
+    (another machine's server, another system)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _worker(url: str, name: str, ready: Any, go: Any, done: Any) -> None:
     engine = _engine(url)
     engine.store.timers("none")  # connected, tables checked
+    backend = engine.store._run(lambda retry: _backend_pid())
     now = T0 + timedelta(minutes=5)
     ready.put(name)
     go.wait()
     fired = 0
+    own, server = time.process_time(), _cpu_seconds(backend)
     while True:
         r = engine.tick(now, worker=name, limit=50)
         fired += r.effects
         if not r.incidents:
             break
+    own = time.process_time() - own
+    after = _cpu_seconds(backend)
     engine.store.close()
-    done.put(fired)
+    done.put((fired, own, None if server is None or after is None else after - server))
+
+
+def _machine_busy() -> tuple[int, int]:
+    """(all, idle) clock ticks of this machine so far (Linux /proc/stat), or zeros."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return (0, 0)
+    return (sum(ticks), ticks[3] + ticks[4])
 
 
 def _spin(n: int, go: Any, done: Any) -> None:
@@ -200,7 +237,10 @@ class _LockSampler:
         self._thread.join(timeout=10)
 
 
-def bench_workers(writes: list[qflow.Write], workers: int, locks: list[float] | None = None) -> float:
+def bench_workers(writes: list[qflow.Write], workers: int, locks: list[float] | None = None,
+                  cpu: list[tuple[float, float, float]] | None = None) -> float:
+    """Steps fired per second by *workers* processes; *cpu* gets (worker CPU per step,
+    server backend CPU per step, share of the machine idle) where this machine shows them."""
     url = _url()
     ctx = mp.get_context("spawn")
     try:
@@ -214,10 +254,16 @@ def bench_workers(writes: list[qflow.Write], workers: int, locks: list[float] | 
         for _ in procs:  # every process has imported qflow and connected before the clock starts
             ready.get(timeout=120)
         with _LockSampler() as sampler:
+            machine = _machine_busy()
             start = time.perf_counter()
             go.set()
-            fired = sum(done.get(timeout=600) for _ in procs)
+            results = [done.get(timeout=600) for _ in procs]
             elapsed = time.perf_counter() - start
+            machine = tuple(b - a for a, b in zip(machine, _machine_busy(), strict=True))
+        fired = sum(r[0] for r in results)
+        if cpu is not None and machine[0] and all(r[2] is not None for r in results):
+            cpu.append((sum(r[1] for r in results) / fired, sum(r[2] for r in results) / fired,
+                        machine[1] / machine[0]))
         if locks is not None:
             locks.append(sampler.waiting / max(sampler.samples, 1))
         for p in procs:
@@ -259,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (1, 2, 4)
     rates: dict[int, list[float]] = {n: [] for n in sizes}
     locks: dict[int, list[float]] = {n: [] for n in sizes}
+    cpu: dict[int, list[tuple[float, float, float]]] = {n: [] for n in sizes}
     ceilings = []
     for _ in range(args.runs):  # a round: every size and the ceiling, back to back
         for n in sizes:
-            rates[n].append(bench_workers(writes, n, locks[n]))
+            rates[n].append(bench_workers(writes, n, locks[n], cpu[n]))
         ceilings.append(machine_parallelism(2))
     for n in sizes:
         ratios = [r / one for r, one in zip(rates[n], rates[1], strict=True)]
@@ -271,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  tick, {n} worker process{'es' if n > 1 else '  '}            {statistics.median(rates[n]):>9,.0f} "
               f"steps/s   {statistics.median(ratios):.2f}x one worker{target}{each}; a backend waited on a lock in "
               f"{100 * statistics.median(locks[n]):.1f}% of samples")
+        if cpu[n]:
+            print(f"      CPU per step: worker {statistics.median(c[0] for c in cpu[n]) * 1e6:,.0f} µs, server "
+                  f"{statistics.median(c[1] for c in cpu[n]) * 1e6:,.0f} µs; machine idle "
+                  f"{statistics.median(c[2] for c in cpu[n]):.0%}")
     print(f"  this machine now: 2 CPU-bound Python processes do {statistics.median(ceilings):.2f}x the work of one "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ceilings)}; the ceiling for 2 workers, before the server's "
           "own CPU)")
