@@ -141,3 +141,24 @@ def test_a_plugin_event_moves_only_seq_and_the_time(base_ruleset, clock):
     after = qflow.events.apply(state, event)
     assert after == qflow.events._evolve(state, {"seq": state.seq + 1, "updated_at": later})
     assert after.decision == state.decision and after.stage is state.stage
+
+
+def test_reporting_leaves_the_decisions_trace_unworked(base_ruleset, clock):
+    # The DecisionMade event holds the decision without its trace; writing it out must
+    # not work the trace out only to drop it (that was most of a report's cost).
+    explained = []
+
+    class Counting:
+        @hookimpl
+        def qflow_explain(self):
+            explained.append(1)
+            return []
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[Counting()])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock)
+    state = engine.report({"channel": "phone", "category": "complaint", "description": "前台等待超过30分钟"})
+    assert explained == []
+    made = [e for e in engine.events(state.id) if e.type == "DecisionMade"][0]
+    assert "trace" not in made.data and made.data["severity"] == state.decision.severity
+    assert state.decision.trace.steps  # asked for, it is worked out
+    assert explained == [1]

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qflow import FrozenDict
-from qflow._frozen import freeze, frozen_json, thaw
+from qflow._frozen import freeze, thaw
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -113,10 +113,10 @@ json_data = st.recursive(
 
 
 @given(st.dictionaries(st.text(max_size=3), json_data, max_size=6))
-def test_frozen_json_gives_what_a_frozen_dict_of_the_same_data_gives(raw):
+def test_adopt_plain_gives_what_a_frozen_dict_of_the_same_data_gives(raw):
     # What a JSON decoder returns: dicts, lists and scalars only.
     expected = FrozenDict(raw)
-    got = frozen_json(json.loads(json.dumps(raw)))
+    got = FrozenDict.adopt_plain(json.loads(json.dumps(raw)))
     assert _same(got, _reference(raw)) and got == expected and hash(got) == hash(expected)
     assert got.finite is True
 

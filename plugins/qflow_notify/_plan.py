@@ -165,8 +165,9 @@ def plan(note: qflow.Notification, state: qflow.IncidentState, ruleset: qflow.Ru
                 log.exception("rendering the fallback %s of %s failed; it will reuse this content", nxt, name)
                 break
             tail, nxt = tail["fallback"], compiled.channels[nxt].fallback
+        # The payload is plain data built here for this message alone: frozen in place.
         out.append(qflow.OutboxMessage(
             id=idempotency_key(note, state, name), incident_id=state.id, channel=name, backend=channel.backend,
-            created_at=now, next_attempt_at=now, payload=payload, fallback=channel.fallback))
+            created_at=now, next_attempt_at=now, payload=qflow.FrozenDict.adopt_plain(payload), fallback=channel.fallback))
     return out
 

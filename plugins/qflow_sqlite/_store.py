@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from qflow import projection_sql
-from qflow._frozen import frozen_json
+from qflow import FrozenDict, projection_sql
 from qflow.store import undeclared
 from qflow.errors import ConcurrencyError
 from qflow.events import DECISION_MADE, REASSIGNED, RESPONSIBILITY_CONFIRMED, SEVERITY_CHANGED
@@ -613,11 +612,12 @@ class SQLiteStore(Store):
         # Only now are the events' data frozen, in place: the states above were built
         # from the plain data (and hold copies of it, not the data itself).
         by_id: dict[str, list[Event]] = {}
+        adopt_plain = FrozenDict.adopt_plain
         for r in logs:
             data = data_of[r[0], r[1]]
             by_id.setdefault(r[0], []).append(Event(r[0], r[1], datetime.fromisoformat(r[2]), r[3], actor=r[4],
                                                     source=r[5], ruleset=r[6],
-                                                    data=frozen_json(data) if data.__class__ is dict else data))
+                                                    data=adopt_plain(data) if data.__class__ is dict else data))
         return {iid: (found[iid], tuple(by_id.get(iid, ()))) for iid in ids if iid in found}
 
     def _remember(self, state: IncidentState, row: Sequence[Any]) -> IncidentState:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["FrozenDict", "freeze", "frozen_json", "frozen_map", "thaw"]
+__all__ = ["FrozenDict", "freeze", "frozen_map", "thaw"]
 
 
 class FrozenDict(Mapping[str, Any]):
@@ -29,6 +29,16 @@ class FrozenDict(Mapping[str, Any]):
         out._data = data
         out._finite = True if _freeze_values(data) else None
         return out
+
+    @classmethod
+    def adopt_plain(cls, data: dict[str, Any]) -> FrozenDict:
+        """:meth:`adopt` all the way down, for plain data: dicts, lists and scalars
+        only, as a JSON decoder returns them or a plugin just built them (a message's
+        payload, a row of an event's data). Nested dicts are taken over too and lists
+        become tuples, with no other test; nothing of *data* may be held elsewhere
+        (a dict in two places would be frozen in both). Reading a batch of logs is
+        mostly this."""
+        return _adopt_plain(data)
 
     @property
     def finite(self) -> bool:
@@ -133,26 +143,22 @@ def frozen_map(value: Mapping[str, Any] | None) -> FrozenDict:
     return value if type(value) is FrozenDict or isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
-def frozen_json(data: dict[str, Any]) -> FrozenDict:
-    """A FrozenDict of what a JSON decoder just returned, taken over instead of copied:
-    *data* must be held by nothing else. Only dicts, lists and scalars come out of a
-    decoder, so dicts become FrozenDicts and lists tuples with no other test; reading
-    a batch of logs is mostly this."""
+def _adopt_plain(data: dict[str, Any]) -> FrozenDict:
     for key, value in data.items():
         kind = type(value)
         if kind is dict:
-            data[key] = frozen_json(value)
+            data[key] = _adopt_plain(value)
         elif kind is list:
-            data[key] = _frozen_json_list(value)
+            data[key] = _adopt_plain_list(value)
     out = FrozenDict.__new__(FrozenDict)
     out._data, out._hash, out._finite = data, None, None
     return out
 
 
-def _frozen_json_list(values: list[Any]) -> tuple[Any, ...]:
+def _adopt_plain_list(values: list[Any]) -> tuple[Any, ...]:
     if set(map(type, values)) <= _SCALARS:
         return tuple(values)
-    return tuple(frozen_json(v) if type(v) is dict else _frozen_json_list(v) if type(v) is list else v
+    return tuple(_adopt_plain(v) if type(v) is dict else _adopt_plain_list(v) if type(v) is list else v
                  for v in values)
 
 

@@ -27,6 +27,7 @@ from qflow.model import (
     IncidentState,
     LedgerEntry,
     Stage,
+    Trace,
     Verification,
 )
 
@@ -100,10 +101,17 @@ class AuditSequenceError(QflowError):
 
 
 def decision_data(conv: cattrs.Converter, decision: Decision) -> dict[str, Any]:
-    """The data of a DecisionMade event: the decision without its (derivable) trace."""
-    data = conv.unstructure(decision)
+    """The data of a DecisionMade event: the decision without its (derivable) trace.
+
+    The trace is left out before unstructuring, not after: it is lazy, and writing it
+    out would work it out (the whole explanation of the decision, most of a report's
+    cost) only to drop it."""
+    data = conv.unstructure(attrs.evolve(decision, trace=_NO_TRACE))
     data.pop("trace", None)
     return data
+
+
+_NO_TRACE = Trace(())
 
 
 def apply(state: IncidentState | None, event: Event, conv: cattrs.Converter | None = None) -> IncidentState:
