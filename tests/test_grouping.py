@@ -70,6 +70,45 @@ def test_a_grouped_incident_stays_quiet_while_the_first_is_open_then_speaks():
     assert rec.notes[-1].incident_id == third  # the leader is closed: a new burst starts
 
 
+def test_the_leader_is_found_behind_earlier_reports_grouped_into_a_closed_one():
+    # The store is asked a few incidents at a time, earliest first: here the leader
+    # comes after three open reports that were grouped into one since closed.
+    eng, clock, rec = engine(GROUP)
+    first = eng.report({"category": "room_not_clean", "place": "8F"}).id
+    grouped = []
+    for _ in range(3):
+        clock.advance(M)
+        grouped.append(eng.report({"category": "room_not_clean", "place": "8F"}).id)
+    eng.transition(first, "rejected", reason="duplicate")
+    clock.advance(M)
+    leader = eng.report({"category": "room_not_clean", "place": "8F"}).id
+    clock.advance(M)
+    follower = eng.report({"category": "room_not_clean", "place": "8F"}).id
+    assert [n.incident_id for n in rec.notes] == [first, leader]
+    assert [f[3] for f in fired(eng, follower)] == [leader]
+    assert all([f[3] for f in fired(eng, g)] == [first] for g in grouped)
+
+
+def test_a_suppression_asks_the_store_only_for_incidents_that_may_be_its_source():
+    # Among many open faults of the place, only open power outages can suppress: the
+    # source's category goes into the query rather than being tested on every one.
+    eng, clock, rec = engine(SUPPRESS)
+    for _ in range(5):
+        eng.report({"category": "equipment_fault", "place": "A座"})
+    outage = eng.report({"category": "power_outage", "place": "A座"}).id
+    asked, query = [], eng.store.query
+
+    def recording(q):
+        found = query(q)
+        asked.append((q.category, q.place, q.open_only, [s.id for s in found]))
+        return found
+
+    eng.store.query = recording
+    fault = eng.report({"category": "equipment_fault", "place": "A座", "description": "空调不制冷"}).id
+    assert asked == [("power_outage", "A座", True, [outage])]
+    assert fired(eng, fault)[0][3:5] == (outage, "suppressed")
+
+
 def test_an_open_outage_suppresses_equipment_faults_in_the_same_place():
     eng, clock, rec = engine(SUPPRESS)
     outage = eng.report({"category": "power_outage", "place": "A座"}).id

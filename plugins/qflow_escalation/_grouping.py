@@ -21,9 +21,11 @@ close and the held incident's next step, and needs no write to other incidents.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+
+import attrs
 
 from qflow import Effect, Event, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, incident_view
 
@@ -40,6 +42,9 @@ RELEASED_TOPIC = "incident.released"
 
 _CLOSED = (Stage.CLOSED, Stage.REJECTED)
 _US = timedelta(microseconds=1)
+#: The fields of a condition's view that an IncidentQuery filters on with the same
+#: meaning (the decided category and severity, the incident's place).
+_QUERY_FIELDS = frozenset({"category", "severity", "place"})
 
 
 def _value(state: IncidentState, name: str) -> Any:
@@ -64,6 +69,23 @@ def _grouped_into(events: Sequence[Event]) -> str | None:
     return None
 
 
+def _earliest(store: Any, query: IncidentQuery) -> Iterator[IncidentState]:
+    """The incidents *query* finds, earliest reported first, read a few at a time: the
+    one looked for is nearly always among the first (a group's leader is its first
+    report), and reading them all made each report of a burst read every earlier one."""
+    limit, done = 2, 0
+    while True:
+        found = store.query(attrs.evolve(query, limit=limit))
+        yield from found[done:]
+        if len(found) < limit:
+            return
+        done, limit = len(found), limit * 4
+
+
+def _first(store: Any, query: IncidentQuery, wanted: Callable[[IncidentState], bool]) -> IncidentState | None:
+    return next((other for other in _earliest(store, query) if wanted(other)), None)
+
+
 def _is_open(store: Any, incident_id: str) -> bool:
     other = store.get(incident_id)
     return other is not None and other.stage not in _CLOSED
@@ -78,7 +100,14 @@ def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[s
         filters = {f: _value(state, f) for f in rule.equal}
         if any(v is None for v in filters.values()):
             continue  # nothing to compare by
-        for other in store.query(IncidentQuery(open_only=True, **filters)):
+        # What the source condition requires of a field the store filters on is asked
+        # of the store too: the candidates are then the few incidents that may be a
+        # source (open power outages), not every open incident of the place.
+        required = {f: value for f, values in rule.source.equalities.items()
+                    if f in _QUERY_FIELDS and len(values) == 1 and type(value := next(iter(values))) is str}
+        if any(filters.get(f, v) != v for f, v in required.items()):
+            continue  # the source would have to differ from this incident where the rule says they are equal
+        for other in store.query(IncidentQuery(open_only=True, **filters, **required)):
             if other.id != state.id and rule.source.test(_view(other)):
                 return other.id, rule.id
     return None
@@ -99,10 +128,8 @@ def _leader(compiled: Compiled, state: IncidentState, events: Sequence[Event], n
     if any(v is None for v in filters.values()):
         return None
     query = IncidentQuery(open_only=True, reported_from=reported - group.window, reported_until=reported + _US, **filters)
-    for other in store.query(query):
-        if other.id != state.id and _grouped_into(store.events(other.id)) is None:
-            return other.id
-    return None
+    other = _first(store, query, lambda o: o.id != state.id and _grouped_into(store.events(o.id)) is None)
+    return None if other is None else other.id
 
 
 def held(notifications: Sequence[Notification], state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
