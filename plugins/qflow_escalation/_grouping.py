@@ -73,7 +73,7 @@ def _earliest(store: Any, query: IncidentQuery) -> Iterator[IncidentState]:
     """The incidents *query* finds, earliest reported first, read a few at a time: the
     one looked for is nearly always among the first (a group's leader is its first
     report), and reading them all made each report of a burst read every earlier one."""
-    limit, done = 2, 0
+    limit, done = 1, 0
     while True:
         found = store.query(attrs.evolve(query, limit=limit))
         yield from found[done:]
