@@ -27,7 +27,7 @@ from qflow.model import Action, Cause, Deadline, Decision, Incident, IncidentSta
 from qflow.store import CLOSED_STAGES, Timer
 
 __all__ = ["OPEN", "STAGE_TEXT", "dumps", "event_json", "incident_order", "loads", "state_from", "state_from_fast",
-           "state_json", "timers_from", "timers_json", "timestamp"]
+           "state_json", "due_timers_from", "timers_from", "timers_json", "timestamp"]
 
 
 def _default(value: Any) -> Any:
@@ -101,9 +101,17 @@ def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray]:
 
 def timers_from(incident_id: str, text: str | bytes) -> list[Timer]:
     """An incident's timers from its row, earliest first (then by key)."""
-    out = [Timer(incident_id, key, datetime.fromisoformat(at)) for key, at in loads(text)]
-    out.sort(key=_timer_order)
+    parse = datetime.fromisoformat
+    out = [Timer(incident_id, key, parse(at)) for key, at in _orjson_loads(text)]
+    if len(out) > 1:
+        out.sort(key=_timer_order)
     return out
+
+
+def due_timers_from(incident_id: str, text: str | bytes, until: datetime) -> list[Timer]:
+    """Those of an incident's timers due at or before *until* (in the row's order)."""
+    parse = datetime.fromisoformat
+    return [Timer(incident_id, key, at) for key, text_at in _orjson_loads(text) if (at := parse(text_at)) <= until]
 
 
 def _timer_order(t: Timer) -> tuple[datetime, str]:

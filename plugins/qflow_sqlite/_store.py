@@ -718,7 +718,7 @@ class SQLiteStore(Store):
                 " ORDER BY next_ts, incident_id LIMIT ?)"
                 " RETURNING incident_id, timers",
                 (worker, _ts(lease_until), now, worker, now, limit)).fetchall()
-            due = [t for iid, text in rows for t in _codec.timers_from(iid, text) if t.at <= until]
+            due = [t for iid, text in rows for t in _codec.due_timers_from(iid, text, until)]
             due.sort(key=_claim_order)
             del due[limit:]
             kept = {t.incident_id for t in due}
