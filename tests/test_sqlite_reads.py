@@ -304,3 +304,19 @@ def test_read_many_of_a_state_stored_without_events(tmp_path):
     assert store.read_many(["INC-7"]) == {"INC-7": (store.get("INC-7"), ())}
     assert store.get("INC-7") == state
     store.close()
+
+
+def test_a_row_read_again_gives_the_state_decoded_the_first_time_and_a_changed_row_a_new_one(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    other = SQLiteStore(tmp_path / "s.sqlite3")  # a second process, as far as the first can tell
+    w = report_write("INC-1")
+    store.write([w])
+    first = store.get("INC-1")
+    assert store.get("INC-1") is first and store.query(qflow.IncidentQuery())[0] is first
+    # The same seq, other contents (a write without events): the row differs, so does the state.
+    changed = attrs.evolve(w.state, status="等待客人回电")
+    other.write([Write((), changed)])
+    again = store.get("INC-1")
+    assert again is not first and again == changed and again.status == "等待客人回电"
+    store.close()
+    other.close()

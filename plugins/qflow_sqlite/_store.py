@@ -136,6 +136,12 @@ class SQLiteStore(Store):
         # held, so an id is not reused while it is remembered.
         self._read_decisions: dict[int, tuple[Any, str, int]] = {}
         self._read_incidents: dict[int, tuple[Any, str]] = {}
+        # States decoded from rows, by the row itself: a row's bytes say everything the
+        # state is made of (its incident and decision come from events, which never
+        # change), so the same row gives the same state, shared as it is immutable.
+        # Queries asked again and again (the escalation plugin looks for a suppressing
+        # incident among the open ones of a place at every report) decode once.
+        self._decoded: dict[tuple[Any, ...], IncidentState] = {}
         self._con = self._connect(timeout)
 
     # -- opening -----------------------------------------------------------------------
@@ -568,7 +574,7 @@ class SQLiteStore(Store):
 
     def get(self, incident_id: str) -> IncidentState | None:
         rows = self._read(_READ_STATE + " WHERE i.id = ?", (incident_id,))
-        return self._remember(_state(rows[0]), rows[0]) if rows else None
+        return self._remember(self._state(rows[0]), rows[0]) if rows else None
 
     def events(self, incident_id: str) -> tuple[Event, ...]:
         rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE incident_id = ? ORDER BY seq", (incident_id,))
@@ -619,6 +625,16 @@ class SQLiteStore(Store):
                                                     source=r[5], ruleset=r[6],
                                                     data=adopt_plain(data) if data.__class__ is dict else data))
         return {iid: (found[iid], tuple(by_id.get(iid, ()))) for iid in ids if iid in found}
+
+    def _state(self, row: tuple[Any, ...]) -> IncidentState:
+        """An IncidentState from a _READ_STATE row."""
+        state = self._decoded.get(row)
+        if state is None:
+            state = _codec.state_from_fast(row[0], row[1], row[2], row[3], row[4])
+            if len(self._decoded) >= _REMEMBERED:
+                self._decoded.clear()
+            self._decoded[row] = state
+        return state
 
     def _remember(self, state: IncidentState, row: Sequence[Any]) -> IncidentState:
         """Note *state*'s decision (when its row names the DecisionMade event holding
@@ -675,7 +691,7 @@ class SQLiteStore(Store):
             sql += f" LIMIT {int(query.limit)}"
         out = []
         for row in self._read(sql, params):
-            state = _state(row)
+            state = self._state(row)
             if complete or query.matches(state):
                 out.append(state)
                 if query.limit is not None and len(out) >= query.limit:
@@ -877,11 +893,6 @@ _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, n
 
 def _claim_order(t: Timer) -> tuple[datetime, str, str]:
     return (t.at, t.incident_id, t.key)
-
-
-def _state(row: Sequence[Any]) -> IncidentState:
-    """An IncidentState from a _READ_STATE row."""
-    return _codec.state_from_fast(row[0], row[1], row[2], row[3], row[4])
 
 
 def _event(r: Sequence[Any]) -> Event:
