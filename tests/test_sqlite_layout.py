@@ -216,17 +216,19 @@ def test_a_version_4_file_upgrades_to_5_with_its_timers_and_claims_kept(tmp_path
     utc = T0.astimezone(timezone.utc)
     for iid, key, at, worker in (("INC-1", "clock:resolve", T0 + timedelta(hours=4), "w1"),
                                  ("INC-1", "clock:respond", T0, "w1"),
-                                 ("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1), None)):
+                                 ("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1), None),
+                                 ("INC-3", 'action:"A\\1"\t修\n', T0 + timedelta(days=2), None)):
         con.execute("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?)",
                     (iid, key, at.isoformat(), at.timestamp(), worker,
                      None if worker is None else (T0 + timedelta(days=1)).timestamp()))
     con.close()
     store = SQLiteStore(path)
     assert store.upgrade() == (4, 5)
-    assert store.timers() == [qflow.Timer("INC-1", "clock:respond", T0),
-                              qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1)),
-                              qflow.Timer("INC-1", "clock:resolve", T0 + timedelta(hours=4))]
+    assert store.timers()[:3] == [qflow.Timer("INC-1", "clock:respond", T0),
+                                  qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1)),
+                                  qflow.Timer("INC-1", "clock:resolve", T0 + timedelta(hours=4))]
     assert store.timers("INC-2")[0].at.utcoffset() == timedelta(0)
+    assert store.timers("INC-3") == [qflow.Timer("INC-3", 'action:"A\\1"\t修\n', T0 + timedelta(days=2))]
     # INC-1's claim holds for others until released.
     assert store.claim_timers(T0 + timedelta(hours=5), worker="w2") == [
         qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1))]

@@ -93,13 +93,19 @@ CREATE INDEX outbox_claimed ON outbox (worker) WHERE worker IS NOT NULL;
 # and their earliest time as next_ts, which claiming orders by; a claim holds an
 # incident's timers together, so one worker asks the incident at a time. A rowid table:
 # the row is a few hundred bytes, and claiming and releasing update it in place
-# (WITHOUT ROWID made both three to six times slower).
-_V5 = """
+# (WITHOUT ROWID made both three to six times slower). The upgrade writes the JSON with
+# group_concat, not json_group_array: SQLite's JSON functions are a build option
+# before 3.38.
+_V5 = r"""
 CREATE TABLE timers_v5 (
     incident_id TEXT PRIMARY KEY, next_ts REAL NOT NULL, timers TEXT NOT NULL, worker TEXT, lease_ts REAL
 );
 INSERT INTO timers_v5 (incident_id, next_ts, timers, worker, lease_ts)
-    SELECT incident_id, MIN(at_ts), json_group_array(json_array(key, at)), MAX(worker), MAX(lease_ts)
+    SELECT incident_id, MIN(at_ts),
+           '[' || group_concat('["' || replace(replace(replace(replace(replace(key, '\', '\\'), '"', '\"'),
+               char(10), '\n'), char(13), '\r'), char(9), '\t') || '","' || at || '"]', ',')
+               || ']',
+           MAX(worker), MAX(lease_ts)
     FROM (SELECT * FROM timers ORDER BY incident_id, at_ts, key) GROUP BY incident_id;
 DROP TABLE timers;
 ALTER TABLE timers_v5 RENAME TO timers;
