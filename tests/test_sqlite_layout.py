@@ -339,3 +339,12 @@ def test_batches_past_one_statements_worth_of_ids_are_read_in_chunks(tmp_path):
     got = store._con.execute("SELECT minutes, count(*) FROM qf_proj_response GROUP BY minutes").fetchall()
     assert got == [(0.0, n - (n + 2) // 3), (1.0, (n + 2) // 3)]
     store.close()
+
+
+def test_a_timer_key_orjson_refuses_is_stored_escaped_and_read_back_as_written(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    odd = qflow.Timer("INC-1", "action:\udc80", T0)  # a lone surrogate: no UTF-8 for it
+    store.write([report_write("INC-1", timers=(odd,))])
+    assert store.timers("INC-1") == [odd]
+    assert store.claim_timers(T0, worker="w") == [odd]
+    store.close()
