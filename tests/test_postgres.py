@@ -3,6 +3,7 @@ connections dropped mid-transaction, and several workers racing over due timers.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -14,9 +15,12 @@ from stepplugin import STEP_FIRED, StepPlugin
 
 import qflow
 import qflow_postgres
+from qflow._shapes import plain_event, plain_state
 from qflow.errors import StoreUnavailableError
 from qflow_postgres import SCHEMA_VERSION as SCHEMA
 from qflow_postgres import SchemaVersionError, StoreError
+
+from tests import test_loop
 
 pytest_plugins = ("pgtools",)  # the pg_url and pg_schemas fixtures
 
@@ -502,3 +506,36 @@ def test_synchronous_commit_off_is_an_opt_in_of_the_url_for_its_own_sessions(pg_
 def _show_commit():  # type: ignore[no-untyped-def]
     rows = yield qflow_postgres._ops.Q("SHOW synchronous_commit")
     return rows[0][0]
+
+
+# -- reading bodies directly (qflow._shapes) gives what cattrs gives ----------------------
+
+def test_the_full_loop_reads_back_the_same_directly_and_through_cattrs(pg_url, pg_admin, clock):
+    pm = qflow.make_plugin_manager(autoload=False)
+    ruleset = qflow.load_ruleset_text(test_loop.LOOP, file="loop.yaml", plugins=pm)
+    engine = qflow.Engine(ruleset, plugins=pm, clock=clock, store=pg_url)
+    test_loop.test_full_loop_with_an_ineffective_round_and_a_second_that_passes(engine, clock)
+    iid = test_loop.dirty(engine, place="808")
+    engine.acknowledge(iid, actor="前台")
+    engine.set_status(iid, "waiting_customer", actor="前台", reason="客人外出")
+    engine.reassign(iid, team="housekeeping", owner="王芳", reason="换班")
+    engine.reject(test_loop.dirty(engine, place="909"), "重复报告")
+    clock.advance(timedelta(days=3))
+    engine.tick()
+    store = engine.store
+    codec, conv = store._codec, store._codec.conv
+    with pg_admin() as con:
+        schema = _schema_of(pg_url)
+        states = [r[0] for r in con.execute(f'SELECT body FROM "{schema}".qflow_incidents ORDER BY id')]
+        events = [r[0] for r in con.execute(f'SELECT body FROM "{schema}".qflow_events ORDER BY incident_id, seq')]
+    assert len(states) == 9 and len(events) == 43
+    # The direct builders raise rather than fall back: each body here takes the fast way.
+    for body in states:
+        copy = json.loads(json.dumps(body))
+        direct = plain_state(copy, copy["incident"], copy["stage"], copy["seq"], None)
+        slow = conv.structure(body, qflow.IncidentState)
+        assert direct == slow and repr(direct) == repr(slow) == repr(codec.state(json.dumps(body)))
+    for body in events:
+        direct, slow = plain_event(json.loads(json.dumps(body))), conv.structure(body, qflow.Event)
+        assert direct == slow and repr(direct) == repr(slow) == repr(codec.event(json.dumps(body)))
+    engine.store.close()

@@ -22,8 +22,8 @@ import attrs
 import orjson
 import qflow
 from qflow import FrozenDict
-from qflow._convert import parse_duration, parse_time
-from qflow.model import Action, Cause, Deadline, Decision, Incident, IncidentState, Stage, Trace, Verification
+from qflow._shapes import plain_state
+from qflow.model import IncidentState, Stage, Trace
 from qflow.store import CLOSED_STAGES, Timer
 
 __all__ = ["OPEN", "STAGE_TEXT", "dumps", "event_json", "incident_order", "loads", "state_from", "state_from_fast",
@@ -217,141 +217,6 @@ OPEN = {s: int(s not in CLOSED_STAGES) for s in Stage}
 STAGE_TEXT = {s: s.value for s in Stage}
 
 
-# -- reading states fast ------------------------------------------------------------------
-#
-# ``state_from`` through cattrs's generated functions (with their per-field error
-# collection) costs more than the rest of a tick's read. The shapes this store writes
-# (and the version-2 rows before them) are built here directly, with the converter's
-# own checks and parsers, so the values are the same; anything unexpected (an unknown
-# key, a type the hooks would refuse or convert) returns None and goes through cattrs,
-# which builds it or says what is wrong exactly as before.
-
-_Stage = Stage
-_STAGES = {s.value: s for s in Stage}
-_DURATIONS: dict[str, timedelta] = {}  # the few budgets a ruleset has, parsed once
-
-
-def _time_or_none(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if value.__class__ is not str:
-        raise _Unusual
-    return parse_time(value)
-
-
-def _text_or_none(value: Any) -> Any:
-    if value is not None and value.__class__ is not str:
-        raise _Unusual
-    return value
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    if value.__class__ is not list:
-        raise _Unusual
-    for v in value:
-        if v.__class__ is not str:
-            raise _Unusual
-    return tuple(value)
-
-
-class _Unusual(Exception):
-    """A value the fast path leaves to cattrs."""
-
-
-def _duration(value: Any) -> timedelta:
-    if value.__class__ is not str:
-        raise _Unusual
-    out = _DURATIONS.get(value)
-    if out is None:
-        out = parse_duration(value)
-        if len(_DURATIONS) < 1024:
-            _DURATIONS[value] = out
-    return out
-
-
-_DEADLINE_KEYS = frozenset(("clock", "start", "due", "business", "calendar"))
-
-
-def _deadline(data: Any) -> Deadline:
-    if data.__class__ is not dict or not _DEADLINE_KEYS.issuperset(data):
-        raise _Unusual
-    clock, calendar = data["clock"], data.get("calendar", "24x7")
-    if clock.__class__ is not str or calendar.__class__ is not str:
-        raise _Unusual
-    start, due = data["start"], data["due"]
-    if start.__class__ is not str or due.__class__ is not str:
-        raise _Unusual
-    return Deadline(clock, parse_time(start), parse_time(due), _duration(data["business"]), calendar)
-
-
-_DECISION_TEXT = ("category", "severity", "priority", "team", "owner", "responsibility")
-_DECISION_KEYS = frozenset(("incident_id", "decided_at", "ruleset", "deadlines", "matched", "sources", "trace",
-                            *_DECISION_TEXT))
-
-
-def _decision(data: Any) -> Decision:
-    if data.__class__ is not dict or not _DECISION_KEYS.issuperset(data):
-        raise _Unusual
-    ruleset, decided_at = data["ruleset"], data["decided_at"]
-    if ruleset.__class__ is not str or decided_at.__class__ is not str:
-        raise _Unusual
-    kw: dict[str, Any] = {name: _text_or_none(data[name]) for name in _DECISION_TEXT if name in data}
-    if "deadlines" in data:
-        deadlines = data["deadlines"]
-        if deadlines.__class__ is not list:
-            raise _Unusual
-        kw["deadlines"] = tuple(map(_deadline, deadlines))
-    if "matched" in data:
-        kw["matched"] = _texts(data["matched"])
-    if "sources" in data:
-        sources = data["sources"]
-        if sources.__class__ is not dict:
-            raise _Unusual
-        kw["sources"] = FrozenDict(sources)
-    if "trace" in data:
-        kw["trace"] = _CONV.structure(data["trace"], Trace)
-    return Decision(_text_or_none(data["incident_id"]), parse_time(decided_at), ruleset, **kw)
-
-
-_LISTS = {"causes": tuple[Cause, ...], "actions": tuple[Action, ...], "verifications": tuple[Verification, ...]}
-_STATE_TEXT = ("rejected_reason", "status", "problem")
-_STATE_TIMES = ("acknowledged_at", "responded_at")
-_STATE_KEYS = frozenset(("updated_at", "decision", "reports", "incident", "stage", "seq", *_LISTS, *_STATE_TEXT,
-                         *_STATE_TIMES))
-_structure = _CONV.structure
-
-
-def _fast_state(data: dict[str, Any], incident: Any, stage: str, seq: int, decision: Any) -> IncidentState:
-    if not _STATE_KEYS.issuperset(data) or seq.__class__ is not int:
-        raise _Unusual
-    kw: dict[str, Any] = {}
-    if decision is None:
-        decision = data.get("decision")
-    if decision is not None:
-        kw["decision"] = _decision(decision)
-    for name, typ in _LISTS.items():
-        value = data.get(name)
-        if value:  # the rare rich state: its lists through the converter, field by field
-            kw[name] = _structure(value, typ)
-        elif value is not None and value.__class__ is not list:
-            raise _Unusual
-    for name in _STATE_TEXT:
-        if name in data:
-            kw[name] = _text_or_none(data[name])
-    for name in _STATE_TIMES:
-        if name in data:
-            kw[name] = _time_or_none(data[name])
-    if "reports" in data:
-        reports = data["reports"]
-        if reports.__class__ is not int:
-            raise _Unusual
-        kw["reports"] = reports
-    updated_at = data["updated_at"]
-    if updated_at.__class__ is not str:
-        raise _Unusual
-    return IncidentState(_structure(incident, Incident), _STAGES[stage], seq, parse_time(updated_at), **kw)
-
-
 def state_from_fast(state_text: str | bytes, incident_text: str | bytes | None, stage: str, seq: int,
                     decision_text: str | bytes | None, *, incident: Any = None,
                     decision: Any = None) -> IncidentState:
@@ -365,7 +230,7 @@ def state_from_fast(state_text: str | bytes, incident_text: str | bytes | None, 
         decision = loads(decision_text)
     if data.__class__ is dict:
         try:
-            return _fast_state(data, incident, stage, seq, decision)
+            return plain_state(data, incident, stage, seq, decision)
         except Exception:  # noqa: BLE001 - cattrs builds it, or says exactly what is wrong
             pass
     return state_from(data if data.__class__ is not dict else dict(data), incident, stage, seq, decision,
