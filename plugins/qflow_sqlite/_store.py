@@ -530,6 +530,9 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _moved_on(con: sqlite3.Connection, follows: Mapping[str, int]) -> ConcurrencyError:
+        # The batch's other incidents were updated already: undone first, so what is
+        # read is what each incident is at, and the one that moved on is the one named.
+        con.execute("ROLLBACK")
         stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
                                                  list(follows)))
         for iid, after in follows.items():

@@ -54,6 +54,21 @@ def test_an_append_that_lost_the_race_is_refused_and_changes_nothing(store):
     assert store.get("INC-1") == theirs_after
 
 
+def test_a_batch_with_one_lost_race_names_that_incident_and_writes_none(store):
+    one, one_state = reported("INC-1")
+    two, two_state = reported("INC-2")
+    store.write([Write(one, one_state), Write(two, two_state)])
+    fine, fine_after = follow(one_state, (ev.ACKNOWLEDGED, {"note": "a"}))
+    mine, mine_after = follow(two_state, (ev.ACKNOWLEDGED, {"note": "a"}))
+    theirs, theirs_after = follow(two_state, (ev.ACKNOWLEDGED, {"note": "b"}))
+    store.append(theirs, theirs_after)
+    with pytest.raises(ConcurrencyError) as err:
+        store.write([Write(fine, fine_after), Write(mine, mine_after)])
+    assert str(err.value) == "INC-2: event seq 3 does not follow 3; reload the incident and try again"
+    assert store.get("INC-1") == one_state and store.events("INC-1") == one
+    assert store.get("INC-2") == theirs_after
+
+
 def test_a_gap_in_the_log_is_refused(store):
     events, state = reported("INC-1")
     store.append(events, state)
