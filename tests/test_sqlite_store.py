@@ -126,3 +126,17 @@ def test_full_synchronous_is_set_on_the_connection(tmp_path):
     store = SQLiteStore(tmp_path / "f.sqlite3", synchronous="full")
     assert store._con.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert store._con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_ids_are_counted_without_waiting_on_the_disk_and_the_writes_still_do(tmp_path):
+    # With synchronous=full the id counter commits as under normal (the report's own
+    # write, which waits on the disk, takes it along); the setting comes back after.
+    store = SQLiteStore(tmp_path / "f.sqlite3", synchronous="full")
+    seen = []
+    store._con.set_trace_callback(lambda sql: sql.startswith("PRAGMA synchronous=") and seen.append(sql))
+    assert [store.next_id(), store.next_id()] == ["INC-1", "INC-2"]
+    assert seen == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"] * 2
+    assert store._con.execute("PRAGMA synchronous").fetchone()[0] == 2
+    normal = SQLiteStore(tmp_path / "n.sqlite3")
+    normal._con.set_trace_callback(lambda sql: sql.startswith("PRAGMA synchronous=") and seen.append(sql))
+    assert normal.next_id() == "INC-1" and len(seen) == 4  # nothing to relax

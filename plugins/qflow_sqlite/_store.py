@@ -127,6 +127,7 @@ class SQLiteStore(Store):
         self.synchronous = synchronous
         self._lock = threading.RLock()
         self._projections: dict[str, Projection] = {}
+        self._statements: dict[str, _Statements] = {}  # a declared projection's SQL, made once
         self._stored_version = 0
         # What get and read_many handed out, by identity: id(decision) -> (decision,
         # incident id, decision_seq) and id(incident) -> (incident, incident id). A
@@ -321,14 +322,28 @@ class SQLiteStore(Store):
 
     def next_ids(self, count: int) -> list[str]:
         out: list[str] = []
-        with self._tx() as con:
-            while len(out) < count:
-                need = count - len(out)
-                top = con.execute("UPDATE counters SET value = value + ? WHERE name = 'incident' RETURNING value",
-                                  (need,)).fetchone()[0]
-                ids = [f"INC-{n}" for n in range(top - need + 1, top + 1)]
-                taken = {r[0] for r in _select_in(con, "SELECT id FROM incidents WHERE id IN ({marks})", ids)}
-                out.extend(i for i in ids if i not in taken)
+        with self._lock, self._errors():
+            # The counter need not reach the disk before the report that uses its id:
+            # that report's write, which does, takes the counter's page in the same log
+            # with it; and an id handed out again after a crash before then was never
+            # written, or is skipped as taken (below). One wait on the disk a report,
+            # not two, with synchronous=full.
+            relaxed = self.synchronous in ("full", "extra")
+            if relaxed:
+                self._con.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._tx() as con:
+                    while len(out) < count:
+                        need = count - len(out)
+                        top = con.execute("UPDATE counters SET value = value + ? WHERE name = 'incident' "
+                                          "RETURNING value", (need,)).fetchone()[0]
+                        ids = [f"INC-{n}" for n in range(top - need + 1, top + 1)]
+                        taken = {r[0] for r in _select_in(con, "SELECT id FROM incidents WHERE id IN ({marks})",
+                                                          ids)}
+                        out.extend(i for i in ids if i not in taken)
+            finally:
+                if relaxed:
+                    self._con.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         return out
 
     def write(self, writes: Sequence[Write]) -> None:
@@ -358,7 +373,7 @@ class SQLiteStore(Store):
         # projection -> incident -> (new incident?, its rows as parameter tuples); a later
         # write of the same incident in the batch replaces an earlier one's rows.
         projected: dict[str, dict[str, tuple[bool, list[tuple[Any, ...]]]]] = {}
-        names = {name: p.column_names() for name, p in self._projections.items()}
+        statements = self._statements
         event_json, state_json, timestamp = _codec.event_json, _codec.state_json, _codec.timestamp
         open_of, stage_text = _codec.OPEN, _codec.STAGE_TEXT
         read_decisions, read_incidents = self._read_decisions, self._read_incidents
@@ -457,7 +472,7 @@ class SQLiteStore(Store):
                 if projection is None:
                     raise StoreError(undeclared(name))
                 projected.setdefault(name, {})[iid] = (
-                    new, projection_sql.row_values(projection, iid, given, names.get(name)))
+                    new, projection_sql.row_values(projection, iid, given, statements[name].names))
         if unmoved:
             self._check_unmoved(con, unmoved)
         if externals:
@@ -485,7 +500,7 @@ class SQLiteStore(Store):
         if outbox:
             con.executemany("INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL)", outbox)
         for name, by_incident in projected.items():
-            self._write_rows(con, self._projections[name], by_incident)
+            self._write_rows(con, self._statements[name], by_incident)
 
     @staticmethod
     def _write_timers(con: sqlite3.Connection, timer_sets: Mapping[str, tuple[bool, Sequence[Timer]]]) -> None:
@@ -505,7 +520,7 @@ class SQLiteStore(Store):
             con.executemany(_UPSERT_TIMERS, put)
 
     @staticmethod
-    def _write_rows(con: sqlite3.Connection, projection: Projection,
+    def _write_rows(con: sqlite3.Connection, projection: _Statements,
                     by_incident: Mapping[str, tuple[bool, list[tuple[Any, ...]]]]) -> None:
         """Replace the incidents' rows of *projection*, leaving alone those that are
         the same as stored. Most commands change a row little or not at all (a tick's
@@ -513,7 +528,7 @@ class SQLiteStore(Store):
         cheaper than deleting and inserting them again with every index entry."""
         known = [iid for iid, (new, _) in by_incident.items() if not new]
         stored: dict[str, list[tuple[Any, ...]]] = {}
-        for row in _select_in(con, projection_sql.select_rows_statement(projection), known):
+        for row in _select_in(con, projection.select, known):
             stored.setdefault(row[0], []).append(row)
         gone: list[tuple[str]] = []
         put: list[tuple[Any, ...]] = []
@@ -524,9 +539,9 @@ class SQLiteStore(Store):
                 gone.append((iid,))
             put.extend(rows)
         if gone:
-            con.executemany(projection_sql.delete_statement(projection, "sqlite"), gone)
+            con.executemany(projection.delete, gone)
         if put:
-            con.executemany(projection_sql.insert_statement(projection, "sqlite"), put)
+            con.executemany(projection.insert, put)
 
     @staticmethod
     def _moved_on(con: sqlite3.Connection, follows: Mapping[str, int]) -> ConcurrencyError:
@@ -833,6 +848,10 @@ class SQLiteStore(Store):
                 for sql in projection_sql.create_statements(projection, "sqlite"):
                     con.execute(sql)
                 self._projections[projection.name] = projection
+                self._statements[projection.name] = _Statements(
+                    projection.column_names(), projection_sql.select_rows_statement(projection),
+                    projection_sql.delete_statement(projection, "sqlite"),
+                    projection_sql.insert_statement(projection, "sqlite"))
 
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
                   where: Sequence[Filter] = ()) -> list[Any]:
@@ -892,6 +911,16 @@ class SQLiteStore(Store):
 
 _OUTBOX_COLUMNS = ("id, incident_id, channel, backend, created_at, created_ts, next_at, next_ts, payload, status,"
                    " attempts, last_error, fallback")
+
+
+@attrs.frozen
+class _Statements:
+    """A declared projection's column names and the SQL its writes run."""
+
+    names: tuple[str, ...]
+    select: str
+    delete: str
+    insert: str
 
 
 def _claim_order(t: Timer) -> tuple[datetime, str, str]:
