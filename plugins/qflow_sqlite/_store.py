@@ -63,6 +63,9 @@ _EVENT_COLUMNS = "incident_id, seq, at, type, actor, source, ruleset, data"
 _CHUNK = 500
 #: How many read decisions and incidents a store remembers (see ``_remember``).
 _REMEMBERED = 4096
+#: How many decoded states a store keeps by their rows (see ``_state``): a few
+#: megabytes, more than the open incidents of a place that a report looks through.
+_DECODED = 1024
 _INSERT_EVENT = "INSERT INTO events (incident_id, seq, at, type, source, ruleset, data) VALUES (?,?,?,?,?,?,?)"
 _INSERT_EVENT_FULL = ("INSERT INTO events (incident_id, seq, at, type, actor, source, ruleset, data)"
                       " VALUES (?,?,?,?,?,?,?,?)")
@@ -649,7 +652,7 @@ class SQLiteStore(Store):
         state = self._decoded.get(row)
         if state is None:
             state = _codec.state_from_fast(row[0], row[1], row[2], row[3], row[4])
-            if len(self._decoded) >= _REMEMBERED:
+            if len(self._decoded) >= _DECODED:
                 self._decoded.clear()
             self._decoded[row] = state
         return state
