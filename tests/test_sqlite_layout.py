@@ -348,3 +348,13 @@ def test_a_timer_key_orjson_refuses_is_stored_escaped_and_read_back_as_written(t
     assert store.timers("INC-1") == [odd]
     assert store.claim_timers(T0, worker="w") == [odd]
     store.close()
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_handles_racing_over_the_same_due_timers_fire_each_step_once(tmp_path, workers):
+    # Schema 5 claims an incident's timers together: each worker (a connection of its
+    # own, as a process would have) still fires each step once.
+    from tests.test_postgres import _race
+
+    fired = _race(f"sqlite:///{tmp_path / 'race.sqlite3'}", workers, incidents=60, steps=2)
+    assert len(fired) == 120 and set(fired.values()) == {1}
