@@ -363,6 +363,25 @@ def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url
     eng.store.close()
 
 
+def _fact_rows(pg_admin, url: str, iid: str) -> list[tuple[int, int, str]]:
+    with pg_admin() as con:
+        return con.execute(f"SELECT qf_n, is_open, xmin::text FROM {_schema_of(url)}.qf_proj_incident_facts "
+                           "WHERE qf_incident = %s ORDER BY qf_n", (iid,)).fetchall()
+
+
+def test_a_write_leaves_projection_rows_that_it_does_not_change(pg_url, pg_admin):
+    eng = _engine(pg_url)
+    iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
+    reported = _fact_rows(pg_admin, pg_url, iid)
+    assert [r[:2] for r in reported] == [(0, 1)]
+    assert eng.tick(T0 + 2 * M).effects == 1  # a step fired: no fact changed, the row stays as it was
+    assert _fact_rows(pg_admin, pg_url, iid) == reported
+    eng.reject(iid, "a duplicate", actor="王芳")  # closed: the row is written again, and says so
+    rejected = _fact_rows(pg_admin, pg_url, iid)
+    assert [r[:2] for r in rejected] == [(0, 0)] and rejected[0][2] != reported[0][2]
+    eng.store.close()
+
+
 def test_deadline_rows_follow_a_decision_another_writer_changed(pg_url, pg_admin):
     a, b = _engine(pg_url), _engine(pg_url)
     iid = a.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
@@ -539,3 +558,20 @@ def test_the_full_loop_reads_back_the_same_directly_and_through_cattrs(pg_url, p
         direct, slow = plain_event(json.loads(json.dumps(body))), conv.structure(body, qflow.Event)
         assert direct == slow and repr(direct) == repr(slow) == repr(codec.event(json.dumps(body)))
     engine.store.close()
+
+
+def test_stored_projection_rows_count_as_the_same_only_when_each_value_would_be_stored_the_same():
+    from qflow.store import Projection
+    from qflow_postgres._ops import _same_rows
+
+    p = Projection("facts", (("team", "text"), ("n", "int"), ("minutes", "real")))
+    stored = [[0, "a", 1, 3]]  # PostgreSQL writes the double 3.0 as 3
+    assert _same_rows(p, stored, [("INC-1", 0, "a", True, 3.0)])
+    assert _same_rows(p, stored, [("INC-1", 0, "a", 1, 3)])
+    assert not _same_rows(p, stored, [("INC-1", 0, "a", 1, 3.5)])
+    assert not _same_rows(p, stored, [("INC-1", 0, None, 1, 3)])
+    assert not _same_rows(p, stored, [("INC-1", 1, "a", 1, 3)])
+    assert not _same_rows(p, stored, [("INC-1", 0, "a", 1, 3), ("INC-1", 1, "b", 2, 4)])
+    assert not _same_rows(p, [[0, "a", 1, "NaN"]], [("INC-1", 0, "a", 1, float("nan"))])
+    assert not _same_rows(p, stored, [("INC-1", 0, "a", "x", 3)])  # would not even be stored
+    assert _same_rows(p, [], [])
