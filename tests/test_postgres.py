@@ -575,3 +575,16 @@ def test_stored_projection_rows_count_as_the_same_only_when_each_value_would_be_
     assert not _same_rows(p, [[0, "a", 1, "NaN"]], [("INC-1", 0, "a", 1, float("nan"))])
     assert not _same_rows(p, stored, [("INC-1", 0, "a", "x", 3)])  # would not even be stored
     assert _same_rows(p, [], [])
+
+
+def test_event_data_past_64_bits_reads_back_as_written(pg_url):
+    # Read with the standard decoder: orjson would read 2**80 + 1 as a float.
+    eng = _engine(pg_url)
+    state = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    extra = qflow.Event(state.id, state.seq + 1, T0, "PluginNoted", source="plugin:test",
+                        data={"huge": 2 ** 80 + 1, "list": [-(2 ** 70) - 3]})
+    eng.store.write([qflow.Write((extra,), qflow.events.apply(state, extra, eng._conv))])
+    for log in (eng.store.events(state.id), eng.store.read_many([state.id])[state.id][1]):
+        assert log[-1].data == {"huge": 2 ** 80 + 1, "list": (-(2 ** 70) - 3,)}
+        assert type(log[-1].data["huge"]) is int
+    eng.store.close()

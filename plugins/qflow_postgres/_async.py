@@ -10,14 +10,13 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg.types.json import set_json_loads
 
 from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Timer, Write
 from qflow import projection_sql
 from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
-from qflow_postgres._codec import Codec, json_loads
+from qflow_postgres._codec import Codec
 from qflow_postgres._sync import LOST, session_setup, unavailable
 from qflow_postgres._url import Target
 
@@ -58,7 +57,6 @@ class AsyncPostgresStore:
             await conn.close()
         conn = await psycopg.AsyncConnection.connect(self.target.conninfo, autocommit=True,
                                                      connect_timeout=self.connect_timeout)
-        set_json_loads(json_loads, conn)
         create, session = session_setup(self.target)
         if create:
             async with conn.transaction():

@@ -8,14 +8,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
-import orjson
 
 import qflow
 from qflow import DeliveryAttempt, Event, IncidentState, OutboxMessage, Timer, Trace
 from qflow._shapes import plain_event, plain_state
 from qflow_postgres._errors import StoreError
 
-__all__ = ["Codec", "json_loads", "local", "offset"]
+__all__ = ["Codec", "local", "offset"]
 
 CLOSED = ("closed", "rejected")
 #: How many states read for a command a codec remembers (see ``read_state``).
@@ -132,17 +131,7 @@ def _number(incident_id: str) -> int:
 
 
 def _loaded(body: Any) -> Any:
-    return json_loads(body) if isinstance(body, (str, bytes)) else body
-
-
-def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
-    """How the store reads json columns (psycopg is given it per connection): orjson,
-    and the standard decoder for what orjson refuses (the escape of a lone surrogate,
-    which PostgreSQL's json type keeps as written)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+    return json.loads(body) if isinstance(body, (str, bytes)) else body
 
 
 def offset(value: datetime) -> int:

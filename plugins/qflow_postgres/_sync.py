@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg.types.json import set_json_loads
 from psycopg import sql
 
 from qflow import DeliveryAttempt, Event, IncidentQuery, IncidentState, OutboxMessage, Store, Timer, Write
@@ -20,7 +19,7 @@ from qflow import projection_sql
 from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
-from qflow_postgres._codec import Codec, json_loads
+from qflow_postgres._codec import Codec
 from qflow_postgres._url import Target
 
 __all__ = ["PostgresStore", "LOST", "unavailable"]
@@ -91,7 +90,6 @@ class PostgresStore(Store):
             self.reconnects += 1
             conn.close()
         conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
-        set_json_loads(json_loads, conn)
         create, session = session_setup(self.target)
         if create:
             with conn.transaction():

@@ -242,10 +242,14 @@ _JSONDecodeError = orjson.JSONDecodeError
 
 
 def event_data(text: str | bytes) -> Any:
-    """An event's stored data, read by orjson (the same values as the standard
-    decoder for what both read; what orjson refuses, such as the NaN and Infinity
-    the standard encoder once wrote or a lone surrogate, goes to the standard one)."""
-    try:
-        return _orjson_loads(text)
-    except _JSONDecodeError:
-        return loads(text)
+    """An event's (or timers row's) stored data. A blob is orjson's writing and
+    orjson reads it back exactly; text is the standard encoder's (older rows, and
+    values orjson does not write: integers past 64 bits, NaN, times), which the
+    standard decoder reads, as orjson would not: it reads an integer past 64 bits
+    as a float."""
+    if text.__class__ is bytes:
+        try:
+            return _orjson_loads(text)
+        except _JSONDecodeError:  # not orjson's after all (a lone surrogate's escape): the standard way
+            pass
+    return loads(text)
