@@ -105,6 +105,11 @@ def _select_in(con: sqlite3.Connection, sql: str, keys: Sequence[Any]) -> Iterat
         yield from con.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
+def _stored_seqs(con: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """The seq each of *ids* that is stored is at."""
+    return dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})", ids))
+
+
 def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -365,7 +370,6 @@ class SQLiteStore(Store):
         created_full: list[tuple[Any, ...]] = []
         updated: list[tuple[Any, ...]] = []  # upserted: no events, or a later write in the batch
         following: list[tuple[Any, ...]] = []  # updated where the stored seq is the one followed
-        follows: dict[str, int] = {}  # incident -> seq its first event in this batch follows
         unmoved: dict[str, int] = {}  # incident written without events -> the seq its state is at
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
@@ -406,7 +410,7 @@ class SQLiteStore(Store):
                 elif first == 1:
                     new = True
                 else:
-                    follows[iid] = expect = first - 1
+                    expect = first - 1  # the seq its first event in this batch follows
                 batch_last[iid] = seq - 1
                 for e in evs:
                     at = e.at
@@ -485,7 +489,7 @@ class SQLiteStore(Store):
             # says so (instead of reading every seq first), and its events are not
             # inserted yet, so the error names the seq that was missed.
             if following and con.executemany(_UPDATE_FOLLOWING, following).rowcount != len(following):
-                raise self._moved_on(con, follows)
+                raise self._moved_on(con, {row[-2]: row[-1] for row in following})
             if events:
                 con.executemany(_INSERT_EVENT, events)
             if events_full:
@@ -551,8 +555,7 @@ class SQLiteStore(Store):
         # The batch's other incidents were updated already: undone first, so what is
         # read is what each incident is at, and the one that moved on is the one named.
         con.execute("ROLLBACK")
-        stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
-                                                 list(follows)))
+        stored = _stored_seqs(con, list(follows))
         for iid, after in follows.items():
             have = stored.get(iid, 0)
             if have != after:
@@ -563,8 +566,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _check_unmoved(con: sqlite3.Connection, unmoved: Mapping[str, int]) -> None:
         # A write of timers alone must not put back a state someone has moved on from.
-        stored: dict[str, int] = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})",
-                                                 list(unmoved)))
+        stored = _stored_seqs(con, list(unmoved))
         for iid, seq in unmoved.items():
             last = stored.get(iid, 0)
             if seq != last:
@@ -584,7 +586,7 @@ class SQLiteStore(Store):
             return ConcurrencyError(f"an incident with the same external id is already recorded ({text}); "
                                     "look it up with find_external and report again")
         ids = [r[0] for r in created]
-        known = dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})", ids))
+        known = _stored_seqs(con, ids)
         for iid in ids:
             if iid in known:
                 return ConcurrencyError(f"{iid}: event seq 1 does not follow {known[iid]}; "
@@ -604,19 +606,14 @@ class SQLiteStore(Store):
     def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
         # One deferred transaction: the states and the logs are one snapshot (WAL).
         ids = list(dict.fromkeys(incident_ids))
-        states: list[Any] = []
-        logs: list[Any] = []
         with self._lock, self._errors():
             self._ready()
             con = self._con
             con.execute("BEGIN")
             try:
-                for start in range(0, len(ids), _CHUNK):
-                    chunk = ids[start:start + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    states.extend(con.execute(_READ_STATES + f" WHERE id IN ({marks})", chunk).fetchall())
-                    logs.extend(con.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE incident_id IN ({marks})"
-                                            " ORDER BY incident_id, seq", chunk).fetchall())
+                states = list(_select_in(con, _READ_STATES + " WHERE id IN ({marks})", ids))
+                logs = list(_select_in(con, f"SELECT {_EVENT_COLUMNS} FROM events WHERE incident_id IN ({{marks}})"
+                                       " ORDER BY incident_id, seq", ids))
             finally:
                 con.execute("COMMIT")
         # The incident (when the row has none of its own) and the decision named by
