@@ -114,6 +114,20 @@ class Suppress:
     source: Any  # a compiled qflow condition
     target: Any
     equal: tuple[str, ...]
+    #: What *source* requires of a field an IncidentQuery filters on with the same
+    #: meaning: asked of the store too, so the candidates are the few incidents that
+    #: may be a source (open power outages), not every open incident of the place.
+    query: Mapping[str, str] = attrs.field(factory=dict)
+
+
+#: The fields of a condition's view that an IncidentQuery filters on with the same
+#: meaning (the decided category and severity, the incident's place).
+_QUERY_FIELDS = frozenset({"category", "severity", "place"})
+
+
+def _required(condition: Any) -> dict[str, str]:
+    return {f: value for f, values in condition.equalities.items()
+            if f in _QUERY_FIELDS and len(values) == 1 and type(value := next(iter(values))) is str}
 
 
 @attrs.frozen
@@ -373,8 +387,9 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
                       hint="e.g. source: {category: power_outage}, target: {category: equipment_fault}",
                       rule=rule.id)
             continue
-        suppress.append(Suppress(rule.id, ctx.condition(path + ("source",), rule=rule.id),
-                                 ctx.condition(path + ("target",), rule=rule.id), rule.equal))
+        source = ctx.condition(path + ("source",), rule=rule.id)
+        suppress.append(Suppress(rule.id, source, ctx.condition(path + ("target",), rule=rule.id), rule.equal,
+                                 _required(source) if source is not None else {}))
     # The duration type refuses a check of no time (QF105).
     release_check = spec.release.check if spec.release.enabled and (group or suppress) else None
     return Compiled(ladders, by_severity, group, tuple(suppress), release_check)

@@ -21,7 +21,7 @@ close and the held incident's next step, and needs no write to other incidents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,9 +42,6 @@ RELEASED_TOPIC = "incident.released"
 
 _CLOSED = (Stage.CLOSED, Stage.REJECTED)
 _US = timedelta(microseconds=1)
-#: The fields of a condition's view that an IncidentQuery filters on with the same
-#: meaning (the decided category and severity, the incident's place).
-_QUERY_FIELDS = frozenset({"category", "severity", "place"})
 
 
 def _value(state: IncidentState, name: str) -> Any:
@@ -82,10 +79,6 @@ def _earliest(store: Any, query: IncidentQuery) -> Iterator[IncidentState]:
         done, limit = len(found), limit * 4
 
 
-def _first(store: Any, query: IncidentQuery, wanted: Callable[[IncidentState], bool]) -> IncidentState | None:
-    return next((other for other in _earliest(store, query) if wanted(other)), None)
-
-
 def _is_open(store: Any, incident_id: str) -> bool:
     other = store.get(incident_id)
     return other is not None and other.stage not in _CLOSED
@@ -100,14 +93,9 @@ def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[s
         filters = {f: _value(state, f) for f in rule.equal}
         if any(v is None for v in filters.values()):
             continue  # nothing to compare by
-        # What the source condition requires of a field the store filters on is asked
-        # of the store too: the candidates are then the few incidents that may be a
-        # source (open power outages), not every open incident of the place.
-        required = {f: value for f, values in rule.source.equalities.items()
-                    if f in _QUERY_FIELDS and len(values) == 1 and type(value := next(iter(values))) is str}
-        if any(filters.get(f, v) != v for f, v in required.items()):
+        if any(filters.get(f, v) != v for f, v in rule.query.items()):
             continue  # the source would have to differ from this incident where the rule says they are equal
-        for other in store.query(IncidentQuery(open_only=True, **filters, **required)):
+        for other in store.query(IncidentQuery(open_only=True, **filters, **rule.query)):
             if other.id != state.id and rule.source.test(_view(other)):
                 return other.id, rule.id
     return None
@@ -128,8 +116,10 @@ def _leader(compiled: Compiled, state: IncidentState, events: Sequence[Event], n
     if any(v is None for v in filters.values()):
         return None
     query = IncidentQuery(open_only=True, reported_from=reported - group.window, reported_until=reported + _US, **filters)
-    other = _first(store, query, lambda o: o.id != state.id and _grouped_into(store.events(o.id)) is None)
-    return None if other is None else other.id
+    for other in _earliest(store, query):
+        if other.id != state.id and _grouped_into(store.events(other.id)) is None:
+            return other.id
+    return None
 
 
 def held(notifications: Sequence[Notification], state: IncidentState, events: Sequence[Event], ruleset: Ruleset,

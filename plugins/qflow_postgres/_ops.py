@@ -279,7 +279,7 @@ def _same_rows(p: Projection, stored: Sequence[Sequence[Any]], rows: Sequence[tu
     counts as changed, which only costs the rewrite."""
     if len(stored) != len(rows):
         return False
-    casts = [_CAST[t] for _, t in p.columns]
+    casts = [projection_sql.COLUMN_CAST[t] for _, t in p.columns]
     for have, row in zip(stored, rows, strict=True):
         if have[0] != row[1] or len(have) != len(row) - 1:
             return False
@@ -294,9 +294,6 @@ def _same_rows(p: Projection, stored: Sequence[Sequence[Any]], rows: Sequence[tu
             except (TypeError, ValueError):
                 return False
     return True
-
-
-_CAST = {"text": str, "int": int, "real": float}
 
 
 def _claim_external(writes: Sequence[Write]) -> Op:

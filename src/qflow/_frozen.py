@@ -24,11 +24,7 @@ class FrozenDict(Mapping[str, Any]):
         """A FrozenDict over *data* itself rather than a copy, its values frozen in
         place: for a dict just built to be frozen (a projection row of fifty columns),
         which its maker hands over and never touches again."""
-        out = cls.__new__(cls)
-        out._hash = None
-        out._data = data
-        out._finite = True if _freeze_values(data) else None
-        return out
+        return _over(data, True if _freeze_values(data) else None)
 
     @classmethod
     def adopt_plain(cls, data: dict[str, Any]) -> FrozenDict:
@@ -85,11 +81,7 @@ class FrozenDict(Mapping[str, Any]):
         else:
             extra = dict(other)
             _freeze_values(extra)
-        out = FrozenDict.__new__(FrozenDict)
-        out._hash = None
-        out._finite = None
-        out._data = {**self._data, **extra}
-        return out
+        return _over({**self._data, **extra}, None)
 
     def __hash__(self) -> int:
         if self._hash is None:
@@ -110,6 +102,13 @@ class FrozenDict(Mapping[str, Any]):
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAY_HOLD_FLOATS = frozenset({float, tuple, list})  # nested mappings say so for themselves
 _INF = float("inf")
+
+
+def _over(data: dict[str, Any], finite: bool | None) -> FrozenDict:
+    """A FrozenDict holding *data* itself, whose values are frozen already."""
+    out = FrozenDict.__new__(FrozenDict)
+    out._data, out._hash, out._finite = data, None, finite
+    return out
 
 
 def _freeze_values(data: dict[str, Any]) -> bool:
@@ -150,9 +149,7 @@ def _adopt_plain(data: dict[str, Any]) -> FrozenDict:
             data[key] = _adopt_plain(value)
         elif kind is list:
             data[key] = _adopt_plain_list(value)
-    out = FrozenDict.__new__(FrozenDict)
-    out._data, out._hash, out._finite = data, None, None
-    return out
+    return _over(data, None)
 
 
 def _adopt_plain_list(values: list[Any]) -> tuple[Any, ...]:

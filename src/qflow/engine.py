@@ -117,29 +117,11 @@ class _Hooks:
 
     def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
               ruleset: Ruleset, now: datetime) -> Assignment | None:
-        plan = self._plan("qflow_route", _ROUTE_ARGS)
-        if plan is None:
-            return self._hook.qflow_route(incident=incident, view=view, classification=classification,
-                                          ruleset=ruleset, now=now)
-        values = (incident, view, classification, ruleset, now)
-        for fn, pick in plan:
-            result = fn(*pick(values))
-            if result is not None:
-                return result
-        return None
+        return self._first("qflow_route", _ROUTE_ARGS, (incident, view, classification, ruleset, now))
 
     def deadline(self, incident: Incident, classification: Classification, assignment: Assignment,
                  ruleset: Ruleset, now: datetime) -> Sequence[Any] | None:
-        plan = self._plan("qflow_deadline", _DEADLINE_ARGS)
-        if plan is None:
-            return self._hook.qflow_deadline(incident=incident, classification=classification,
-                                             assignment=assignment, ruleset=ruleset, now=now)
-        values = (incident, classification, assignment, ruleset, now)
-        for fn, pick in plan:
-            result = fn(*pick(values))
-            if result is not None:
-                return result
-        return None
+        return self._first("qflow_deadline", _DEADLINE_ARGS, (incident, classification, assignment, ruleset, now))
 
     def explain(self, incident: Incident, view: dict[str, Any], classification: Classification,
                 assignment: Assignment, ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
@@ -170,6 +152,18 @@ class _Hooks:
                 log.exception("plugin %s failed to deliver %s", impl.plugin_name, notification.topic)
                 failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
         return failures
+
+    def _first(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+        """The first implementation's non-None result, in pluggy's order (a
+        ``firstresult`` hook)."""
+        plan = self._plan(name, args)
+        if plan is None:
+            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+        for fn, pick in plan:
+            result = fn(*pick(values))
+            if result is not None:
+                return result
+        return None
 
     def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> list[Any]:
         """Every implementation's non-None result, in pluggy's order (a hook that is

@@ -22,13 +22,14 @@ import attrs
 from qflow._frozen import FrozenDict
 from qflow.store import Filter, Measure, Projection, check_query, nearest_rank, projection_rows
 
-__all__ = ["aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
+__all__ = ["COLUMN_CAST", "aggregate", "column_type", "create_statements", "delete_statement", "insert_many_statement",
            "insert_statement", "many_values", "row_values", "select_rows_statement", "table"]
 
 _TYPES = {"sqlite": {"text": "TEXT", "int": "INTEGER", "real": "REAL"},
           "postgresql": {"text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION"}}
 _PERCENT = {"median": 50, "p90": 90}
-_CAST: Mapping[str, Any] = {"text": str, "int": int, "real": float}
+#: What a value becomes in a column of each kind (True in an int column is 1, 3 in a real one 3.0).
+COLUMN_CAST: Mapping[str, Any] = {"text": str, "int": int, "real": float}
 #: SQLite knows aggregate FILTER clauses from 3.30 (2019); before, a CASE does.
 _FILTER = sqlite3.sqlite_version_info >= (3, 30)
 # Names go into SQL unquoted (tables) or double-quoted (columns): only plain ones.
@@ -67,7 +68,7 @@ def many_values(projection: Projection, values: Sequence[tuple[Any, ...]], diale
         row = {}
         for k, kind, v in zip(names, kinds, r, strict=True):
             try:
-                row[k] = None if v is None else _CAST[kind](v)
+                row[k] = None if v is None else COLUMN_CAST[kind](v)
             except (TypeError, ValueError):
                 raise ValueError(f"projection {projection.name}: {r[0]} gave {v!r} for {k}, which is {kind}; "
                                  "fix the plugin's qflow_project") from None
