@@ -32,16 +32,22 @@ TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=TZ)
 
 
-def _writes(n: int) -> list[Write]:
-    """n realistic report writes: the shipped hotel incidents decided by the shipped ruleset."""
-    engine = qflow.Engine.from_path(ROOT / "rulesets/hotel-front-desk.yaml", autoload=False,
-                                    clock=qflow.FakeClock(T0))
+def _hotel_reports(n: int) -> list[dict]:
+    """*n* reports cycling through the shipped hotel incidents, without their ids (each
+    is a new incident)."""
     lines = [json.loads(x) for x in (ROOT / "rulesets/hotel-front-desk.incidents.jsonl").read_text().splitlines()
              if x.strip()]
     for line in lines:
         line.pop("id", None)
         line.pop("external_id", None)
-    batch = [lines[i % len(lines)] for i in range(n)]
+    return [lines[i % len(lines)] for i in range(n)]
+
+
+def _writes(n: int) -> list[Write]:
+    """n realistic report writes: the shipped hotel incidents decided by the shipped ruleset."""
+    engine = qflow.Engine.from_path(ROOT / "rulesets/hotel-front-desk.yaml", autoload=False,
+                                    clock=qflow.FakeClock(T0))
+    batch = _hotel_reports(n)
     states = engine.report_many(batch)
     store = engine.store
     return [Write(store.events(s.id), s, tuple(store.timers(s.id)), ()) for s in states]
@@ -115,12 +121,7 @@ def bench_engine(n: int, runs: int) -> None:
     notifications and writing it all, through ``Engine.report_many`` (batches of 500,
     as ``qflow import``) and ``Engine.report`` (one transaction each), with *n*
     incidents open already."""
-    lines = [json.loads(x) for x in (ROOT / "rulesets/hotel-front-desk.incidents.jsonl").read_text().splitlines()
-             if x.strip()]
-    for line in lines:
-        line.pop("id", None)
-        line.pop("external_id", None)
-    batch = [lines[i % len(lines)] for i in range(n)]
+    batch = _hotel_reports(n)
     many, one = [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as d:

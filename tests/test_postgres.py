@@ -341,11 +341,17 @@ def test_claims_are_shared_between_workers_without_overlap(pg_url):
 # -- what a write leaves as it is --------------------------------------------------------
 
 
-def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]]:
-    # xmin names the transaction that wrote a row: the same xmin is the same row, untouched.
+def _rows(pg_admin, url: str, sql: str, iid: str) -> list[tuple]:
+    """*sql* (``{schema}`` standing for the store's) over one incident's rows. Select
+    ``xmin::text`` with them: it names the transaction that wrote a row, so the same
+    xmin is the same row, untouched."""
     with pg_admin() as con:
-        return con.execute(f"SELECT clock, due, xmin::text FROM {_schema_of(url)}.qflow_deadlines "
-                           "WHERE incident_id = %s ORDER BY clock", (iid,)).fetchall()
+        return con.execute(sql.format(schema=_schema_of(url)), (iid,)).fetchall()
+
+
+def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]]:
+    return _rows(pg_admin, url, "SELECT clock, due, xmin::text FROM {schema}.qflow_deadlines "
+                                "WHERE incident_id = %s ORDER BY clock", iid)
 
 
 def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url, pg_admin):
@@ -364,9 +370,8 @@ def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url
 
 
 def _fact_rows(pg_admin, url: str, iid: str) -> list[tuple[int, int, str]]:
-    with pg_admin() as con:
-        return con.execute(f"SELECT qf_n, is_open, xmin::text FROM {_schema_of(url)}.qf_proj_incident_facts "
-                           "WHERE qf_incident = %s ORDER BY qf_n", (iid,)).fetchall()
+    return _rows(pg_admin, url, "SELECT qf_n, is_open, xmin::text FROM {schema}.qf_proj_incident_facts "
+                                "WHERE qf_incident = %s ORDER BY qf_n", iid)
 
 
 def test_a_write_leaves_projection_rows_that_it_does_not_change(pg_url, pg_admin):

@@ -23,6 +23,8 @@ from qflow_sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 
 from tests.store.builders import CONV, T0, follow, report_write, to_stage
 
+M = timedelta(minutes=1)
+
 
 # -- a version-2 file, written the way the version-2 store wrote it -------------------
 
@@ -253,11 +255,14 @@ def test_an_incidents_timers_are_one_row_with_their_earliest_time(tmp_path):
     store.close()
 
 
+def _with_timers(iid: str, **minutes: int) -> Write:
+    """A report of *iid* with a timer per keyword, due that many minutes after T0."""
+    return report_write(iid, timers=tuple(qflow.Timer(iid, key, T0 + n * M) for key, n in minutes.items()))
+
+
 def test_a_claim_cut_at_the_limit_lets_go_of_incidents_it_hands_out_nothing_of(tmp_path):
     store = SQLiteStore(tmp_path / "s.sqlite3")
-    M = timedelta(minutes=1)
-    store.write([report_write("INC-1", timers=(qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "b", T0 + 2 * M))),
-                 report_write("INC-2", timers=(qflow.Timer("INC-2", "a", T0 + 3 * M),))])
+    store.write([_with_timers("INC-1", a=1, b=2), _with_timers("INC-2", a=3)])
     assert store.claim_timers(T0 + 10 * M, worker="w1", limit=2) == [
         qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "b", T0 + 2 * M)]
     assert store.claim_timers(T0 + 10 * M, worker="w2", limit=2) == [qflow.Timer("INC-2", "a", T0 + 3 * M)]
@@ -266,9 +271,7 @@ def test_a_claim_cut_at_the_limit_lets_go_of_incidents_it_hands_out_nothing_of(t
 
 def test_an_incidents_due_timers_past_the_limit_stay_with_its_claimer(tmp_path):
     store = SQLiteStore(tmp_path / "s.sqlite3")
-    M = timedelta(minutes=1)
-    store.write([report_write("INC-1", timers=(qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-1", "c", T0 + 5 * M))),
-                 report_write("INC-2", timers=(qflow.Timer("INC-2", "b", T0 + 3 * M),))])
+    store.write([_with_timers("INC-1", a=1, c=5), _with_timers("INC-2", b=3)])
     now = T0 + 10 * M
     assert store.claim_timers(now, worker="w1", limit=2, lease_until=now + M) == [
         qflow.Timer("INC-1", "a", T0 + M), qflow.Timer("INC-2", "b", T0 + 3 * M)]
