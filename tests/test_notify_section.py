@@ -263,3 +263,20 @@ def test_a_language_without_built_in_templates_is_a_located_error():
         "notify.yaml:25:31: QF104 unknown language 'EN' (did you mean 'en'?) @ $.notify.channels.mgr.lang",
         "notify.yaml:27:26: QF104 unknown language 'english' (use one of: zh, en) @ $.notify.templates[0].lang",
     ]
+
+
+def test_a_literal_scheme_is_checked_even_when_the_rest_of_the_url_comes_from_the_environment():
+    assert errors("""\
+        notify:
+          channels:
+            ftp: {backend: wecom, url: "ftp://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${env:WK}"}
+            bare: {backend: webhook, url: "hooks.example.com/${env:HOOK_PATH}"}
+            whole: {backend: wecom, url: "${env:WK_URL}"}
+            https: {backend: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${env:WK}"}
+            scheme: {backend: webhook, url: "http${env:TLS}://hooks.example.com/"}
+        """) == [
+        "notify.yaml:24:32: QF771 'ftp://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***' is not an http or "
+        "https URL (write the full webhook URL, e.g. https://..., or '${env:NAME}') @ $.notify.channels.ftp.url",
+        "notify.yaml:25:35: QF771 'hooks.example.com/${env:HOOK_PATH}' is not an http or https URL (write the "
+        "full webhook URL, e.g. https://..., or '${env:NAME}') @ $.notify.channels.bare.url",
+    ]
