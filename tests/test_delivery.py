@@ -309,3 +309,30 @@ def test_a_template_that_fails_at_render_time_falls_back_to_the_built_in_one():
     assert sent.payload["render_error"].startswith("TypeError")
     assert sent.payload["subject"] == f"[normal] {state.id}"
     assert sent.payload["body"].startswith("broken template\nTeam: 前厅部 Front office, owner: 李强")
+
+
+def test_a_url_with_user_and_password_sends_basic_auth_and_the_password_never_shows(receiver, caplog):
+    import base64
+
+    engine, clock = make("""\
+        notify:
+          channels:
+            hook: {backend: webhook, url: "${env:HOOK_URL}", retry: {attempts: 2, backoff: 30s, max: 1h}}
+        """, env={"HOOK_URL": f"http://qflow:pa55%40word@127.0.0.1:{receiver.port}/in?site=1"})
+    token = base64.b64encode(b"qflow:pa55@word").decode()
+    failed = engine.report({"description": "x"})
+    receiver.fail_with(500, 500)
+    with caplog.at_level(logging.DEBUG):
+        engine.deliver()
+        clock.advance(timedelta(hours=1))
+        engine.deliver()
+    assert engine.events(failed.id)[-1].data["error"] == (
+        f'DeliveryError: HTTP 500 from http://qflow:***@127.0.0.1:{receiver.port}/in?site=1: '
+        '{"error": "told to fail"}')
+    text = repr(engine.store.outbox()) + repr(engine.events(failed.id)) + caplog.text + repr(
+        [engine.store.attempts(m.id) for m in engine.store.outbox()])
+    assert "pa55" not in text and token not in text
+    engine.report({"description": "y"})
+    assert engine.deliver() == qflow.DeliveryReport(claimed=1, delivered=1)
+    [req] = receiver.requests
+    assert (req.path, req.query, req.headers["authorization"]) == ("/in", {"site": "1"}, f"Basic {token}")

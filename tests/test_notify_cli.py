@@ -90,3 +90,50 @@ def test_preview_renders_the_templates_per_channel_in_the_asked_language(tmp_pat
     status, out, err = run("notify", "preview", str(path), "--topic", "incident.reported", "--now", NOW,
                            "--no-plugins", "--incident", '{"description": "x"}')
     assert (status, out) == (0, "no route sends 'incident.reported' for this incident; nothing would be sent\n")
+
+
+def _examples(text: str) -> list[list[str]]:
+    import shlex
+
+    lines = text.replace("\\\n", " ").splitlines()
+    return [shlex.split(line, comments=True)[1:] for line in lines if line.strip().startswith("qflow notify ")]
+
+
+def test_every_notify_example_of_the_help_and_the_docs_runs(monkeypatch):
+    from pathlib import Path
+
+    from qflow._cli_notify import _EPILOG
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    docs = (root / "docs" / "notify.md").read_text(encoding="utf-8")
+    examples = _examples(_EPILOG) + _examples(docs)
+    assert [" ".join(e[:3]) for e in examples] == [
+        "notify test duty-log", "notify test console", "notify preview rulesets/hotel-front-desk.yaml",  # help
+        "notify preview rulesets/hotel-front-desk.yaml", "notify test duty-log", "notify test duty-log",  # docs
+        "notify test console"]
+    for argv in examples:
+        status, out, err = run(*argv, "--now", NOW)
+        assert (status, err) == (0, ""), argv
+
+
+def test_an_unknown_target_names_only_what_can_be_tested_by_name(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    status, out, err = run("notify", "test", "wcom", str(path), "--no-plugins")
+    assert (status, err) == (2, f"qflow: error: 'wcom' is neither a channel of {path} nor an installed backend\n"
+                                "hint: use a channel (front-chat, quality-log) or a backend that needs no options "
+                                "(console, log); dingtalk, email, feishu, lark, slack, teams, webhook, wecom are "
+                                "tested through a channel that uses them\n")
+
+
+def test_preview_refuses_a_language_without_templates(tmp_path):
+    from qflow._cli_notify import LANGS
+    from qflow_notify._templates import LANGS as TEMPLATE_LANGS
+
+    assert LANGS == TEMPLATE_LANGS
+    path = tmp_path / "r.yaml"
+    path.write_text(ruleset_text(NOTIFY), encoding="utf-8")
+    status, out, err = run("notify", "preview", str(path), "--lang", "fr", "--now", NOW, "--no-plugins",
+                           "--incident", '{"description": "x"}')
+    assert (status, out, err) == (2, "", "qflow: error: --lang: unknown language 'fr'\nhint: use one of: zh, en\n")

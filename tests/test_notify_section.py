@@ -191,3 +191,92 @@ def test_qflow_check_reports_a_webhook_without_its_url(tmp_path):
     assert status == 1
     assert out.getvalue() == (f"{path}:24:11: QF102 missing required key 'url' @ $.notify.channels.hook\n"
                               "1 error in 1 file\n")
+
+
+def warnings(notify: str, pm=None) -> list[str]:
+    return [str(d) for d in load(notify, pm).warnings]
+
+
+def test_a_route_or_template_topic_no_plugin_raises_is_a_located_warning():
+    assert warnings("""\
+        escalation:
+          ladders:
+            default:
+              - {id: vip, at: {clock: respond, used: 50%}, notify: [assignee], topic: escalation.vip}
+        notify:
+          channels:
+            mgr: {backend: log}
+          routes:
+            - id: breaches
+              topics: ["escalation.breached", "escalaton.*", "incident.report", "escalation.nope"]
+              channels: [mgr]
+            - topics: ["*", "escalation.*", "escalation.vip", "action.overdue", "verification.*", "problem.opened",
+                       "incident.released", "mycorp.paged", "*.breach"]
+              channels: [mgr]
+          templates:
+            - {topic: escalation.warnig, body: x}
+            - {topic: incident.*, body: y}
+        """) == [
+        "notify.yaml:31:16: QF780 no installed plugin raises a topic matching 'escalation.breached' "
+        "(did you mean 'escalation.breach'?) @ $.notify.routes[0].topics[0] (rule 'breaches')",
+        "notify.yaml:31:39: QF780 no installed plugin raises a topic matching 'escalaton.*' "
+        "(did you mean 'escalation.*'?) @ $.notify.routes[0].topics[1] (rule 'breaches')",
+        "notify.yaml:31:54: QF780 no installed plugin raises a topic matching 'incident.report' "
+        "(did you mean 'incident.reported'?) @ $.notify.routes[0].topics[2] (rule 'breaches')",
+        "notify.yaml:31:73: QF780 no installed plugin raises a topic matching 'escalation.nope' "
+        "(the escalation topics are: escalation.breach, escalation.vip, escalation.warning) "
+        "@ $.notify.routes[0].topics[3] (rule 'breaches')",
+        "notify.yaml:37:15: QF780 no installed plugin raises a topic matching 'escalation.warnig' "
+        "(did you mean 'escalation.warning'?) @ $.notify.templates[0].topic",
+    ]
+
+
+def test_topics_a_third_party_plugin_declares_are_known_and_undeclared_prefixes_are_taken_as_written():
+    class Paging:
+        @qflow.hookimpl
+        def qflow_notification_topics(self, sections):
+            return ["escalation.paged"]
+
+    notify = """\
+        notify:
+          channels:
+            mgr: {backend: log}
+          routes:
+            - {topics: ["escalation.paged", "pagerduty.incident.acknowledged"], channels: [mgr]}
+        """
+    assert warnings(notify, qflow.make_plugin_manager(autoload=False, plugins=[Paging()])) == []
+    assert warnings(notify) == [
+        "notify.yaml:26:17: QF780 no installed plugin raises a topic matching 'escalation.paged' "
+        "(the escalation topics are: escalation.breach, escalation.warning) @ $.notify.routes[0].topics[0]"]
+
+
+def test_a_language_without_built_in_templates_is_a_located_error():
+    assert errors("""\
+        notify:
+          lang: fr
+          channels:
+            mgr: {backend: log, lang: EN}
+          templates:
+            - {topic: "*", lang: english, body: x}
+        """) == [
+        "notify.yaml:23:9: QF104 unknown language 'fr' (use one of: zh, en) @ $.notify.lang",
+        "notify.yaml:25:31: QF104 unknown language 'EN' (did you mean 'en'?) @ $.notify.channels.mgr.lang",
+        "notify.yaml:27:26: QF104 unknown language 'english' (use one of: zh, en) @ $.notify.templates[0].lang",
+    ]
+
+
+def test_a_literal_scheme_is_checked_even_when_the_rest_of_the_url_comes_from_the_environment():
+    assert errors("""\
+        notify:
+          channels:
+            ftp: {backend: wecom, url: "ftp://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${env:WK}"}
+            bare: {backend: webhook, url: "hooks.example.com/${env:HOOK_PATH}"}
+            whole: {backend: wecom, url: "${env:WK_URL}"}
+            https: {backend: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${env:WK}"}
+            scheme: {backend: webhook, url: "http${env:TLS}://hooks.example.com/"}
+        """) == [
+        "notify.yaml:24:32: QF771 'ftp://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***' is not an http or "
+        "https URL (write the full webhook URL, e.g. https://..., or '${env:NAME}') @ $.notify.channels.ftp.url",
+        "notify.yaml:25:35: QF771 'hooks.example.com/${env:HOOK_PATH}' is not an http or https URL (write the "
+        "full webhook URL, e.g. https://..., or '${env:NAME}') @ $.notify.channels.bare.url",
+    ]

@@ -14,14 +14,14 @@ deadlines stand in as round-the-clock clocks (``_clocks.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from qflow import Effect, Event, IncidentState, Notification, Ruleset, Section, Timer, hookimpl
 
-from qflow_escalation._compile import Compiled, Step, compile_escalation
-from qflow_escalation._grouping import RELEASED, SUPPRESSED, held, release_timer, released
+from qflow_escalation._compile import BREACH_TOPIC, WARNING_TOPIC, Compiled, Step, compile_escalation
+from qflow_escalation._grouping import RELEASED, RELEASED_TOPIC, SUPPRESSED, held, release_timer, released
 from qflow_escalation._ladder import BREACHED, FIRED, SKIPPED, due_effects, next_timers
 from qflow_escalation._spec import EscalationSpec
 
@@ -34,6 +34,13 @@ __all__ = ["BREACHED", "FIRED", "RELEASED", "SKIPPED", "SUPPRESSED", "Compiled",
 def qflow_ruleset_sections() -> Sequence[Section]:
     return [Section("escalation", EscalationSpec, compile_escalation,
                     doc="escalation ladders per severity, grouping and suppression")]
+
+
+@hookimpl
+def qflow_notification_topics(sections: Mapping[str, Any]) -> Sequence[str]:
+    spec: EscalationSpec | None = sections.get("escalation")
+    chosen = [s.topic for steps in (spec.ladders.values() if spec else ()) for s in steps if s.topic]
+    return [WARNING_TOPIC, BREACH_TOPIC, RELEASED_TOPIC, *chosen]
 
 
 @hookimpl

@@ -17,13 +17,16 @@ from qflow.diagnostics import did_you_mean
 
 from qflow_escalation._spec import EscalationSpec, StepSpec
 
-__all__ = ["FIELDS", "Compiled", "Count", "Group", "Step", "Suppress", "compile_escalation"]
+__all__ = ["BREACH_TOPIC", "FIELDS", "WARNING_TOPIC", "Compiled", "Count", "Group", "Step", "Suppress", "compile_escalation"]
 
 #: Fields incidents can be grouped, counted and compared by: those the store can filter on.
 FIELDS = ("category", "place", "team", "severity", "owner")
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _PREFIXES = ("role:", "team:", "person:", "channel:")
+#: A step's notification topic when it names none: before the breach, and at or after it.
+WARNING_TOPIC = "escalation.warning"
+BREACH_TOPIC = "escalation.breach"
 _ZERO = timedelta(0)
 
 
@@ -46,7 +49,7 @@ class Step:
     fraction: float = 1.0
     amount: timedelta = _ZERO
     notify: tuple[str, ...] = ()
-    topic: str = "escalation.warning"
+    topic: str = WARNING_TOPIC
     every: timedelta | None = None
     limit: int = 0
     raise_severity: int = 0
@@ -271,7 +274,7 @@ def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: C
     if not ok:
         return None
     before = kind == "remaining" or (kind == "used" and fraction < 1)
-    topic = spec.topic or ("escalation.warning" if before else "escalation.breach")
+    topic = spec.topic or (WARNING_TOPIC if before else BREACH_TOPIC)
     return Step(ladder, sid, level, at.clock, kind, fraction, amount, spec.notify, topic, every, limit,
                 raise_by, team, owner, spec.jump, spec.only_in, count, spec.skip_unavailable)
 

@@ -51,6 +51,9 @@ __all__ = ["fingerprint", "fishbone", "measure", "responsibility_of", "settings"
 
 _CONV = qflow.make_converter()
 SOURCE = "plugin:loop"
+#: The notification topics this plugin raises.
+TOPICS = ("action.reminder", "action.due", "action.overdue", "verification.due",
+          *(f"verification.{r.value}" for r in VerificationResult), "problem.opened")
 
 
 def settings(ruleset: Ruleset) -> LoopSettings:
@@ -90,6 +93,11 @@ def qflow_ruleset_sections() -> Sequence[Section]:
     return [Section("loop", LoopSpec, compile_loop, default=LoopSpec,
                     doc="the improvement loop: guards, fishbone branches, evidence, actions, reminders, "
                         "verification metrics, problems")]
+
+
+@hookimpl
+def qflow_notification_topics() -> Sequence[str]:
+    return TOPICS
 
 
 # -- guards ----------------------------------------------------------------------------------

@@ -61,9 +61,10 @@ def dumps(body: Any) -> str:
 
 
 def url_check(url: str) -> list[Check]:
-    if "${" in url:
-        return []
-    if not url.lower().startswith(("http://", "https://")):
+    # Only what comes before the first ${env:...} is known at load; it must be the
+    # start of an http(s) URL, or could become one ('${env:URL}', 'https${env:X}').
+    literal, env, _ = url.lower().partition("${")
+    if not any(literal.startswith(s) or (env and s.startswith(literal)) for s in ("http://", "https://")):
         return [("url", f"'{qflow.redact(url)}' is not an http or https URL",
                  "write the full webhook URL, e.g. https://..., or '${env:NAME}'")]
     return []

@@ -3,14 +3,17 @@
 A webhook call is one small JSON POST; urllib does that with a timeout and TLS
 verification and adds no dependency (httpx would bring connection pools and HTTP/2
 that one POST per message does not use). Redirects are refused: a webhook that
-moved must be reconfigured, not followed with the body dropped.
+moved must be reconfigured, not followed with the body dropped. A URL's
+``user:password@`` is sent as an ``Authorization: Basic`` header.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -42,10 +45,11 @@ def post_json(url: str, body: Any, *, timeout: float, headers: Mapping[str, str]
     """
     if not url.lower().startswith(("http://", "https://")):
         raise DeliveryError(f"'{qflow.redact(url)}' is not an http or https URL")
-    data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **(headers or {})})
     shown = qflow.redact(url)
+    target, auth = _basic_auth(url)
+    data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    req = urllib.request.Request(target, data=data, method="POST", headers={
+        "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **auth, **(headers or {})})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return resp.status, resp.read(1 << 16)
@@ -64,6 +68,18 @@ def post_json(url: str, body: Any, *, timeout: float, headers: Mapping[str, str]
         raise DeliveryError(f"no answer from {shown} within {timeout:g}s") from None
     except OSError as exc:
         raise DeliveryError(f"connection to {shown} failed: {exc}") from None
+
+
+def _basic_auth(url: str) -> tuple[str, dict[str, str]]:
+    """*url* without its ``user:password@`` and the ``Authorization: Basic`` header they
+    become (RFC 7617, UTF-8); urllib would take the user info for part of the host."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, {}
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 def json_answer(status: int, body: bytes) -> Any:

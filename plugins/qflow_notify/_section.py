@@ -7,6 +7,7 @@ its URL is a located error in ``qflow check``, not a failure at 3 a.m.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 from collections.abc import Mapping
@@ -198,6 +199,8 @@ def _compile_channels(spec: NotifySpec, ctx: CompileContext, backends: Mapping[s
         if not isinstance(lang, str):
             ctx.error(path + ("lang",), "QF103", "lang must be a language code such as zh or en")
             lang = spec.lang
+        elif "lang" in raw:
+            _check_lang(ctx, path + ("lang",), lang)
         options = {k: v for k, v in (ctx.raw(path) or {}).items() if k not in COMMON}
         config = ctx.structure(path, options, backend.config_type)
         if config is None:
@@ -209,6 +212,16 @@ def _compile_channels(spec: NotifySpec, ctx: CompileContext, backends: Mapping[s
         kinds[name] = backend.kind
         langs[name] = lang
     return channels, kinds, langs
+
+
+def _check_lang(ctx: CompileContext, path: tuple[Any, ...], lang: str, rule: str | None = None) -> None:
+    # Rendering falls back to English for a language without built-in templates, so a
+    # typo would go unseen until someone reads the message.
+    if lang not in tpl.LANGS:
+        from qflow.diagnostics import did_you_mean
+
+        ctx.error(path, "QF104", f"unknown language '{lang}'", rule=rule,
+                  hint=did_you_mean(lang, tpl.LANGS) or f"use one of: {', '.join(tpl.LANGS)}")
 
 
 def _field_path(field: str) -> list[str | int]:
@@ -262,6 +275,8 @@ def _compile_templates(spec: NotifySpec, ctx: CompileContext, env: jinja2.Enviro
         if t.kind is not None and t.kind not in tpl.KINDS:
             ctx.error(path + ("kind",), "QF104", f"'{t.kind}' is not one of: {', '.join(tpl.KINDS)}",
                       hint=did_you_mean(t.kind, tpl.KINDS))
+        if t.lang is not None:
+            _check_lang(ctx, path + ("lang",), t.lang)
         if t.subject is None and t.body is None:
             ctx.error(path, "QF102", "the template has neither subject nor body", hint="give at least one of them")
         parts: dict[str, jinja2.Template | None] = {}
@@ -282,10 +297,52 @@ def _compile_templates(spec: NotifySpec, ctx: CompileContext, env: jinja2.Enviro
     return out
 
 
+def _check_topics(ctx: CompileContext, spec: NotifySpec) -> None:
+    """Warn (QF780) about a route or template topic that no plugin raises and that looks
+    meant for one that some plugin does (see ``qflow_notification_topics``)."""
+    if ctx.hook is None:
+        return
+    known = sorted({t for group in ctx.hook.qflow_notification_topics(sections=ctx.sections()) for t in group or ()})
+    for i, r in enumerate(spec.routes):
+        for j, pattern in enumerate(r.topics):
+            _check_topic(ctx, ("notify", "routes", i, "topics", j), pattern, known, r.id)
+    for i, t in enumerate(spec.templates):
+        _check_topic(ctx, ("notify", "templates", i, "topic"), t.topic, known, None)
+
+
+def _check_topic(ctx: CompileContext, path: tuple[Any, ...], pattern: str, known: list[str],
+                 rule: str | None) -> None:
+    if any(fnmatch.fnmatchcase(t, pattern) for t in known):
+        return
+    prefix, _, rest = pattern.partition(".")
+    ours = [t for t in known if t.partition(".")[0] == prefix]
+    if ours:
+        meant = _closest(rest, {t.partition(".")[2]: t for t in ours})
+    else:
+        # A prefix no plugin declares may belong to a plugin that does not implement
+        # qflow_notification_topics: only a near miss of a declared prefix counts.
+        near = _closest(prefix, {t.partition(".")[0]: t.partition(".")[0] for t in known})
+        if near is None:
+            return
+        ours = [t for t in known if t.partition(".")[0] == near]
+        meant = near + pattern[len(prefix):]
+        meant = meant if any(fnmatch.fnmatchcase(t, meant) for t in known) else None
+    where = ours[0].partition(".")[0]
+    ctx.warn(path, "QF780", f"no installed plugin raises a topic matching '{pattern}'", rule=rule,
+             hint=f"did you mean '{meant}'?" if meant else f"the {where} topics are: {', '.join(ours)}")
+
+
+def _closest(name: str, candidates: Mapping[str, str]) -> str | None:
+    """The candidate whose key is closest to *name* (as ``did_you_mean`` picks), or None."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return candidates[close[0]] if close else None
+
+
 def compile_notify(spec: NotifySpec | None, ctx: CompileContext) -> Compiled | None:
     if spec is None:
         return None
     backends = _backends(ctx)
+    _check_lang(ctx, ("notify", "lang"), spec.lang)
     channels, kinds, langs = _compile_channels(spec, ctx, backends)
     _check_fallbacks(ctx, spec, channels)
     for i, r in enumerate(spec.routes):
@@ -300,6 +357,7 @@ def compile_notify(spec: NotifySpec | None, ctx: CompileContext) -> Compiled | N
             ctx.refer("severity", s, path + ("severities", j), rule=r.id)
         for j, team in enumerate(r.teams or ()):
             ctx.refer("team", team, path + ("teams", j), rule=r.id)
+    _check_topics(ctx, spec)
     env = tpl.environment()
     templates = _compile_templates(spec, ctx, env)
     defaults = {lang: (env.from_string(s), env.from_string(b)) for lang, (s, b) in tpl.DEFAULTS.items()}

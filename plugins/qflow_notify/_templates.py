@@ -18,7 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import qflow
 
-__all__ = ["DEFAULTS", "FIELDS", "KINDS", "compile_template", "context", "environment", "unknown_names"]
+__all__ = ["DEFAULTS", "FIELDS", "KINDS", "LANGS", "compile_template", "context", "environment", "unknown_names"]
 
 KINDS = ("log", "email", "webhook", "chat")
 
@@ -65,6 +65,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
            "{% if resolve_by %}Resolve by: {{ resolve_by }}\n{% endif %}"
            "Event: {{ topic }}"),
 }
+
+
+#: The languages a channel, a template or a preview may name: those of the built-ins.
+LANGS = tuple(DEFAULTS)
 
 
 def environment() -> jinja2.Environment:

@@ -23,6 +23,10 @@ from qflow.store import OutboxMessage
 
 __all__ = ["add_commands"]
 
+#: The languages of the notify plugin's built-in templates (``qflow_notify._templates.LANGS``;
+#: a test keeps the two equal). The kernel does not import the plugin.
+LANGS = ("zh", "en")
+
 _EPILOG = """\
 test: send one test message through a channel of RULESET (its backend, options and
 secrets, ${env:NAME} read from the environment now), or through a backend that
@@ -33,8 +37,8 @@ message the ruleset's routes and templates make of it, channel by channel, as ea
 backend would send it (secrets not resolved). Nothing is sent.
 
 examples:
-  qflow notify test front-office-chat rulesets/hotel-front-desk.yaml --simulate
-  qflow notify test log rulesets/hotel-front-desk.yaml
+  qflow notify test duty-log rulesets/hotel-front-desk.yaml --simulate
+  qflow notify test console rulesets/hotel-front-desk.yaml
   qflow notify preview rulesets/hotel-front-desk.yaml --topic escalation.warning --lang en \\
       --incident '{"channel": "phone", "category": "complaint", "description": "等待超过30分钟"}'
 
@@ -61,7 +65,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     v.add_argument("--incident", required=True, metavar="JSON|FILE", help="the incident as JSON, or a file")
     v.add_argument("--topic", default="incident.reported", metavar="T",
                    help="the notification's topic (default incident.reported)")
-    v.add_argument("--lang", metavar="LANG", help="render in this language (zh, en) instead of the channel's")
+    v.add_argument("--lang", metavar="LANG",
+                   help=f"render in this language ({' or '.join(LANGS)}) instead of the channel's")
     v.add_argument("--recipient", action="append", default=None, metavar="NAME",
                    help="a recipient (assignee, team.lead, role:NAME, an address); repeatable")
     v.add_argument("--now", metavar="ISO", help="the time of the notification (default: now)")
@@ -95,16 +100,19 @@ def _test(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if channel is None:
         backend = backends.get(args.target)
         if backend is None:
-            names = sorted(set(channels) | set(backends))
+            bare = sorted(b for b in backends if _bare_config(backends[b]) is not None)
+            others = sorted(set(backends) - set(bare))
             raise UsageError(f"'{args.target}' is neither a channel of {args.ruleset} nor an installed backend",
-                             f"use one of: {', '.join(names)}")
-        try:
-            config = backend.config_type()
-        except TypeError:
+                             f"use a channel ({', '.join(sorted(channels)) or 'the ruleset defines none'}) or a "
+                             f"backend that needs no options ({', '.join(bare)})"
+                             + (f"; {', '.join(others)} are tested through a channel that uses them" if others
+                                else ""))
+        config = _bare_config(backend)
+        if config is None:
             users = [c.name for c in channels.values() if c.backend == backend.name]
             raise UsageError(f"backend '{backend.name}' needs its options (a URL, a server ...)",
                              f"test a channel that uses it: {', '.join(users)}" if users
-                             else f"define a channel with backend: {backend.name} in the ruleset") from None
+                             else f"define a channel with backend: {backend.name} in the ruleset")
         channel = Channel(f"test-{backend.name}", backend.name, config)
     backend = backends.get(channel.backend)
     if backend is None:
@@ -133,9 +141,19 @@ def _test(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 0
 
 
+def _bare_config(backend: Any) -> Any:
+    """The backend's configuration with every option left out, or None when it needs some."""
+    try:
+        return backend.config_type()
+    except TypeError:
+        return None
+
+
 def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from qflow.cli import UsageError, _read_incident_arg
 
+    if args.lang is not None and args.lang not in LANGS:
+        raise UsageError(f"--lang: unknown language '{args.lang}'", f"use one of: {', '.join(LANGS)}")
     engine, now = _engine(args)
     data = _read_incident_arg(args.incident)
     try:

@@ -17,6 +17,9 @@ from qflow.ruleset import CompileContext, Section
 
 __all__ = ["Category", "Intake", "Label", "Team"]
 
+#: The notification topics the kernel raises: a report, an action planned.
+TOPICS = ("incident.reported", "action.planned")
+
 #: Responsibility classes when a ruleset names none (DOMAIN.md, step 2).
 DEFAULT_RESPONSIBILITIES = ("human", "equipment", "process", "customer")
 
@@ -89,7 +92,11 @@ def _compile_responsibilities(labels: Mapping[str, Label] | None, ctx: CompileCo
 
 
 class VocabularyPlugin:
-    """Registers the kernel's sections."""
+    """Registers the kernel's sections and declares the kernel's notification topics."""
+
+    @hookimpl
+    def qflow_notification_topics(self) -> Sequence[str]:
+        return TOPICS
 
     @hookimpl
     def qflow_ruleset_sections(self) -> Sequence[Section]:

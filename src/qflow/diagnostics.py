@@ -116,6 +116,7 @@ CODES: dict[str, str] = {
     "QF777": "an `${env:...}` reference is malformed",
     "QF778": "two plugins provide notification backends with the same name",
     "QF779": "a retry policy cannot work (no tries, backoff longer than its maximum, jitter outside 0..1)",
+    "QF780": "a notification route or template names a topic no installed plugin raises (warning)",
     "QF800": "a loop fingerprint names a field incidents do not have, or is empty",
     "QF801": "the loop allows no evidence kind",
     "QF802": "a loop guard has a value it cannot use",

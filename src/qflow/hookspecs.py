@@ -101,6 +101,28 @@ def qflow_lint(ruleset: Ruleset) -> Sequence[Diagnostic]:
     """
 
 
+@hookspec
+def qflow_notification_topics(sections: Mapping[str, Any]) -> Sequence[str]:
+    """Return the topics of the notifications this plugin raises (``escalation.breach``,
+    ``action.overdue`` ...).
+
+    ``qflow check`` warns (QF780) about a notification route or template whose topic
+    pattern matches none of the topics all plugins return and looks meant for one of
+    them: a near miss of a topic, or a topic under a prefix (the part before the first
+    dot, ``escalation``) that some plugin's topics use. A topic under a prefix nobody
+    returns is taken as written, so a plugin that does not implement this hook causes no
+    warning; one that raises topics under another plugin's prefix must return them.
+
+    :param sections: the ruleset's structured sections (section name -> value, None
+        when absent), for topics a ruleset chooses (an escalation step's ``topic``).
+    :returns: the topic names, possibly empty.
+
+    All implementations are called and their lists joined.
+
+    .. versionadded:: 0.2
+    """
+
+
 # -------------------------------------------------------------------------
 # Decision hooks: called once per decision, in this order
 # -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ result everyone reads (Ruleset)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,6 +88,11 @@ class CompileContext:
         """The structured value of any section (None when absent), for sections that
         build on another one."""
         return self._sections.get(name)
+
+    def sections(self) -> Mapping[str, Any]:
+        """Every section's structured value (None when absent), read-only: for a hook
+        that asks the other plugins about the whole ruleset."""
+        return MappingProxyType(dict(self._sections))
 
     # -- positions ---------------------------------------------------------------
 
