@@ -368,3 +368,32 @@ escalation:
         "esc.yaml:41:7: QF758 a suppress rule needs a target condition (e.g. source: {category: power_outage}, target: {category: equipment_fault}) @ $.escalation.suppress[0] (rule 'outage')",
         "esc.yaml:43:15: QF751 incidents cannot be grouped, counted or compared by 'building' (use category, place, team, severity, owner) @ $.escalation.suppress[0].equal[0] (rule 'outage')",
     ]
+
+
+def test_a_bare_number_is_told_how_to_write_a_percentage():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: a, at: {clock: respond, used: 50}, notify: [assignee]}
+      - {id: b, at: {clock: respond, used: 0.8}, notify: [assignee]}
+      - {id: c, at: {clock: respond, used: [50%]}, notify: [assignee]}
+""") == [
+        "esc.yaml:36:44: QF103 expected a percentage, got the number 50 (write 50%) @ $.escalation.ladders.default[0].at.used (rule 'a')",
+        "esc.yaml:37:44: QF103 expected a percentage, got the number 0.8 (write 80% for 0.8 of the target) @ $.escalation.ladders.default[1].at.used (rule 'b')",
+        "esc.yaml:38:44: QF103 expected a percentage, got a list (write it like 50%) @ $.escalation.ladders.default[2].at.used (rule 'c')",
+    ]
+
+
+def test_a_bare_number_is_told_how_to_write_a_duration():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: a, at: {clock: respond, remaining: 30}, notify: [assignee]}
+      - {id: b, at: {clock: respond, overdue: 2}, notify: [assignee], repeat: {every: 1.5, limit: 2}}
+""") == [
+        "esc.yaml:36:49: QF105 the number 30 is not a duration (a duration needs its unit: write e.g. 30m or 30h) @ $.escalation.ladders.default[0].at.remaining",
+        "esc.yaml:37:47: QF105 the number 2 is not a duration (a duration needs its unit: write e.g. 2m or 2h) @ $.escalation.ladders.default[1].at.overdue",
+        "esc.yaml:37:87: QF105 the number 1.5 is not a duration (a duration needs its unit: write e.g. 1.5m or 1.5h) @ $.escalation.ladders.default[1].repeat.every",
+    ]

@@ -172,7 +172,18 @@ def _priority_clocks(ctx: CompileContext) -> list[str]:
     return out
 
 
-def _percent(text: str, path: tuple[Any, ...], ctx: CompileContext, rule: str) -> float | None:
+def _percent(text: Any, path: tuple[Any, ...], ctx: CompileContext, rule: str) -> float | None:
+    if not isinstance(text, str):
+        number = isinstance(text, (int, float)) and not isinstance(text, bool)
+        got = (f"the number {text:g}" if number else "a mapping" if isinstance(text, Mapping)
+               else "a list" if isinstance(text, list) else f"the boolean {str(text).lower()}")
+        hint = "write it like 50%"
+        if number and 0 < text < 1:
+            hint = f"write {text * 100:g}% for {text:g} of the target"
+        elif number and text > 0:
+            hint = f"write {text:g}%"
+        ctx.error(path, "QF103", f"expected a percentage, got {got}", hint=hint, rule=rule)
+        return None
     m = _PERCENT.match(text)
     if m is None:
         ctx.error(path, "QF742", f"'{text}' is not a percentage", hint="write it like 50%", rule=rule)
@@ -209,7 +220,7 @@ def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: C
         return None
     kind = given[0]
     if kind == "used":
-        f = _percent(at.used or "", path + ("at", "used"), ctx, sid)
+        f = _percent(at.used, path + ("at", "used"), ctx, sid)
         if f is None:
             return None
         fraction = f
