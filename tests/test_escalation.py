@@ -287,9 +287,9 @@ def test_without_an_escalation_section_nothing_is_scheduled():
 
 # -- located ruleset errors ---------------------------------------------------------
 
-def errors(extra: str) -> list[str]:
+def errors(extra: str, base: str | None = None) -> list[str]:
     with pytest.raises(qflow.RulesetError) as info:
-        engine(extra)
+        engine(extra) if base is None else engine(extra, base=base)
     return [str(d) for d in info.value.diagnostics]
 
 
@@ -311,7 +311,7 @@ escalation:
         at: {clock: respond, used: 50%, remaining: 10m}
         notify: [assignee]
       - id: e
-        at: {clock: resolve, remaining: 5h}
+        at: {clock: resolve, remaining: 3d}
         notify: [assignee]
       - id: f
         at: {clock: respond, overdue: 1h}
@@ -333,7 +333,7 @@ escalation:
         "esc.yaml:40:36: QF743 used 150% can never be reached: a clock's use stops at 100% when it breaches (for a step after the breach write overdue: with a duration, e.g. overdue: 2h) @ $.escalation.ladders.default[1].at.used (rule 'b')",
         "esc.yaml:43:36: QF742 'half' is not a percentage (write it like 50%) @ $.escalation.ladders.default[2].at.used (rule 'c')",
         "esc.yaml:46:13: QF741 a step needs exactly one of used, remaining or overdue, not used and remaining (e.g. used: 50%, remaining: 30m or overdue: 2h) @ $.escalation.ladders.default[3].at (rule 'd')",
-        "esc.yaml:49:41: QF744 remaining 5h is not shorter than the resolve target of severity critical (4h), so this step can never fire (shorten remaining, or use used: with a percentage) @ $.escalation.ladders.default[4].at.remaining (rule 'e')",
+        "esc.yaml:49:41: QF744 remaining 3d is not shorter than any resolve target it runs against (the longest: 3d, severity normal), so this step can never fire (shorten remaining, or use used: with a percentage) @ $.escalation.ladders.default[4].at.remaining (rule 'e')",
         "esc.yaml:51:9: QF753 the step does nothing (give notify, raise_severity, reassign or jump) @ $.escalation.ladders.default[5] (rule 'f')",
         "esc.yaml:55:18: QF752 recipient 'role:' names nobody (use assignee, team.lead, role:<name>, team:<name> or an address) @ $.escalation.ladders.default[6].notify[0] (rule 'g')",
         "esc.yaml:56:15: QF747 jump to 'a' goes back to level 1 (a jump goes to a later level of the ladder) @ $.escalation.ladders.default[6].jump (rule 'g')",
@@ -397,3 +397,79 @@ escalation:
         "esc.yaml:37:47: QF105 the number 2 is not a duration (a duration needs its unit: write e.g. 2m or 2h) @ $.escalation.ladders.default[1].at.overdue",
         "esc.yaml:37:87: QF105 the number 1.5 is not a duration (a duration needs its unit: write e.g. 1.5m or 1.5h) @ $.escalation.ladders.default[1].repeat.every",
     ]
+
+
+PRIORITISED = """\
+qflow: 1
+name: prio
+timezone: Asia/Shanghai
+teams:
+  support: {name: Support, lead: 王芳}
+severities:
+  high: {acknowledge: 10m, respond: 1h, resolve: 8h}
+  low: {respond: 4h, resolve: 3d}
+priority: {matrix: {2: [P2, P1], 1: [P2, P2]}}
+priorities:
+  P1: {respond: 30m, confirm: 2h, verify: 1h}
+classify:
+  - id: default
+    set: {severity: low}
+route:
+  - id: default
+    assign: {team: support}
+"""
+
+
+def test_a_step_on_a_clock_its_ladder_never_has_a_target_for_is_an_error():
+    # A priority's target counts whatever the severity; a severity's only for its ladder.
+    assert errors("""\
+escalation:
+  severities: {low: slow}
+  ladders:
+    default:
+      - {id: ack, at: {clock: acknowledge, used: 50%}, notify: [assignee]}
+    slow:
+      - {id: ack, at: {clock: acknowledge, used: 50%}, notify: [assignee]}
+      - {id: ver, at: {clock: verify, used: 50%}, notify: [assignee]}
+      - {id: rsp, at: {clock: respond, overdue: 1h}, notify: [assignee]}
+""", base=PRIORITISED) == [
+        "esc.yaml:24:31: QF740 no severity using ladder 'slow' (low) and no priority sets a target for acknowledge, "
+        "so this step can never fire (add acknowledge: to severity low, or use a clock it has: respond, resolve) "
+        "@ $.escalation.ladders.slow[0].at.clock (rule 'ack')",
+    ]
+
+
+def test_remaining_is_an_error_only_when_not_shorter_than_every_target_it_runs_against():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: ver, at: {clock: verify, remaining: 2h}, notify: [assignee]}
+      - {id: ver-ok, at: {clock: verify, remaining: 30m}, notify: [assignee]}
+      - {id: rsp-ok, at: {clock: respond, remaining: 2h}, notify: [assignee]}
+      - {id: rsp, at: {clock: respond, remaining: 4h}, notify: [assignee]}
+""", base=PRIORITISED) == [
+        "esc.yaml:21:50: QF744 remaining 2h is not shorter than the verify target of priority P1 (1h), so this step "
+        "can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.default[0].at.remaining (rule 'ver')",
+        "esc.yaml:24:51: QF744 remaining 4h is not shorter than any respond target it runs against (the longest: 4h, "
+        "severity low), so this step can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.default[3].at.remaining (rule 'rsp')",
+    ]
+
+
+def test_a_step_on_a_clock_only_a_priority_sets_fires_for_that_priority():
+    eng, clock, rec = engine("""\
+escalation:
+  severities: {low: slow}
+  ladders:
+    slow:
+      - {id: confirm, at: {clock: confirm, used: 50%}, notify: [assignee]}
+""", base=PRIORITISED)
+    p1 = eng.report({"description": "x", "impact": 2, "urgency": 2}).id
+    p2 = eng.report({"description": "y", "impact": 1, "urgency": 1}).id
+    assert [t.key for t in eng.store.timers(p1) if t.key.startswith("esc:confirm:slow")] == ["esc:confirm:slow/confirm"]
+    assert [t.key for t in eng.store.timers(p2) if t.key.startswith("esc:confirm:slow")] == []
+    clock.advance(H)
+    eng.tick()
+    assert ("EscalationStepFired", "confirm", "occurrence 0, skipped 0", "") in fired(eng, p1)

@@ -149,26 +149,12 @@ class Compiled:
         return name, self.ladders[name]
 
 
-def _targets(ctx: CompileContext) -> dict[str, dict[str, timedelta]]:
-    """Severity -> clock -> committed time, read from the severities section."""
+def _targets(ctx: CompileContext, section: str) -> dict[str, dict[str, timedelta]]:
+    """Severity (or priority) -> clock -> committed time, read from *section*."""
     out: dict[str, dict[str, timedelta]] = {}
-    for severity, policy in (ctx.section("severities") or {}).items():
-        clocks = {}
-        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
-            value = getattr(policy, field.name)
-            if isinstance(value, timedelta):
-                clocks[field.name] = value
-        out[severity] = clocks
-    return out
-
-
-def _priority_clocks(ctx: CompileContext) -> list[str]:
-    """Clocks that only a priority sets a target for (``priorities`` overrides severities)."""
-    out = []
-    for policy in (ctx.section("priorities") or {}).values():
-        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
-            if isinstance(getattr(policy, field.name), timedelta):
-                out.append(field.name)
+    for name, policy in (ctx.section(section) or {}).items():
+        fields = attrs.fields(type(policy)) if attrs.has(type(policy)) else ()
+        out[name] = {f.name: v for f in fields if isinstance(v := getattr(policy, f.name), timedelta)}
     return out
 
 
@@ -329,25 +315,50 @@ def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: S
 
 
 def _check_reachable(name: str, steps: Sequence[Step], severities: Sequence[str],
-                     targets: Mapping[str, Mapping[str, timedelta]], ctx: CompileContext) -> None:
+                     targets: Mapping[str, Mapping[str, timedelta]],
+                     priorities: Mapping[str, Mapping[str, timedelta]], opaque: Sequence[str],
+                     ctx: CompileContext) -> None:
+    """Report the steps of ladder *name* that no incident it runs for can reach.
+
+    A ladder runs for the severities mapped to it; a priority's target replaces the
+    severity's, clock by clock, whatever the severity (priority and severity are
+    decided apart), so a step can run against each of them.
+    """
+    if not severities:
+        return  # used by no severity: QF756 says so
     for step in steps:
-        if step.kind != "remaining":
-            continue
-        for sev in severities:
-            target = targets.get(sev, {}).get(step.clock)
-            if target is not None and step.amount >= target:
-                ctx.error(("escalation", "ladders", name, step.level - 1, "at", "remaining"), "QF744",
-                          f"remaining {format_duration(step.amount)} is not shorter than the {step.clock} target "
-                          f"of severity {sev} ({format_duration(target)}), so this step can never fire",
-                          hint="shorten remaining, or use used: with a percentage", rule=step.id)
-                break
+        if step.clock in opaque:
+            continue  # a plugin's own clock: its targets are not written here
+        path = ("escalation", "ladders", name, step.level - 1, "at")
+        possible = [(f"severity {s}", t) for s in severities if (t := targets.get(s, {}).get(step.clock)) is not None]
+        possible += [(f"priority {p}", t) for p, spans in priorities.items()
+                     if (t := spans.get(step.clock)) is not None]
+        if not possible:
+            have = list(dict.fromkeys(c for s in severities for c in targets.get(s, {})))
+            names = ", ".join(severities[:-1]) + " or " + severities[-1] if len(severities) > 1 else severities[0]
+            hint = f"add {step.clock}: to severity {names}"
+            ctx.error(path + ("clock",), "QF740",
+                      f"no severity using ladder '{name}' ({', '.join(severities)}) and no priority sets a target "
+                      f"for {step.clock}, so this step can never fire",
+                      hint=hint + (f", or use a clock {'it has' if len(severities) == 1 else 'they have'}: "
+                                   f"{', '.join(have)}" if have else ""), rule=step.id)
+        elif step.kind == "remaining" and all(step.amount >= t for _, t in possible):
+            source, longest = max(possible, key=lambda p: p[1])
+            against = (f"the {step.clock} target of {source} ({format_duration(longest)})" if len(possible) == 1
+                       else f"any {step.clock} target it runs against (the longest: {format_duration(longest)}, "
+                            f"{source})")
+            ctx.error(path + ("remaining",), "QF744",
+                      f"remaining {format_duration(step.amount)} is not shorter than {against}, "
+                      f"so this step can never fire",
+                      hint="shorten remaining, or use used: with a percentage", rule=step.id)
 
 
 def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Compiled | None:
     if spec is None:
         return None
-    targets = _targets(ctx)
-    clocks = sorted({c for cl in targets.values() for c in cl} | set(_priority_clocks(ctx)) | set(ctx.defined("clock")))
+    targets, priorities = _targets(ctx, "severities"), _targets(ctx, "priorities")
+    opaque = ctx.defined("clock")
+    clocks = sorted({c for cl in (*targets.values(), *priorities.values()) for c in cl} | set(opaque))
     ladders = {name: _ladder(name, steps, ctx, clocks) for name, steps in spec.ladders.items()}
     severities = list(ctx.defined("severity"))
     by_severity: dict[str, str] = {}
@@ -375,7 +386,7 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
                      hint=did_you_mean(name, severities + ["default"]) or
                      "name it after a severity or default, or map one to it under escalation.severities",
                      at="key")
-        _check_reachable(name, steps, users.get(name, ()), targets, ctx)
+        _check_reachable(name, steps, users.get(name, ()), targets, priorities, opaque, ctx)
     group = None
     if spec.group is not None:
         path = ("escalation", "group")
