@@ -9,7 +9,7 @@ import pytest
 
 import qflow
 from qflow_sla.clocks import clock_states
-from tests.escalation_helpers import T0, engine, fired
+from tests.escalation_helpers import T0, engine, fired, ruleset
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -473,3 +473,59 @@ escalation:
     clock.advance(H)
     eng.tick()
     assert ("EscalationStepFired", "confirm", "occurrence 0, skipped 0", "") in fired(eng, p1)
+
+
+RECIPIENTS = """\
+notify:
+  channels:
+    duty-log: {backend: log}
+  recipients:
+    duty-manager: [王芳]
+escalation:
+  ladders:
+    default:
+      - id: a
+        at: {clock: respond, used: 50%}
+        notify: ["role:duty-manager", "role: duty-manager", "team:housekeeping", duty-manager, 王芳]
+      - id: b
+        at: {clock: respond, used: 100%}
+        notify: ["role:duty-manger", "role:nobody", "team:front-offce", "team:nosuch"]
+"""
+
+
+def test_unknown_recipient_roles_and_teams_are_located_at_load():
+    assert errors(RECIPIENTS) == [
+        "esc.yaml:46:18: QF752 recipient 'role:duty-manger' names a role that notify.recipients does not define "
+        "(did you mean 'duty-manager'?) @ $.escalation.ladders.default[1].notify[0] (rule 'b')",
+        "esc.yaml:46:38: QF752 recipient 'role:nobody' names a role that notify.recipients does not define "
+        "(define it under notify.recipients, or use one of: duty-manager) @ $.escalation.ladders.default[1].notify[1] "
+        "(rule 'b')",
+        "esc.yaml:46:53: QF201 unknown team 'front-offce' (did you mean 'front-office'?) "
+        "@ $.escalation.ladders.default[1].notify[2] (rule 'b')",
+        "esc.yaml:46:73: QF201 unknown team 'nosuch' (define it or use one of: front-office, housekeeping, engineering) "
+        "@ $.escalation.ladders.default[1].notify[3] (rule 'b')",
+    ]
+
+
+def test_an_unknown_role_is_only_a_warning_when_a_plugin_resolves_recipients():
+    class Directory:
+        @qflow.hookimpl
+        def qflow_recipients(self, name):
+            return ["oncall@hotel.example"] if name == "role:nobody" else None
+
+    rs, _ = ruleset(RECIPIENTS.replace(', "team:front-offce", "team:nosuch"', ""), Directory())
+    assert [str(w) for w in rs.warnings] == [
+        "esc.yaml:46:18: QF752 recipient 'role:duty-manger' names a role that notify.recipients does not define "
+        "(fine if your qflow_recipients plugin resolves it; otherwise define it under notify.recipients, or did you "
+        "mean 'duty-manager'?) @ $.escalation.ladders.default[1].notify[0] (rule 'b')",
+        "esc.yaml:46:38: QF752 recipient 'role:nobody' names a role that notify.recipients does not define "
+        "(fine if your qflow_recipients plugin resolves it; otherwise define it under notify.recipients) "
+        "@ $.escalation.ladders.default[1].notify[1] (rule 'b')",
+    ]
+    # A team is the ruleset's own vocabulary: no directory makes an unknown one right.
+    with pytest.raises(qflow.RulesetError) as info:
+        ruleset(RECIPIENTS.replace('"team:front-offce", ', ""), Directory())
+    assert [str(d) for d in info.value.diagnostics if d.severity == "error"] == [
+        "esc.yaml:46:53: QF201 unknown team 'nosuch' (define it or use one of: front-office, housekeeping, engineering) "
+        "@ $.escalation.ladders.default[1].notify[2] (rule 'b')",
+    ]

@@ -186,8 +186,54 @@ def _percent(text: Any, path: tuple[Any, ...], ctx: CompileContext, rule: str) -
     return value / 100
 
 
+@attrs.frozen
+class Roles:
+    """The recipient roles ``notify.recipients`` defines, and whether a plugin other
+    than the built-in notify one answers ``qflow_recipients`` (it may know more)."""
+
+    names: tuple[str, ...]
+    resolver: bool
+
+
+def _roles(ctx: CompileContext) -> Roles | None:
+    """None when the notify plugin does not plan this ruleset's delivery (no
+    ``notify`` section): then whoever does resolves the names its own way."""
+    if ctx.section("notify") is None:
+        return None
+    caller = getattr(ctx.hook, "qflow_recipients", None) if ctx.hook is not None else None
+    impls = caller.get_hookimpls() if caller is not None else ()
+    return Roles(tuple(ctx.defined("recipient role")),
+                 any(getattr(i.plugin, "__name__", None) != "qflow_notify" for i in impls))
+
+
+def _recipient(who: str, path: tuple[Any, ...], ctx: CompileContext, rule: str, roles: Roles | None) -> bool:
+    """Check one recipient as the notify plugin resolves it when it sends."""
+    name = who.strip()
+    prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
+    rest = name[len(prefix):].strip() if prefix else name
+    if not rest:
+        ctx.error(path, "QF752", f"recipient '{who}' names nobody",
+                  hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=rule)
+        return False
+    if prefix == "team:":
+        ctx.refer("team", rest, path, rule=rule)  # teams are the ruleset's own, whoever resolves recipients
+    elif prefix == "role:" and roles is not None and rest not in roles.names:
+        near = did_you_mean(rest, roles.names)
+        message = f"recipient '{who}' names a role that notify.recipients does not define"
+        if roles.resolver:
+            # A qflow_recipients plugin answers before the built-in resolver and may know the role.
+            ctx.warn(path, "QF752", message, rule=rule,
+                     hint="fine if your qflow_recipients plugin resolves it; otherwise define it under "
+                     "notify.recipients" + (f", or {near}" if near else ""))
+        else:
+            ctx.error(path, "QF752", message, rule=rule, hint=near or (
+                f"define it under notify.recipients, or use one of: {', '.join(roles.names)}" if roles.names
+                else f"define it under notify.recipients, e.g. {rest}: [a person or an address]"))
+    return True  # the step still compiles, so its other mistakes show too
+
+
 def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: CompileContext,
-          clocks: Sequence[str]) -> Step | None:
+          clocks: Sequence[str], roles: Roles | None) -> Step | None:
     sid = spec.id or f"level-{level}"
     at = spec.at
     ok = True
@@ -233,10 +279,7 @@ def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: C
                   hint="give the number of levels to raise, 1 or more", rule=sid)
         ok = False
     for i, who in enumerate(spec.notify):
-        if not who.strip() or who in _PREFIXES:
-            ctx.error(path + ("notify", i), "QF752", f"recipient '{who}' names nobody",
-                      hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=sid)
-            ok = False
+        ok &= _recipient(who, path + ("notify", i), ctx, sid, roles)
     team = owner = None
     if spec.reassign is not None:
         team, owner = spec.reassign.team, spec.reassign.owner
@@ -283,7 +326,8 @@ def _fields(names: Sequence[str], path: tuple[Any, ...], ctx: CompileContext, ru
     return ok
 
 
-def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: Sequence[str]) -> tuple[Step, ...]:
+def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: Sequence[str],
+            roles: Roles | None) -> tuple[Step, ...]:
     base = ("escalation", "ladders", name)
     if not specs:
         ctx.error(base, "QF755", f"ladder '{name}' has no steps", hint="give at least one step, or remove it")
@@ -297,7 +341,7 @@ def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: S
                       hint=f"first at level {seen[sid] + 1}; give each step its own id", rule=sid)
             continue
         seen[sid] = i
-        step = _step(name, i + 1, spec, base + (i,), ctx, clocks)
+        step = _step(name, i + 1, spec, base + (i,), ctx, clocks, roles)
         if step is not None:
             steps.append(step)
     for i, spec in enumerate(specs):
@@ -359,7 +403,8 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
     targets, priorities = _targets(ctx, "severities"), _targets(ctx, "priorities")
     opaque = ctx.defined("clock")
     clocks = sorted({c for cl in (*targets.values(), *priorities.values()) for c in cl} | set(opaque))
-    ladders = {name: _ladder(name, steps, ctx, clocks) for name, steps in spec.ladders.items()}
+    roles = _roles(ctx)
+    ladders = {name: _ladder(name, steps, ctx, clocks, roles) for name, steps in spec.ladders.items()}
     severities = list(ctx.defined("severity"))
     by_severity: dict[str, str] = {}
     for sev in severities + ["default"]:
