@@ -278,6 +278,23 @@ def test_an_integrator_resolves_recipients_from_its_own_directory():
     assert [dict(r) for r in m.payload["recipients"]] == [{"email": "oncall@hotel.example"}]
 
 
+def test_team_colon_names_a_team_of_the_ruleset_directly_or_through_a_role(caplog):
+    rec = RecordingBackend("rec")
+    engine, clock = make("""\
+        notify:
+          channels:
+            chat: {backend: rec}
+          recipients:
+            night: ["team:front-office"]
+        """, rec.plugin())
+    state = engine.report({"description": "x"})
+    note = qflow.Notification(state.id, "escalation.warning", T0, ("team:housekeeping", "role:night", "team:nosuch"))
+    with caplog.at_level(logging.WARNING, logger="qflow.notify"):
+        [m] = engine._hooks.plan_delivery(note, state, engine.ruleset, T0)
+    assert [dict(r) for r in m.payload["recipients"]] == [{"name": "李娜"}, {"name": "王芳"}]
+    assert caplog.messages == [f"notification for {state.id} names team 'nosuch', which teams does not define"]
+
+
 def test_the_same_notification_planned_twice_has_the_same_key_and_is_stored_once():
     rec = RecordingBackend("rec")
     engine, clock = make("notify:\n  channels:\n    chat: {backend: rec}\n    mail: {backend: log}\n", rec.plugin())

@@ -9,7 +9,7 @@ import pytest
 
 import qflow
 from qflow_sla.clocks import clock_states
-from tests.escalation_helpers import T0, engine, fired
+from tests.escalation_helpers import T0, engine, fired, ruleset
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -287,9 +287,9 @@ def test_without_an_escalation_section_nothing_is_scheduled():
 
 # -- located ruleset errors ---------------------------------------------------------
 
-def errors(extra: str) -> list[str]:
+def errors(extra: str, base: str | None = None) -> list[str]:
     with pytest.raises(qflow.RulesetError) as info:
-        engine(extra)
+        engine(extra) if base is None else engine(extra, base=base)
     return [str(d) for d in info.value.diagnostics]
 
 
@@ -311,7 +311,7 @@ escalation:
         at: {clock: respond, used: 50%, remaining: 10m}
         notify: [assignee]
       - id: e
-        at: {clock: resolve, remaining: 5h}
+        at: {clock: resolve, remaining: 3d}
         notify: [assignee]
       - id: f
         at: {clock: respond, overdue: 1h}
@@ -333,7 +333,7 @@ escalation:
         "esc.yaml:40:36: QF743 used 150% can never be reached: a clock's use stops at 100% when it breaches (for a step after the breach write overdue: with a duration, e.g. overdue: 2h) @ $.escalation.ladders.default[1].at.used (rule 'b')",
         "esc.yaml:43:36: QF742 'half' is not a percentage (write it like 50%) @ $.escalation.ladders.default[2].at.used (rule 'c')",
         "esc.yaml:46:13: QF741 a step needs exactly one of used, remaining or overdue, not used and remaining (e.g. used: 50%, remaining: 30m or overdue: 2h) @ $.escalation.ladders.default[3].at (rule 'd')",
-        "esc.yaml:49:41: QF744 remaining 5h is not shorter than the resolve target of severity critical (4h), so this step can never fire (shorten remaining, or use used: with a percentage) @ $.escalation.ladders.default[4].at.remaining (rule 'e')",
+        "esc.yaml:49:41: QF744 remaining 3d is not shorter than any resolve target it runs against (the longest: 3d, severity normal), so this step can never fire (shorten remaining, or use used: with a percentage) @ $.escalation.ladders.default[4].at.remaining (rule 'e')",
         "esc.yaml:51:9: QF753 the step does nothing (give notify, raise_severity, reassign or jump) @ $.escalation.ladders.default[5] (rule 'f')",
         "esc.yaml:55:18: QF752 recipient 'role:' names nobody (use assignee, team.lead, role:<name>, team:<name> or an address) @ $.escalation.ladders.default[6].notify[0] (rule 'g')",
         "esc.yaml:56:15: QF747 jump to 'a' goes back to level 1 (a jump goes to a later level of the ladder) @ $.escalation.ladders.default[6].jump (rule 'g')",
@@ -367,4 +367,165 @@ escalation:
         "esc.yaml:39:16: QF751 incidents cannot be grouped, counted or compared by 'categry' (did you mean 'category'?) @ $.escalation.group.by[0]",
         "esc.yaml:41:7: QF758 a suppress rule needs a target condition (e.g. source: {category: power_outage}, target: {category: equipment_fault}) @ $.escalation.suppress[0] (rule 'outage')",
         "esc.yaml:43:15: QF751 incidents cannot be grouped, counted or compared by 'building' (use category, place, team, severity, owner) @ $.escalation.suppress[0].equal[0] (rule 'outage')",
+    ]
+
+
+def test_a_bare_number_is_told_how_to_write_a_percentage():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: a, at: {clock: respond, used: 50}, notify: [assignee]}
+      - {id: b, at: {clock: respond, used: 0.8}, notify: [assignee]}
+      - {id: c, at: {clock: respond, used: [50%]}, notify: [assignee]}
+""") == [
+        "esc.yaml:36:44: QF103 expected a percentage, got the number 50 (write 50%) @ $.escalation.ladders.default[0].at.used (rule 'a')",
+        "esc.yaml:37:44: QF103 expected a percentage, got the number 0.8 (write 80% for 0.8 of the target) @ $.escalation.ladders.default[1].at.used (rule 'b')",
+        "esc.yaml:38:44: QF103 expected a percentage, got a list (write it like 50%) @ $.escalation.ladders.default[2].at.used (rule 'c')",
+    ]
+
+
+def test_a_bare_number_is_told_how_to_write_a_duration():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: a, at: {clock: respond, remaining: 30}, notify: [assignee]}
+      - {id: b, at: {clock: respond, overdue: 2}, notify: [assignee], repeat: {every: 1.5, limit: 2}}
+""") == [
+        "esc.yaml:36:49: QF105 the number 30 is not a duration (a duration needs its unit: write e.g. 30m or 30h) @ $.escalation.ladders.default[0].at.remaining",
+        "esc.yaml:37:47: QF105 the number 2 is not a duration (a duration needs its unit: write e.g. 2m or 2h) @ $.escalation.ladders.default[1].at.overdue",
+        "esc.yaml:37:87: QF105 the number 1.5 is not a duration (a duration needs its unit: write e.g. 1.5m or 1.5h) @ $.escalation.ladders.default[1].repeat.every",
+    ]
+
+
+PRIORITISED = """\
+qflow: 1
+name: prio
+timezone: Asia/Shanghai
+teams:
+  support: {name: Support, lead: 王芳}
+severities:
+  high: {acknowledge: 10m, respond: 1h, resolve: 8h}
+  low: {respond: 4h, resolve: 3d}
+priority: {matrix: {2: [P2, P1], 1: [P2, P2]}}
+priorities:
+  P1: {respond: 30m, confirm: 2h, verify: 1h}
+classify:
+  - id: default
+    set: {severity: low}
+route:
+  - id: default
+    assign: {team: support}
+"""
+
+
+def test_a_step_on_a_clock_its_ladder_never_has_a_target_for_is_an_error():
+    # A priority's target counts whatever the severity; a severity's only for its ladder.
+    assert errors("""\
+escalation:
+  severities: {low: slow}
+  ladders:
+    default:
+      - {id: ack, at: {clock: acknowledge, used: 50%}, notify: [assignee]}
+    slow:
+      - {id: ack, at: {clock: acknowledge, used: 50%}, notify: [assignee]}
+      - {id: ver, at: {clock: verify, used: 50%}, notify: [assignee]}
+      - {id: rsp, at: {clock: respond, overdue: 1h}, notify: [assignee]}
+""", base=PRIORITISED) == [
+        "esc.yaml:24:31: QF740 no severity using ladder 'slow' (low) and no priority sets a target for acknowledge, "
+        "so this step can never fire (add acknowledge: to severity low, or use a clock it has: respond, resolve) "
+        "@ $.escalation.ladders.slow[0].at.clock (rule 'ack')",
+    ]
+
+
+def test_remaining_is_an_error_only_when_not_shorter_than_every_target_it_runs_against():
+    assert errors("""\
+escalation:
+  ladders:
+    default:
+      - {id: ver, at: {clock: verify, remaining: 2h}, notify: [assignee]}
+      - {id: ver-ok, at: {clock: verify, remaining: 30m}, notify: [assignee]}
+      - {id: rsp-ok, at: {clock: respond, remaining: 2h}, notify: [assignee]}
+      - {id: rsp, at: {clock: respond, remaining: 4h}, notify: [assignee]}
+""", base=PRIORITISED) == [
+        "esc.yaml:21:50: QF744 remaining 2h is not shorter than the verify target of priority P1 (1h), so this step "
+        "can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.default[0].at.remaining (rule 'ver')",
+        "esc.yaml:24:51: QF744 remaining 4h is not shorter than any respond target it runs against (the longest: 4h, "
+        "severity low), so this step can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.default[3].at.remaining (rule 'rsp')",
+    ]
+
+
+def test_a_step_on_a_clock_only_a_priority_sets_fires_for_that_priority():
+    eng, clock, rec = engine("""\
+escalation:
+  severities: {low: slow}
+  ladders:
+    slow:
+      - {id: confirm, at: {clock: confirm, used: 50%}, notify: [assignee]}
+""", base=PRIORITISED)
+    p1 = eng.report({"description": "x", "impact": 2, "urgency": 2}).id
+    p2 = eng.report({"description": "y", "impact": 1, "urgency": 1}).id
+    assert [t.key for t in eng.store.timers(p1) if t.key.startswith("esc:confirm:slow")] == ["esc:confirm:slow/confirm"]
+    assert [t.key for t in eng.store.timers(p2) if t.key.startswith("esc:confirm:slow")] == []
+    clock.advance(H)
+    eng.tick()
+    assert ("EscalationStepFired", "confirm", "occurrence 0, skipped 0", "") in fired(eng, p1)
+
+
+RECIPIENTS = """\
+notify:
+  channels:
+    duty-log: {backend: log}
+  recipients:
+    duty-manager: [王芳]
+escalation:
+  ladders:
+    default:
+      - id: a
+        at: {clock: respond, used: 50%}
+        notify: ["role:duty-manager", "role: duty-manager", "team:housekeeping", duty-manager, 王芳]
+      - id: b
+        at: {clock: respond, used: 100%}
+        notify: ["role:duty-manger", "role:nobody", "team:front-offce", "team:nosuch"]
+"""
+
+
+def test_unknown_recipient_roles_and_teams_are_located_at_load():
+    assert errors(RECIPIENTS) == [
+        "esc.yaml:46:18: QF752 recipient 'role:duty-manger' names a role that notify.recipients does not define "
+        "(did you mean 'duty-manager'?) @ $.escalation.ladders.default[1].notify[0] (rule 'b')",
+        "esc.yaml:46:38: QF752 recipient 'role:nobody' names a role that notify.recipients does not define "
+        "(define it under notify.recipients, or use one of: duty-manager) @ $.escalation.ladders.default[1].notify[1] "
+        "(rule 'b')",
+        "esc.yaml:46:53: QF201 unknown team 'front-offce' (did you mean 'front-office'?) "
+        "@ $.escalation.ladders.default[1].notify[2] (rule 'b')",
+        "esc.yaml:46:73: QF201 unknown team 'nosuch' (define it or use one of: front-office, housekeeping, engineering) "
+        "@ $.escalation.ladders.default[1].notify[3] (rule 'b')",
+    ]
+
+
+def test_an_unknown_role_is_only_a_warning_when_a_plugin_resolves_recipients():
+    class Directory:
+        @qflow.hookimpl
+        def qflow_recipients(self, name):
+            return ["oncall@hotel.example"] if name == "role:nobody" else None
+
+    rs, _ = ruleset(RECIPIENTS.replace(', "team:front-offce", "team:nosuch"', ""), Directory())
+    assert [str(w) for w in rs.warnings] == [
+        "esc.yaml:46:18: QF752 recipient 'role:duty-manger' names a role that notify.recipients does not define "
+        "(fine if your qflow_recipients plugin resolves it; otherwise define it under notify.recipients, or did you "
+        "mean 'duty-manager'?) @ $.escalation.ladders.default[1].notify[0] (rule 'b')",
+        "esc.yaml:46:38: QF752 recipient 'role:nobody' names a role that notify.recipients does not define "
+        "(fine if your qflow_recipients plugin resolves it; otherwise define it under notify.recipients) "
+        "@ $.escalation.ladders.default[1].notify[1] (rule 'b')",
+    ]
+    # A team is the ruleset's own vocabulary: no directory makes an unknown one right.
+    with pytest.raises(qflow.RulesetError) as info:
+        ruleset(RECIPIENTS.replace('"team:front-offce", ', ""), Directory())
+    assert [str(d) for d in info.value.diagnostics if d.severity == "error"] == [
+        "esc.yaml:46:53: QF201 unknown team 'nosuch' (define it or use one of: front-office, housekeeping, engineering) "
+        "@ $.escalation.ladders.default[1].notify[2] (rule 'b')",
     ]

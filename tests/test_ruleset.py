@@ -128,7 +128,7 @@ classify: {id: x}
     assert errors(text, pm) == [
         "r.yaml:2:8: QF103 expected a mapping (write one 'name: value' per line) @ $.teams",
         "r.yaml:4:9: QF103 expected a mapping, got the text 'fast' (write the keys on the lines below, indented) @ $.severities.high",
-        "r.yaml:5:18: QF105 the number 5 is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) @ $.severities.low.respond",
+        "r.yaml:5:18: QF105 the number 5 is not a duration (a duration needs its unit: write e.g. 5m or 5h) @ $.severities.low.respond",
         "r.yaml:6:11: QF103 expected a list (write one '- ' item per line) @ $.classify",
     ]
 

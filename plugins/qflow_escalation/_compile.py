@@ -152,30 +152,27 @@ class Compiled:
         return name, self.ladders[name]
 
 
-def _targets(ctx: CompileContext) -> dict[str, dict[str, timedelta]]:
-    """Severity -> clock -> committed time, read from the severities section."""
+def _targets(ctx: CompileContext, section: str) -> dict[str, dict[str, timedelta]]:
+    """Severity (or priority) -> clock -> committed time, read from *section*."""
     out: dict[str, dict[str, timedelta]] = {}
-    for severity, policy in (ctx.section("severities") or {}).items():
-        clocks = {}
-        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
-            value = getattr(policy, field.name)
-            if isinstance(value, timedelta):
-                clocks[field.name] = value
-        out[severity] = clocks
+    for name, policy in (ctx.section(section) or {}).items():
+        fields = attrs.fields(type(policy)) if attrs.has(type(policy)) else ()
+        out[name] = {f.name: v for f in fields if isinstance(v := getattr(policy, f.name), timedelta)}
     return out
 
 
-def _priority_clocks(ctx: CompileContext) -> list[str]:
-    """Clocks that only a priority sets a target for (``priorities`` overrides severities)."""
-    out = []
-    for policy in (ctx.section("priorities") or {}).values():
-        for field in attrs.fields(type(policy)) if attrs.has(type(policy)) else ():
-            if isinstance(getattr(policy, field.name), timedelta):
-                out.append(field.name)
-    return out
-
-
-def _percent(text: str, path: tuple[Any, ...], ctx: CompileContext, rule: str) -> float | None:
+def _percent(text: Any, path: tuple[Any, ...], ctx: CompileContext, rule: str) -> float | None:
+    if not isinstance(text, str):
+        number = isinstance(text, (int, float)) and not isinstance(text, bool)
+        got = (f"the number {text:g}" if number else "a mapping" if isinstance(text, Mapping)
+               else "a list" if isinstance(text, list) else f"the boolean {str(text).lower()}")
+        hint = "write it like 50%"
+        if number and 0 < text < 1:
+            hint = f"write {text * 100:g}% for {text:g} of the target"
+        elif number and text > 0:
+            hint = f"write {text:g}%"
+        ctx.error(path, "QF103", f"expected a percentage, got {got}", hint=hint, rule=rule)
+        return None
     m = _PERCENT.match(text)
     if m is None:
         ctx.error(path, "QF742", f"'{text}' is not a percentage", hint="write it like 50%", rule=rule)
@@ -192,8 +189,54 @@ def _percent(text: str, path: tuple[Any, ...], ctx: CompileContext, rule: str) -
     return value / 100
 
 
+@attrs.frozen
+class Roles:
+    """The recipient roles ``notify.recipients`` defines, and whether a plugin other
+    than the built-in notify one answers ``qflow_recipients`` (it may know more)."""
+
+    names: tuple[str, ...]
+    resolver: bool
+
+
+def _roles(ctx: CompileContext) -> Roles | None:
+    """None when the notify plugin does not plan this ruleset's delivery (no
+    ``notify`` section): then whoever does resolves the names its own way."""
+    if ctx.section("notify") is None:
+        return None
+    caller = getattr(ctx.hook, "qflow_recipients", None) if ctx.hook is not None else None
+    impls = caller.get_hookimpls() if caller is not None else ()
+    return Roles(tuple(ctx.defined("recipient role")),
+                 any(getattr(i.plugin, "__name__", None) != "qflow_notify" for i in impls))
+
+
+def _recipient(who: str, path: tuple[Any, ...], ctx: CompileContext, rule: str, roles: Roles | None) -> bool:
+    """Check one recipient as the notify plugin resolves it when it sends."""
+    name = who.strip()
+    prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
+    rest = name[len(prefix):].strip() if prefix else name
+    if not rest:
+        ctx.error(path, "QF752", f"recipient '{who}' names nobody",
+                  hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=rule)
+        return False
+    if prefix == "team:":
+        ctx.refer("team", rest, path, rule=rule)  # teams are the ruleset's own, whoever resolves recipients
+    elif prefix == "role:" and roles is not None and rest not in roles.names:
+        near = did_you_mean(rest, roles.names)
+        message = f"recipient '{who}' names a role that notify.recipients does not define"
+        if roles.resolver:
+            # A qflow_recipients plugin answers before the built-in resolver and may know the role.
+            ctx.warn(path, "QF752", message, rule=rule,
+                     hint="fine if your qflow_recipients plugin resolves it; otherwise define it under "
+                     "notify.recipients" + (f", or {near}" if near else ""))
+        else:
+            ctx.error(path, "QF752", message, rule=rule, hint=near or (
+                f"define it under notify.recipients, or use one of: {', '.join(roles.names)}" if roles.names
+                else f"define it under notify.recipients, e.g. {rest}: [a person or an address]"))
+    return True  # the step still compiles, so its other mistakes show too
+
+
 def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: CompileContext,
-          clocks: Sequence[str]) -> Step | None:
+          clocks: Sequence[str], roles: Roles | None) -> Step | None:
     sid = spec.id or f"level-{level}"
     at = spec.at
     ok = True
@@ -212,7 +255,7 @@ def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: C
         return None
     kind = given[0]
     if kind == "used":
-        f = _percent(at.used or "", path + ("at", "used"), ctx, sid)
+        f = _percent(at.used, path + ("at", "used"), ctx, sid)
         if f is None:
             return None
         fraction = f
@@ -239,10 +282,7 @@ def _step(ladder: str, level: int, spec: StepSpec, path: tuple[Any, ...], ctx: C
                   hint="give the number of levels to raise, 1 or more", rule=sid)
         ok = False
     for i, who in enumerate(spec.notify):
-        if not who.strip() or who in _PREFIXES:
-            ctx.error(path + ("notify", i), "QF752", f"recipient '{who}' names nobody",
-                      hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=sid)
-            ok = False
+        ok &= _recipient(who, path + ("notify", i), ctx, sid, roles)
     team = owner = None
     if spec.reassign is not None:
         team, owner = spec.reassign.team, spec.reassign.owner
@@ -289,7 +329,8 @@ def _fields(names: Sequence[str], path: tuple[Any, ...], ctx: CompileContext, ru
     return ok
 
 
-def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: Sequence[str]) -> tuple[Step, ...]:
+def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: Sequence[str],
+            roles: Roles | None) -> tuple[Step, ...]:
     base = ("escalation", "ladders", name)
     if not specs:
         ctx.error(base, "QF755", f"ladder '{name}' has no steps", hint="give at least one step, or remove it")
@@ -303,7 +344,7 @@ def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: S
                       hint=f"first at level {seen[sid] + 1}; give each step its own id", rule=sid)
             continue
         seen[sid] = i
-        step = _step(name, i + 1, spec, base + (i,), ctx, clocks)
+        step = _step(name, i + 1, spec, base + (i,), ctx, clocks, roles)
         if step is not None:
             steps.append(step)
     for i, spec in enumerate(specs):
@@ -321,26 +362,52 @@ def _ladder(name: str, specs: Sequence[StepSpec], ctx: CompileContext, clocks: S
 
 
 def _check_reachable(name: str, steps: Sequence[Step], severities: Sequence[str],
-                     targets: Mapping[str, Mapping[str, timedelta]], ctx: CompileContext) -> None:
+                     targets: Mapping[str, Mapping[str, timedelta]],
+                     priorities: Mapping[str, Mapping[str, timedelta]], opaque: Sequence[str],
+                     ctx: CompileContext) -> None:
+    """Report the steps of ladder *name* that no incident it runs for can reach.
+
+    A ladder runs for the severities mapped to it; a priority's target replaces the
+    severity's, clock by clock, whatever the severity (priority and severity are
+    decided apart), so a step can run against each of them.
+    """
+    if not severities:
+        return  # used by no severity: QF756 says so
     for step in steps:
-        if step.kind != "remaining":
-            continue
-        for sev in severities:
-            target = targets.get(sev, {}).get(step.clock)
-            if target is not None and step.amount >= target:
-                ctx.error(("escalation", "ladders", name, step.level - 1, "at", "remaining"), "QF744",
-                          f"remaining {format_duration(step.amount)} is not shorter than the {step.clock} target "
-                          f"of severity {sev} ({format_duration(target)}), so this step can never fire",
-                          hint="shorten remaining, or use used: with a percentage", rule=step.id)
-                break
+        if step.clock in opaque:
+            continue  # a plugin's own clock: its targets are not written here
+        path = ("escalation", "ladders", name, step.level - 1, "at")
+        possible = [(f"severity {s}", t) for s in severities if (t := targets.get(s, {}).get(step.clock)) is not None]
+        possible += [(f"priority {p}", t) for p, spans in priorities.items()
+                     if (t := spans.get(step.clock)) is not None]
+        if not possible:
+            have = list(dict.fromkeys(c for s in severities for c in targets.get(s, {})))
+            names = ", ".join(severities[:-1]) + " or " + severities[-1] if len(severities) > 1 else severities[0]
+            hint = f"add {step.clock}: to severity {names}"
+            ctx.error(path + ("clock",), "QF740",
+                      f"no severity using ladder '{name}' ({', '.join(severities)}) and no priority sets a target "
+                      f"for {step.clock}, so this step can never fire",
+                      hint=hint + (f", or use a clock {'it has' if len(severities) == 1 else 'they have'}: "
+                                   f"{', '.join(have)}" if have else ""), rule=step.id)
+        elif step.kind == "remaining" and all(step.amount >= t for _, t in possible):
+            source, longest = max(possible, key=lambda p: p[1])
+            against = (f"the {step.clock} target of {source} ({format_duration(longest)})" if len(possible) == 1
+                       else f"any {step.clock} target it runs against (the longest: {format_duration(longest)}, "
+                            f"{source})")
+            ctx.error(path + ("remaining",), "QF744",
+                      f"remaining {format_duration(step.amount)} is not shorter than {against}, "
+                      f"so this step can never fire",
+                      hint="shorten remaining, or use used: with a percentage", rule=step.id)
 
 
 def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Compiled | None:
     if spec is None:
         return None
-    targets = _targets(ctx)
-    clocks = sorted({c for cl in targets.values() for c in cl} | set(_priority_clocks(ctx)) | set(ctx.defined("clock")))
-    ladders = {name: _ladder(name, steps, ctx, clocks) for name, steps in spec.ladders.items()}
+    targets, priorities = _targets(ctx, "severities"), _targets(ctx, "priorities")
+    opaque = ctx.defined("clock")
+    clocks = sorted({c for cl in (*targets.values(), *priorities.values()) for c in cl} | set(opaque))
+    roles = _roles(ctx)
+    ladders = {name: _ladder(name, steps, ctx, clocks, roles) for name, steps in spec.ladders.items()}
     severities = list(ctx.defined("severity"))
     by_severity: dict[str, str] = {}
     for sev in severities + ["default"]:
@@ -367,7 +434,7 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
                      hint=did_you_mean(name, severities + ["default"]) or
                      "name it after a severity or default, or map one to it under escalation.severities",
                      at="key")
-        _check_reachable(name, steps, users.get(name, ()), targets, ctx)
+        _check_reachable(name, steps, users.get(name, ()), targets, priorities, opaque, ctx)
     group = None
     if spec.group is not None:
         path = ("escalation", "group")

@@ -17,7 +17,9 @@ class At:
     ``0m`` is the breach itself)."""
 
     clock: str
-    used: str | None = None
+    # Text such as "50%", read when the ladder compiles: a bare 50 is then told to
+    # be written 50%, where the converter could only ask for quotes.
+    used: Any = attrs.field(default=None, metadata={"doc": "a percentage of the target, such as 50%"})
     remaining: timedelta | None = None
     overdue: timedelta | None = None
 

@@ -35,7 +35,7 @@ def idempotency_key(note: qflow.Notification, state: qflow.IncidentState, channe
 
 def resolve_default(name: str, state: qflow.IncidentState, ruleset: qflow.Ruleset) -> list[str]:
     """``assignee`` (the owner, else the team lead), ``team.lead``, ``team`` (its contact
-    or members), ``role:X`` / a role name, a team name; anything else as written."""
+    or members), ``role:X`` / a role name, ``team:X`` / a team name; anything else as written."""
     compiled: Compiled | None = ruleset.compiled("notify")
     roles = compiled.recipients if compiled else {}
     teams = ruleset.sections.get("teams") or {}
@@ -59,6 +59,12 @@ def resolve_default(name: str, state: qflow.IncidentState, ruleset: qflow.Rulese
     if name.startswith("role:"):
         log.warning("notification for %s names role '%s', which notify.recipients does not define", state.id, role)
         return []
+    if name.startswith("team:"):
+        key = name[5:].strip()
+        if key not in teams:
+            log.warning("notification for %s names team '%s', which teams does not define", state.id, key)
+            return []
+        name = key
     if name in teams:
         t = teams[name]
         return [t.contact] if getattr(t, "contact", None) else lead_of(t)
@@ -99,7 +105,8 @@ def _recipients(note: qflow.Notification, state: qflow.IncidentState, ruleset: q
         for who in found:
             # A role may name symbolic recipients (team.lead) in turn: one more level.
             if who != name and depth < 3 and who not in compiled.people and (
-                    who in compiled.recipients or who.startswith("role:") or who in ("assignee", "team.lead", "team")):
+                    who in compiled.recipients or who.startswith(("role:", "team:"))
+                    or who in ("assignee", "team.lead", "team")):
                 pending.append((who, depth + 1))
                 continue
             c = contact(who, compiled)

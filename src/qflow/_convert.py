@@ -59,6 +59,10 @@ DURATION_HINT = "use 15m, 1h, 2d, 1w or a sum like 1h30m"
 
 def parse_duration(text: object) -> timedelta:
     """Read ``15m``, ``1h30m``, ``2d``, ``1w``; raise :class:`ShapeError` otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
+        # A bare number has lost its unit, and only the writer knows which it was.
+        raise ShapeError("QF105", f"{_show(text)} is not a duration",
+                         f"a duration needs its unit: write e.g. {text:g}m or {text:g}h")
     if not isinstance(text, str) or not text.strip():
         raise ShapeError("QF105", f"{_show(text)} is not a duration", DURATION_HINT)
     s = text.strip().replace(" ", "")
