@@ -231,6 +231,25 @@ def test_the_decision_deadlines_count_on_the_office_calendar(engine):
                      "2026-11-20T17:00:00+08:00"]
 
 
+def test_a_back_dated_report_counts_its_clocks_from_reported_at_as_its_deadlines(engine, ruleset):
+    # An import a day late: the promise was made when the guest reported, not when qflow heard of it.
+    engine.clock.advance(timedelta(days=1))
+    state = engine.report({"description": "fire alarm in room 1203", "reported_at": T0.isoformat()})
+    clocks = clock_states(state, engine.events(state.id), ruleset, engine.clock.now())
+    for name in ("acknowledge", "respond", "resolve"):
+        deadline = state.decision.deadline(name)
+        assert (clocks[name].started_at, clocks[name].due) == (T0, deadline.due), name
+    assert clocks["respond"].breached_at == T0 + H
+    assert clocks["resolve"].elapsed == timedelta(days=1)
+
+
+def test_a_report_ahead_of_the_clock_counts_from_now_in_deadlines_and_clocks(engine, ruleset):
+    state = engine.report({"description": "fire alarm in room 1203", "reported_at": (T0 + H).isoformat()})
+    assert state.decision.deadline("respond").due == T0 + H
+    clocks = clock_states(state, engine.events(state.id), ruleset, T0 + 30 * M)
+    assert (clocks["respond"].started_at, clocks["respond"].due) == (T0, T0 + H)
+
+
 def test_clock_mistakes_are_located():
     text = """\
 qflow: 1

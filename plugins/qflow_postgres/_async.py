@@ -133,7 +133,7 @@ class AsyncPostgresStore:
         return [await self.next_id() for _ in range(count)]
 
     async def count(self, query: IncidentQuery) -> int:
-        return await self._run(lambda retry: _ops.count(query), tx=False)
+        return await self._run(lambda retry: _ops.count(self._codec, query), tx=False)
 
     def declare(self, projections: Sequence[Projection]) -> None:
         """Take *projections*; their tables are created by the next call, in the loop

@@ -373,7 +373,10 @@ def find_dedup(dedup_key: str, since: datetime) -> Op:
     return rows[0][0] if rows else None
 
 
-def count(q: IncidentQuery) -> Op:
+def count(codec: Codec, q: IncidentQuery) -> Op:
+    if q.overdue_at is not None:  # decided on the states (see query)
+        found = yield from query(codec, attrs.evolve(q, limit=None))
+        return len(found)
     where, params = _where(attrs.evolve(q, limit=None))
     rows = yield Q(f"SELECT count(*) FROM qflow_incidents WHERE {where}", params)
     return rows[0][0]
@@ -435,6 +438,10 @@ def find_external(external_id: str) -> Op:
 def query(codec: Codec, q: IncidentQuery) -> Op:
     where, params = _where(q)
     sql = f"SELECT body FROM qflow_incidents WHERE {where} ORDER BY sort_at, sort_n, id"
+    if q.overdue_at is not None:
+        # The SQL only narrows: whether a deadline is still outstanding is read off the state.
+        rows = yield Q(sql, params)
+        return [s for s in map(codec.state, (r[0] for r in rows)) if q.matches(s)][:q.limit]
     if q.limit is not None:
         sql += " LIMIT %s"
         params.append(q.limit)
@@ -461,7 +468,7 @@ def _where(q: IncidentQuery) -> tuple[str, list[Any]]:
         where.append("reported_at < %s")
         params.append(q.reported_until)
     if q.overdue_at is not None:
-        where.append("min_due < %s")
+        where.append("open AND min_due < %s")
         params.append(q.overdue_at)
     return " AND ".join(where), params
 

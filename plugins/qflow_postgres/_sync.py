@@ -175,7 +175,7 @@ class PostgresStore(Store):
         return [self.next_id() for _ in range(count)]
 
     def count(self, query: IncidentQuery) -> int:
-        return self._run(lambda retry: _ops.count(query), tx=False)
+        return self._run(lambda retry: _ops.count(self._codec, query), tx=False)
 
     def declare(self, projections: Sequence[Projection]) -> None:
         """Create the typed tables of *projections* (idempotent; on a store that still

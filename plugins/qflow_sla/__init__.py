@@ -81,6 +81,13 @@ def _plan(ruleset: Ruleset, severity: str | None, priority: str | None) -> tuple
     return plan
 
 
+def _start(incident: Incident, now: datetime) -> datetime:
+    """Deadlines count from when the incident was reported; a reported_at ahead of
+    qflow's clock (another system's clock) counts from now, as the clocks do."""
+    reported = incident.reported_at
+    return now if reported is None or reported > now else reported
+
+
 def _deadlines(classification: Classification, ruleset: Ruleset, start: datetime) -> list[tuple[Deadline, str]]:
     return [(Deadline(name, start, cal.add(start, span), span, calname), source)
             for name, span, cal, calname, source in _plan(ruleset, classification.severity, classification.priority)]
@@ -91,7 +98,7 @@ def qflow_deadline(incident: Incident, classification: Classification, ruleset: 
                    now: datetime) -> Sequence[Deadline] | None:
     if classification.severity is None and classification.priority is None:
         return None
-    start = incident.reported_at or now
+    start = _start(incident, now)
     plan = _plan(ruleset, classification.severity, classification.priority)
     return tuple([Deadline(name, start, cal.add(start, span), span, calname)
                   for name, span, cal, calname, _ in plan]) or None
@@ -102,7 +109,7 @@ def qflow_explain(incident: Incident, classification: Classification, ruleset: R
                   now: datetime) -> list[TraceStep]:
     # The severity is the classify rules' business; say what it means for the clocks.
     severity = classification.severity
-    start = incident.reported_at or now
+    start = _start(incident, now)
     if severity is None and classification.priority is None:
         return [TraceStep("severities", None, "unset", "no severity was decided, so no deadlines", "plugin:sla")]
     found = _deadlines(classification, ruleset, start)

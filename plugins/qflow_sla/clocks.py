@@ -163,21 +163,21 @@ class _Run:
         if self.target is not None and self.target.span <= _ZERO:
             self.breached_at = t
 
-    def apply(self, e: Event, status: str | None, hits: tuple[bool, bool, bool, bool, bool]) -> None:
-        """*hits*: whether *e* matches the rule's reset, stop, start, pause and resume."""
+    def apply(self, at: datetime, status: str | None, hits: tuple[bool, bool, bool, bool, bool]) -> None:
+        """*hits*: whether the event at *at* matches the rule's reset, stop, start, pause and resume."""
         rule = self.rule
         reset, stop, start, pause, resumes = hits
         waiting = status is not None and status in rule.pause.status
         if reset and self.phase != "idle":
-            self.begin(e.at, waiting)
+            self.begin(at, waiting)
         elif stop and self.phase in ("running", "paused"):
-            self.phase, self.stopped_at, self.seg_start = "stopped", e.at, None
+            self.phase, self.stopped_at, self.seg_start = "stopped", at, None
         elif start and self.phase in ("idle", "stopped"):
-            self.begin(e.at, waiting)
+            self.begin(at, waiting)
         elif self.phase == "running" and pause:
             self.phase, self.seg_start = "paused", None
         elif self.phase == "paused" and resumes and not (rule.resume is None and waiting):
-            self.phase, self.seg_start = "running", e.at
+            self.phase, self.seg_start = "running", at
 
     def state(self, now: datetime) -> ClockState | None:
         target = self.target
@@ -417,10 +417,11 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         rest = events
     pending = [e for e in rest if e.at <= now]
     complete = len(pending) == len(rest)
+    reported = _back_dated(state, pending)
     if len(pending) > 1:
-        pending.sort(key=_ORDER)
+        pending.sort(key=_ORDER if reported is None else lambda e: (_moment(e, reported), e.seq))
     for e in pending:
-        at = e.at
+        at = e.at if reported is None else _moment(e, reported)
         for run in runs:
             run.advance(at)
         t = e.type
@@ -436,7 +437,7 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         hits = ctx.matches(e)
         if hits is not None:
             for run, hit in zip(runs, hits, strict=True):
-                run.apply(e, status, hit)
+                run.apply(at, status, hit)
     if pending:
         top = pending[-1]
         if last is None or (top.at, top.seq) > last:
@@ -454,6 +455,26 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
                          answer))
         return answer
     return out
+
+
+def _back_dated(state: IncidentState, events: Sequence[Event]) -> datetime | None:
+    """The incident's ``reported_at`` when its arrival is among *events* and was
+    recorded after it (an import, a report a queue held back), else None."""
+    reported = state.incident.reported_at
+    for e in events:
+        if e.seq == 1 and e.type == ev.INCIDENT_REPORTED:
+            return reported if reported is not None and reported < e.at else None
+    return None
+
+
+def _moment(e: Event, reported: datetime) -> datetime:
+    """When *e* counts for the clocks. The report and the decision made on it (seq 1
+    and 2, recorded together) count from when the incident was reported, as the
+    decision's deadlines do: a clock started at the import would give a second,
+    later deadline for the same promise."""
+    if e.seq <= 2 and (e.type == ev.INCIDENT_REPORTED or e.type == ev.DECISION_MADE):
+        return reported
+    return e.at
 
 
 _TYPE = attrgetter("type")

@@ -50,8 +50,9 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 _INCIDENT_REPORTED = "IncidentReported"
 _CLOSED = tuple(s.value for s in CLOSED_STAGES)
 #: IncidentQuery fields the SQL filters on; any other field set is checked in Python.
+#: (overdue_at only narrows: whether a deadline is still outstanding is read off the state.)
 _PUSHED = {"stages", "team", "severity", "category", "owner", "place", "open_only", "reported_from",
-           "reported_until", "overdue_at", "limit"}
+           "reported_until", "limit"}
 
 _DECISION_MADE = DECISION_MADE
 #: The events after which the fold's decision is not the DecisionMade data as it is.
@@ -697,7 +698,7 @@ class SQLiteStore(Store):
             sql.append("i.reported_ts < ?")
             params.append(query.reported_until.timestamp())
         if query.overdue_at is not None:
-            sql.append("i.first_due_ts < ?")
+            sql.append("i.open AND i.first_due_ts < ?")
             params.append(query.overdue_at.timestamp())
         complete = all(getattr(query, f.name) == f.default for f in _QUERY_FIELDS if f.name not in _PUSHED)
         return (" WHERE " + " AND ".join(sql) if sql else ""), params, complete

@@ -106,7 +106,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--severity")
     p.add_argument("--stage", action="append", choices=[s.value for s in Stage], help="repeatable")
     p.add_argument("--open", action="store_true", help="only incidents not closed or rejected")
-    p.add_argument("--overdue", action="store_true", help="only incidents with a deadline before --now")
+    p.add_argument("--overdue", action="store_true", help="only open incidents with a deadline before --now still outstanding: not acknowledged, answered, confirmed or closed (a deadline met late is not overdue)")
     p.add_argument("--now", metavar="ISO", help="the time --overdue compares with (default: the current time)")
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--format", choices=("table", "json"), default="table")

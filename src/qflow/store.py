@@ -58,7 +58,7 @@ class IncidentQuery:
     open_only: bool = False
     reported_from: datetime | None = None  # reported_at >= this
     reported_until: datetime | None = None  # reported_at < this
-    overdue_at: datetime | None = None  # some deadline of the decision falls before this
+    overdue_at: datetime | None = None  # open, with a deadline before this still outstanding (see overdue)
     limit: int | None = None
 
     def matches(self, state: IncidentState) -> bool:
@@ -79,10 +79,31 @@ class IncidentQuery:
             return False
         if self.reported_until is not None and (at is None or at >= self.reported_until):
             return False
-        if self.overdue_at is not None:
-            if d is None or not any(dl.due < self.overdue_at for dl in d.deadlines):
-                return False
-        return True
+        return self.overdue_at is None or overdue(state, self.overdue_at)
+
+
+def overdue(state: IncidentState, at: datetime) -> bool:
+    """Whether *state* is overdue at *at*: open, with a deadline of its decision before
+    *at* for what has still not happened. A deadline met late is no longer overdue (its
+    breach stays on the timeline), and a closed or rejected incident is overdue for
+    nothing. What each deadline waits for is read off the incident as the default
+    clocks stop: acknowledge on an acknowledgement, respond on a response, confirm on
+    leaving ``reported``, resolve on the close. The loop's stage clocks (cause, action,
+    verify) start with their stage, later than the decision's deadline for them counts
+    from, so they are left to the escalation plugin, which reads their real clocks."""
+    if state.stage in CLOSED_STAGES or state.decision is None:
+        return False
+    return any(dl.due < at and _outstanding(state, dl.clock) for dl in state.decision.deadlines)
+
+
+def _outstanding(state: IncidentState, clock: str) -> bool:
+    if clock == "acknowledge":
+        return state.acknowledged_at is None
+    if clock == "respond":
+        return state.responded_at is None
+    if clock == "confirm":
+        return state.stage is Stage.REPORTED
+    return clock == "resolve"  # until the close, and the incident is open here
 
 
 @attrs.frozen

@@ -75,6 +75,24 @@ def test_queries_by_report_time_and_overdue(site):
     assert _ids(site.query(IncidentQuery(overdue_at=T0 + H))) == []
 
 
+def test_a_deadline_met_even_late_is_not_overdue_nor_is_a_finished_incident(site):
+    at = T0 + 2 * H + timedelta(minutes=30)
+    # INC-1's respond was due at +1h: answered at +30m it was met, and +2h30m finds nothing else due.
+    more, answered = follow(site.get("INC-1"), ("Responded", {"message": "on our way", "channel": "phone"}),
+                            at=T0 + timedelta(minutes=30))
+    site.append(more, answered)
+    assert _ids(site.query(IncidentQuery(overdue_at=at))) == ["INC-3"]
+    # Answered late, at +2h45m: overdue no more; its resolve deadline (+24h) is still ahead.
+    more, answered = follow(site.get("INC-3"), ("Responded", {"message": "sorry", "channel": "phone"}),
+                            at=T0 + 2 * H + timedelta(minutes=45))
+    site.append(more, answered)
+    assert _ids(site.query(IncidentQuery(overdue_at=T0 + 3 * H))) == []
+    # A day on, every open incident is past its resolve deadline; the rejected INC-2 is not overdue.
+    assert _ids(site.query(IncidentQuery(overdue_at=T0 + 30 * H))) == ["INC-1", "INC-3", "INC-9", "INC-10"]
+    assert _ids(site.query(IncidentQuery(overdue_at=T0 + 30 * H, limit=2))) == ["INC-1", "INC-3"]
+    assert site.count(IncidentQuery(overdue_at=T0 + 30 * H, limit=2)) == 4
+
+
 def test_counts_agree_with_queries(site):
     for q in (IncidentQuery(), IncidentQuery(open_only=True), IncidentQuery(team="front-office", limit=1),
               IncidentQuery(open_only=True, overdue_at=T0 + 3 * H)):
