@@ -278,7 +278,7 @@ def test_an_integrator_resolves_recipients_from_its_own_directory():
     assert [dict(r) for r in m.payload["recipients"]] == [{"email": "oncall@hotel.example"}]
 
 
-def test_team_colon_names_a_team_of_the_ruleset_directly_or_through_a_role(caplog):
+def test_team_colon_and_person_colon_name_a_team_or_a_person(caplog):
     rec = RecordingBackend("rec")
     engine, clock = make("""\
         notify:
@@ -288,10 +288,11 @@ def test_team_colon_names_a_team_of_the_ruleset_directly_or_through_a_role(caplo
             night: ["team:front-office"]
         """, rec.plugin())
     state = engine.report({"description": "x"})
-    note = qflow.Notification(state.id, "escalation.warning", T0, ("team:housekeeping", "role:night", "team:nosuch"))
+    note = qflow.Notification(state.id, "escalation.warning", T0,
+                              ("team:housekeeping", "role:night", "team:nosuch", "person: 赵六"))
     with caplog.at_level(logging.WARNING, logger="qflow.notify"):
         [m] = engine._hooks.plan_delivery(note, state, engine.ruleset, T0)
-    assert [dict(r) for r in m.payload["recipients"]] == [{"name": "李娜"}, {"name": "王芳"}]
+    assert [dict(r) for r in m.payload["recipients"]] == [{"name": "李娜"}, {"name": "赵六"}, {"name": "王芳"}]
     assert caplog.messages == [f"notification for {state.id} names team 'nosuch', which teams does not define"]
 
 

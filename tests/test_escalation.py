@@ -507,6 +507,13 @@ def test_unknown_recipient_roles_and_teams_are_located_at_load():
     ]
 
 
+def test_a_channel_named_as_a_recipient_is_an_error():
+    assert errors(RECIPIENTS.replace('"team:nosuch"', '"channel:duty-log"'))[-1] == (
+        "esc.yaml:46:73: QF752 recipient 'channel:duty-log' is a channel, not a recipient (name who to tell here; "
+        "which channels carry the step's topic is set under notify.routes) @ $.escalation.ladders.default[1].notify[3] "
+        "(rule 'b')")
+
+
 def test_an_unknown_role_is_only_a_warning_when_a_plugin_resolves_recipients():
     class Directory:
         @qflow.hookimpl

@@ -23,7 +23,7 @@ __all__ = ["BREACH_TOPIC", "FIELDS", "WARNING_TOPIC", "Compiled", "Count", "Grou
 FIELDS = ("category", "place", "team", "severity", "owner")
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-_PREFIXES = ("role:", "team:", "person:", "channel:")
+_PREFIXES = ("role:", "team:", "person:")
 #: A step's notification topic when it names none: before the breach, and at or after it.
 WARNING_TOPIC = "escalation.warning"
 BREACH_TOPIC = "escalation.breach"
@@ -214,6 +214,10 @@ def _recipient(who: str, path: tuple[Any, ...], ctx: CompileContext, rule: str, 
     name = who.strip()
     prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
     rest = name[len(prefix):].strip() if prefix else name
+    if name.startswith("channel:"):
+        ctx.error(path, "QF752", f"recipient '{who}' is a channel, not a recipient", rule=rule,
+                  hint="name who to tell here; which channels carry the step's topic is set under notify.routes")
+        return False
     if not rest:
         ctx.error(path, "QF752", f"recipient '{who}' names nobody",
                   hint="use assignee, team.lead, role:<name>, team:<name> or an address", rule=rule)

@@ -14,7 +14,7 @@ __all__ = ["At", "CountSpec", "EscalationSpec", "GroupSpec", "Reassign", "Repeat
 class At:
     """When a step falls due on a clock: exactly one of ``used`` (``50%`` of the
     target), ``remaining`` (``30m`` before the breach) or ``overdue`` (``2h`` after it;
-    ``0m`` is the breach itself)."""
+    the breach itself is ``used: 100%``)."""
 
     clock: str
     # Text such as "50%", read when the ladder compiles: a bare 50 is then told to

@@ -35,7 +35,8 @@ def idempotency_key(note: qflow.Notification, state: qflow.IncidentState, channe
 
 def resolve_default(name: str, state: qflow.IncidentState, ruleset: qflow.Ruleset) -> list[str]:
     """``assignee`` (the owner, else the team lead), ``team.lead``, ``team`` (its contact
-    or members), ``role:X`` / a role name, ``team:X`` / a team name; anything else as written."""
+    or members), ``role:X`` / a role name, ``team:X`` / a team name, ``person:X`` (X);
+    anything else as written."""
     compiled: Compiled | None = ruleset.compiled("notify")
     roles = compiled.recipients if compiled else {}
     teams = ruleset.sections.get("teams") or {}
@@ -53,6 +54,8 @@ def resolve_default(name: str, state: qflow.IncidentState, ruleset: qflow.Rulese
         if team is None:
             return []
         return [team.contact] if getattr(team, "contact", None) else list(getattr(team, "members", ())) or lead_of(team)
+    if name.startswith("person:"):
+        return [name[7:].strip()]
     role = name[5:].strip() if name.startswith("role:") else name
     if role in roles:
         return list(roles[role])
