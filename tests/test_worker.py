@@ -15,6 +15,7 @@ from conftest import BASE, T0
 from stepplugin import STEP_FIRED, StepPlugin
 
 import qflow
+from qflow import hookimpl
 from qflow._worker import IntervalReport, Worker
 from qflow.cli import main
 from qflow.errors import StoreUnavailableError
@@ -87,6 +88,86 @@ def test_stop_finishes_the_batch_and_gives_the_claims_back():
     assert worker.intervals == 0
     # Released: another worker gets them at once, without waiting for the lease.
     assert len(store.claim_timers(T0 + 2 * M, worker="w2", limit=10)) == 4
+
+
+class StopDuringTick:
+    """Asks the worker to stop from inside a tick, as a signal arriving during the first
+    batch would: *times* calls of the worker's stop (1: SIGTERM; 2: SIGTERM twice, through
+    the installed handler)."""
+
+    def __init__(self, times: int = 1) -> None:
+        self.times, self.worker, self.asked = times, None, []
+
+    @hookimpl
+    def qflow_due(self, state, events, timers, now):  # type: ignore[no-untyped-def]
+        self.asked.append(state.id)
+        if self.times == 1:
+            self.worker.stop()
+        else:
+            handler = signal.getsignal(signal.SIGTERM)
+            handler(signal.SIGTERM, None)
+            handler(signal.SIGTERM, None)
+        return []
+
+
+def _stopping_engine(store, clock, plugin):  # type: ignore[no-untyped-def]
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[StepPlugin(1), plugin])
+    ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
+    return qflow.Engine(ruleset, plugins=pm, store=store, clock=clock)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "memory":
+        return "memory://"
+    pytest.importorskip("qflow_sqlite")
+    return f"sqlite:///{tmp_path / 'q.sqlite3'}"
+
+
+def test_a_stop_during_a_backlog_ends_the_interval_after_the_batch(store_url):
+    clock = qflow.FakeClock(T0)
+    plugin = StopDuringTick()
+    engine = _stopping_engine(store_url, clock, plugin)
+    for i in range(7):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    pauses = Pauses(clock, 3)
+    worker = Worker(engine, name="w1", batch=3, wait=pauses, out=out)
+    plugin.worker = worker
+    assert worker.run() == 0
+    assert len(plugin.asked) == 3  # one batch of 3; the other 4 were not claimed
+    assert out.getvalue().splitlines() == ["2026-11-20T23:12:00+08:00 w1: 3 effects on 3 incidents, 0 delivered"]
+    assert worker.intervals == 1
+    assert len(engine.store.outbox(status="pending")) == 3  # no delivery once asked to stop
+    # Released: another worker gets the rest at once, without waiting for the lease.
+    left = engine.store.claim_timers(clock.now(), worker="w2", limit=10)
+    assert sorted(t.incident_id for t in left) == sorted({s.id for s in engine.query()} - set(plugin.asked))
+    engine.store.close()
+
+
+def test_a_second_signal_stops_at_once_and_gives_the_claims_back(store_url):
+    clock = qflow.FakeClock(T0)
+    plugin = StopDuringTick(times=2)
+    engine = _stopping_engine(store_url, clock, plugin)
+    for i in range(7):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    worker = Worker(engine, name="w1", batch=3, wait=Pauses(clock, 3), out=out)
+    before = signal.getsignal(signal.SIGTERM)
+    restore = worker.install_signal_handlers()
+    try:
+        assert worker.run() == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is before  # a third signal gets the old handling
+    finally:
+        restore()
+    assert len(plugin.asked) == 1  # left in the middle of the first batch
+    assert out.getvalue() == ""
+    assert worker.intervals == 0
+    assert not [e for s in engine.query() for e in engine.events(s.id) if e.type == STEP_FIRED]
+    assert len(engine.store.claim_timers(clock.now(), worker="w2", limit=10)) == 7
+    engine.store.close()
 
 
 class FlakyEngine:

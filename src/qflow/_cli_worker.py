@@ -20,7 +20,8 @@ Every interval: fire what is due (escalation steps, reminders, verifications) an
 deliver what waits in the outbox, then print one line saying what was done. Run as
 many workers as you like against one PostgreSQL store: each step fires once and each
 message goes out once per idempotency key (receivers drop repeats by that key).
-SIGTERM or SIGINT (Ctrl-C) stops after the current batch and gives the claims back.
+SIGTERM or SIGINT (Ctrl-C) stops after the current batch (--batch) and gives the
+claims back; a second one stops at once (the transaction in progress is rolled back).
 A database that goes away is waited for and reconnected to.
 
 examples:
@@ -28,7 +29,8 @@ examples:
   qflow worker rules.yaml --store postgresql://qflow@db/qflow --name web-1 --interval 10s
   qflow worker rules.yaml --store sqlite:///qflow.db --once     # one interval, then exit (cron)
 
-exit status: 0 stopped cleanly, 1 (with --once) the store was unavailable, 2 a usage error.
+exit status: 0 stopped cleanly, 1 (with --once) the store was unavailable, 2 a usage error,
+128 + the signal (130, 143) stopped at once by a second signal.
 """
 
 
