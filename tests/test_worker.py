@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -231,16 +233,88 @@ def test_interval_lines_say_what_was_done():
 # -- the command ----------------------------------------------------------------------------
 
 
-def test_worker_once_on_a_store(tmp_path, capsys):
-    store = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+HOTEL = str(ROOT / "rulesets" / "hotel-front-desk.yaml")
+
+
+def _hotel_store(path: Path) -> str:
+    """An empty store for the hotel ruleset at *path* (its projection tables made)."""
     pytest.importorskip("qflow_sqlite")
-    status = main(["worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"), "--store", store, "--once",
-                   "--name", "cron-1"])
+    url = f"sqlite:///{path}"
+    qflow.Engine(qflow.load_ruleset(HOTEL), store=url).store.close()
+    return url
+
+
+def test_worker_once_on_a_store(tmp_path, capsys):
+    store = _hotel_store(tmp_path / "q.sqlite3")
+    status = main(["worker", HOTEL, "--store", store, "--once", "--name", "cron-1"])
     out = capsys.readouterr().out.splitlines()
     assert status == 0
     assert out[0].startswith("qflow worker cron-1: hotel-front-desk@")
     assert out[0].endswith(f" on {store}, every 5s")
     assert out[1].endswith(" cron-1: 0 effects on 0 incidents, 0 delivered")
+    assert out[2] == "qflow worker cron-1: stopped after 1 interval"
+
+
+def test_the_worker_takes_the_store_from_the_environment(tmp_path, capsys, monkeypatch):
+    store = _hotel_store(tmp_path / "q.sqlite3")
+    monkeypatch.setenv("QFLOW_STORE", store)
+    assert main(["worker", HOTEL, "--once", "--name", "cron-1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f" on {store}, every 5s")
+
+
+@contextlib.contextmanager
+def _write_lock(path: Path):  # type: ignore[no-untyped-def]
+    """Another process's long write: a second connection holding BEGIN IMMEDIATE."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
+
+
+def test_a_locked_sqlite_store_is_waited_for_like_an_unavailable_database(tmp_path):
+    pytest.importorskip("qflow_sqlite")
+    path = tmp_path / "q.sqlite3"
+    clock = qflow.FakeClock(T0)
+    engine = _engine(f"sqlite:///{path}?timeout=0", clock=clock, steps=1, receiver=str(tmp_path / "received.txt"))
+    engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    with _write_lock(path) as holder:
+        pauses = Pauses(clock, 4)
+
+        def wait(seconds: float) -> bool:
+            if len(pauses.asked) == 1:
+                holder.execute("COMMIT")  # the other process is done during the second pause
+            return pauses(seconds)
+
+        worker = Worker(engine, name="w1", interval=timedelta(seconds=60), wait=wait, out=out,
+                        backoff=timedelta(seconds=2))
+        assert worker.run() == 0
+    assert pauses.asked == [2.0, 4.0, 60.0, 60.0]
+    busy = (f"store unavailable, will retry: the store {path} failed: database is locked; another process holds "
+            "the store for too long; retry")
+    assert out.getvalue().splitlines() == [
+        f"2026-11-20T23:12:00+08:00 w1: {busy}",
+        f"2026-11-20T23:12:02+08:00 w1: {busy}",
+        "2026-11-20T23:12:06+08:00 w1: 1 effect on 1 incident, 1 delivered",
+        "2026-11-20T23:13:06+08:00 w1: 0 effects on 0 incidents, 0 delivered",
+    ]
+    engine.store.close()
+
+
+def test_worker_once_on_a_locked_store_starts_and_exits_1(tmp_path, capsys):
+    path = tmp_path / "q.sqlite3"
+    store = _hotel_store(path) + "?timeout=0"
+    with _write_lock(path):
+        status = main(["worker", HOTEL, "--store", store, "--once", "--name", "cron-1"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert out[1].endswith(f" cron-1: store unavailable, will retry: the store {path} failed: database is locked; "
+                           "another process holds the store for too long; retry")
     assert out[2] == "qflow worker cron-1: stopped after 1 interval"
 
 

@@ -10,8 +10,10 @@ from typing import IO, Any
 
 from qflow._convert import ShapeError, parse_duration
 from qflow._worker import Worker
-from qflow.engine import Engine
+from qflow._cli_store import DEFAULT_STORE, store_url
+from qflow.engine import Engine, open_store
 from qflow.errors import QflowError, StoreUnavailableError
+from qflow.store import TransientStoreError
 
 __all__ = ["add_commands"]
 
@@ -41,8 +43,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
                        help="tick the clocks and deliver notifications, until stopped",
                        description="Run the clocks and the outbox for a store, interval after interval.")
     p.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
-    p.add_argument("--store", required=True, metavar="URL",
-                   help="the store: sqlite:///PATH, postgresql://USER@HOST/DB (password in PGPASSWORD)")
+    p.add_argument("--store", metavar="URL",
+                   help="the store: sqlite:///PATH, postgresql://USER@HOST/DB (password in PGPASSWORD); "
+                        f"default: $QFLOW_STORE, else {DEFAULT_STORE}")
     p.add_argument("--interval", default="5s", metavar="DURATION", help="time between intervals (default 5s)")
     p.add_argument("--once", action="store_true", help="run one interval and exit")
     p.add_argument("--name", metavar="NAME",
@@ -65,8 +68,12 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         logging.basicConfig(level=logging.INFO, stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
+    url = store_url(args)
     try:
-        engine = Engine(ruleset, plugins=pm, store=args.store)
+        # A worker only works on a store that is there: a mistyped path is refused.
+        engine = Engine(ruleset, plugins=pm, store=open_store(url, pm, create=False))
+    except TransientStoreError as exc:
+        raise UsageError(str(exc), None) from None
     except StoreUnavailableError as exc:
         raise UsageError(str(exc), "start the database, or fix --store") from None
     except QflowError as exc:
@@ -74,7 +81,7 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     worker = Worker(engine, name=name, interval=interval, out=out, batch=args.batch)
     restore = worker.install_signal_handlers()
     try:
-        out.write(f"qflow worker {name}: {ruleset.ref} on {_shown(args.store)}, every {args.interval}\n")
+        out.write(f"qflow worker {name}: {ruleset.ref} on {_shown(url)}, every {args.interval}\n")
         out.flush()
         status = worker.run(once=args.once)
     finally:
