@@ -76,6 +76,23 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     store.close()
 
 
+def test_a_failed_upgrade_is_one_line_and_changes_nothing(pg_url, pg_admin, capsys):
+    from qflow.cli import main
+
+    qflow_postgres.open_store(pg_url).close()
+    schema = _schema_of(pg_url)
+    with pg_admin() as con:  # a version set back by hand: step 3 finds no table of step 2
+        con.execute(f"UPDATE {schema}.qflow_meta SET value = '2' WHERE key = 'schema_version'")
+    assert main(["db", "upgrade", "--store", pg_url]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"qflow: error: the upgrade from schema version 2 to 3 of {pg_url} failed (relation "
+        '"qflow_projection_rows" does not exist); it was rolled back and nothing changed; the tables do not match '
+        "the schema version qflow_meta records (edited by hand, or restored in part): restore the pg_dump taken "
+        "before, or ask the person who changed them"]
+    with pg_admin() as con:
+        assert con.execute(f"SELECT value FROM {schema}.qflow_meta").fetchall() == [("2",)]
+
+
 def test_tables_that_qflow_did_not_make_are_refused(pg_url, pg_admin):
     with pg_admin() as con:
         schema = _schema_of(pg_url)

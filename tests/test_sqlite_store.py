@@ -41,6 +41,25 @@ def test_an_older_schema_must_be_upgraded_and_keeps_its_data(tmp_path):
     assert again.upgrade() == (SCHEMA_VERSION, SCHEMA_VERSION)
 
 
+def test_a_failed_upgrade_is_one_line_and_changes_nothing(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    SQLiteStore(path).close()
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM qflow_schema WHERE version > 1")  # a version set back by hand
+    con.commit()
+    con.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError) as err:
+        store.upgrade()
+    assert str(err.value) == (f"the upgrade from schema version 1 to {SCHEMA_VERSION} of the store {path} failed "
+                              "(duplicate column name: dedup_key); it was rolled back and nothing changed; the tables "
+                              "do not match the schema version qflow_schema records (edited by hand, or restored in "
+                              "part): restore the backup taken before, or ask the person who changed them")
+    assert store.schema_version() == 1
+    store.close()
+    assert SQLiteStore(path).schema_version() == 1
+
+
 def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "new.sqlite3"
     SQLiteStore(path).close()

@@ -283,7 +283,16 @@ class SQLiteStore(Store):
                     if start > SCHEMA_VERSION:
                         raise SchemaError(f"the store {self.path} has schema version {start}, newer than the "
                                           f"{SCHEMA_VERSION} this qflow knows; upgrade qflow (pip install -U qflow)")
-                    self._migrate(con, start)
+                    try:
+                        self._migrate(con, start)
+                    except sqlite3.DatabaseError as exc:
+                        if _transient(exc) is not None:
+                            raise
+                        raise StoreError(
+                            f"the upgrade from schema version {start} to {SCHEMA_VERSION} of the store {self.path} "
+                            f"failed ({exc}); it was rolled back and nothing changed; the tables do not match the "
+                            "schema version qflow_schema records (edited by hand, or restored in part): restore the "
+                            "backup taken before, or ask the person who changed them") from None
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
