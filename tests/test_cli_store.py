@@ -152,6 +152,11 @@ def test_an_empty_file_is_no_store_either_and_stays_empty(tmp_path, url):
     assert path.read_bytes() == b""
 
 
+def test_a_negative_limit_is_a_usage_error(url):
+    assert run("ls", "--store", _made(url), "--limit", "-1") == (
+        2, "", "qflow: error: argument --limit must be at least 1\nhint: leave it out to list every incident\n")
+
+
 def test_import_makes_the_store_it_is_given(tmp_path, url):
     assert run("import", _lines(tmp_path, GOOD), RULESET, "--store", url, "--now", NOW)[0] == 0
     assert run("ls", "--store", url)[0] == 0

@@ -135,6 +135,23 @@ def test_a_schema_that_is_not_a_plain_name_is_refused():
                               "use letters, digits and _ (e.g. schema=qflow)")
 
 
+def test_a_database_that_does_not_exist_is_a_configuration_error_at_once(pg_schemas):
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pgtools import pg_base
+    from qflow_postgres._sync import PostgresStore
+
+    url = urlunsplit(urlsplit(pg_base())._replace(path="/qflow_no_such_db", query=""))
+    pauses: list[float] = []
+    with pytest.raises(StoreError) as err:
+        PostgresStore(qflow_postgres.parse(url), sleep=pauses.append)
+    assert str(err.value) == (
+        f'the database server of {url} refused the connection (database "qflow_no_such_db" does not exist); it '
+        "answers, so waiting will not help: check the database name and the user in the URL, the password "
+        "(PGPASSWORD or ~/.pgpass) and the server's pg_hba.conf, then try again")
+    assert pauses == []  # not retried
+
+
 def test_passwords_stay_out_of_messages():
     with pytest.raises(StoreUnavailableError) as err:
         qflow_postgres.open_store("postgresql://qflow:s3cret@127.0.0.1:1/qflow?connect_timeout=1", retries=0)

@@ -237,6 +237,8 @@ def _progress(err: IO[str], total: int | None) -> Iterator[Any]:
 
 
 def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("argument --limit must be at least 1", "leave it out to list every incident")
     tz = None
     if args.ruleset:
         from zoneinfo import ZoneInfo
