@@ -34,6 +34,14 @@ def url(tmp_path, monkeypatch):
     return f"sqlite:///{tmp_path / 'site.sqlite3'}"
 
 
+def _made(url: str) -> str:
+    """*url* with an empty store made at it (the read commands refuse a missing one)."""
+    from qflow_sqlite import SQLiteStore, parse_url
+
+    SQLiteStore(parse_url(url)[0]).close()
+    return url
+
+
 def _lines(tmp_path: Path, *lines: str) -> str:
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -84,14 +92,14 @@ def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
 
 
 def test_show_of_an_unknown_id_says_how_to_list(url):
-    status, _, err = run("show", "INC-9", "--store", url)
+    status, _, err = run("show", "INC-9", "--store", _made(url))
     assert status == 2
     assert err == (f"qflow: error: no incident 'INC-9' in {url}\n"
                    f"hint: list them with 'qflow ls --store {url}'\n")
 
 
 def test_db_upgrade_and_backup(tmp_path, url):
-    assert run("db", "upgrade", "--store", url) == (0, f"{url}: schema version 5, up to date\n", "")
+    assert run("db", "upgrade", "--store", _made(url)) == (0, f"{url}: schema version 5, up to date\n", "")
     dest = tmp_path / "copy.sqlite3"
     assert run("db", "backup", "--store", url, str(dest)) == (0, f"{url}: backed up to {dest}\n", "")
     status, _, err = run("db", "backup", "--store", url, str(dest))
@@ -102,8 +110,10 @@ def test_db_upgrade_and_backup(tmp_path, url):
 def test_the_store_comes_from_the_environment(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'env.sqlite3'}"
     monkeypatch.setenv("QFLOW_STORE", url)
+    path = _lines(tmp_path, GOOD)
+    assert run("import", path, RULESET, "--now", NOW)[:2] == (
+        0, f"imported 1 incident from {path} into {url} (0 attached to open incidents, 0 retries of recorded ones)\n")
     assert run("db", "upgrade") == (0, f"{url}: schema version 5, up to date\n", "")
-    assert (tmp_path / "env.sqlite3").exists()
 
 
 def test_a_file_that_is_not_a_store_is_a_usage_error(tmp_path):
@@ -111,9 +121,45 @@ def test_a_file_that_is_not_a_store_is_a_usage_error(tmp_path):
     bad.write_text("hello, not a database\n" * 100)
     status, _, err = run("ls", "--store", f"sqlite:///{bad}")
     assert status == 2
-    assert err.splitlines()[0] == (f"qflow: error: {bad} is not a qflow store: file is not a database; give the "
-                                   "path of a qflow store or of a new file (a damaged store can be restored "
-                                   "from a backup)")
+    assert err.splitlines()[0] == (f"qflow: error: {bad} is damaged or not a qflow store: file is not a database; "
+                                   "give the path of a qflow store or of a new file; to restore a damaged store, "
+                                   "stop every qflow process using it, move it away with its -wal and -shm files, "
+                                   "and copy a backup made by 'qflow db backup' to its path")
+
+
+@pytest.mark.parametrize("argv", [
+    ("ls",), ("show", "INC-1"), ("db", "upgrade"), ("db", "backup", "DEST"),
+    ("worker", RULESET, "--once"), ("risks", RULESET), ("confirm", RULESET, "INC-1", "--by", "王芳"),
+    ("report", RULESET, "--period", "2026-11"),
+])
+def test_commands_that_read_a_store_refuse_a_missing_file_and_make_none(tmp_path, url, argv):
+    path = tmp_path / "site.sqlite3"
+    argv = tuple(str(tmp_path / "copy.sqlite3") if a == "DEST" else a for a in argv)
+    status, out, err = run(*argv, "--store", url)
+    assert (status, out) == (2, "")
+    assert err.splitlines()[0] == (f"qflow: error: no store at {path} (the file does not exist); check the path, "
+                                   "or create the store with 'qflow import' (or 'qflow demo')")
+    assert not path.exists() and not (tmp_path / "copy.sqlite3").exists()
+
+
+def test_an_empty_file_is_no_store_either_and_stays_empty(tmp_path, url):
+    path = tmp_path / "site.sqlite3"
+    path.touch()
+    status, _, err = run("ls", "--store", url)
+    assert status == 2
+    assert err.splitlines() == [f"qflow: error: no store at {path} (the file is empty); check the path, or create "
+                                "the store with 'qflow import' (or 'qflow demo')", f"hint: check --store (now {url})"]
+    assert path.read_bytes() == b""
+
+
+def test_a_negative_limit_is_a_usage_error(url):
+    assert run("ls", "--store", _made(url), "--limit", "-1") == (
+        2, "", "qflow: error: argument --limit must be at least 1\nhint: leave it out to list every incident\n")
+
+
+def test_import_makes_the_store_it_is_given(tmp_path, url):
+    assert run("import", _lines(tmp_path, GOOD), RULESET, "--store", url, "--now", NOW)[0] == 0
+    assert run("ls", "--store", url)[0] == 0
 
 
 def test_a_database_that_does_not_answer_is_one_error_line_not_a_traceback(monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 import qflow
 from qflow import Classification, Engine, Incident, Stage, hookimpl
 from qflow import events as ev
+from qflow.store import StoreError
 from tests.conftest import CST, T0
 
 
@@ -193,9 +194,18 @@ def test_engines_do_not_share_state(base_ruleset, pm):
 
 
 def test_unknown_store_scheme(base_ruleset, pm):
-    with pytest.raises(qflow.PluginError) as info:
+    with pytest.raises(StoreError) as info:
         Engine(base_ruleset, plugins=pm, store="redis://localhost")
-    assert str(info.value) == "no installed plugin opens 'redis:' store URLs; use memory:// or install the plugin for redis"
+    assert str(info.value) == ("no installed plugin opens 'redis://' store URLs; use memory://, sqlite:///PATH or "
+                               "postgresql://USER@HOST/DB, or install the plugin for redis")
+
+
+@pytest.mark.parametrize(("given", "url"), [("/var/lib/q.sqlite3", "sqlite:////var/lib/q.sqlite3"),
+                                            ("q.sqlite3", "sqlite:///q.sqlite3")])
+def test_a_path_without_a_scheme_is_shown_its_sqlite_url(base_ruleset, pm, given, url):
+    with pytest.raises(StoreError) as info:
+        Engine(base_ruleset, plugins=pm, store=given)
+    assert str(info.value) == f"'{given}' is not a store URL (it names no scheme); for an SQLite file write {url}"
 
 
 def test_from_path(tmp_path):

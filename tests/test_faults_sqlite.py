@@ -14,7 +14,7 @@ import pytest
 from conftest import BASE, T0
 
 import qflow
-from qflow.store import StoreError
+from qflow.store import StoreError, TransientStoreError
 
 pytest.importorskip("qflow_sqlite")
 
@@ -57,8 +57,10 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
     path.write_text("月度质量会议纪要\n" * 100, encoding="utf-8")
     with pytest.raises(StoreError) as err:
         _engine(path)
-    assert str(err.value) == (f"{path} is not a qflow store: file is not a database; give the path of a qflow "
-                              "store or of a new file (a damaged store can be restored from a backup)")
+    assert str(err.value) == (f"{path} is damaged or not a qflow store: file is not a database; give the path of a qflow "
+                              "store or of a new file; to restore a damaged store, stop every qflow process using it, "
+                              "move it away with its -wal and -shm files, and copy a backup made by 'qflow db backup' "
+                              "to its path")
     assert path.read_text(encoding="utf-8") == "月度质量会议纪要\n" * 100
 
 
@@ -93,8 +95,10 @@ def test_a_corrupted_store_gives_a_clear_error(tmp_path):
         e = _engine(path)
         e.query()
     # The pages that hold the schema are garbage too, so it is found as the store opens.
-    assert str(err.value) == (f"{path} is not a qflow store: database disk image is malformed; give the path "
-                              "of a qflow store or of a new file (a damaged store can be restored from a backup)")
+    assert str(err.value) == (f"{path} is damaged or not a qflow store: database disk image is malformed; give the "
+                              "path of a qflow store or of a new file; to restore a damaged store, stop every qflow "
+                              "process using it, move it away with its -wal and -shm files, and copy a backup made "
+                              "by 'qflow db backup' to its path")
 
 
 def test_a_full_disk_refuses_the_write_and_keeps_what_was_committed(tmp_path):
@@ -109,6 +113,7 @@ def test_a_full_disk_refuses_the_write_and_keeps_what_was_committed(tmp_path):
                 before[state.id] = engine.events(state.id)
         assert str(err.value) == (f"the store {path} failed: database or disk is full; "
                                   "free space on the disk and retry; what was committed before is kept")
+        assert isinstance(err.value, TransientStoreError)  # a worker waits and tries again
         assert len(before) >= 1
         engine.store.close()
         _same_as_before(path, before)

@@ -76,6 +76,23 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     store.close()
 
 
+def test_a_failed_upgrade_is_one_line_and_changes_nothing(pg_url, pg_admin, capsys):
+    from qflow.cli import main
+
+    qflow_postgres.open_store(pg_url).close()
+    schema = _schema_of(pg_url)
+    with pg_admin() as con:  # a version set back by hand: step 3 finds no table of step 2
+        con.execute(f"UPDATE {schema}.qflow_meta SET value = '2' WHERE key = 'schema_version'")
+    assert main(["db", "upgrade", "--store", pg_url]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"qflow: error: the upgrade from schema version 2 to 3 of {pg_url} failed (relation "
+        '"qflow_projection_rows" does not exist); it was rolled back and nothing changed; the tables do not match '
+        "the schema version qflow_meta records (edited by hand, or restored in part): restore the pg_dump taken "
+        "before, or ask the person who changed them"]
+    with pg_admin() as con:
+        assert con.execute(f"SELECT value FROM {schema}.qflow_meta").fetchall() == [("2",)]
+
+
 def test_tables_that_qflow_did_not_make_are_refused(pg_url, pg_admin):
     with pg_admin() as con:
         schema = _schema_of(pg_url)
@@ -116,6 +133,23 @@ def test_a_schema_that_is_not_a_plain_name_is_refused():
         qflow_postgres.open_store("postgresql://qflow@db.invalid/qflow?schema=a;drop")
     assert str(err.value) == ("schema='a;drop' in the store URL is not a plain SQL name; "
                               "use letters, digits and _ (e.g. schema=qflow)")
+
+
+def test_a_database_that_does_not_exist_is_a_configuration_error_at_once(pg_schemas):
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pgtools import pg_base
+    from qflow_postgres._sync import PostgresStore
+
+    url = urlunsplit(urlsplit(pg_base())._replace(path="/qflow_no_such_db", query=""))
+    pauses: list[float] = []
+    with pytest.raises(StoreError) as err:
+        PostgresStore(qflow_postgres.parse(url), sleep=pauses.append)
+    assert str(err.value) == (
+        f'the database server of {url} refused the connection (database "qflow_no_such_db" does not exist); it '
+        "answers, so waiting will not help: check the database name and the user in the URL, the password "
+        "(PGPASSWORD or ~/.pgpass) and the server's pg_hba.conf, then try again")
+    assert pauses == []  # not retried
 
 
 def test_passwords_stay_out_of_messages():

@@ -41,6 +41,25 @@ def test_an_older_schema_must_be_upgraded_and_keeps_its_data(tmp_path):
     assert again.upgrade() == (SCHEMA_VERSION, SCHEMA_VERSION)
 
 
+def test_a_failed_upgrade_is_one_line_and_changes_nothing(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    SQLiteStore(path).close()
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM qflow_schema WHERE version > 1")  # a version set back by hand
+    con.commit()
+    con.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError) as err:
+        store.upgrade()
+    assert str(err.value) == (f"the upgrade from schema version 1 to {SCHEMA_VERSION} of the store {path} failed "
+                              "(duplicate column name: dedup_key); it was rolled back and nothing changed; the tables "
+                              "do not match the schema version qflow_schema records (edited by hand, or restored in "
+                              "part): restore the backup taken before, or ask the person who changed them")
+    assert store.schema_version() == 1
+    store.close()
+    assert SQLiteStore(path).schema_version() == 1
+
+
 def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "new.sqlite3"
     SQLiteStore(path).close()
@@ -78,6 +97,40 @@ def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path):
     assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["customers"]
 
 
+def test_a_foreign_file_keeps_its_journal_mode_and_every_byte(tmp_path):
+    path = tmp_path / "users.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users (name) VALUES ('王芳')")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    assert before[18:20] == b"\x01\x01"  # file format write and read versions: rollback journal, not WAL
+    with pytest.raises(StoreError) as err:
+        SQLiteStore(path)
+    assert str(err.value) == (f"{path} is an SQLite database but not a qflow store (it has tables users); "
+                              "give the path of a qflow store or of a new file")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.db"]  # no -wal or -shm file either
+
+
+def test_a_missing_or_empty_file_is_refused_when_not_to_be_made(tmp_path):
+    path = tmp_path / "typo.sqlite3"
+    with pytest.raises(StoreError) as err:
+        SQLiteStore(path, create=False)
+    assert str(err.value) == (f"no store at {path} (the file does not exist); check the path, or create the store "
+                              "with 'qflow import' (or 'qflow demo')")
+    assert not path.exists()
+    path.touch()
+    with pytest.raises(StoreError) as err:
+        SQLiteStore(path, create=False)
+    assert str(err.value) == (f"no store at {path} (the file is empty); check the path, or create the store "
+                              "with 'qflow import' (or 'qflow demo')")
+    assert path.read_bytes() == b""
+    SQLiteStore(path).close()  # made when it may be
+    SQLiteStore(path, create=False).close()
+
+
 def test_a_corrupt_file_is_refused_with_what_to_do(tmp_path):
     path = tmp_path / "broken.sqlite3"
     store = SQLiteStore(path)
@@ -88,8 +141,10 @@ def test_a_corrupt_file_is_refused_with_what_to_do(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(StoreError) as err:
         SQLiteStore(path)
-    assert str(err.value) == (f"{path} is not a qflow store: file is not a database; give the path of a qflow "
-                              "store or of a new file (a damaged store can be restored from a backup)")
+    assert str(err.value) == (f"{path} is damaged or not a qflow store: file is not a database; give the path of a qflow "
+                              "store or of a new file; to restore a damaged store, stop every qflow process using it, "
+                              "move it away with its -wal and -shm files, and copy a backup made by 'qflow db backup' "
+                              "to its path")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories; run as a user to check this")

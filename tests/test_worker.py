@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
@@ -15,6 +17,7 @@ from conftest import BASE, T0
 from stepplugin import STEP_FIRED, StepPlugin
 
 import qflow
+from qflow import hookimpl
 from qflow._worker import IntervalReport, Worker
 from qflow.cli import main
 from qflow.errors import StoreUnavailableError
@@ -89,6 +92,86 @@ def test_stop_finishes_the_batch_and_gives_the_claims_back():
     assert len(store.claim_timers(T0 + 2 * M, worker="w2", limit=10)) == 4
 
 
+class StopDuringTick:
+    """Asks the worker to stop from inside a tick, as a signal arriving during the first
+    batch would: *times* calls of the worker's stop (1: SIGTERM; 2: SIGTERM twice, through
+    the installed handler)."""
+
+    def __init__(self, times: int = 1) -> None:
+        self.times, self.worker, self.asked = times, None, []
+
+    @hookimpl
+    def qflow_due(self, state, events, timers, now):  # type: ignore[no-untyped-def]
+        self.asked.append(state.id)
+        if self.times == 1:
+            self.worker.stop()
+        else:
+            handler = signal.getsignal(signal.SIGTERM)
+            handler(signal.SIGTERM, None)
+            handler(signal.SIGTERM, None)
+        return []
+
+
+def _stopping_engine(store, clock, plugin):  # type: ignore[no-untyped-def]
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[StepPlugin(1), plugin])
+    ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
+    return qflow.Engine(ruleset, plugins=pm, store=store, clock=clock)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "memory":
+        return "memory://"
+    pytest.importorskip("qflow_sqlite")
+    return f"sqlite:///{tmp_path / 'q.sqlite3'}"
+
+
+def test_a_stop_during_a_backlog_ends_the_interval_after_the_batch(store_url):
+    clock = qflow.FakeClock(T0)
+    plugin = StopDuringTick()
+    engine = _stopping_engine(store_url, clock, plugin)
+    for i in range(7):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    pauses = Pauses(clock, 3)
+    worker = Worker(engine, name="w1", batch=3, wait=pauses, out=out)
+    plugin.worker = worker
+    assert worker.run() == 0
+    assert len(plugin.asked) == 3  # one batch of 3; the other 4 were not claimed
+    assert out.getvalue().splitlines() == ["2026-11-20T23:12:00+08:00 w1: 3 effects on 3 incidents, 0 delivered"]
+    assert worker.intervals == 1
+    assert len(engine.store.outbox(status="pending")) == 3  # no delivery once asked to stop
+    # Released: another worker gets the rest at once, without waiting for the lease.
+    left = engine.store.claim_timers(clock.now(), worker="w2", limit=10)
+    assert sorted(t.incident_id for t in left) == sorted({s.id for s in engine.query()} - set(plugin.asked))
+    engine.store.close()
+
+
+def test_a_second_signal_stops_at_once_and_gives_the_claims_back(store_url):
+    clock = qflow.FakeClock(T0)
+    plugin = StopDuringTick(times=2)
+    engine = _stopping_engine(store_url, clock, plugin)
+    for i in range(7):
+        engine.report({"channel": "phone", "category": "complaint", "description": f"room {i}"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    worker = Worker(engine, name="w1", batch=3, wait=Pauses(clock, 3), out=out)
+    before = signal.getsignal(signal.SIGTERM)
+    restore = worker.install_signal_handlers()
+    try:
+        assert worker.run() == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is before  # a third signal gets the old handling
+    finally:
+        restore()
+    assert len(plugin.asked) == 1  # left in the middle of the first batch
+    assert out.getvalue() == ""
+    assert worker.intervals == 0
+    assert not [e for s in engine.query() for e in engine.events(s.id) if e.type == STEP_FIRED]
+    assert len(engine.store.claim_timers(clock.now(), worker="w2", limit=10)) == 7
+    engine.store.close()
+
+
 class FlakyEngine:
     """An engine whose store is away for the first *down* ticks."""
 
@@ -150,16 +233,88 @@ def test_interval_lines_say_what_was_done():
 # -- the command ----------------------------------------------------------------------------
 
 
-def test_worker_once_on_a_store(tmp_path, capsys):
-    store = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+HOTEL = str(ROOT / "rulesets" / "hotel-front-desk.yaml")
+
+
+def _hotel_store(path: Path) -> str:
+    """An empty store for the hotel ruleset at *path* (its projection tables made)."""
     pytest.importorskip("qflow_sqlite")
-    status = main(["worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"), "--store", store, "--once",
-                   "--name", "cron-1"])
+    url = f"sqlite:///{path}"
+    qflow.Engine(qflow.load_ruleset(HOTEL), store=url).store.close()
+    return url
+
+
+def test_worker_once_on_a_store(tmp_path, capsys):
+    store = _hotel_store(tmp_path / "q.sqlite3")
+    status = main(["worker", HOTEL, "--store", store, "--once", "--name", "cron-1"])
     out = capsys.readouterr().out.splitlines()
     assert status == 0
     assert out[0].startswith("qflow worker cron-1: hotel-front-desk@")
     assert out[0].endswith(f" on {store}, every 5s")
     assert out[1].endswith(" cron-1: 0 effects on 0 incidents, 0 delivered")
+    assert out[2] == "qflow worker cron-1: stopped after 1 interval"
+
+
+def test_the_worker_takes_the_store_from_the_environment(tmp_path, capsys, monkeypatch):
+    store = _hotel_store(tmp_path / "q.sqlite3")
+    monkeypatch.setenv("QFLOW_STORE", store)
+    assert main(["worker", HOTEL, "--once", "--name", "cron-1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f" on {store}, every 5s")
+
+
+@contextlib.contextmanager
+def _write_lock(path: Path):  # type: ignore[no-untyped-def]
+    """Another process's long write: a second connection holding BEGIN IMMEDIATE."""
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
+
+
+def test_a_locked_sqlite_store_is_waited_for_like_an_unavailable_database(tmp_path):
+    pytest.importorskip("qflow_sqlite")
+    path = tmp_path / "q.sqlite3"
+    clock = qflow.FakeClock(T0)
+    engine = _engine(f"sqlite:///{path}?timeout=0", clock=clock, steps=1, receiver=str(tmp_path / "received.txt"))
+    engine.report({"channel": "phone", "category": "complaint", "description": "cold room"})
+    clock.advance(2 * M)
+    out = io.StringIO()
+    with _write_lock(path) as holder:
+        pauses = Pauses(clock, 4)
+
+        def wait(seconds: float) -> bool:
+            if len(pauses.asked) == 1:
+                holder.execute("COMMIT")  # the other process is done during the second pause
+            return pauses(seconds)
+
+        worker = Worker(engine, name="w1", interval=timedelta(seconds=60), wait=wait, out=out,
+                        backoff=timedelta(seconds=2))
+        assert worker.run() == 0
+    assert pauses.asked == [2.0, 4.0, 60.0, 60.0]
+    busy = (f"store unavailable, will retry: the store {path} failed: database is locked; another process holds "
+            "the store for too long; retry")
+    assert out.getvalue().splitlines() == [
+        f"2026-11-20T23:12:00+08:00 w1: {busy}",
+        f"2026-11-20T23:12:02+08:00 w1: {busy}",
+        "2026-11-20T23:12:06+08:00 w1: 1 effect on 1 incident, 1 delivered",
+        "2026-11-20T23:13:06+08:00 w1: 0 effects on 0 incidents, 0 delivered",
+    ]
+    engine.store.close()
+
+
+def test_worker_once_on_a_locked_store_starts_and_exits_1(tmp_path, capsys):
+    path = tmp_path / "q.sqlite3"
+    store = _hotel_store(path) + "?timeout=0"
+    with _write_lock(path):
+        status = main(["worker", HOTEL, "--store", store, "--once", "--name", "cron-1"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert out[1].endswith(f" cron-1: store unavailable, will retry: the store {path} failed: database is locked; "
+                           "another process holds the store for too long; retry")
     assert out[2] == "qflow worker cron-1: stopped after 1 interval"
 
 

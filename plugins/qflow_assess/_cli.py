@@ -98,13 +98,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     return {"report": _cmd_report, "survey": _cmd_survey, "score": _cmd_score, "form": _cmd_form}
 
 
-def _engine(args: argparse.Namespace) -> Any:
-    from qflow.engine import Engine
+def _engine(args: argparse.Namespace, *, create: bool = False) -> Any:
+    """The engine on --store; a store that is not there is refused unless the command
+    may *create* it (a score below standard opens an incident)."""
+    from qflow.engine import Engine, open_store
 
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
     try:
-        return Engine(ruleset, plugins=pm, store=args.store)
+        return Engine(ruleset, plugins=pm, store=open_store(args.store, pm, create=create))
     except QflowError as exc:
         raise UsageError(str(exc), "check --store") from None
 
@@ -209,7 +211,7 @@ def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _cmd_score(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from qflow_assess import record_score
 
-    engine = _engine(args)
+    engine = _engine(args, create=True)
     try:
         score = record_score(engine, subject=args.subject, subject_kind="person" if args.person else "team",
                              criterion=args.criterion, score=args.score, method=args.method, period=args.period,

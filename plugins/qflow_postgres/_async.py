@@ -17,7 +17,7 @@ from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
-from qflow_postgres._sync import LOST, session_setup, unavailable
+from qflow_postgres._sync import LOST, refused, session_setup, unavailable
 from qflow_postgres._url import Target
 
 __all__ = ["AsyncPostgresStore"]
@@ -88,6 +88,9 @@ class AsyncPostgresStore:
                     op = make(attempt > 0)
                     return await (_transact(conn, op) if tx else _once(conn, op))
                 except LOST as exc:
+                    refusal = refused(self.target, exc)
+                    if refusal is not None:
+                        raise refusal from None
                     if attempt == self.retries:
                         raise unavailable(self.target, attempt + 1, exc) from exc
                     log.warning("postgres: %s; reconnecting and running the transaction again (try %d of %d)",

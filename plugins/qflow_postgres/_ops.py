@@ -80,11 +80,33 @@ def bootstrap(where: str, *, upgrade: bool) -> Op:
             "knows; upgrade qflow (pip install -U qflow) or open a backup made before the newer qflow touched it")
     if version == _schema.CURRENT or not upgrade:
         return (version, version)
-    for step in range(version + 1, _schema.CURRENT + 1):
-        for ddl in _schema.MIGRATIONS[step]:
-            yield Q(ddl)
+    try:
+        for step in range(version + 1, _schema.CURRENT + 1):
+            for ddl in _schema.MIGRATIONS[step]:
+                yield Q(ddl)
+    except psycopg.Error as exc:
+        raise migration_failed(where, version, exc) from None
     yield Q("UPDATE qflow_meta SET value = %s WHERE key = 'schema_version'", (str(_schema.CURRENT),))
     return (version, _schema.CURRENT)
+
+
+#: Errors of a migration step that mean the tables are not what the recorded version says.
+_MISMATCH = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedObject,
+             psycopg.errors.DuplicateTable, psycopg.errors.DuplicateColumn, psycopg.errors.DuplicateObject)
+
+
+def migration_failed(where: str, version: int, exc: psycopg.Error) -> StoreError:
+    """One line for a failed migration (its transaction is rolled back by the driver)."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    what = "creating the tables" if version == 0 else f"the upgrade from schema version {version} to {_schema.CURRENT}"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        todo = "connect as a role that may create tables in the schema (its owner, say)"
+    elif isinstance(exc, _MISMATCH):
+        todo = ("the tables do not match the schema version qflow_meta records (edited by hand, or restored in "
+                "part): restore the pg_dump taken before, or ask the person who changed them")
+    else:
+        todo = "fix the cause and try again"
+    return StoreError(f"{what} of {where} failed ({reason}); it was rolled back and nothing changed; {todo}")
 
 
 def nothing() -> Op:

@@ -20,9 +20,10 @@ from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
+from qflow_postgres._errors import StoreError
 from qflow_postgres._url import Target
 
-__all__ = ["PostgresStore", "LOST", "unavailable"]
+__all__ = ["PostgresStore", "LOST", "refused", "unavailable"]
 
 log = logging.getLogger("qflow.postgres")
 
@@ -36,6 +37,24 @@ def unavailable(target: Target, tries: int, exc: BaseException) -> StoreUnavaila
     return StoreUnavailableError(
         f"the database at {target.shown} did not answer after {tries} tries ({reason}); "
         "nothing was written: check that the server runs and the URL, then try again")
+
+
+#: What a server says when it answers but the URL or the account is wrong (no such
+#: database or role, a bad password, no pg_hba.conf entry): no retry mends that.
+_REFUSALS = ("does not exist", "authentication failed", "pg_hba.conf", "permission denied for database",
+             "no password supplied")
+
+
+def refused(target: Target, exc: BaseException) -> StoreError | None:
+    """The configuration error a lost-looking *exc* really is, or None."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if not any(r in line for r in _REFUSALS):
+        return None
+    reason = line.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    return StoreError(
+        f"the database server of {target.shown} refused the connection ({reason}); it answers, so waiting will not "
+        "help: check the database name and the user in the URL, the password (PGPASSWORD or ~/.pgpass) and the "
+        "server's pg_hba.conf, then try again")
 
 
 def session_setup(target: Target) -> tuple[list[Any], list[Any]]:
@@ -120,6 +139,9 @@ class PostgresStore(Store):
                         self._create(conn)
                     return _transact(conn, make(attempt > 0)) if tx else _once(conn, make(attempt > 0))
                 except LOST as exc:
+                    refusal = refused(self.target, exc)
+                    if refusal is not None:
+                        raise refusal from None
                     if attempt == self.retries:
                         raise unavailable(self.target, attempt + 1, exc) from exc
                     log.warning("postgres: %s; reconnecting and running the transaction again (try %d of %d)",

@@ -49,8 +49,8 @@ def parse_url(url: str) -> tuple[str, dict[str, object]]:
 
 
 @hookimpl
-def qflow_open_store(url: str) -> Store | None:
+def qflow_open_store(url: str, create: bool) -> Store | None:
     if not url.startswith("sqlite:"):
         return None
     path, options = parse_url(url)
-    return SQLiteStore(path, **options)  # type: ignore[arg-type]
+    return SQLiteStore(path, create=create, **options)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ guarded by a lock, so threads may share one store.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from qflow.store import (
     Store,
     StoreError,
     Timer,
+    TransientStoreError,
     Write,
     external_conflict,
 )
@@ -111,6 +113,29 @@ def _stored_seqs(con: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
     return dict(_select_in(con, "SELECT id, seq FROM incidents WHERE id IN ({marks})", ids))
 
 
+#: The table or index a ``CREATE ... IF NOT EXISTS`` statement makes.
+_CREATED = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\S+)")
+#: How to put a backup in place of a damaged store.
+_RESTORE = ("stop every qflow process using it, move it away with its -wal and -shm files, and copy a backup "
+            "made by 'qflow db backup' to its path")
+
+
+def _transient(exc: sqlite3.DatabaseError) -> str | None:
+    """What to do about an error that passes by itself (the write lock held by another
+    process for longer than the timeout, a full disk), or None for any other."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "another process holds the store for too long; retry"
+    if name == "SQLITE_FULL":
+        return "free space on the disk and retry; what was committed before is kept"
+    return None
+
+
+def _missing(path: str, why: str) -> str:
+    return (f"no store at {path} ({why}); check the path, or create the store with 'qflow import' "
+            "(or 'qflow demo')")
+
+
 def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -126,10 +151,14 @@ class SQLiteStore(Store):
         WAL: a commit survives a crash of the process, a power cut may lose the last
         ones) or ``full`` (every commit reaches the disk before it returns).
     :param timeout: seconds to wait for another process's write to finish.
+    :param create: make a new store when the file does not exist or is empty (False:
+        refuse it, for commands that only read or look after a store).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", timeout: float = 10.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal", timeout: float = 10.0,
+                 create: bool = True) -> None:
         self.path = os.fspath(path)
+        self.create = create
         if synchronous not in SYNCHRONOUS:
             raise StoreError(f"unknown synchronous setting '{synchronous}' for {self.path}; "
                              f"use one of {', '.join(SYNCHRONOUS)}")
@@ -171,21 +200,30 @@ class SQLiteStore(Store):
             if p.exists() and not _writable(p):
                 raise StoreError(f"cannot open the store {path}: the file is read-only; "
                                  "make it writable or give another path")
+            if not self.create and not p.exists():
+                raise StoreError(_missing(path, "the file does not exist"))
         try:
             con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {path}: {exc}; check the path and its permissions") from None
         try:
+            # Read first: a foreign file is refused before anything (WAL mode) is written to it.
+            version = self._read_version(con)
+            if version is None and not self.create:
+                raise StoreError(_missing(path, "the file is empty"))
             mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             con.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            self._prepare(con)
+            self._prepare(con, version)
         except sqlite3.DatabaseError as exc:
             con.close()
+            transient = _transient(exc)
+            if transient is not None:
+                raise TransientStoreError(f"cannot open the store {path}: {exc}; {transient}") from None
             if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
                 raise StoreError(f"cannot open the store {path}: it is read-only ({exc}); "
                                  "give a path in a writable directory") from None
-            raise StoreError(f"{path} is not a qflow store: {exc}; give the path of a qflow store "
-                             "or of a new file (a damaged store can be restored from a backup)") from None
+            raise StoreError(f"{path} is damaged or not a qflow store: {exc}; give the path of a qflow store "
+                             f"or of a new file; to restore a damaged store, {_RESTORE}") from None
         except BaseException:
             con.close()
             raise
@@ -195,8 +233,7 @@ class SQLiteStore(Store):
                              "put it on a local file system")
         return con
 
-    def _prepare(self, con: sqlite3.Connection) -> None:
-        version = self._read_version(con)
+    def _prepare(self, con: sqlite3.Connection, version: int | None) -> None:
         if version is None:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -247,7 +284,16 @@ class SQLiteStore(Store):
                     if start > SCHEMA_VERSION:
                         raise SchemaError(f"the store {self.path} has schema version {start}, newer than the "
                                           f"{SCHEMA_VERSION} this qflow knows; upgrade qflow (pip install -U qflow)")
-                    self._migrate(con, start)
+                    try:
+                        self._migrate(con, start)
+                    except sqlite3.DatabaseError as exc:
+                        if _transient(exc) is not None:
+                            raise
+                        raise StoreError(
+                            f"the upgrade from schema version {start} to {SCHEMA_VERSION} of the store {self.path} "
+                            f"failed ({exc}); it was rolled back and nothing changed; the tables do not match the "
+                            "schema version qflow_schema records (edited by hand, or restored in part): restore the "
+                            "backup taken before, or ask the person who changed them") from None
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -289,14 +335,13 @@ class SQLiteStore(Store):
             raise
         except sqlite3.DatabaseError as exc:
             text = str(exc)
-            if "full" in text:
-                hint = "free space on the disk and retry; what was committed before is kept"
-            elif "readonly" in text:
+            transient = _transient(exc)
+            if transient is not None:
+                raise TransientStoreError(f"the store {self.path} failed: {text}; {transient}") from None
+            if "readonly" in text:
                 hint = "the file or its directory became read-only; make them writable and retry"
-            elif "locked" in text or "busy" in text:
-                hint = "another process holds the store for too long; retry"
             else:
-                hint = "the file may be damaged; restore it from a backup ('qflow db backup')"
+                hint = f"the file may be damaged; to restore a backup, {_RESTORE}"
             raise StoreError(f"the store {self.path} failed: {text}; {hint}") from None
 
     def _ready(self) -> None:
@@ -844,15 +889,21 @@ class SQLiteStore(Store):
     # -- projections -------------------------------------------------------------------
 
     def declare(self, projections: Sequence[Projection]) -> None:
-        with self._tx() as con:
-            for projection in projections:
-                for sql in projection_sql.create_statements(projection, "sqlite"):
+        # Tables and indexes already there are not made again, without a write
+        # transaction: a worker starts while a long import holds the write lock.
+        made = {name for (name,) in self._read("SELECT name FROM sqlite_master")}
+        missing = [sql for projection in projections for sql in projection_sql.create_statements(projection, "sqlite")
+                   if _CREATED.match(sql).group(1) not in made]  # type: ignore[union-attr]
+        if missing:
+            with self._tx() as con:
+                for sql in missing:
                     con.execute(sql)
-                self._projections[projection.name] = projection
-                self._statements[projection.name] = _Statements(
-                    projection.column_names(), projection_sql.select_rows_statement(projection),
-                    projection_sql.delete_statement(projection, "sqlite"),
-                    projection_sql.insert_statement(projection, "sqlite"))
+        for projection in projections:
+            self._projections[projection.name] = projection
+            self._statements[projection.name] = _Statements(
+                projection.column_names(), projection_sql.select_rows_statement(projection),
+                projection_sql.delete_statement(projection, "sqlite"),
+                projection_sql.insert_statement(projection, "sqlite"))
 
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
                   where: Sequence[Filter] = ()) -> list[Any]:

@@ -28,6 +28,7 @@ from qflow.model import (
     VerificationResult,
     WhyStep,
 )
+from qflow.store import StoreError
 
 __all__ = ["add_commands"]
 
@@ -144,7 +145,10 @@ def _handler(name: str) -> Any:
         pm = _plugins(args)
         ruleset = _load(args.ruleset, pm)
         url = _store_url(args)
-        store = open_store(url, pm)
+        try:
+            store = open_store(url, pm, create=False)  # every one works on what a store holds
+        except StoreError as exc:
+            raise UsageError(str(exc), f"check --store (now {url})") from None
         clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
         engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
         try:

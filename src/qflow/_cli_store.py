@@ -65,10 +65,12 @@ def store_url(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def _opened(args: argparse.Namespace, pm: Any | None = None) -> Iterator[Store]:
+def _opened(args: argparse.Namespace, pm: Any | None = None, *, create: bool = True) -> Iterator[Store]:
+    """The store of --store; with *create* False (commands that read or look after a
+    store) a mistyped path is refused instead of made into an empty store."""
     url = store_url(args)
     try:
-        store = open_store(url, pm if pm is not None else _plugins(args))
+        store = open_store(url, pm if pm is not None else _plugins(args), create=create)
     except StoreError as exc:
         raise UsageError(str(exc), f"check --store (now {url})") from None
     try:
@@ -123,7 +125,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 
 def _cmd_db(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     url = store_url(args)
-    with _opened(args) as store:
+    with _opened(args, create=False) as store:
         if args.db_command == "upgrade":
             before, after = store.upgrade()
             if before == after:
@@ -235,6 +237,8 @@ def _progress(err: IO[str], total: int | None) -> Iterator[Any]:
 
 
 def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("argument --limit must be at least 1", "leave it out to list every incident")
     tz = None
     if args.ruleset:
         from zoneinfo import ZoneInfo
@@ -243,7 +247,7 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     query = IncidentQuery(
         stages=tuple(Stage(s) for s in args.stage) if args.stage else None, team=args.team, severity=args.severity,
         open_only=args.open, overdue_at=_parse_now(args.now) if args.overdue else None, limit=args.limit)
-    with _opened(args) as store:
+    with _opened(args, create=False) as store:
         states = store.query(query)
     rows = [_row(s, tz) for s in states]
     if args.format == "json":
@@ -280,7 +284,7 @@ def _row(s: IncidentState, tz: Any) -> dict[str, Any]:
 
 
 def _cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    with _opened(args) as store:
+    with _opened(args, create=False) as store:
         state = store.get(args.id)
         if state is None:
             raise UsageError(f"no incident '{args.id}' in {store_url(args)}",

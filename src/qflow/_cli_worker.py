@@ -10,8 +10,10 @@ from typing import IO, Any
 
 from qflow._convert import ShapeError, parse_duration
 from qflow._worker import Worker
-from qflow.engine import Engine
+from qflow._cli_store import DEFAULT_STORE, store_url
+from qflow.engine import Engine, open_store
 from qflow.errors import QflowError, StoreUnavailableError
+from qflow.store import TransientStoreError
 
 __all__ = ["add_commands"]
 
@@ -20,7 +22,8 @@ Every interval: fire what is due (escalation steps, reminders, verifications) an
 deliver what waits in the outbox, then print one line saying what was done. Run as
 many workers as you like against one PostgreSQL store: each step fires once and each
 message goes out once per idempotency key (receivers drop repeats by that key).
-SIGTERM or SIGINT (Ctrl-C) stops after the current batch and gives the claims back.
+SIGTERM or SIGINT (Ctrl-C) stops after the current batch (--batch) and gives the
+claims back; a second one stops at once (the transaction in progress is rolled back).
 A database that goes away is waited for and reconnected to.
 
 examples:
@@ -28,7 +31,8 @@ examples:
   qflow worker rules.yaml --store postgresql://qflow@db/qflow --name web-1 --interval 10s
   qflow worker rules.yaml --store sqlite:///qflow.db --once     # one interval, then exit (cron)
 
-exit status: 0 stopped cleanly, 1 (with --once) the store was unavailable, 2 a usage error.
+exit status: 0 stopped cleanly, 1 (with --once) the store was unavailable, 2 a usage error,
+128 + the signal (130, 143) stopped at once by a second signal.
 """
 
 
@@ -39,8 +43,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
                        help="tick the clocks and deliver notifications, until stopped",
                        description="Run the clocks and the outbox for a store, interval after interval.")
     p.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
-    p.add_argument("--store", required=True, metavar="URL",
-                   help="the store: sqlite:///PATH, postgresql://USER@HOST/DB (password in PGPASSWORD)")
+    p.add_argument("--store", metavar="URL",
+                   help="the store: sqlite:///PATH, postgresql://USER@HOST/DB (password in PGPASSWORD); "
+                        f"default: $QFLOW_STORE, else {DEFAULT_STORE}")
     p.add_argument("--interval", default="5s", metavar="DURATION", help="time between intervals (default 5s)")
     p.add_argument("--once", action="store_true", help="run one interval and exit")
     p.add_argument("--name", metavar="NAME",
@@ -63,8 +68,12 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         logging.basicConfig(level=logging.INFO, stream=err, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
+    url = store_url(args)
     try:
-        engine = Engine(ruleset, plugins=pm, store=args.store)
+        # A worker only works on a store that is there: a mistyped path is refused.
+        engine = Engine(ruleset, plugins=pm, store=open_store(url, pm, create=False))
+    except TransientStoreError as exc:
+        raise UsageError(str(exc), None) from None
     except StoreUnavailableError as exc:
         raise UsageError(str(exc), "start the database, or fix --store") from None
     except QflowError as exc:
@@ -72,7 +81,7 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     worker = Worker(engine, name=name, interval=interval, out=out, batch=args.batch)
     restore = worker.install_signal_handlers()
     try:
-        out.write(f"qflow worker {name}: {ruleset.ref} on {_shown(args.store)}, every {args.interval}\n")
+        out.write(f"qflow worker {name}: {ruleset.ref} on {_shown(url)}, every {args.interval}\n")
         out.flush()
         status = worker.run(once=args.once)
     finally:

@@ -221,7 +221,7 @@ def _stream(args: argparse.Namespace, pm: Any) -> Iterator[tuple[int | None, Inc
     from qflow.engine import open_store
     from qflow.store import IncidentQuery
 
-    store = open_store(args.store, pm)
+    store = open_store(args.store, pm, create=False)
     try:
         for state in store.query(IncidentQuery()):
             yield None, state.incident

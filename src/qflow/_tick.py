@@ -15,7 +15,7 @@ the batch is written on its own, re-reading those that changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -83,12 +83,15 @@ class _Plan:
 
 class Scheduling(_Base):
     def tick(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 500,
-             lease: timedelta = timedelta(minutes=5), drain: bool = True) -> TickReport:
+             lease: timedelta = timedelta(minutes=5), drain: bool = True,
+             stop: Callable[[], bool] | None = None) -> TickReport:
         """Fire what is due at *now* (default: the clock's now).
 
         Claims up to *limit* timers at a time; with *drain* it goes on claiming until
         nothing due at *now* is left (catching up after downtime in one call), each
-        incident asked once.
+        incident asked once. *stop* is asked after each batch: when it returns True
+        the tick ends there and leaves the rest for the next one (a worker asked to
+        stop).
         """
         if now is None:
             now = self.clock.now()
@@ -106,7 +109,7 @@ class Scheduling(_Base):
                 seen.update(fresh)
                 report += self._batch(fresh, now)
                 report += TickReport(timers=sum(len(ts) for ts in fresh.values()), incidents=len(fresh))
-                if not drain or len(timers) < limit:
+                if not drain or len(timers) < limit or (stop is not None and stop()):
                     break
         finally:
             self.store.release_timers(worker)

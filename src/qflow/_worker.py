@@ -4,8 +4,9 @@ Several workers may run against one PostgreSQL store: the store hands each due t
 and each outbox message to one worker at a time (claims with a lease), and the event
 log's sequence check makes a step recorded by one worker visible to the others before
 they could record it again. A worker that stops gracefully (SIGTERM, SIGINT) finishes
-its batch and gives its claims back; one that is killed leaves claims that expire with
-their lease.
+its batch and gives its claims back; a second signal stops it at once (the transaction
+in progress is rolled back, and the claims are given back if the store answers); one
+that is killed leaves claims that expire with their lease.
 
 The waiting between intervals is real time in production, but both the clock and
 the wait are injected, so tests run intervals without sleeping.
@@ -28,6 +29,16 @@ from qflow.errors import StoreUnavailableError
 __all__ = ["IntervalReport", "Worker"]
 
 log = logging.getLogger("qflow.worker")
+
+
+class _StopNow(KeyboardInterrupt):
+    """A second SIGTERM or SIGINT: leave the batch at once. A KeyboardInterrupt, so no
+    ``except Exception`` on the way (a plugin's failure in the tick) takes it, and so
+    psycopg cancels the query it waits on and the rollback can still run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @attrs.frozen
@@ -98,28 +109,40 @@ class Worker:
         return self._stop.is_set()
 
     def install_signal_handlers(self) -> Callable[[], None]:
-        """Stop gracefully on SIGTERM and SIGINT; returns a function restoring the old handlers."""
-        old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        """Stop gracefully on SIGTERM and SIGINT, and at once on a second one; returns a
+        function restoring the old handlers."""
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
         def restore() -> None:
             for s, handler in old.items():
                 signal.signal(s, handler)
 
+        def handle(signum: int, _frame: object) -> None:
+            if not self.stopping:
+                self.stop()
+                return
+            # A third signal gets the old handling (by default it ends the process),
+            # should giving the claims back hang.
+            restore()
+            raise _StopNow(signum)
+
+        for s in old:
+            signal.signal(s, handle)
         return restore
 
     # -- the work ----------------------------------------------------------------------
 
     def run_once(self, now: datetime | None = None) -> IntervalReport:
         """One interval: tick until nothing more is due, then deliver until the outbox
-        has nothing ready; a stop request ends it between batches."""
+        has nothing ready, *batch* timers or messages at a time; a stop request ends it
+        between batches."""
         if now is None:
             now = self.clock.now()
-        incidents = effects = conflicts = 0
-        while True:
-            r = self.engine.tick(now, worker=self.name, limit=self.batch, lease=self.lease)
-            incidents, effects, conflicts = incidents + r.incidents, effects + r.effects, conflicts + r.conflicts
-            if r.incidents < self.batch or self.stopping:
-                break
+        # One tick for the interval, so each incident is asked once however many
+        # batches the backlog takes; it asks whether to stop after each batch.
+        r = self.engine.tick(now, worker=self.name, limit=self.batch, lease=self.lease,
+                             stop=lambda: self.stopping)
+        incidents, effects, conflicts = r.incidents, r.effects, r.conflicts
         delivered = retrying = dead = 0
         deliver = getattr(self.engine, "deliver", None)
         while deliver is not None and not self.stopping:
@@ -133,37 +156,46 @@ class Worker:
 
     def run(self, *, once: bool = False) -> int:
         """Work interval after interval until stopped (or one interval with *once*);
-        release this worker's claims at the end. Returns the exit status."""
-        status = 0
-        failures = 0
+        release this worker's claims at the end. Returns the exit status: 128 + the
+        signal's number when a second signal stopped it at once."""
         try:
-            while not self.stopping:
-                try:
-                    report = self.run_once()
-                    failures = 0
-                except StoreUnavailableError as exc:
-                    # The store already retried its transaction; wait longer and again.
-                    failures += 1
-                    report = IntervalReport(self.clock.now(), error=str(exc))
-                    log.warning("worker %s: %s", self.name, exc)
-                    status = 1 if once else 0
-                self.intervals += 1
-                self._print(report)
-                if once:
-                    break
-                pause = self.interval if not failures else min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-                if self._wait(pause.total_seconds()):
-                    break
+            return self._intervals(once)
+        except _StopNow as forced:
+            log.warning("worker %s: stopped at once by a second %s; the transaction in progress was rolled back",
+                        self.name, signal.Signals(forced.signum).name)
+            return 128 + forced.signum
         finally:
             self._release()
+
+    def _intervals(self, once: bool) -> int:
+        status = 0
+        failures = 0
+        while not self.stopping:
+            try:
+                report = self.run_once()
+                failures = 0
+            except StoreUnavailableError as exc:
+                # The store already retried its transaction; wait longer and again.
+                failures += 1
+                report = IntervalReport(self.clock.now(), error=str(exc))
+                log.warning("worker %s: %s", self.name, exc)
+                status = 1 if once else 0
+            self.intervals += 1
+            self._print(report)
+            if once:
+                break
+            pause = self.interval if not failures else min(self.max_backoff, self.backoff * 2 ** (failures - 1))
+            if self._wait(pause.total_seconds()):
+                break
         return status
 
     def _release(self) -> None:
         try:
             self.engine.store.release_timers(self.name)
             log.info("worker %s: claims released", self.name)
-        except StoreUnavailableError as exc:
-            # Claims left behind expire with their lease; nothing is lost.
+        except (Exception, _StopNow) as exc:
+            # Claims left behind expire with their lease; nothing is lost. After a forced
+            # stop the connection may be past helping, and a second signal may come now.
             log.warning("worker %s: could not release claims (%s); they expire with their lease", self.name, exc)
 
     def _print(self, report: IntervalReport) -> None:

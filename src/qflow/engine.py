@@ -24,7 +24,7 @@ from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
 from qflow._frozen import FrozenDict
-from qflow.errors import IncidentNotFoundError, InputError, PluginError
+from qflow.errors import IncidentNotFoundError, InputError
 from qflow.model import (
     Assignment,
     Classification,
@@ -39,7 +39,7 @@ from qflow.model import (
     TraceStep,
 )
 from qflow.ruleset import Ruleset, load_ruleset
-from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projection, Store, Timer, Write
+from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projection, Store, StoreError, Timer, Write
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
@@ -208,18 +208,23 @@ class _Hooks:
             rows.update(found or {})
         return FrozenDict.adopt(rows)  # what a Write holds: built here, so frozen without a copy
 
-    def open_store(self, url: str) -> Store | None:
-        return self._hook.qflow_open_store(url=url)
+    def open_store(self, url: str, create: bool) -> Store | None:
+        return self._hook.qflow_open_store(url=url, create=create)
 
 
-def open_store(url: str, plugins: pluggy.PluginManager) -> Store:
-    """Open the store *url* names: ``memory://`` here, others through plugins."""
+def open_store(url: str, plugins: pluggy.PluginManager, *, create: bool = True) -> Store:
+    """Open the store *url* names: ``memory://`` here, others through plugins. With
+    *create* False a store that is not there yet is refused, not made."""
     if url in ("memory://", "memory:", "memory"):
         return MemoryStore()
-    store = _Hooks(plugins).open_store(url)
+    store = _Hooks(plugins).open_store(url, create)
     if store is None:
-        scheme = url.split(":", 1)[0]
-        raise PluginError(f"no installed plugin opens '{scheme}:' store URLs; use memory:// or install the plugin for {scheme}")
+        scheme, sep, _ = url.partition("://")
+        if not sep:  # a bare path: most likely an SQLite file
+            raise StoreError(f"'{url}' is not a store URL (it names no scheme); "
+                             f"for an SQLite file write sqlite:///{url}")
+        raise StoreError(f"no installed plugin opens '{scheme}://' store URLs; use memory://, sqlite:///PATH or "
+                         f"postgresql://USER@HOST/DB, or install the plugin for {scheme}")
     return store
 
 

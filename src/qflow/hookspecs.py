@@ -298,15 +298,21 @@ def qflow_notify(notification: Notification, now: datetime) -> None:
 
 
 @hookspec(firstresult=True)
-def qflow_open_store(url: str) -> Store | None:
+def qflow_open_store(url: str, create: bool) -> Store | None:
     """Open the store that *url* names (``memory://``, ``sqlite:///path`` ...).
 
     :param url: the store URL the application was given.
+    :param create: whether a store that is not there yet may be made. False for
+        commands that only read or look after a store (``qflow ls``, ``db backup``,
+        ``worker``): refuse a missing file with a :class:`~qflow.store.StoreError`
+        rather than make an empty store where a path was mistyped.
     :returns: a :class:`~qflow.store.Store`, or None when the scheme is not yours.
 
     Stops at the first non-None result.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       The *create* parameter.
     """
 
 

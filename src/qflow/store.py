@@ -13,14 +13,14 @@ from typing import Any
 import attrs
 
 from qflow._frozen import FrozenDict, frozen_map
-from qflow.errors import ConcurrencyError, QflowError
+from qflow.errors import ConcurrencyError, QflowError, StoreUnavailableError
 from qflow.model import Event, IncidentState, Stage
 
 
 
 __all__ = [
     "CLOSED_STAGES", "SchemaError", "StoreError", "DeliveryAttempt", "Due", "Filter", "IncidentQuery", "Measure", "MemoryStore",
-    "OutboxMessage", "Projection", "Store", "Timer", "Write",
+    "OutboxMessage", "Projection", "Store", "Timer", "TransientStoreError", "Write",
 ]
 
 class StoreError(QflowError):
@@ -30,6 +30,13 @@ class StoreError(QflowError):
 
 class SchemaError(StoreError):
     """The stored schema is newer than this qflow knows, or older and not upgraded."""
+
+
+class TransientStoreError(StoreError, StoreUnavailableError):
+    """The store is there but cannot take the command now: another process holds its
+    write lock for longer than the store waits, or its disk is full. Nothing was
+    written; a long-running worker waits and tries again, as for a database that went
+    away."""
 
 
 #: Stages in which an incident no longer runs any clock.
