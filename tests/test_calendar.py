@@ -275,3 +275,73 @@ def test_an_unknown_calendar_in_a_severity_lists_the_defined_ones():
     text = "qflow: 1\ncalendars:\n  office: {hours: {mon-fri: [\"09:00-18:00\"]}}\nseverities:\n  high: {respond: 1h, calendar: offce}\n"
     assert errors(text) == [
         "r.yaml:5:33: QF201 unknown calendar 'offce' (did you mean 'office'?) @ $.severities.high.calendar"]
+
+
+def test_a_calendar_that_never_opens_and_a_backward_day_range_are_located():
+    text = """\
+qflow: 1
+calendars:
+  feb-30:
+    intervals:
+      - {days_of_month: [30], months: [feb], times: ["09:00-18:00"]}
+  backward:
+    intervals:
+      - {days_of_month: ["10:5", "25:-10", "-1:-7", "5:10"], times: ["09:00-18:00"]}
+  christmas:
+    intervals:
+      - {days_of_month: [25], months: [dec], times: ["09:00-18:00"]}
+    extra_holidays: [12-25]
+"""
+    assert errors(text) == [
+        "r.yaml:4:5: QF707 calendar 'feb-30' never opens: no date matches its weekdays, days of the month and "
+        "months (check the intervals: February has no 30th, and a weekday filter narrows the days of the month "
+        "too) @ $.calendars.feb-30",
+        "r.yaml:8:26: QF704 the range '10:5' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[0]",
+        "r.yaml:8:34: QF704 the range '25:-10' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[1]",
+        "r.yaml:8:44: QF704 the range '-1:-7' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[2]",
+        "r.yaml:12:21: QF707 calendar 'christmas' never opens: every date it has working hours is one of its "
+        "extra_holidays (drop those extra_holidays, or add working hours) @ $.calendars.christmas.extra_holidays",
+    ]
+
+
+def test_calendars_that_open_rarely_are_accepted():
+    # Each opens on a few days only, and must load: the check may never refuse them.
+    text = """\
+qflow: 1
+timezone: Asia/Shanghai
+calendars:
+  leap-sunday:
+    intervals: [{days_of_month: [29], months: [feb], weekdays: [sun], times: ["09:00-10:00"]}]
+  feb-from-the-end:
+    intervals: [{days_of_month: ["-28:1"], months: [feb], times: ["09:00-10:00"]}]
+  first-monday-in-feb:
+    intervals: [{days_of_month: ["1:7"], weekdays: [mon], months: [feb], times: ["09:00-10:00"]}]
+  christmas-once:
+    intervals: [{days_of_month: [25], months: [dec], times: ["09:00-18:00"]}]
+    extra_holidays: [12-25]
+    extra_workdays: [2026-12-25]
+"""
+    rs = qflow.load_ruleset_text(text, file="r.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+    h = timedelta(minutes=30)
+    assert business_calendar(rs, "leap-sunday").add(at("2026-01-01"), h) == at("2032-02-29", "09:30")
+    assert business_calendar(rs, "feb-from-the-end").add(at("2026-01-01"), h) == at("2026-02-01", "09:30")
+    assert business_calendar(rs, "first-monday-in-feb").add(at("2026-01-01"), h) == at("2026-02-02", "09:30")
+    assert business_calendar(rs, "christmas-once").add(at("2026-01-01"), h) == at("2026-12-25", "09:30")
+
+
+def test_no_working_time_within_reach_is_a_decision_error():
+    # A calendar that opens, but only on a day China always has off: found when counting.
+    text = ("qflow: 1\ntimezone: Asia/Shanghai\ncalendars:\n  new-year:\n"
+            "    intervals: [{days_of_month: [1], months: [jan], times: [\"09:00-18:00\"]}]\n    holidays: CN\n")
+    rs = qflow.load_ruleset_text(text, file="r.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+    with pytest.raises(qflow.DecisionError) as info:
+        business_calendar(rs, "new-year").add(at("2026-02-13", "17:00"), timedelta(hours=4))
+    assert str(info.value) == (
+        "calendar 'new-year' has no 4h of working time after 2026-02-13T17:00:00+08:00 within 30 years; check "
+        "its hours, intervals and holidays, or shorten the committed time")

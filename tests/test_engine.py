@@ -102,6 +102,20 @@ def test_report_refuses_a_bad_incident_and_records_nothing(engine):
     assert engine.query() == []
 
 
+def test_report_refuses_a_deadline_without_working_time_and_records_nothing(pm, clock):
+    ruleset = qflow.load_ruleset_text(
+        "qflow: 1\ncalendars: {tiny: {hours: {mon: [\"09:00-09:01\"]}}}\n"
+        "severities: {slow: {respond: 1000h, calendar: tiny}}\nclassify: [{id: all, set: {severity: slow}}]\n",
+        file="short.yaml", plugins=pm)
+    engine = Engine(ruleset, plugins=pm, clock=clock)
+    with pytest.raises(qflow.DecisionError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == (
+        f"calendar 'tiny' has no 41d16h of working time after {T0.isoformat()} within 30 years; check its "
+        "hours, intervals and holidays, or shorten the committed time")
+    assert engine.query() == []
+
+
 def test_report_refuses_a_known_id(engine):
     engine.report(Incident(id="A-1", description="x"))
     with pytest.raises(qflow.InputError) as info:
