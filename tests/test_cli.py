@@ -289,6 +289,33 @@ def test_explain_says_in_one_line_that_a_deadline_has_no_working_time(write, cap
     assert capsys.readouterr() == ("", f"qflow: error: {NO_TIME}\n")
 
 
+def test_decide_carries_the_warnings_of_a_deadline_in_an_unpublished_year(write, tmp_path, capsys):
+    import holidays
+
+    ruleset = write("office.yaml", """\
+        qflow: 1
+        timezone: Asia/Shanghai
+        teams: {desk: {}}
+        calendars:
+          office: {hours: {mon-fri: ["09:00-12:00", "13:30-18:00"]}, holidays: CN}
+        severities:
+          normal: {respond: 4h, resolve: 22h30m, calendar: office}
+        classify: [{id: default, set: {severity: normal}}]
+        route: [{id: all, assign: {team: desk}}]
+        """)
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"reported_at": "2026-12-30T17:00:00+08:00"}\n'
+                    '{"reported_at": "2026-12-01T09:00:00+08:00"}\n', encoding="utf-8")
+    assert main(["decide", ruleset, "--input", str(path), "--now", NOW]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    note = (f"calendar 'office': the CN holiday schedule for 2027 is not published in holidays "
+            f"{holidays.__version__}; 2027 is counted on its fixed and lunar holidays without make-up working "
+            "days (调休)")
+    assert (first["respond_by"], first["resolve_by"]) == ("2026-12-31T12:00:00+08:00", "2027-01-05T17:00:00+08:00")
+    assert first["warnings"] == {"resolve": [note]}
+    assert "warnings" not in second
+
+
 def test_decide_with_a_broken_ruleset_prints_diagnostics_to_stderr(capsys):
     assert main(["decide", BROKEN, "--input", INCIDENTS, "--now", NOW]) == 1
     out, err = capsys.readouterr()

@@ -30,6 +30,7 @@ from qflow.diagnostics import FORMATS, Diagnostic, RulesetError, did_you_mean, f
 from qflow.engine import Engine, parse_incident
 from qflow.errors import DecisionError, InputError, PluginError, QflowError
 from qflow.model import (
+    Decision,
     Incident,
 )
 from qflow.ruleset import Ruleset, load_ruleset
@@ -110,9 +111,11 @@ examples:
 _DECIDE_EPILOG = f"""\
 Prints one JSON object per input line, keys in this order:
 line, id, category, severity, priority, team, owner, responsibility,
-respond_by, resolve_by, matched, ruleset. A line that is not a valid incident, or
-whose deadlines cannot be worked out (QF403), gives {{"line": N, "error": "..."}}
-and the others go on; the exit status is 1 when any line failed. Times are ISO 8601 in the ruleset's time zone.
+respond_by, resolve_by, matched, ruleset; then "warnings" when a deadline is an
+estimate: {{"resolve": ["why"]}} per clock (a year whose holiday schedule is not
+published). A line that is not a valid incident, or whose deadlines cannot be worked
+out (QF403), gives {{"line": N, "error": "..."}} and the others go on; the exit
+status is 1 when any line failed. Times are ISO 8601 in the ruleset's time zone.
 
 examples:
   {PROG} decide rulesets/hotel-front-desk.yaml --input incidents.jsonl --now 2026-11-20T23:10:00+08:00
@@ -443,13 +446,20 @@ def _cmd_decide(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 "line": number, "id": incident.id, "category": d.category, "severity": d.severity,
                 "priority": d.priority, "team": d.team, "owner": d.owner, "responsibility": d.responsibility,
                 "respond_by": _iso(d.respond_by, tz), "resolve_by": _iso(d.resolve_by, tz),
-                "matched": list(d.matched), "ruleset": ref,
+                "matched": list(d.matched), "ruleset": ref, **_warnings(d),
             }) + "\n")
     out.flush()
     if bad:
         err.write(f"{PROG}: {bad} of {_plural(total, 'line')} failed; see the objects with \"error\"\n")
         return 1
     return 0
+
+
+def _warnings(d: Decision) -> dict[str, Any]:
+    """``{"warnings": {clock: [why]}}`` for the deadlines that are estimates; nothing
+    when none is."""
+    found = {dl.clock: list(dl.warnings) for dl in d.deadlines if dl.warnings}
+    return {"warnings": found} if found else {}
 
 
 class _open_input:
