@@ -345,3 +345,48 @@ def test_no_working_time_within_reach_is_a_decision_error():
     assert str(info.value) == (
         "calendar 'new-year' has no 4h of working time after 2026-02-13T17:00:00+08:00 within 30 years; check "
         "its hours, intervals and holidays, or shorten the committed time")
+
+
+def test_a_misspelt_key_or_a_bad_value_does_not_hide_the_other_mistakes_of_the_entry():
+    text = """\
+qflow: 1
+calendars:
+  office:
+    timezon: Europe/Berlin
+    hours:
+      mon-fry: ["09:00-12:00"]
+      sat: [{start_time: "09:00", end_time: "08:00"}]
+    holidays: XX
+  shop:
+    timezone: 8
+    hour: {mon-fri: ["09:00-18:00"]}
+    intervals:
+      - {time: ["09:00-10:00"], weekdays: [funday]}
+priorities:
+  P1: {respond: 1hr, calendar: offfice}
+severities:
+  normal: {respond: 4hr, calendar: offce}
+"""
+    # Nothing about what the entries lack once the mistakes are left out: shop's
+    # missing hours and its interval's missing times are the misspelt keys.
+    assert errors(text) == [
+        "r.yaml:4:5: QF101 unknown key 'timezon' (did you mean 'timezone'?) @ $.calendars.office.timezon",
+        "r.yaml:6:7: QF704 'mon-fry' is not a weekday or weekday range (use mon, tue, ... sun, or a range such as "
+        "mon-fri or monday:friday) @ $.calendars.office.hours.mon-fry",
+        "r.yaml:7:13: QF702 the window '09:00-08:00' is empty: it ends before or when it starts (a window cannot "
+        "cross midnight: split it into two windows, e.g. \"22:00-24:00\" and \"00:00-06:00\" on the next day) "
+        "@ $.calendars.office.hours.sat[0]",
+        "r.yaml:8:15: QF705 the holidays package knows no country 'XX' (use an ISO 3166 code such as CN, US or "
+        "GB) @ $.calendars.office.holidays",
+        "r.yaml:10:15: QF103 expected text, got the number 8 (put the value in quotes) @ $.calendars.shop.timezone",
+        "r.yaml:11:5: QF101 unknown key 'hour' (did you mean 'hours'?) @ $.calendars.shop.hour",
+        "r.yaml:13:10: QF101 unknown key 'time' (did you mean 'times'?) @ $.calendars.shop.intervals[0].time",
+        "r.yaml:13:44: QF704 'funday' is not a weekday or weekday range (use mon, tue, ... sun, or a range such as "
+        "mon-fri or monday:friday) @ $.calendars.shop.intervals[0].weekdays[0]",
+        "r.yaml:15:17: QF105 '1hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
+        "@ $.priorities.P1.respond",
+        "r.yaml:15:32: QF201 unknown calendar 'offfice' (did you mean 'office'?) @ $.priorities.P1.calendar",
+        "r.yaml:17:21: QF105 '4hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
+        "@ $.severities.normal.respond",
+        "r.yaml:17:36: QF201 unknown calendar 'offce' (did you mean 'office'?) @ $.severities.normal.calendar",
+    ]

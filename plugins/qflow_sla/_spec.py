@@ -29,6 +29,7 @@ import holidays as holidays_lib
 from qflow import CompileContext
 from qflow.diagnostics import did_you_mean
 from qflow_sla._calendar import BusinessCalendar, DayRule, Window, merged
+from qflow_sla._salvage import salvaged
 
 __all__ = ["ROUND_THE_CLOCK", "CalendarSpec", "Calendars", "Interval", "compile_calendars"]
 
@@ -322,15 +323,17 @@ def _opens(patterns: list[_Pattern], closed: frozenset[tuple[int, int]]) -> bool
     return False
 
 
-def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_Pattern], bool] | None:
-    """The weekly patterns of *spec*; the flag says it runs round the clock."""
+def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext, partial: bool) -> tuple[list[_Pattern], bool] | None:
+    """The weekly patterns of *spec*; the flag says it runs round the clock. A
+    *partial* spec (keys left out) is not told what it lacks."""
     base: Path = ("calendars", key)
     patterns: list[_Pattern] = []
     always = broken = False
     hours = spec.hours
     if hours is None and not spec.intervals:
-        ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
-                  hint="add hours: 24x7, or hours: {mon-fri: [\"09:00-18:00\"]}")
+        if not partial:
+            ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
+                      hint="add hours: 24x7, or hours: {mon-fri: [\"09:00-18:00\"]}")
         return None
     if isinstance(hours, str):
         if hours.strip().lower() != ROUND_THE_CLOCK:
@@ -370,11 +373,11 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
         return None
     for i, interval in enumerate(spec.intervals):
         path = base + ("intervals", i)
-        if interval.times is None:
+        windows = None
+        if interval.times is not None:
+            windows = _windows(interval.times, ctx, path + ("times",))
+        elif not partial:
             ctx.error(path, "QF102", "missing required key 'times'", hint=_TIME_HINT)
-            broken = True
-            continue
-        windows = _windows(interval.times, ctx, path + ("times",))
         weekdays = _weekday_set(interval.weekdays, ctx, path + ("weekdays",))
         days = None
         if interval.days_of_month is not None:
@@ -493,7 +496,7 @@ def _dates(raw: list[Any], ctx: CompileContext, path: Path) -> tuple[frozenset[d
     return frozenset(one_off), frozenset(yearly)
 
 
-def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessCalendar | None:
+def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext, partial: bool = False) -> BusinessCalendar | None:
     base: Path = ("calendars", key)
     tz: Any = ctx.timezone
     if spec.timezone is not None:
@@ -504,7 +507,7 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
                       hint=did_you_mean(spec.timezone, zoneinfo.available_timezones())
                       or "use an IANA name such as Asia/Shanghai or Europe/London")
             tz = None
-    found = _patterns(spec, key, ctx)
+    found = _patterns(spec, key, ctx, partial)
     national = None
     if spec.holidays is not None:
         code, _, subdiv = spec.holidays.strip().partition("-")
@@ -532,7 +535,7 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
                              f"the {national.country} holiday schedule for {y} is not published in holidays "
                              f"{holidays_lib.__version__}; {y} counts estimated holidays without make-up days",
                              hint="upgrade the holidays package once the official notice is out")
-    if found is None or tz is None:
+    if found is None or tz is None or partial:
         return None
     patterns, always = found
     if always and national is None and not off and not off_yearly:
@@ -591,4 +594,10 @@ def compile_calendars(calendars: Mapping[str, CalendarSpec] | None, ctx: Compile
         cal = _compile_one(key, spec, ctx)
         if cal is not None:
             compiled[key] = cal
+    # An entry with a mistake is still a calendar the ruleset names (for the hints of
+    # references), and its other keys are still checked.
+    for key, (spec, partial) in salvaged("calendars", calendars or {}, CalendarSpec, ctx).items():
+        if key != ROUND_THE_CLOCK:
+            ctx.define("calendar", key, ("calendars", key))
+            _compile_one(key, spec, ctx, partial)
     return Calendars(compiled, {ROUND_THE_CLOCK: CalendarSpec(hours=ROUND_THE_CLOCK), **(calendars or {})})
