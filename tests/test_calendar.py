@@ -275,3 +275,118 @@ def test_an_unknown_calendar_in_a_severity_lists_the_defined_ones():
     text = "qflow: 1\ncalendars:\n  office: {hours: {mon-fri: [\"09:00-18:00\"]}}\nseverities:\n  high: {respond: 1h, calendar: offce}\n"
     assert errors(text) == [
         "r.yaml:5:33: QF201 unknown calendar 'offce' (did you mean 'office'?) @ $.severities.high.calendar"]
+
+
+def test_a_calendar_that_never_opens_and_a_backward_day_range_are_located():
+    text = """\
+qflow: 1
+calendars:
+  feb-30:
+    intervals:
+      - {days_of_month: [30], months: [feb], times: ["09:00-18:00"]}
+  backward:
+    intervals:
+      - {days_of_month: ["10:5", "25:-10", "-1:-7", "5:10"], times: ["09:00-18:00"]}
+  christmas:
+    intervals:
+      - {days_of_month: [25], months: [dec], times: ["09:00-18:00"]}
+    extra_holidays: [12-25]
+"""
+    assert errors(text) == [
+        "r.yaml:4:5: QF707 calendar 'feb-30' never opens: no date matches its weekdays, days of the month and "
+        "months (check the intervals: February has no 30th, and a weekday filter narrows the days of the month "
+        "too) @ $.calendars.feb-30",
+        "r.yaml:8:26: QF704 the range '10:5' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[0]",
+        "r.yaml:8:34: QF704 the range '25:-10' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[1]",
+        "r.yaml:8:44: QF704 the range '-1:-7' matches no day of any month: its first day comes after its last "
+        "(write the earlier day first, e.g. \"5:10\"; -1 is the month's last day) "
+        "@ $.calendars.backward.intervals[0].days_of_month[2]",
+        "r.yaml:12:21: QF707 calendar 'christmas' never opens: every date it has working hours is one of its "
+        "extra_holidays (drop those extra_holidays, or add working hours) @ $.calendars.christmas.extra_holidays",
+    ]
+
+
+def test_calendars_that_open_rarely_are_accepted():
+    # Each opens on a few days only, and must load: the check may never refuse them.
+    text = """\
+qflow: 1
+timezone: Asia/Shanghai
+calendars:
+  leap-sunday:
+    intervals: [{days_of_month: [29], months: [feb], weekdays: [sun], times: ["09:00-10:00"]}]
+  feb-from-the-end:
+    intervals: [{days_of_month: ["-28:1"], months: [feb], times: ["09:00-10:00"]}]
+  first-monday-in-feb:
+    intervals: [{days_of_month: ["1:7"], weekdays: [mon], months: [feb], times: ["09:00-10:00"]}]
+  christmas-once:
+    intervals: [{days_of_month: [25], months: [dec], times: ["09:00-18:00"]}]
+    extra_holidays: [12-25]
+    extra_workdays: [2026-12-25]
+"""
+    rs = qflow.load_ruleset_text(text, file="r.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+    h = timedelta(minutes=30)
+    assert business_calendar(rs, "leap-sunday").add(at("2026-01-01"), h) == at("2032-02-29", "09:30")
+    assert business_calendar(rs, "feb-from-the-end").add(at("2026-01-01"), h) == at("2026-02-01", "09:30")
+    assert business_calendar(rs, "first-monday-in-feb").add(at("2026-01-01"), h) == at("2026-02-02", "09:30")
+    assert business_calendar(rs, "christmas-once").add(at("2026-01-01"), h) == at("2026-12-25", "09:30")
+
+
+def test_no_working_time_within_reach_is_a_decision_error():
+    # A calendar that opens, but only on a day China always has off: found when counting.
+    text = ("qflow: 1\ntimezone: Asia/Shanghai\ncalendars:\n  new-year:\n"
+            "    intervals: [{days_of_month: [1], months: [jan], times: [\"09:00-18:00\"]}]\n    holidays: CN\n")
+    rs = qflow.load_ruleset_text(text, file="r.yaml", plugins=qflow.make_plugin_manager(autoload=False))
+    with pytest.raises(qflow.DecisionError) as info:
+        business_calendar(rs, "new-year").add(at("2026-02-13", "17:00"), timedelta(hours=4))
+    assert str(info.value) == (
+        "calendar 'new-year' has no 4h of working time after 2026-02-13T17:00:00+08:00 within 30 years; check "
+        "its hours, intervals and holidays, or shorten the committed time")
+
+
+def test_a_misspelt_key_or_a_bad_value_does_not_hide_the_other_mistakes_of_the_entry():
+    text = """\
+qflow: 1
+calendars:
+  office:
+    timezon: Europe/Berlin
+    hours:
+      mon-fry: ["09:00-12:00"]
+      sat: [{start_time: "09:00", end_time: "08:00"}]
+    holidays: XX
+  shop:
+    timezone: 8
+    hour: {mon-fri: ["09:00-18:00"]}
+    intervals:
+      - {time: ["09:00-10:00"], weekdays: [funday]}
+priorities:
+  P1: {respond: 1hr, calendar: offfice}
+severities:
+  normal: {respond: 4hr, calendar: offce}
+"""
+    # Nothing about what the entries lack once the mistakes are left out: shop's
+    # missing hours and its interval's missing times are the misspelt keys.
+    assert errors(text) == [
+        "r.yaml:4:5: QF101 unknown key 'timezon' (did you mean 'timezone'?) @ $.calendars.office.timezon",
+        "r.yaml:6:7: QF704 'mon-fry' is not a weekday or weekday range (use mon, tue, ... sun, or a range such as "
+        "mon-fri or monday:friday) @ $.calendars.office.hours.mon-fry",
+        "r.yaml:7:13: QF702 the window '09:00-08:00' is empty: it ends before or when it starts (a window cannot "
+        "cross midnight: split it into two windows, e.g. \"22:00-24:00\" and \"00:00-06:00\" on the next day) "
+        "@ $.calendars.office.hours.sat[0]",
+        "r.yaml:8:15: QF705 the holidays package knows no country 'XX' (use an ISO 3166 code such as CN, US or "
+        "GB) @ $.calendars.office.holidays",
+        "r.yaml:10:15: QF103 expected text, got the number 8 (put the value in quotes) @ $.calendars.shop.timezone",
+        "r.yaml:11:5: QF101 unknown key 'hour' (did you mean 'hours'?) @ $.calendars.shop.hour",
+        "r.yaml:13:10: QF101 unknown key 'time' (did you mean 'times'?) @ $.calendars.shop.intervals[0].time",
+        "r.yaml:13:44: QF704 'funday' is not a weekday or weekday range (use mon, tue, ... sun, or a range such as "
+        "mon-fri or monday:friday) @ $.calendars.shop.intervals[0].weekdays[0]",
+        "r.yaml:15:17: QF105 '1hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
+        "@ $.priorities.P1.respond",
+        "r.yaml:15:32: QF201 unknown calendar 'offfice' (did you mean 'office'?) @ $.priorities.P1.calendar",
+        "r.yaml:17:21: QF105 '4hr' is not a duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
+        "@ $.severities.normal.respond",
+        "r.yaml:17:36: QF201 unknown calendar 'offce' (did you mean 'office'?) @ $.severities.normal.calendar",
+    ]

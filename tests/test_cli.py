@@ -245,6 +245,77 @@ def test_decide_an_empty_input_is_fine(tmp_path, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+# A calendar that opens one minute a week: 1000h of working time lie beyond the 30
+# years a deadline is looked for in. Web reports get a severity without that deadline.
+SHORT_WEEK = """\
+qflow: 1
+name: short-week
+timezone: Asia/Shanghai
+teams: {desk: {}}
+calendars:
+  tiny: {hours: {mon: ["09:00-09:01"]}}
+severities:
+  slow: {respond: 1000h, calendar: tiny}
+  quick: {respond: 4h}
+classify:
+  - {id: web, when: {channel: web}, set: {severity: quick}}
+  - {id: default, set: {severity: slow}}
+route: [{id: all, assign: {team: desk}}]
+"""
+NO_TIME = ("QF403 calendar 'tiny' has no 41d16h of working time after 2026-02-13T17:00:00+08:00 within 30 "
+           "years; check its hours, intervals and holidays, or shorten the committed time")
+
+
+def test_decide_reports_a_deadline_without_working_time_on_its_line_and_goes_on(write, tmp_path, capsys):
+    ruleset = write("short.yaml", SHORT_WEEK)
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"channel": "phone", "reported_at": "2026-02-13T17:00:00+08:00"}\n'
+                    '{"channel": "web", "reported_at": "2026-02-13T17:00:00+08:00"}\n', encoding="utf-8")
+    assert main(["decide", ruleset, "--input", str(path), "--now", NOW]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"line": 1, "error": NO_TIME},
+        {"line": 2, "id": None, "category": None, "severity": "quick", "priority": None, "team": "desk",
+         "owner": None, "responsibility": None, "respond_by": "2026-02-13T21:00:00+08:00", "resolve_by": None,
+         "matched": ["classify:web", "route:all"], "ruleset": ref_of(ruleset)},
+    ]
+    assert err == 'qflow: 1 of 2 lines failed; see the objects with "error"\n'
+
+
+def test_explain_says_in_one_line_that_a_deadline_has_no_working_time(write, capsys):
+    ruleset = write("short.yaml", SHORT_WEEK)
+    incident = '{"channel": "phone", "reported_at": "2026-02-13T17:00:00+08:00"}'
+    assert main(["explain", ruleset, "--incident", incident, "--now", NOW]) == 1
+    assert capsys.readouterr() == ("", f"qflow: error: {NO_TIME}\n")
+
+
+def test_decide_carries_the_warnings_of_a_deadline_in_an_unpublished_year(write, tmp_path, capsys):
+    import holidays
+
+    ruleset = write("office.yaml", """\
+        qflow: 1
+        timezone: Asia/Shanghai
+        teams: {desk: {}}
+        calendars:
+          office: {hours: {mon-fri: ["09:00-12:00", "13:30-18:00"]}, holidays: CN}
+        severities:
+          normal: {respond: 4h, resolve: 22h30m, calendar: office}
+        classify: [{id: default, set: {severity: normal}}]
+        route: [{id: all, assign: {team: desk}}]
+        """)
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"reported_at": "2026-12-30T17:00:00+08:00"}\n'
+                    '{"reported_at": "2026-12-01T09:00:00+08:00"}\n', encoding="utf-8")
+    assert main(["decide", ruleset, "--input", str(path), "--now", NOW]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    note = (f"calendar 'office': the CN holiday schedule for 2027 is not published in holidays "
+            f"{holidays.__version__}; 2027 is counted on its fixed and lunar holidays without make-up working "
+            "days (调休)")
+    assert (first["respond_by"], first["resolve_by"]) == ("2026-12-31T12:00:00+08:00", "2027-01-05T17:00:00+08:00")
+    assert first["warnings"] == {"resolve": [note]}
+    assert "warnings" not in second
+
+
 def test_decide_with_a_broken_ruleset_prints_diagnostics_to_stderr(capsys):
     assert main(["decide", BROKEN, "--input", INCIDENTS, "--now", NOW]) == 1
     out, err = capsys.readouterr()

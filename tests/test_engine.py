@@ -89,6 +89,26 @@ def test_report_records_the_incident_and_its_events(engine, clock):
     assert engine.get("INC-1") == state
 
 
+def test_a_deadline_in_an_unpublished_year_is_recorded_with_its_warning(pm, tmp_path):
+    import holidays
+
+    ruleset = qflow.load_ruleset_text(
+        "qflow: 1\ntimezone: Asia/Shanghai\ncalendars: {office: {hours: {mon-fri: [\"09:00-18:00\"]}, holidays: CN}}\n"
+        "severities: {normal: {respond: 1h, resolve: 2d, calendar: office}}\n"
+        "classify: [{id: all, set: {severity: normal}}]\n", file="office.yaml", plugins=pm)
+    clock = qflow.FakeClock(datetime(2026, 12, 31, 9, tzinfo=CST))
+    engine = Engine(ruleset, plugins=pm, clock=clock, store=f"sqlite:///{tmp_path / 'site.sqlite3'}")
+    state = engine.report({"description": "x"})
+    note = (f"calendar 'office': the CN holiday schedule for 2027 is not published in holidays "
+            f"{holidays.__version__}; 2027 is counted on its fixed and lunar holidays without make-up working "
+            "days (调休)")
+    assert [(d.clock, d.warnings) for d in state.decision.deadlines] == [("respond", ()), ("resolve", (note,))]
+    decided = engine.events(state.id)[1].data["deadlines"]
+    assert ["warnings" in d for d in decided] == [False, True]  # stored only where there are some
+    again = Engine(ruleset, plugins=pm, clock=clock, store=f"sqlite:///{tmp_path / 'site.sqlite3'}")
+    assert again.get(state.id) == state
+
+
 def test_a_retry_with_the_same_external_id_creates_nothing(engine):
     first = engine.report({"description": "x", "external_id": "pms-77"})
     again = engine.report({"description": "x (retry)", "external_id": "pms-77"})
@@ -100,6 +120,20 @@ def test_report_refuses_a_bad_incident_and_records_nothing(engine):
     with pytest.raises(qflow.InputError) as info:
         engine.report({"description": "x", "impact": "high"})
     assert str(info.value) == "expected a whole number, got 'high' @ $.impact"
+    assert engine.query() == []
+
+
+def test_report_refuses_a_deadline_without_working_time_and_records_nothing(pm, clock):
+    ruleset = qflow.load_ruleset_text(
+        "qflow: 1\ncalendars: {tiny: {hours: {mon: [\"09:00-09:01\"]}}}\n"
+        "severities: {slow: {respond: 1000h, calendar: tiny}}\nclassify: [{id: all, set: {severity: slow}}]\n",
+        file="short.yaml", plugins=pm)
+    engine = Engine(ruleset, plugins=pm, clock=clock)
+    with pytest.raises(qflow.DecisionError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == (
+        f"calendar 'tiny' has no 41d16h of working time after {T0.isoformat()} within 30 years; check its "
+        "hours, intervals and holidays, or shorten the committed time")
     assert engine.query() == []
 
 

@@ -88,8 +88,13 @@ def _start(incident: Incident, now: datetime) -> datetime:
     return now if reported is None or reported > now else reported
 
 
+def _deadline(name: str, start: datetime, span: Any, cal: BusinessCalendar, calname: str) -> Deadline:
+    due = cal.add(start, span)
+    return Deadline(name, start, due, span, calname, cal.warnings(start, due))
+
+
 def _deadlines(classification: Classification, ruleset: Ruleset, start: datetime) -> list[tuple[Deadline, str]]:
-    return [(Deadline(name, start, cal.add(start, span), span, calname), source)
+    return [(_deadline(name, start, span, cal, calname), source)
             for name, span, cal, calname, source in _plan(ruleset, classification.severity, classification.priority)]
 
 
@@ -100,7 +105,8 @@ def qflow_deadline(incident: Incident, classification: Classification, ruleset: 
         return None
     start = _start(incident, now)
     plan = _plan(ruleset, classification.severity, classification.priority)
-    return tuple([Deadline(name, start, cal.add(start, span), span, calname)
+    # The hot path: inlined (see _deadline).
+    return tuple([Deadline(name, start, due := cal.add(start, span), span, calname, cal.warnings(start, due))
                   for name, span, cal, calname, _ in plan]) or None
 
 
@@ -128,11 +134,9 @@ def qflow_explain(incident: Incident, classification: Classification, ruleset: R
     steps = [TraceStep("severities", severity, "info",
                        f"{', '.join(parts)}; counted on {' and '.join(calendars)} from {start.isoformat()}",
                        "plugin:sla")]
-    cals: Calendars = ruleset.compiled("calendars")
     notes: list[str] = []
     for d, _ in found:
-        cal = cals.get(d.calendar)
-        for note in cal.warnings(d.start, d.due) if cal is not None else ():
+        for note in d.warnings:
             if note not in notes:
                 notes.append(note)
     steps += [TraceStep("calendars", None, "warning", note, "plugin:sla") for note in notes]

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
+from qflow import DecisionError, format_duration
+
 __all__ = ["BusinessCalendar", "DayRule", "NoWorkingTimeError", "Window"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -30,10 +32,12 @@ _ZERO = timedelta(0)
 #: How far ahead to look for working time before saying there is none.
 _HORIZON_YEARS = 30
 
+_REACH = "check its hours, intervals and holidays, or shorten the committed time"
+
 Window = tuple[int, int]  # minutes after local midnight: [start, end), end <= 1440
 
 
-class NoWorkingTimeError(ValueError):
+class NoWorkingTimeError(DecisionError, ValueError):
     """The calendar has no working time where the arithmetic needs some."""
 
 
@@ -44,13 +48,14 @@ class DayRule:
     ``regular(day)`` gives the windows of the weekly pattern (weekdays, days of month,
     months); ``holidays`` close a day, ``workdays`` open one with the windows of the
     last regular working day before it (a make-up day, 调休, works like a weekday).
-    ``notes(year)`` says why a year's holidays are a guess (None when they are not).
+    ``notes(year)`` says why a year's holidays are a guess (None when they are not);
+    no ``notes`` at all when they never are.
     """
 
     regular: Callable[[date], tuple[Window, ...]]
     holidays: Callable[[date], bool] = lambda _d: False
     workdays: Callable[[date], bool] = lambda _d: False
-    notes: Callable[[int], str | None] = lambda _y: None
+    notes: Callable[[int], str | None] | None = None
 
     def windows(self, day: date) -> tuple[Window, ...]:
         if self.workdays(day):
@@ -235,8 +240,8 @@ class BusinessCalendar:
             ahead = ahead * 2 + 2
             if ahead > _HORIZON_YEARS:
                 raise NoWorkingTimeError(
-                    f"calendar '{self.name}' has no {duration} of working time after {start.isoformat()}"
-                    f" within {_HORIZON_YEARS} years")
+                    f"calendar '{self.name}' has no {format_duration(duration)} of working time after "
+                    f"{start.isoformat()} within {_HORIZON_YEARS} years; {_REACH}")
             table = self._cover(t, ahead=ahead)
 
     def is_open(self, t: datetime) -> bool:
@@ -262,7 +267,8 @@ class BusinessCalendar:
                 return t if s <= m else _instant(s, t.tzinfo)
             ahead = ahead * 2 + 2
             if ahead > _HORIZON_YEARS:
-                raise NoWorkingTimeError(f"calendar '{self.name}' never opens after {t.isoformat()}")
+                raise NoWorkingTimeError(f"calendar '{self.name}' does not open within {_HORIZON_YEARS} years "
+                                         f"after {t.isoformat()}; {_REACH}")
             table = self._cover(m, ahead=ahead)
 
     def windows(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
@@ -284,10 +290,11 @@ class BusinessCalendar:
     def warnings(self, a: datetime, b: datetime) -> tuple[str, ...]:
         """Why the working time between *a* and *b* is an estimate (years whose national
         holiday schedule is not published yet), one sentence per year."""
-        if self.rule is None:
+        notes = self.rule.notes if self.rule is not None else None
+        if notes is None:
             return ()
         lo, hi = sorted((a.astimezone(self.tz).year, b.astimezone(self.tz).year))
-        return tuple(n for n in (self.rule.notes(y) for y in range(lo, hi + 1)) if n)
+        return tuple(n for n in map(notes, range(lo, hi + 1)) if n)
 
 
 def merged(windows: Sequence[Window]) -> tuple[Window, ...]:

@@ -18,6 +18,7 @@ import attrs
 from qflow import CompileContext, Event, Stage, format_duration
 from qflow import events as ev
 from qflow.diagnostics import did_you_mean
+from qflow_sla._salvage import salvaged
 
 __all__ = ["CLOCKS", "ClockRule", "Policies", "PriorityPolicy", "SeverityPolicy", "Target", "Trigger"]
 
@@ -247,6 +248,10 @@ def compile_severities(severities: Mapping[str, SeverityPolicy] | None, ctx: Com
         ctx.define("severity", key, ("severities", key))
         ctx.refer("calendar", policy.calendar, ("severities", key, "calendar"))
         _check_order(key, policy, ctx, "severities")
+    # An entry with a mistake is not a severity, but its other keys are still checked.
+    for key, (policy, _) in salvaged("severities", severities or {}, SeverityPolicy, ctx).items():
+        ctx.refer("calendar", policy.calendar, ("severities", key, "calendar"))
+        _check_order(key, policy, ctx, "severities")
     priorities = ctx.section("priorities") or {}
     return Policies(tuple(severities or ()), dict(severities or {}), dict(priorities))
 
@@ -254,6 +259,10 @@ def compile_severities(severities: Mapping[str, SeverityPolicy] | None, ctx: Com
 def compile_priorities(priorities: Mapping[str, PriorityPolicy] | None, ctx: CompileContext) -> Mapping[str, PriorityPolicy]:
     for key, policy in (priorities or {}).items():
         ctx.refer("priority", key, ("priorities", key))
+        if policy.calendar is not None:
+            ctx.refer("calendar", policy.calendar, ("priorities", key, "calendar"))
+        _check_order(key, policy, ctx, "priorities")
+    for key, (policy, _) in salvaged("priorities", priorities or {}, PriorityPolicy, ctx).items():
         if policy.calendar is not None:
             ctx.refer("calendar", policy.calendar, ("priorities", key, "calendar"))
         _check_order(key, policy, ctx, "priorities")

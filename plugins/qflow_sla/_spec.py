@@ -29,6 +29,7 @@ import holidays as holidays_lib
 from qflow import CompileContext
 from qflow.diagnostics import did_you_mean
 from qflow_sla._calendar import BusinessCalendar, DayRule, Window, merged
+from qflow_sla._salvage import salvaged
 
 __all__ = ["ROUND_THE_CLOCK", "CalendarSpec", "Calendars", "Interval", "compile_calendars"]
 
@@ -191,8 +192,9 @@ def _split(text: str) -> tuple[str, str]:
 
 
 def _ranges(raw: Any, ctx: CompileContext, path: Path, what: str, parse: Callable[[str], int | None],
-            hint: str) -> list[tuple[int, int]]:
-    """Read ``[mon-fri, sat]`` or ``["1:7", -1]`` into inclusive (first, last) pairs."""
+            hint: str, empty: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
+    """Read ``[mon-fri, sat]`` or ``["1:7", -1]`` into inclusive (first, last) pairs;
+    *empty* tells a range that can match nothing."""
     items = raw if isinstance(raw, list) else [raw]
     out: list[tuple[int, int]] = []
     for i, item in enumerate(items):
@@ -203,6 +205,10 @@ def _ranges(raw: Any, ctx: CompileContext, path: Path, what: str, parse: Callabl
             first, last = parse(head), parse(tail)
         if first is None or last is None:
             ctx.error(at, "QF704", f"{_show(item)} is not a {what}", hint=hint)
+            continue
+        if empty is not None and empty(first, last):
+            ctx.error(at, "QF704", f"the range {_show(item)} matches no day of any month: its first day comes "
+                      "after its last", hint="write the earlier day first, e.g. \"5:10\"; -1 is the month's last day")
             continue
         out.append((first, last))
     return out
@@ -227,6 +233,18 @@ def _day_of_month(text: str) -> int | None:
         n = int(t)
         return n if 1 <= abs(n) <= 31 else None
     return None
+
+
+def _no_day(first: int, last: int) -> bool:
+    """True when the days *first* to *last* (negative: from the month's end) match no
+    day of a month of any length: "10:5", or "25:-10" (the 25th is past the 10th last)."""
+    return all(lo > hi for lo, hi in (_day_range(first, last, length) for length in (28, 29, 30, 31)))
+
+
+def _day_range(first: int, last: int, length: int) -> tuple[int, int]:
+    """The days *first* to *last* in a month of *length* days, clamped to the month."""
+    a, b = (first if first > 0 else length + 1 + first), (last if last > 0 else length + 1 + last)
+    return max(a, 1), min(b, length)
 
 
 _WEEKDAY_HINT = "use mon, tue, ... sun, or a range such as mon-fri or monday:friday"
@@ -264,13 +282,15 @@ class _Pattern:
     months: frozenset[int] | None = None
 
     def matches(self, day: date) -> bool:
-        if self.weekdays is not None and day.weekday() not in self.weekdays:
+        return self.matches_on(day.weekday(), day.month, day.day, _month_length(day))
+
+    def matches_on(self, weekday: int, month: int, n: int, last: int) -> bool:
+        """Whether the pattern holds on day *n* of *month* (of *last* days), a *weekday*."""
+        if self.weekdays is not None and weekday not in self.weekdays:
             return False
-        if self.months is not None and day.month not in self.months:
+        if self.months is not None and month not in self.months:
             return False
         if self.days is not None:
-            last = _month_length(day)
-            n = day.day
             for a, b in self.days:
                 a2, b2 = (a if a > 0 else last + 1 + a), (b if b > 0 else last + 1 + b)
                 if a2 <= n <= b2:
@@ -285,15 +305,35 @@ def _month_length(day: date) -> int:
     return (nxt - date(day.year, day.month, 1)).days
 
 
-def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_Pattern], bool] | None:
-    """The weekly patterns of *spec*; the flag says it runs round the clock."""
+_LENGTHS = ((31,), (28, 29), (31,), (30,), (31,), (30,), (31,), (31,), (30,), (31,), (30,), (31,))
+
+
+def _opens(patterns: list[_Pattern], closed: frozenset[tuple[int, int]]) -> bool:
+    """Whether the weekly *patterns* open on some date that is not one of the yearly
+    *closed* (month, day) dates, in some year. Exact and cheap: every date falls on
+    every weekday in some year, and February has 28 days or 29, so these are all the
+    days there are."""
+    for month, lengths in enumerate(_LENGTHS, 1):
+        for last in lengths:
+            for n in range(1, last + 1):
+                if (month, n) in closed:
+                    continue
+                if any(p.windows and p.matches_on(wd, month, n, last) for p in patterns for wd in range(7)):
+                    return True
+    return False
+
+
+def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext, partial: bool) -> tuple[list[_Pattern], bool] | None:
+    """The weekly patterns of *spec*; the flag says it runs round the clock. A
+    *partial* spec (keys left out) is not told what it lacks."""
     base: Path = ("calendars", key)
     patterns: list[_Pattern] = []
     always = broken = False
     hours = spec.hours
     if hours is None and not spec.intervals:
-        ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
-                  hint="add hours: 24x7, or hours: {mon-fri: [\"09:00-18:00\"]}")
+        if not partial:
+            ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
+                      hint="add hours: 24x7, or hours: {mon-fri: [\"09:00-18:00\"]}")
         return None
     if isinstance(hours, str):
         if hours.strip().lower() != ROUND_THE_CLOCK:
@@ -333,16 +373,17 @@ def _patterns(spec: CalendarSpec, key: str, ctx: CompileContext) -> tuple[list[_
         return None
     for i, interval in enumerate(spec.intervals):
         path = base + ("intervals", i)
-        if interval.times is None:
+        windows = None
+        if interval.times is not None:
+            windows = _windows(interval.times, ctx, path + ("times",))
+        elif not partial:
             ctx.error(path, "QF102", "missing required key 'times'", hint=_TIME_HINT)
-            broken = True
-            continue
-        windows = _windows(interval.times, ctx, path + ("times",))
         weekdays = _weekday_set(interval.weekdays, ctx, path + ("weekdays",))
         days = None
         if interval.days_of_month is not None:
             days = tuple(_ranges(interval.days_of_month, ctx, path + ("days_of_month",), "day of the month or range",
-                                 _day_of_month, "use 1 to 31, -1 for the last day, or a range such as \"1:7\""))
+                                 _day_of_month, "use 1 to 31, -1 for the last day, or a range such as \"1:7\"",
+                                 empty=_no_day))
         months = None
         if interval.months is not None:
             found = _ranges(interval.months, ctx, path + ("months",), "month or month range", _month,
@@ -455,7 +496,7 @@ def _dates(raw: list[Any], ctx: CompileContext, path: Path) -> tuple[frozenset[d
     return frozenset(one_off), frozenset(yearly)
 
 
-def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessCalendar | None:
+def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext, partial: bool = False) -> BusinessCalendar | None:
     base: Path = ("calendars", key)
     tz: Any = ctx.timezone
     if spec.timezone is not None:
@@ -466,7 +507,7 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
                       hint=did_you_mean(spec.timezone, zoneinfo.available_timezones())
                       or "use an IANA name such as Asia/Shanghai or Europe/London")
             tz = None
-    found = _patterns(spec, key, ctx)
+    found = _patterns(spec, key, ctx, partial)
     national = None
     if spec.holidays is not None:
         code, _, subdiv = spec.holidays.strip().partition("-")
@@ -494,7 +535,7 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
                              f"the {national.country} holiday schedule for {y} is not published in holidays "
                              f"{holidays_lib.__version__}; {y} counts estimated holidays without make-up days",
                              hint="upgrade the holidays package once the official notice is out")
-    if found is None or tz is None:
+    if found is None or tz is None or partial:
         return None
     patterns, always = found
     if always and national is None and not off and not off_yearly:
@@ -502,6 +543,16 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
     if not always and not any(p.windows for p in patterns):
         ctx.error(base, "QF707", f"calendar '{key}' has no working hours",
                   hint="give at least one window, e.g. hours: {mon-fri: [\"09:00-18:00\"]}")
+        return None
+    if not always and not _opens(patterns, frozenset()):
+        ctx.error(base, "QF707", f"calendar '{key}' never opens: no date matches its weekdays, days of the month "
+                  "and months", hint="check the intervals: February has no 30th, and a weekday filter narrows "
+                  "the days of the month too")
+        return None
+    if not always and not work and not work_yearly and not _opens(patterns, off_yearly):
+        # Only an extra working day can open a day the weekly pattern leaves shut.
+        ctx.error(base + ("extra_holidays",), "QF707", f"calendar '{key}' never opens: every date it has working "
+                  "hours is one of its extra_holidays", hint="drop those extra_holidays, or add working hours")
         return None
     nat = national
 
@@ -517,9 +568,8 @@ def _compile_one(key: str, spec: CalendarSpec, ctx: CompileContext) -> BusinessC
             return False
         return day in nat.year(day.year)[1]
 
-    def note(y: int) -> str | None:
-        return nat.note(key, y) if nat is not None else None
-
+    # Only a country's schedule can be unpublished, so only then are there notes.
+    note = (lambda y: nat.note(key, y)) if nat is not None else None
     return BusinessCalendar(key, tz, DayRule(_regular(patterns, always), is_holiday, is_workday, note))
 
 
@@ -544,4 +594,10 @@ def compile_calendars(calendars: Mapping[str, CalendarSpec] | None, ctx: Compile
         cal = _compile_one(key, spec, ctx)
         if cal is not None:
             compiled[key] = cal
+    # An entry with a mistake is still a calendar the ruleset names (for the hints of
+    # references), and its other keys are still checked.
+    for key, (spec, partial) in salvaged("calendars", calendars or {}, CalendarSpec, ctx).items():
+        if key != ROUND_THE_CLOCK:
+            ctx.define("calendar", key, ("calendars", key))
+            _compile_one(key, spec, ctx, partial)
     return Calendars(compiled, {ROUND_THE_CLOCK: CalendarSpec(hours=ROUND_THE_CLOCK), **(calendars or {})})

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from qflow._frozen import FrozenDict, thaw
@@ -23,6 +24,7 @@ from qflow.model import (
     ActionKind,
     ActionStatus,
     Customer,
+    Deadline,
     Incident,
     LedgerKind,
     Person,
@@ -227,6 +229,10 @@ def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
     )
     c.register_unstructure_hook(Trace, lambda t: [c.unstructure(s) for s in t.steps])
     c.register_structure_hook(Incident, _incident_hook(c))
+    # Most deadlines are no estimate: stored decisions keep their shape without an
+    # empty list in each.
+    c.register_unstructure_hook(Deadline, make_dict_unstructure_fn(
+        Deadline, c, warnings=override(omit_if_default=True)))
     return c
 
 

@@ -67,7 +67,7 @@ def _duration(value: Any) -> timedelta:
     return out
 
 
-_DEADLINE_KEYS = frozenset(("clock", "start", "due", "business", "calendar"))
+_DEADLINE_KEYS = frozenset(("clock", "start", "due", "business", "calendar", "warnings"))
 
 
 def _deadline(data: Any) -> Deadline:
@@ -79,7 +79,9 @@ def _deadline(data: Any) -> Deadline:
     start, due = data["start"], data["due"]
     if start.__class__ is not str or due.__class__ is not str:
         raise Unusual
-    return Deadline(clock, parse_time(start), parse_time(due), _duration(data["business"]), calendar)
+    warnings = data.get("warnings")
+    return Deadline(clock, parse_time(start), parse_time(due), _duration(data["business"]), calendar,
+                    () if warnings is None else _texts(warnings))
 
 
 _DECISION_TEXT = ("category", "severity", "priority", "team", "owner", "responsibility")

@@ -28,8 +28,9 @@ from qflow._render import COLLAPSE_AFTER, _iso, _plural, render_explanation
 from qflow.clock import FakeClock, SystemClock
 from qflow.diagnostics import FORMATS, Diagnostic, RulesetError, did_you_mean, format_diagnostics
 from qflow.engine import Engine, parse_incident
-from qflow.errors import InputError, PluginError, QflowError
+from qflow.errors import DecisionError, InputError, PluginError, QflowError
 from qflow.model import (
+    Decision,
     Incident,
 )
 from qflow.ruleset import Ruleset, load_ruleset
@@ -110,9 +111,11 @@ examples:
 _DECIDE_EPILOG = f"""\
 Prints one JSON object per input line, keys in this order:
 line, id, category, severity, priority, team, owner, responsibility,
-respond_by, resolve_by, matched, ruleset. A line that is not a valid incident
-gives {{"line": N, "error": "..."}} and the others go on; the exit status is 1
-when any line failed. Times are ISO 8601 in the ruleset's time zone.
+respond_by, resolve_by, matched, ruleset; then "warnings" when a deadline is an
+estimate: {{"resolve": ["why"]}} per clock (a year whose holiday schedule is not
+published). A line that is not a valid incident, or whose deadlines cannot be worked
+out (QF403), gives {{"line": N, "error": "..."}} and the others go on; the exit
+status is 1 when any line failed. Times are ISO 8601 in the ruleset's time zone.
 
 examples:
   {PROG} decide rulesets/hotel-front-desk.yaml --input incidents.jsonl --now 2026-11-20T23:10:00+08:00
@@ -433,18 +436,30 @@ def _cmd_decide(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 bad += 1
                 write(dumps({"line": number, "error": incident}) + "\n")
                 continue
-            d = engine.decide(incident, now)
+            try:
+                d = engine.decide(incident, now)
+            except DecisionError as exc:
+                bad += 1
+                write(dumps({"line": number, "error": f"QF403 {exc}"}) + "\n")
+                continue
             write(dumps({
                 "line": number, "id": incident.id, "category": d.category, "severity": d.severity,
                 "priority": d.priority, "team": d.team, "owner": d.owner, "responsibility": d.responsibility,
                 "respond_by": _iso(d.respond_by, tz), "resolve_by": _iso(d.resolve_by, tz),
-                "matched": list(d.matched), "ruleset": ref,
+                "matched": list(d.matched), "ruleset": ref, **_warnings(d),
             }) + "\n")
     out.flush()
     if bad:
         err.write(f"{PROG}: {bad} of {_plural(total, 'line')} failed; see the objects with \"error\"\n")
         return 1
     return 0
+
+
+def _warnings(d: Decision) -> dict[str, Any]:
+    """``{"warnings": {clock: [why]}}`` for the deadlines that are estimates; nothing
+    when none is."""
+    found = {dl.clock: list(dl.warnings) for dl in d.deadlines if dl.warnings}
+    return {"warnings": found} if found else {}
 
 
 class _open_input:
@@ -552,7 +567,11 @@ def _cmd_explain(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
     engine = Engine(ruleset, plugins=pm, clock=FakeClock(now))
-    decision = engine.decide(incident, now)
+    try:
+        decision = engine.decide(incident, now)
+    except DecisionError as exc:
+        _error(err, f"QF403 {exc}", None)
+        return 1
     for line in render_explanation(incident, decision, ruleset, show_all=args.all):
         out.write(line + "\n")
     return 0

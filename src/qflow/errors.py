@@ -6,6 +6,7 @@ from qflow.diagnostics import RulesetError
 
 __all__ = [
     "ConcurrencyError",
+    "DecisionError",
     "IncidentNotFoundError",
     "InputError",
     "PluginError",
@@ -42,6 +43,12 @@ class ConcurrencyError(QflowError):
 class StoreUnavailableError(QflowError):
     """The store cannot be reached (the database went away); nothing was written.
     Retrying later is safe: a long-running worker waits and reconnects."""
+
+
+class DecisionError(QflowError):
+    """A plugin cannot work out part of the decision for this incident (a deadline
+    with no working time left to count on). Nothing is recorded; ``qflow decide``
+    reports it for the one input line."""
 
 
 class InputError(QflowError):

@@ -187,6 +187,8 @@ def qflow_deadline(
     :param ruleset: the loaded ruleset.
     :param now: the moment of the decision (used when ``reported_at`` is unset).
     :returns: the deadlines, or None to let the next plugin decide.
+    :raises qflow.DecisionError: when a deadline cannot be worked out for this
+        incident (its calendar has no working time left within reach).
 
     Stops at the first non-None result; the built-in deadlines are ``trylast``.
 

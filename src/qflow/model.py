@@ -385,7 +385,8 @@ class Deadline:
     """When the named clock (``respond``, ``resolve``, ...) runs out.
 
     ``business`` is the committed time counted on ``calendar``; ``due - start`` is the
-    same span in calendar time.
+    same span in calendar time. ``warnings`` says why ``due`` is an estimate (it
+    counts through a year whose holiday schedule is not published yet).
     """
 
     clock: str
@@ -393,6 +394,7 @@ class Deadline:
     due: datetime = attrs.field(validator=_aware)
     business: timedelta
     calendar: str = "24x7"
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def elapsed(self) -> timedelta:
