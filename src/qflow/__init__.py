@@ -14,6 +14,7 @@ from qflow.diagnostics import Diagnostic, RulesetError
 from qflow.engine import Engine, parse_incident
 from qflow.errors import (
     ConcurrencyError,
+    DuplicateReportError,
     IncidentNotFoundError,
     InputError,
     PluginError,
@@ -79,7 +80,7 @@ __all__ = [
     "Filter", "Measure", "Projection", "FrozenDict", "freeze", "thaw",
     "SwapResult",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
-    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "Diagnostic", "Effect",
+    "Clock", "CompileContext", "ConcurrencyError", "Customer", "DuplicateReportError", "Deadline", "Decision", "Diagnostic", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
     "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "TickReport", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
