@@ -17,6 +17,7 @@ from qflow._convert import ShapeError, parse_duration, parse_time
 from qflow.cli import PROG, UsageError, _load, _parse_now, _plugins
 from qflow.clock import FakeClock, SystemClock
 from qflow.engine import Engine, open_store
+from qflow._cli_store import durable
 from qflow.errors import QflowError
 from qflow.model import (
     Action,
@@ -144,6 +145,8 @@ def _handler(name: str) -> Any:
         pm = _plugins(args)
         ruleset = _load(args.ruleset, pm)
         url = _store_url(args)
+        if name not in _READING:
+            durable(url, name)
         store = open_store(url, pm)
         clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
         engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
@@ -156,6 +159,10 @@ def _handler(name: str) -> Any:
             store.close()
 
     return run
+
+
+#: The commands that only read; every other one records and exits.
+_READING = ("problems", "risks")
 
 
 def _store_url(args: argparse.Namespace) -> str:
