@@ -241,6 +241,23 @@ def test_a_failing_notifier_is_recorded_and_does_not_stop_the_others(base_rulese
     assert engine.get(state.id).seq == 3
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["report", "report_many"])
+def test_a_race_lost_after_the_report_is_written_does_not_record_it_again(base_ruleset, clock, batch):
+    # The report is in; recording the failed notification then loses a race (a worker
+    # appended to the new incident). That must not run the report again: no duplicate.
+    class Busy(qflow.MemoryStore):
+        def write(self, writes):
+            if any(e.type == ev.NOTIFICATION_FAILED for w in writes for e in w.events):
+                raise qflow.ConcurrencyError("INC-1: event seq 3 does not follow 3; reload the incident and try again")
+            super().write(writes)
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(Failing(), "failing")])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock, store=Busy())
+    with pytest.raises(qflow.ConcurrencyError):
+        engine.report_many([GOLD_CALL]) if batch else engine.report(GOLD_CALL)
+    assert [s.id for s in engine.query()] == ["INC-1"]
+
+
 def test_engines_do_not_share_state(base_ruleset, pm):
     a = Engine(base_ruleset, plugins=pm, clock=qflow.FakeClock(T0))
     b = Engine(base_ruleset, plugins=pm, clock=qflow.FakeClock(T0))

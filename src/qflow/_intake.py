@@ -94,9 +94,16 @@ class Intake(_Base):
         from qflow.engine import parse_incident
 
         given = [i if isinstance(i, Incident) else parse_incident(i, converter=self._conv) for i in incidents]
-        return self._again_after_races(lambda: self._report_batch(given, actor))
+        outcomes, writes, now = self._again_after_races(lambda: self._report_batch(given, actor))
+        # Observers hear of the written reports once, after any rerun of the batch.
+        for w, notes in writes:
+            for note in notes:
+                self._broadcast(w.state, note, now)
+        return outcomes
 
-    def _report_batch(self, given: Sequence[Incident], actor: str | None) -> list[tuple[IncidentState, str]]:
+    def _report_batch(self, given: Sequence[Incident], actor: str | None) -> tuple[
+            list[tuple[IncidentState, str]], list[tuple[Write, Sequence[Notification]]], datetime]:
+        """The outcomes, the writes made with their notifications, and the time."""
         now = self.clock.now()
         window = self.dedup_window()
         by_external: dict[str, str] = {}
@@ -181,11 +188,8 @@ class Intake(_Base):
         if writes:
             self.store.write(writes)
         final = {w.state.id: w.state for w in writes}
-        for w in writes:
-            notes: Sequence[Notification] = touched[w.state.id][3]
-            for note in notes:
-                self._broadcast(w.state, note, now)
-        return [(final.get(iid) or self.store.get(iid), outcome) for iid, outcome in out]  # type: ignore[misc]
+        outcomes = [(final.get(iid) or self.store.get(iid), outcome) for iid, outcome in out]
+        return outcomes, [(w, touched[w.state.id][3]) for w in writes], now  # type: ignore[return-value]
 
 
 #: What a report turned out to be (``Engine.report_batch``).

@@ -394,7 +394,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         if not isinstance(incident, Incident):
             incident = parse_incident(incident, converter=self._conv)
         given = incident
-        return self._again_after_races(lambda: self._report(given, actor))
+        state, tell = self._again_after_races(lambda: self._report(given, actor))
+        tell()  # observers hear of a recorded report once, whatever races it took
+        return state
 
     def _again_after_races(self, run: Callable[[], _T]) -> _T:
         """*run*, run again while the store refuses its write because another writer
@@ -410,22 +412,24 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
                     raise
                 attempt += 1
 
-    def _report(self, incident: Incident, actor: str | None) -> IncidentState:
+    def _report(self, incident: Incident, actor: str | None) -> tuple[IncidentState, Callable[[], None]]:
+        """The recorded state, and what tells the observers (after any rerun: a race
+        lost after the write must not record the report twice)."""
         now = self.clock.now()
         if incident.external_id is not None:
             known = self.store.find_external(incident.external_id)
             if known is not None:
                 state = self.store.get(known)
                 assert state is not None
-                return state
+                return state, _nothing_to_tell
         if incident.id is not None:
             recorded = self.store.get(incident.id)
             if recorded is not None:
-                return self._same_report(incident, recorded)
+                return self._same_report(incident, recorded), _nothing_to_tell
         if incident.dedup_key is not None:  # the same anomaly through another channel
             attached = self._attach_duplicate(incident, now, actor)
             if attached is not None:
-                return attached
+                return attached, _nothing_to_tell
         changes: dict[str, Any] = {}
         if incident.id is None:
             changes["id"] = self.store.next_id()
@@ -444,9 +448,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         except OverflowError:
             raise beyond_calendar(incident) from None
         self.store.write([write])
-        if write.state.seq == state.seq:  # a held notification goes to no observer either
-            self._broadcast(write.state, note, now)
-        return write.state
+        if write.state.seq != state.seq:  # a held notification goes to no observer either
+            return write.state, _nothing_to_tell
+        return write.state, lambda: self._broadcast(write.state, note, now)
 
     def _same_report(self, incident: Incident, recorded: IncidentState) -> IncidentState:
         """*recorded*, when *incident* (which names its id) repeats its report: a retry.
@@ -567,6 +571,10 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
 
 
 _NO_ASSIGNMENT = Assignment()
+
+
+def _nothing_to_tell() -> None:
+    """Nothing to tell observers (a retry, an attachment)."""
 _CLASSIFIED = ("category", "severity", "priority")
 _ASSIGNED = ("team", "owner", "responsibility")
 
