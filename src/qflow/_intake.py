@@ -68,8 +68,10 @@ class Intake(_Base):
     def _dedup_since(self, incident: Incident) -> datetime | None:
         """For a new incident: the window's start for its dedup key, which the store
         checks again as it writes (``Write.dedup_since``), or None."""
+        if incident.dedup_key is None:
+            return None
         window = self.dedup_window()
-        if incident.dedup_key is None or window <= timedelta(0):
+        if window <= timedelta(0):
             return None
         assert incident.reported_at is not None
         return incident.reported_at - window
