@@ -277,4 +277,13 @@ def test_commands_that_record_refuse_a_store_that_keeps_nothing(tmp_path, store)
     status, _, err = run("confirm", RULESET, "INC-1", "--store", store)
     assert (status, err.splitlines()[0]) == (
         2, f"qflow: error: 'qflow confirm' would record into {store}, which keeps nothing after the command ends")
-    assert run("problems", RULESET, "--store", store)[0] == 0
+    status, _, err = run("survey", "record", "INC-1", RULESET, "--store", store, "--score", "3")
+    assert (status, err.splitlines()[0]) == (
+        2, f"qflow: error: 'qflow survey record' would record into {store}, which keeps nothing after the command "
+           "ends")
+    status, _, err = run("score", "record", RULESET, "--store", store, "--subject", "front-office",
+                         "--criterion", "courtesy", "--score", "4", "--method", "mystery-guest")
+    assert (status, err.splitlines()[0]) == (
+        2, f"qflow: error: 'qflow score record' would record into {store}, which keeps nothing after the command "
+           "ends")
+    assert run("problems", RULESET, "--store", store)[0] == 0  # reading an empty store is harmless
