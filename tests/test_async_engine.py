@@ -140,6 +140,75 @@ def test_many_concurrent_reports_each_get_their_own_incident(store_url):
     asyncio.run(main())
 
 
+def test_a_blank_external_id_or_dedup_key_is_no_key(store_url):
+    async def main() -> None:
+        async with _engine(store_url) as engine:
+            states = [await engine.report(dict(GOLD, description=d, external_id="", dedup_key=" "))
+                      for d in ("1203房空调不制冷", "厨房起火")]
+            states += await engine.report_many([dict(GOLD, external_id=" ", dedup_key="")] * 2)
+            assert len({s.id for s in states}) == 4
+            assert {(s.incident.external_id, s.incident.dedup_key) for s in states} == {(None, None)}
+
+    asyncio.run(main())
+
+
+def _pair(store_url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """Two workers on one store, each with its own connection (one memory store shared)."""
+    pm = qflow.make_plugin_manager(autoload=False)
+    ruleset = qflow.load_ruleset_text(BASE + "intake: {dedup_window: 2h}\n", file="base.yaml", plugins=pm)
+    shared = qflow.MemoryStore() if store_url == "memory://" else None
+    return tuple(AsyncEngine(ruleset, plugins=pm, store=shared or store_url, clock=qflow.FakeClock(T0))
+                 for _ in range(2))  # type: ignore[return-value]
+
+
+def _meanwhile(engine: AsyncEngine, name: str, run) -> None:  # type: ignore[no-untyped-def]
+    """Let the coroutine *run* (another worker reporting) go between the store's next
+    answer to the look-up *name* and what *engine* does with it, every time."""
+    store = engine.store
+    look_up = getattr(store, name)
+    loop = asyncio.get_running_loop()
+    if asyncio.iscoroutinefunction(look_up):  # the asyncio store: called on the loop
+        async def held_async(*args):  # type: ignore[no-untyped-def]
+            found = await look_up(*args)
+            del store.__dict__[name]
+            await run()
+            return found
+
+        setattr(store, name, held_async)
+        return
+
+    def held(*args):  # type: ignore[no-untyped-def]
+        found = look_up(*args)  # in the engine's worker thread
+        del store.__dict__[name]
+        asyncio.run_coroutine_threadsafe(run(), loop).result()
+        return found
+
+    setattr(store, name, held)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["report", "report_many"])
+@pytest.mark.parametrize("key", ["external_id", "dedup_key"])
+def test_concurrent_repeats_of_one_report_end_as_one_incident(store_url, key, batch):
+    first_report = dict(GOLD, **{key: "crm-1" if key == "external_id" else "1512-noise"})
+    again = dict(first_report, channel="email")
+
+    async def main() -> None:
+        first, second = _pair(store_url)
+        async with first, second:
+            recorded = []
+
+            async def other_worker() -> None:
+                recorded.append(await first.report(first_report))
+
+            _meanwhile(second, "find_external" if key == "external_id" else "find_dedup", other_worker)
+            got = (await second.report_many([again]))[0] if batch else await second.report(again)
+            assert got.id == recorded[0].id
+            assert got.reports == (2 if key == "dedup_key" else 1)
+            assert [s.id for s in await second.query()] == [got.id]
+
+    asyncio.run(main())
+
+
 def test_tick_fires_each_step_once_and_the_loop_keeps_running(store_url):
     async def main() -> None:
         async with _engine(store_url, steps=2) as engine:

@@ -175,3 +175,161 @@ def test_a_database_that_does_not_answer_is_one_error_line_not_a_traceback(monke
         'qflow: error: the database at postgresql://nobody@127.0.0.1:1/x did not answer after 2 tries (connection '
         'failed: connection to server at "127.0.0.1", port 1 failed: Connection refused); nothing was written: '
         "check that the server runs and the URL, then try again")
+
+
+def test_import_takes_a_blank_external_id_or_dedup_key_as_no_key(tmp_path, url):
+    ac = {"channel": "phone", "category": "equipment", "description": "1203房空调不制冷"}
+    fire = {"channel": "email", "category": "safety", "description": "厨房起火"}
+    path = _lines(tmp_path, *(json.dumps({**r, "external_id": blank, "dedup_key": blank}, ensure_ascii=False)
+                              for blank in ("", " ") for r in (ac, fire)))
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert (status, err) == (0, "")
+    assert out == (f"imported 4 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+
+
+def test_a_line_out_of_the_calendar_or_with_a_lone_surrogate_is_rejected_and_the_others_go_on(tmp_path, url):
+    path = _lines(tmp_path, GOOD,
+                  '{"description": "x", "reported_at": "9999-12-31T23:59:59+00:00"}',
+                  '{"description": "bad \\ud800", "channel": "phone"}',
+                  json.dumps({"channel": "email", "description": "空调", "occurred_at": "0001-01-01T00:00:00+08:00"}),
+                  json.dumps({"channel": "email", "description": "前台排队"}, ensure_ascii=False))
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 1
+    assert out == (f"imported 2 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+    assert err.splitlines() == [
+        f"{path}:2:1: QF402 '9999-12-31T23:59:59+00:00' is out of range (use a time from the year 2 to 9998: "
+        "deadlines and time zones need room before the calendar ends) @ $.reported_at",
+        f"{path}:3:1: QF402 a lone surrogate (a \\ud800-\\udfff escape without its pair) is no character; "
+        "send the text as UTF-8 @ $.description",
+        f"{path}:4:1: QF402 '0001-01-01T00:00:00+08:00' is out of range (use a time from the year 2 to 9998: "
+        "deadlines and time zones need room before the calendar ends) @ $.occurred_at",
+        "qflow: 3 lines rejected: 2, 3, 4; fix them and import those lines again",
+    ]
+
+
+def test_importing_a_file_again_records_nothing_twice(tmp_path, url):
+    incidents = ROOT / "rulesets/hotel-front-desk.incidents.jsonl"
+    assert run("import", str(incidents), RULESET, "--store", url, "--now", NOW)[0] == 0
+    status, out, err = run("import", str(incidents), RULESET, "--store", url, "--now", "2026-11-25T09:00:00+08:00")
+    assert (status, err) == (0, "")
+    assert out == (f"imported 0 incidents from {incidents} into {url} "
+                   "(0 attached to open incidents, 40 retries of recorded ones)\n")
+    first = json.loads(incidents.read_text(encoding="utf-8").splitlines()[0])
+    path = _lines(tmp_path, json.dumps({**first, "place": "15楼 1514房"}, ensure_ascii=False))
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 1
+    assert err.splitlines()[0] == (
+        f"{path}:1:1: QF402 incident FD-20261124-01 is already recorded with another report (place differs); "
+        "a retry must repeat the recorded report, and a new incident needs an id of its own (or none)")
+    _, out, _ = run("ls", "--store", url, "--format", "json")
+    assert len(out.splitlines()) == 40
+
+
+def _failing_writes(monkeypatch, fail_at: int, path: str) -> None:
+    """Make the SQLite store's *fail_at*-th write fail as on a full disk."""
+    from qflow_sqlite._store import SQLiteStore
+
+    from qflow.store import StoreError
+
+    write = SQLiteStore.write
+    calls = []
+
+    def full(self, writes):
+        calls.append(len(writes))
+        if len(calls) == fail_at:
+            raise StoreError(f"the store {path} failed: database or disk is full; free space on the disk and "
+                             "retry; what was committed before is kept")
+        return write(self, writes)
+
+    monkeypatch.setattr(SQLiteStore, "write", full)
+
+
+def test_a_store_failing_part_way_says_which_lines_are_in_and_the_import_goes_on_from_there(tmp_path, url,
+                                                                                             monkeypatch):
+    import qflow._cli_store
+
+    monkeypatch.setattr(qflow._cli_store, "BATCH", 2)
+    lines = [json.dumps({"channel": "phone", "description": f"room {n}"}) for n in range(1, 8)]
+    lines[2] = "{not json"
+    path = _lines(tmp_path, *lines)
+    db = url.removeprefix("sqlite:///")
+    _failing_writes(monkeypatch, 2, db)
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 1
+    assert out == (f"imported 2 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+    assert err.splitlines() == [
+        f"{path}:3:1: QF401 not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        f"qflow: error: the store {db} failed: database or disk is full; free space on the disk and retry; "
+        "what was committed before is kept",
+        f"hint: lines 1–3 of {path} are imported (1 line rejected, listed above); once the store works again, "
+        "run the same import with --from-line 4 to go on without recording them twice",
+    ]
+    monkeypatch.undo()
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW, "--from-line", "4")
+    assert (status, err) == (0, "")
+    assert out == (f"imported 4 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+    _, out, _ = run("ls", "--store", url, "--format", "json")
+    assert sorted(json.loads(r)["title"] for r in out.splitlines()) == [f"room {n}" for n in (1, 2, 4, 5, 6, 7)]
+
+
+def test_a_store_failing_at_once_says_nothing_is_in(tmp_path, url, monkeypatch):
+    path = _lines(tmp_path, json.dumps({"channel": "phone", "description": "room 1"}))
+    db = url.removeprefix("sqlite:///")
+    _failing_writes(monkeypatch, 1, db)
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW, "--from-line", "1")
+    assert status == 1
+    assert err.splitlines()[-1] == (f"hint: nothing from line 1 of {path} on is imported; once the store works "
+                                    "again, run the same import with --from-line 1 to go on without recording "
+                                    "them twice")
+    status, _, err = run("import", path, RULESET, "--store", url, "--from-line", "0")
+    assert (status, err) == (2, "qflow: error: argument --from-line: 0 is not a line number\n"
+                                "hint: lines count from 1\n")
+
+
+def test_the_summary_counts_this_imports_own_lines_while_another_writer_records(tmp_path, url, monkeypatch):
+    from qflow_sqlite._store import SQLiteStore
+
+    import qflow
+
+    other = qflow.Engine.from_path(RULESET, store=url)
+    write = SQLiteStore.write
+
+    def busy(self, writes):
+        if self is not other.store:  # another desk reports just before each of the import's writes
+            other.report({"channel": "wechat", "description": "另一个前台的报告"})
+        return write(self, writes)
+
+    monkeypatch.setattr(SQLiteStore, "write", busy)
+    path = _lines(tmp_path, GOOD, json.dumps({"channel": "email", "description": "邮件", "dedup_key": "1512-noise"}),
+                  GOOD, json.dumps({"channel": "phone", "description": "room 2"}))
+    status, out, _ = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 0
+    assert out == (f"imported 2 incidents from {path} into {url} "
+                   "(1 attached to open incidents, 1 retries of recorded ones)\n")
+    other.store.close()
+
+
+@pytest.mark.parametrize("store", ["memory://", "memory:"])
+def test_commands_that_record_refuse_a_store_that_keeps_nothing(tmp_path, store):
+    incidents = str(ROOT / "rulesets/hotel-front-desk.incidents.jsonl")
+    status, out, err = run("import", incidents, RULESET, "--store", store)
+    assert (status, out) == (2, "")
+    assert err == (f"qflow: error: 'qflow import' would record into {store}, which keeps nothing after the command "
+                   "ends\nhint: give a store that keeps its data, e.g. --store sqlite:///qflow.sqlite3\n")
+    status, _, err = run("confirm", RULESET, "INC-1", "--store", store)
+    assert (status, err.splitlines()[0]) == (
+        2, f"qflow: error: 'qflow confirm' would record into {store}, which keeps nothing after the command ends")
+    status, _, err = run("survey", "record", "INC-1", RULESET, "--store", store, "--score", "3")
+    assert (status, err.splitlines()[0]) == (
+        2, f"qflow: error: 'qflow survey record' would record into {store}, which keeps nothing after the command "
+           "ends")
+    status, _, err = run("score", "record", RULESET, "--store", store, "--subject", "front-office",
+                         "--criterion", "courtesy", "--score", "4", "--method", "mystery-guest")
+    assert (status, err.splitlines()[0]) == (
+        2, f"qflow: error: 'qflow score record' would record into {store}, which keeps nothing after the command "
+           "ends")
+    assert run("problems", RULESET, "--store", store)[0] == 0  # reading an empty store is harmless

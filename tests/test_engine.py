@@ -137,11 +137,67 @@ def test_report_refuses_a_deadline_without_working_time_and_records_nothing(pm, 
     assert engine.query() == []
 
 
-def test_report_refuses_a_known_id(engine):
-    engine.report(Incident(id="A-1", description="x"))
+def test_report_refuses_another_report_under_a_known_id(engine, clock):
+    first = engine.report(Incident(id="A-1", description="x"))
     with pytest.raises(qflow.InputError) as info:
-        engine.report(Incident(id="A-1", description="y"))
-    assert str(info.value) == "incident A-1 is already recorded; report without an id to get a new one"
+        engine.report(Incident(id="A-1", description="y", place="1203"))
+    assert str(info.value) == ("incident A-1 is already recorded with another report (place, description differ); "
+                               "a retry must repeat the recorded report, and a new incident needs an id of its own "
+                               "(or none)")
+    # The same report again is a retry, also later and without the time the engine gave it.
+    clock.advance(timedelta(minutes=5))
+    assert engine.report(Incident(id="A-1", description="x")) == first
+    assert engine.report_many([{"id": "A-1", "description": "x"}]) == [first]
+    assert engine.events("A-1")[-1].seq == first.seq
+    assert engine.store.count(qflow.IncidentQuery()) == 1
+
+
+def test_a_lone_surrogate_in_any_text_is_refused_where_it_is(engine):
+    # JSON can write "\\ud800" alone, UTF-8 cannot: it would fail in the store's write.
+    for data, where in (({"description": "噪音 \ud800"}, "$.description"),
+                        ({"customer": {"name": "\udfff"}}, "$.customer.name"),
+                        ({"tags": ["vip", "\ud83d"]}, "$.tags[1]"),
+                        ({"extra": {"notes": [{"text": "x\ud800"}]}}, "$.extra.notes[0].text"),
+                        ({"extra": {"k\ud800": 1}}, "$.extra")):
+        for report in (engine.report, lambda d: engine.report_many([d])):
+            with pytest.raises(qflow.InputError) as info:
+                report(data)
+            assert str(info.value) == ("a lone surrogate (a \\ud800-\\udfff escape without its pair) is no "
+                                       f"character; send the text as UTF-8 @ {where}")
+    assert engine.query() == []
+
+
+def test_a_time_at_the_end_of_the_calendar_is_refused_with_its_field(engine):
+    with pytest.raises(qflow.InputError) as info:
+        engine.report({"description": "x", "reported_at": "9999-12-31T23:59:59+00:00"})
+    assert str(info.value) == ("'9999-12-31T23:59:59+00:00' is out of range (use a time from the year 2 to 9998: "
+                               "deadlines and time zones need room before the calendar ends) @ $.reported_at")
+    with pytest.raises(qflow.InputError) as info:
+        engine.report({"description": "x", "occurred_at": "0001-01-01T00:00:00+08:00"})
+    assert str(info.value).endswith("@ $.occurred_at")
+    # An Incident built in Python skips that check; its deadlines overflow the calendar.
+    late = Incident(description="x", reported_at=datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc))
+    for report in (engine.report, lambda i: engine.report_many([i])):
+        with pytest.raises(qflow.InputError) as info:
+            report(late)
+        assert str(info.value) == (
+            "reported_at 9999-12-31T23:00:00+00:00 is too close to the end of the calendar: the deadlines and "
+            "escalation steps counted from it fall past the year 9999 (check the sender's clock) @ $.reported_at")
+    assert engine.query() == []
+
+
+def test_a_report_that_keeps_losing_races_gives_up(base_ruleset, pm, clock):
+    class Refusing(qflow.MemoryStore):
+        writes = 0
+
+        def write(self, writes):
+            Refusing.writes += 1
+            raise qflow.ConcurrencyError("INC-1: event seq 1 does not follow 2; reload the incident and try again")
+
+    engine = Engine(base_ruleset, plugins=pm, clock=clock, store=Refusing())
+    with pytest.raises(qflow.ConcurrencyError):
+        engine.report({"description": "x"})
+    assert Refusing.writes == 16
 
 
 def test_queries_and_due(engine, clock):
@@ -218,6 +274,23 @@ def test_a_failing_notifier_is_recorded_and_does_not_stop_the_others(base_rulese
     assert [e.type for e in log] == [ev.INCIDENT_REPORTED, ev.DECISION_MADE, ev.NOTIFICATION_FAILED]
     assert dict(log[2].data) == {"topic": "incident.reported", "plugin": "failing", "error": "ConnectionError: smtp down"}
     assert engine.get(state.id).seq == 3
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["report", "report_many"])
+def test_a_race_lost_after_the_report_is_written_does_not_record_it_again(base_ruleset, clock, batch):
+    # The report is in; recording the failed notification then loses a race (a worker
+    # appended to the new incident). That must not run the report again: no duplicate.
+    class Busy(qflow.MemoryStore):
+        def write(self, writes):
+            if any(e.type == ev.NOTIFICATION_FAILED for w in writes for e in w.events):
+                raise qflow.ConcurrencyError("INC-1: event seq 3 does not follow 3; reload the incident and try again")
+            super().write(writes)
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(Failing(), "failing")])
+    engine = Engine(base_ruleset, plugins=pm, clock=clock, store=Busy())
+    with pytest.raises(qflow.ConcurrencyError):
+        engine.report_many([GOLD_CALL]) if batch else engine.report(GOLD_CALL)
+    assert [s.id for s in engine.query()] == ["INC-1"]
 
 
 def test_engines_do_not_share_state(base_ruleset, pm):

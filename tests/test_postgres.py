@@ -627,3 +627,52 @@ def test_event_data_past_64_bits_reads_back_as_written(pg_url):
         assert log[-1].data == {"huge": 2 ** 80 + 1, "list": (-(2 ** 70) - 3,)}
         assert type(log[-1].data["huge"]) is int
     eng.store.close()
+
+
+def test_two_workers_recording_one_anomaly_queue_on_its_dedup_key(pg_url, pg_admin):
+    # The first worker's write holds the key's lock, its incident inserted, not yet
+    # committed; the second worker, which found no incident for the key, must wait for
+    # it and then attach to it. Without the lock both would commit an incident.
+    from qflow_postgres import _ops
+    from qflow_postgres._codec import Codec
+    from qflow_postgres._schema import DEDUP_LOCK
+    from qflow_postgres._sync import _drive
+
+    from tests.store.builders import report_write
+
+    pm = qflow.make_plugin_manager(autoload=False)
+    ruleset = qflow.load_ruleset_text(BASE + "intake: {dedup_window: 2h}\n", file="base.yaml", plugins=pm)
+    second = qflow.Engine(ruleset, plugins=pm, store=pg_url, clock=qflow.FakeClock(T0 + 5 * M))
+    schema = _schema_of(pg_url)
+    first = psycopg.connect(pg_url.split("?")[0], connect_timeout=3)
+    first.execute(f'SET search_path TO "{schema}"')
+    first.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (DEDUP_LOCK, f"{schema}:1512-noise"))
+    with first.cursor() as cur:
+        _drive(cur, _ops.write(Codec(), [report_write("INC-900", dedup_key="1512-noise")], {}), None, [])
+    outcome: dict[str, object] = {}
+
+    def report() -> None:
+        try:
+            outcome["state"] = second.report({"channel": "email", "category": "complaint",
+                                              "description": "邮件投诉：1514房噪音", "dedup_key": "1512-noise"})
+        except Exception as exc:  # asserted below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=report)
+    pid = second.store.backend_pid
+    thread.start()
+    with pg_admin() as con:
+        for _ in range(1000):  # bounded wait on the server, not on the domain's time
+            row = con.execute("SELECT wait_event_type, query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row and row[0] == "Lock" and "pg_advisory_xact_lock" in row[1]:
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the second worker's write never waited for the dedup key")
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert "error" not in outcome
+    state = outcome["state"]
+    assert (state.id, state.reports) == ("INC-900", 2)
+    assert second.store.count(qflow.IncidentQuery()) == 1

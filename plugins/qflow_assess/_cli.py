@@ -9,6 +9,7 @@ import os
 import sys
 from typing import IO, Any
 
+from qflow._cli_store import durable
 from qflow.cli import _FORMATTER, PROG, UsageError, _load, _parse_now, _plugins
 from qflow.errors import InputError, QflowError
 
@@ -194,6 +195,7 @@ class _progress:
 
 
 def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    durable(args.store, "survey record")
     engine = _engine(args)
     try:
         score = int(args.score) if args.score is not None and args.score.is_integer() else args.score
@@ -211,6 +213,7 @@ def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _cmd_score(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from qflow_assess import record_score
 
+    durable(args.store, "score record")
     engine = _engine(args, create=True)
     try:
         score = record_score(engine, subject=args.subject, subject_kind="person" if args.person else "team",

@@ -19,7 +19,7 @@ import psycopg.errors
 
 from qflow import ConcurrencyError, DeliveryAttempt, IncidentQuery, OutboxMessage, Timer, Write
 from qflow import projection_sql
-from qflow.store import Due, Filter, Measure, Projection, undeclared
+from qflow.store import Due, Filter, Measure, Projection, dedup_conflict, external_conflict, new_with_key, undeclared
 
 from qflow_postgres import _schema
 from qflow_postgres._codec import CLOSED, Codec, local, offset
@@ -221,6 +221,10 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
         if retry and (yield from _already_written(codec, writes)):
             return None  # the first try committed; its answer was lost with the connection
         raise ConcurrencyError(problem)
+    keyed = sorted({(key, w.state.id, w.dedup_since) for w in writes
+                    if w.state.id not in stored and (key := new_with_key(w)) is not None})
+    if keyed:
+        yield from _check_dedup(keyed)
 
     events = [codec.event_row(e) for w in writes for e in w.events]
     if events:
@@ -343,8 +347,31 @@ def _claim_external(writes: Sequence[Write]) -> Op:
 
 
 def _external_taken(iid: str, ext: str, holder: str) -> ConcurrencyError:
-    return ConcurrencyError(f"{iid}: external id '{ext}' is already recorded for {holder}; "
-                            "report it without an id to get that incident back")
+    return external_conflict(iid, ext, holder)
+
+
+def _check_dedup(keyed: Sequence[tuple[str, str, datetime]]) -> Op:
+    """Refuse new incidents (``(dedup key, id, window start)``, sorted) for whose key
+    an open incident within the window was committed after the engine looked.
+
+    The look-up is serialised per key with an advisory lock held to the end of the
+    transaction: a second writer of the same key waits here until the first commits,
+    and its look-up, a statement of its own (READ COMMITTED takes a fresh snapshot for
+    each), then sees that incident. The keys are locked in sorted order (a plain scan
+    of the array evaluates the lock row by row, in order), so two batches over the
+    same keys queue instead of deadlocking."""
+    keys = sorted({key for key, _, _ in keyed})
+    yield Q("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ':' || k)) FROM unnest(%s::text[]) k",
+            (_schema.DEDUP_LOCK, keys), fetch=False)
+    rows = yield Q("SELECT k.id, found.id FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS k (key, id, since)"
+                   " CROSS JOIN LATERAL (SELECT id FROM qflow_incidents WHERE dedup_key = k.key AND open"
+                   " AND reported_at >= k.since ORDER BY sort_at DESC, sort_n DESC, id DESC LIMIT 1) found",
+                   ([k for k, _, _ in keyed], [i for _, i, _ in keyed], [s for _, _, s in keyed]))
+    owners = dict(rows)
+    for key, iid, _ in keyed:
+        if iid in owners:
+            raise dedup_conflict(iid, key, owners[iid])
+    return None
 
 
 def _already_written(codec: Codec, writes: Sequence[Write]) -> Op:

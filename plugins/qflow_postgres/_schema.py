@@ -6,11 +6,15 @@ transaction as the version bump, so a migration is either done or not started.
 
 from __future__ import annotations
 
-__all__ = ["CURRENT", "MIGRATIONS", "LOCK_KEY"]
+__all__ = ["CURRENT", "DEDUP_LOCK", "MIGRATIONS", "LOCK_KEY"]
 
 #: pg_advisory_xact_lock key taken while creating or migrating the schema, so workers
 #: starting together do not race to create the same tables.
 LOCK_KEY = 0x71F10_0001
+#: The first key of the two-key pg_advisory_xact_lock a write of a new incident with a
+#: dedup key takes (the second is a hash of the schema and the key), so two workers
+#: cannot both open an incident for one anomaly. Two-key locks never meet LOCK_KEY.
+DEDUP_LOCK = 0x71F1_D0D0
 
 # Times in columns are timestamptz (compared and indexed) with the UTC offset they were
 # given in seconds (``*_offset``), so they are read back as written, like the bodies.

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from qflow import FrozenDict, projection_sql
 from qflow.store import undeclared
-from qflow.errors import ConcurrencyError
+from qflow.errors import ConcurrencyError, DuplicateReportError
 from qflow.events import DECISION_MADE, REASSIGNED, RESPONSIBILITY_CONFIRMED, SEVERITY_CHANGED
 from qflow.model import Event, IncidentState
 from qflow.store import (
@@ -39,6 +39,7 @@ from qflow.store import (
     Timer,
     TransientStoreError,
     Write,
+    dedup_conflict,
     external_conflict,
 )
 
@@ -419,6 +420,7 @@ class SQLiteStore(Store):
         unmoved: dict[str, int] = {}  # incident written without events -> the seq its state is at
         batch_last: dict[str, int] = {}
         externals: dict[str, str] = {}  # external id -> incident in this batch
+        keyed: list[tuple[str, str, float]] = []  # new incident, its dedup key, the window's start
         # incident -> (new incident?, its timers); a later write of the same incident
         # in the batch replaces an earlier one's timers.
         timer_sets: dict[str, tuple[bool, Sequence[Timer]]] = {}
@@ -478,7 +480,9 @@ class SQLiteStore(Store):
             if external_id is not None:
                 owner = externals.setdefault(external_id, iid)
                 if owner != iid:
-                    raise ConcurrencyError(external_conflict(iid, external_id, owner))
+                    raise external_conflict(iid, external_id, owner)
+            if new and dedup_key is not None and w.dedup_since is not None:
+                keyed.append((iid, dedup_key, timestamp(w.dedup_since)))
             d = state.decision
             reported = inc.reported_at
             reported_ts = None if reported is None else timestamp(reported)
@@ -530,6 +534,8 @@ class SQLiteStore(Store):
             self._check_unmoved(con, unmoved)
         if externals:
             self._check_externals(con, externals)
+        if keyed:
+            self._check_dedup(con, keyed)
         try:
             # An incident moved on by another writer is not updated: the row count
             # says so (instead of reading every seq first), and its events are not
@@ -623,14 +629,26 @@ class SQLiteStore(Store):
         for ext, owner in _select_in(con, "SELECT external_id, id FROM incidents WHERE external_id IN ({marks})",
                                      list(externals)):
             if owner != externals[ext]:
-                raise ConcurrencyError(external_conflict(externals[ext], ext, owner))
+                raise external_conflict(externals[ext], ext, owner)
+
+    @staticmethod
+    def _check_dedup(con: sqlite3.Connection, keyed: Sequence[tuple[str, str, float]]) -> None:
+        # The engine looked for an open incident with the key before this transaction;
+        # another process may have recorded one since. The write lock (BEGIN IMMEDIATE)
+        # is held now and the batch's own rows are not inserted yet, so what is found
+        # here was committed by someone else.
+        for iid, key, since in keyed:
+            row = con.execute("SELECT id FROM incidents WHERE dedup_key = ? AND open AND reported_ts >= ?"
+                              " ORDER BY reported_ts DESC, ord DESC LIMIT 1", (key, since)).fetchone()
+            if row is not None:
+                raise dedup_conflict(iid, key, row[0])
 
     def _conflict(self, con: sqlite3.Connection, exc: sqlite3.IntegrityError,
                   created: Sequence[tuple[Any, ...]]) -> ConcurrencyError:
         text = str(exc)
         if "external_id" in text:
-            return ConcurrencyError(f"an incident with the same external id is already recorded ({text}); "
-                                    "look it up with find_external and report again")
+            return DuplicateReportError(f"an incident with the same external id is already recorded ({text}); "
+                                        "the report is a retry: read that incident (find_external) instead")
         ids = [r[0] for r in created]
         known = _stored_seqs(con, ids)
         for iid in ids:

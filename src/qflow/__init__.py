@@ -15,6 +15,7 @@ from qflow.engine import Engine, parse_incident
 from qflow.errors import (
     ConcurrencyError,
     DecisionError,
+    DuplicateReportError,
     IncidentNotFoundError,
     InputError,
     PluginError,
@@ -80,7 +81,8 @@ __all__ = [
     "Filter", "Measure", "Projection", "FrozenDict", "freeze", "thaw",
     "SwapResult",
     "Action", "ActionKind", "ActionStatus", "Assignment", "Attachment", "Cause", "Classification",
-    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "DecisionError", "Diagnostic", "Effect",
+    "Clock", "CompileContext", "ConcurrencyError", "Customer", "Deadline", "Decision", "DecisionError", "Diagnostic",
+    "DuplicateReportError", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
     "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "TickReport", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",

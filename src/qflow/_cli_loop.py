@@ -17,6 +17,7 @@ from qflow._convert import ShapeError, parse_duration, parse_time
 from qflow.cli import PROG, UsageError, _load, _parse_now, _plugins
 from qflow.clock import FakeClock, SystemClock
 from qflow.engine import Engine, open_store
+from qflow._cli_store import durable
 from qflow.errors import QflowError
 from qflow.model import (
     Action,
@@ -145,6 +146,8 @@ def _handler(name: str) -> Any:
         pm = _plugins(args)
         ruleset = _load(args.ruleset, pm)
         url = _store_url(args)
+        if name not in _READING:
+            durable(url, name)
         try:
             store = open_store(url, pm, create=False)  # every one works on what a store holds
         except StoreError as exc:
@@ -160,6 +163,10 @@ def _handler(name: str) -> Any:
             store.close()
 
     return run
+
+
+#: The commands that only read; every other one records and exits.
+_READING = ("problems", "risks")
 
 
 def _store_url(args: argparse.Namespace) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
@@ -18,11 +18,12 @@ from qflow._render import _plural
 from qflow.cli import PROG, UsageError, _existing_file, _incidents, _load, _open_input, _parse_now, _plugins
 from qflow.clock import FakeClock, SystemClock
 from qflow.engine import Engine, open_store
-from qflow.errors import ConcurrencyError, InputError
+from qflow._intake import ATTACHED, NEW, RETRY
+from qflow.errors import ConcurrencyError, InputError, QflowError, StoreUnavailableError
 from qflow.model import Incident, IncidentState, Stage
-from qflow.store import IncidentQuery, Store, StoreError
+from qflow.store import IncidentQuery, SchemaError, Store, StoreError
 
-__all__ = ["DEFAULT_STORE", "add_commands", "store_url"]
+__all__ = ["DEFAULT_STORE", "add_commands", "durable", "store_url"]
 
 DEFAULT_STORE = "sqlite:///qflow.sqlite3"
 BATCH = 1000
@@ -38,9 +39,15 @@ _IMPORT_EPILOG = f"""\
 Reads one incident per line (JSON Lines), decides each under RULESET and records
 them in batches of {BATCH}, each batch one transaction. A line that is not a valid
 incident is rejected whole (never half-written) and listed as FILE:LINE:1: CODE message;
-the others go on. Repeated external ids are retries (nothing new is written); a
-dedup_key within the ruleset's intake.dedup_window attaches to the open incident.
-exit status: 0 all lines imported, 1 some lines rejected, 2 a usage error.
+the others go on. Repeated external ids are retries (nothing new is written), and so
+is a line repeating a recorded incident's id with the same facts, so importing a file
+again records nothing twice; a dedup_key within the ruleset's intake.dedup_window
+attaches to the open incident. A blank external_id or dedup_key ("") is no key.
+When the store fails part-way (a full disk, a lost database), the batches before are
+kept: the summary and the hint say which lines are in, and --from-line N goes on
+from the first one that is not.
+exit status: 0 all lines imported, 1 some lines rejected or the store failed,
+2 a usage error.
 
 examples:
   {PROG} import rulesets/hotel-front-desk.incidents.jsonl rulesets/hotel-front-desk.yaml
@@ -99,6 +106,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
     p.add_argument("--store", metavar="URL", help=_STORE_HELP)
     p.add_argument("--now", metavar="ISO", help="the time of intake (default: the current time)")
+    p.add_argument("--from-line", type=int, default=1, metavar="N",
+                   help="start at line N, leaving the lines before it out (to go on after a failure)")
 
     p = sub.add_parser("ls", parents=[common], formatter_class=fmt, epilog=_LS_EPILOG,
                        help="list incidents with filters", description="List the incidents of a store.")
@@ -148,32 +157,51 @@ def _cmd_db(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.file != "-":
         _existing_file(args.file, "incidents file")
+    if args.from_line < 1:
+        raise UsageError(f"argument --from-line: {args.from_line} is not a line number", "lines count from 1")
+    url = store_url(args)
+    durable(url, "import")
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
     clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
     shown = "<stdin>" if args.file == "-" else args.file
     rejected: list[tuple[int, str]] = []
-    counts = {"new": 0, "attached": 0, "retry": 0}
+    counts = {NEW: 0, ATTACHED: 0, RETRY: 0}
+    stopped: _Stopped | None = None
     with _opened(args, pm) as store:
         engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
         size = os.path.getsize(args.file) if args.file != "-" else None
         with _open_input(args.file) as lines, _progress(err, size) as advance:
             batch: list[tuple[int, Incident]] = []
-            for number, item in _incidents(_counting(lines, advance)):
-                if isinstance(item, str):
-                    rejected.append((number, item))
-                    continue
-                batch.append((number, item))
-                if len(batch) >= BATCH:
+            try:
+                for number, item in _incidents(_from_line(_counting(lines, advance), args.from_line)):
+                    if isinstance(item, str):
+                        rejected.append((number, item))
+                        continue
+                    batch.append((number, item))
+                    if len(batch) >= BATCH:
+                        _import_batch(engine, batch, rejected, counts)
+                        batch = []
+                if batch:
                     _import_batch(engine, batch, rejected, counts)
-                    batch = []
-            if batch:
-                _import_batch(engine, batch, rejected, counts)
+            except _Stopped as exc:
+                stopped = exc
     rejected.sort()
+    if stopped is not None:  # what was read past the failure is read again on resuming
+        rejected = [(n, m) for n, m in rejected if n < stopped.line]
     for number, message in rejected:
         err.write(f"{shown}:{number}:1: {message}\n")
-    out.write(f"imported {_plural(counts['new'], 'incident')} from {shown} into {store_url(args)}"
-              f" ({counts['attached']} attached to open incidents, {counts['retry']} retries of recorded ones)\n")
+    out.write(f"imported {_plural(counts[NEW], 'incident')} from {shown} into {url}"
+              f" ({counts[ATTACHED]} attached to open incidents, {counts[RETRY]} retries of recorded ones)\n")
+    if stopped is not None:
+        first = args.from_line
+        done = (f"lines {first}–{stopped.line - 1} of {shown} are imported" if stopped.line > first
+                else f"nothing from line {first} of {shown} on is imported")
+        listed = f" ({_plural(len(rejected), 'line')} rejected, listed above)" if rejected else ""
+        err.write(f"{PROG}: error: {stopped.error}\n"
+                  f"hint: {done}{listed}; once the store works again, run the same import with "
+                  f"--from-line {stopped.line} to go on without recording them twice\n")
+        return 1
     if rejected:
         err.write(f"{PROG}: {_plural(len(rejected), 'line')} rejected: "
                   f"{', '.join(str(n) for n, _ in rejected[:20])}{' ...' if len(rejected) > 20 else ''}; "
@@ -182,35 +210,53 @@ def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return 0
 
 
+class _Stopped(Exception):
+    """The store failed while importing: lines from *line* on are not recorded."""
+
+    def __init__(self, line: int, error: QflowError) -> None:
+        super().__init__(line, error)
+        self.line = line
+        self.error = error
+
+
 def _import_batch(engine: Engine, batch: Sequence[tuple[int, Incident]], rejected: list[tuple[int, str]],
                   counts: dict[str, int]) -> None:
     try:
-        _count(engine, [i for _, i in batch], counts)
+        _recorded(engine, batch[0][0], [i for _, i in batch], counts)
     except (InputError, ConcurrencyError):
         # One line spoils its batch (which wrote nothing): find it, line by line.
         for number, incident in batch:
             try:
-                _count(engine, [incident], counts)
+                _recorded(engine, number, [incident], counts)
             except (InputError, ConcurrencyError) as exc:
                 rejected.append((number, f"QF402 {exc}"))
 
 
-def _count(engine: Engine, incidents: Sequence[Incident], counts: dict[str, int]) -> None:
-    store = engine.store
-    known = {i.external_id for i in incidents if i.external_id is not None and store.find_external(i.external_id)}
-    before = store.count(IncidentQuery())
-    engine.report_many(incidents)
-    new = store.count(IncidentQuery()) - before
-    seen: set[str] = set()
-    retries = 0
-    for inc in incidents:
-        ext = inc.external_id
-        if ext is not None:
-            retries += ext in known or ext in seen
-            seen.add(ext)
-    counts["new"] += new
-    counts["retry"] += retries
-    counts["attached"] += len(incidents) - new - retries
+def _recorded(engine: Engine, first: int, incidents: Sequence[Incident], counts: dict[str, int]) -> None:
+    """Record *incidents* (from line *first* on) in one transaction and count what
+    each turned out to be: this import's own, whatever other writers do meanwhile."""
+    try:
+        outcomes = engine.report_batch(incidents)
+    except SchemaError:
+        raise  # the store needs 'qflow db upgrade' before anything is written: a usage error
+    except (StoreError, StoreUnavailableError) as exc:
+        raise _Stopped(first, exc) from None
+    for _, outcome in outcomes:
+        counts[outcome] += 1
+
+
+def durable(url: str, command: str) -> None:
+    """Refuse a store that keeps nothing (``memory://``) for a command that writes and
+    exits: it would report success and throw everything away."""
+    if url.split(":", 1)[0] == "memory":
+        raise UsageError(f"'{PROG} {command}' would record into {url}, which keeps nothing after the command ends",
+                         f"give a store that keeps its data, e.g. --store {DEFAULT_STORE}")
+
+
+def _from_line(lines: Iterable[bytes], first: int) -> Iterator[bytes]:
+    # Lines before *first* keep their numbers and read as blank, which is skipped.
+    for number, raw in enumerate(lines, 1):
+        yield raw if number >= first else b""
 
 
 def _counting(lines: Any, advance: Any) -> Iterator[bytes]:

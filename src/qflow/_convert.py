@@ -35,9 +35,12 @@ from qflow.model import (
 )
 
 __all__ = [
+    "FIRST_YEAR",
+    "LAST_YEAR",
     "ShapeError",
     "configure_converter",
     "format_duration",
+    "lone_surrogate",
     "make_converter",
     "parse_duration",
     "structure_errors",
@@ -112,7 +115,60 @@ def parse_time(value: object) -> datetime:
     if dt.utcoffset() is None:
         raise ShapeError("QF106", f"{_show(value)} has no time zone",
                          "add an offset such as +08:00 or Z")
+    if not FIRST_YEAR <= dt.year <= LAST_YEAR:
+        raise ShapeError("QF106", f"{_show(value)} is out of range",
+                         f"use a time from the year {FIRST_YEAR} to {LAST_YEAR}: deadlines and time zones "
+                         "need room before the calendar ends")
     return dt
+
+
+#: The years a time may fall in. Python's calendar ends with the year 9999 (and starts
+#: with 1); a time near either end makes the deadlines counted from it, or its
+#: conversion to the ruleset's time zone, fall off the calendar (OverflowError).
+FIRST_YEAR, LAST_YEAR = 2, 9998
+
+
+def lone_surrogate(data: Any) -> tuple[str | int, ...] | None:
+    """Where in JSON-like *data* a text holds a lone surrogate (``"\\ud800"``, which
+    JSON can write and UTF-8 cannot), or None: such text cannot be stored or sent.
+    A key holding one is named by the path of the mapping it is in."""
+    # Every report is looked through: the exact types JSON gives are tested first (an
+    # ABC check costs more than the test), and ASCII text needs no encoding.
+    cls = data.__class__
+    if cls is str:
+        return None if data.isascii() or _encodes(data) else ()
+    if cls is dict or (cls is not list and isinstance(data, Mapping)):
+        for key, value in data.items():
+            if key.__class__ is str and not key.isascii() and not _encodes(key):
+                return ()
+            if value.__class__ is str:
+                if value.isascii() or _encodes(value):
+                    continue
+                return (key,)
+            if value is None or value.__class__ in _SCALARS:
+                continue
+            found = lone_surrogate(value)
+            if found is not None:
+                return (key, *found)
+    elif cls is list or isinstance(data, tuple):
+        for i, value in enumerate(data):
+            found = lone_surrogate(value)
+            if found is not None:
+                return (i, *found)
+    elif isinstance(data, str):
+        return lone_surrogate(str(data))
+    return None
+
+
+_SCALARS = frozenset((int, float, bool))
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _show(value: object) -> str:

@@ -11,20 +11,20 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
 from cattrs.errors import BaseValidationError
 
 from qflow import events as ev
-from qflow._convert import ShapeError, make_converter, structure_errors
+from qflow._convert import ShapeError, lone_surrogate, make_converter, structure_errors
 from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
 from qflow._frozen import FrozenDict
-from qflow.errors import IncidentNotFoundError, InputError
+from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError
 from qflow.model import (
     Assignment,
     Classification,
@@ -43,7 +43,7 @@ from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projecti
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
-from qflow._intake import Intake
+from qflow._intake import Intake, beyond_calendar, report_differences
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
 from qflow._survey import SurveyCommands
@@ -51,6 +51,13 @@ from qflow._survey import SurveyCommands
 __all__ = ["Engine", "open_store", "parse_incident"]
 
 log = logging.getLogger("qflow")
+
+_T = TypeVar("_T")
+
+#: How many times a report runs in all when other writers keep getting in first (see
+#: ``Engine._again_after_races``): a lost race is settled by the next run, except
+#: for many writers attaching to one incident at the same moment, one per round.
+_RACES = 16
 
 _CLASSIFY_ARGS = ("incident", "view", "ruleset", "now")
 _ROUTE_ARGS = ("incident", "view", "classification", "ruleset", "now")
@@ -233,6 +240,10 @@ def parse_incident(data: Any, *, converter: Any = None) -> Incident:
     conv = converter or _CONVERTER
     if not isinstance(data, Mapping):
         raise InputError("an incident must be a JSON object")
+    where = lone_surrogate(data)
+    if where is not None:
+        raise InputError("a lone surrogate (a \\ud800-\\udfff escape without its pair) is no character; "
+                         f"send the text as UTF-8 @ {json_path(where)}")
     try:
         return conv.structure(dict(data), Incident)
     except (BaseValidationError, ShapeError, ValueError, TypeError) as exc:
@@ -377,42 +388,84 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         """Record a new incident and what the ruleset decides for it.
 
         A report that repeats the ``external_id`` of a recorded one (a retry) returns
-        the recorded incident and records nothing; one whose ``dedup_key`` names an
+        the recorded incident and records nothing, and so does one that repeats a
+        recorded incident's ``id`` with the same facts; one whose ``dedup_key`` names an
         open incident within ``intake.dedup_window`` is attached to it (see ``_intake.py``).
+        A blank ``id``, ``external_id`` or ``dedup_key`` is no key. When another writer
+        records the incident this report repeats while it is being written (workers
+        racing on one retry or one anomaly), the report is run again and gets that
+        incident, as a sequential retry would.
         """
         if not isinstance(incident, Incident):
             incident = parse_incident(incident, converter=self._conv)
+        given = incident
+        state, tell = self._again_after_races(lambda: self._report(given, actor))
+        tell()  # observers hear of a recorded report once, whatever races it took
+        return state
+
+    def _again_after_races(self, run: Callable[[], _T]) -> _T:
+        """*run*, run again while the store refuses its write because another writer
+        changed what it read (``ConcurrencyError``: nothing of it was written). Each
+        run reads anew, so a lost race ends as a retry or an attachment; a crowd of
+        writers attaching to one incident at once may take several rounds."""
+        attempt = 1
+        while True:
+            try:
+                return run()
+            except ConcurrencyError:
+                if attempt >= _RACES:
+                    raise
+                attempt += 1
+
+    def _report(self, incident: Incident, actor: str | None) -> tuple[IncidentState, Callable[[], None]]:
+        """The recorded state, and what tells the observers (after any rerun: a race
+        lost after the write must not record the report twice)."""
         now = self.clock.now()
         if incident.external_id is not None:
             known = self.store.find_external(incident.external_id)
             if known is not None:
                 state = self.store.get(known)
                 assert state is not None
-                return state
+                return state, _nothing_to_tell
+        if incident.id is not None:
+            recorded = self.store.get(incident.id)
+            if recorded is not None:
+                return self._same_report(incident, recorded), _nothing_to_tell
         if incident.dedup_key is not None:  # the same anomaly through another channel
             attached = self._attach_duplicate(incident, now, actor)
             if attached is not None:
-                return attached
+                return attached, _nothing_to_tell
         changes: dict[str, Any] = {}
         if incident.id is None:
             changes["id"] = self.store.next_id()
-        elif self.store.get(incident.id) is not None:
-            raise InputError(f"incident {incident.id} is already recorded; report without an id to get a new one")
         if incident.reported_at is None:
             changes["reported_at"] = now
         if changes:
             incident = attrs.evolve(incident, **changes)
         assert incident.id is not None
-        decision = self.decide(incident, now)
-        events = tuple(self._arrival(incident, decision, now, actor, self.known_errors()))
-        state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
-            incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
-        note = self._notification(state, "incident.reported", now)
-        write = self._write(events, events, state, (note,), now)
+        try:
+            decision = self.decide(incident, now)
+            events = tuple(self._arrival(incident, decision, now, actor, self.known_errors()))
+            state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
+                incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+            note = self._notification(state, "incident.reported", now)
+            write = self._write(events, events, state, (note,), now, dedup_since=self._dedup_since(incident))
+        except OverflowError:
+            raise beyond_calendar(incident) from None
         self.store.write([write])
-        if write.state.seq == state.seq:  # a held notification goes to no observer either
-            self._broadcast(write.state, note, now)
-        return write.state
+        if write.state.seq != state.seq:  # a held notification goes to no observer either
+            return write.state, _nothing_to_tell
+        return write.state, lambda: self._broadcast(write.state, note, now)
+
+    def _same_report(self, incident: Incident, recorded: IncidentState) -> IncidentState:
+        """*recorded*, when *incident* (which names its id) repeats its report: a retry.
+        Another report under a taken id is refused."""
+        differ = report_differences(incident, recorded.incident)
+        if not differ:
+            return recorded
+        raise InputError(f"incident {recorded.id} is already recorded with another report ({', '.join(differ)} "
+                         f"differ{'s' * (len(differ) == 1)}); a retry must repeat the recorded report, and a new "
+                         "incident needs an id of its own (or none)")
 
     def _arrival(self, incident: Incident, decision: Decision, now: datetime, actor: str | None,
                  known_errors: Sequence[Any]) -> list[Event]:
@@ -479,7 +532,8 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return write.state
 
     def _write(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
-               notifications: Sequence[Notification], now: datetime) -> Write:
+               notifications: Sequence[Notification], now: datetime, *,
+               dedup_since: datetime | None = None) -> Write:
         """What one command writes: *new* events, the state they fold to, the timers
         plugins schedule from the whole *history*, and the outbox messages plugins plan
         for *notifications*."""
@@ -488,7 +542,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         timers = self._hooks.schedule(after, history, self.ruleset, now)
         outbox = [m for n in notifications for m in self._hooks.plan_delivery(n, after, self.ruleset, now)]
         rows = self._hooks.project(after, history, self.ruleset, now)
-        return Write(tuple(new), after, tuple(timers), tuple(outbox), rows)
+        return Write(tuple(new), after, tuple(timers), tuple(outbox), rows, dedup_since)
 
     def _hold(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
               notifications: Sequence[Notification], now: datetime) -> tuple[Any, Any, IncidentState, Any]:
@@ -522,6 +576,10 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
 
 
 _NO_ASSIGNMENT = Assignment()
+
+
+def _nothing_to_tell() -> None:
+    """Nothing to tell observers (a retry, an attachment)."""
 _CLASSIFIED = ("category", "severity", "priority")
 _ASSIGNED = ("team", "owner", "responsibility")
 

@@ -7,6 +7,7 @@ from qflow.diagnostics import RulesetError
 __all__ = [
     "ConcurrencyError",
     "DecisionError",
+    "DuplicateReportError",
     "IncidentNotFoundError",
     "InputError",
     "PluginError",
@@ -38,6 +39,13 @@ class IncidentNotFoundError(QflowError, KeyError):
 
 class ConcurrencyError(QflowError):
     """Someone else appended to the incident's log first; reload and retry."""
+
+
+class DuplicateReportError(ConcurrencyError):
+    """A new incident's write was refused because what makes its report a repeat was
+    recorded by another writer meanwhile: an incident with its external id, or an open
+    one with its dedup key within the window. Nothing was written; the engine reports
+    it again and gets that incident back (or attaches to it)."""
 
 
 class StoreUnavailableError(QflowError):

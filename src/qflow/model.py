@@ -59,6 +59,13 @@ def _aware(instance: Any, attribute: attrs.Attribute[Any], value: datetime | Non
         )
 
 
+def _key(value: Any) -> Any:
+    # A blank key would make unrelated reports retries or duplicates of each other.
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 class Stage(str, enum.Enum):
     """Where an incident stands in the closed loop (see ``qflow.lifecycle``)."""
 
@@ -113,7 +120,9 @@ class Incident:
     where the incident stands is its :class:`IncidentState`.
     """
 
-    id: str | None = None
+    #: ``id``, ``external_id`` and ``dedup_key`` are keys: a blank one ("" or spaces,
+    #: as many senders write a field they have no value for) is no key (None).
+    id: str | None = attrs.field(default=None, converter=_key)
     reported_at: datetime | None = attrs.field(default=None, validator=_aware)
     occurred_at: datetime | None = attrs.field(default=None, validator=_aware)
     channel: str | None = None
@@ -129,10 +138,12 @@ class Incident:
     customer: Customer | None = None
     attachments: tuple[Attachment, ...] = attrs.field(default=(), converter=tuple)
     tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    external_id: str | None = None
+    #: The sending system's id of the report: a report repeating a recorded one is a
+    #: retry and records nothing.
+    external_id: str | None = attrs.field(default=None, converter=_key)
     #: The same anomaly through another channel carries the same key; within the
     #: ruleset's ``intake.dedup_window`` it attaches to the open incident.
-    dedup_key: str | None = None
+    dedup_key: str | None = attrs.field(default=None, converter=_key)
     extra: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
 
 

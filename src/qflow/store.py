@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from qflow._frozen import FrozenDict, frozen_map
-from qflow.errors import ConcurrencyError, QflowError, StoreUnavailableError
+from qflow.errors import ConcurrencyError, DuplicateReportError, QflowError, StoreUnavailableError
 from qflow.model import Event, IncidentState, Stage
 
 
@@ -210,6 +210,11 @@ class Write:
     #: projection name -> the incident's rows there: one mapping, a list of them, or None
     #: (no rows); they replace the incident's previous rows in that projection.
     rows: FrozenDict = attrs.field(factory=FrozenDict, converter=frozen_map)
+    #: For a new incident with a dedup key: the earliest report time an open incident
+    #: with that key may have to take this report as a further one. The store refuses
+    #: the write (:class:`DuplicateReportError`) when such an incident was recorded
+    #: after the engine looked, so two workers cannot both open one for one anomaly.
+    dedup_since: datetime | None = None
 
 
 class Store(abc.ABC):
@@ -381,10 +386,26 @@ class Store(abc.ABC):
         """Release connections and files."""
 
 
-def external_conflict(incident_id: str, external_id: str, owner: str) -> str:
-    """The message every store gives when a second incident claims a known external id."""
-    return (f"{incident_id}: external id '{external_id}' is already recorded for {owner}; "
-            "report it without an id to get that incident back")
+def external_conflict(incident_id: str, external_id: str, owner: str) -> DuplicateReportError:
+    """The error every store gives when a second incident claims a known external id."""
+    return DuplicateReportError(f"{incident_id}: external id '{external_id}' is already recorded for {owner}; "
+                                f"the report is a retry of {owner}: read that incident instead of writing a new one")
+
+
+def dedup_conflict(incident_id: str, dedup_key: str, owner: str) -> DuplicateReportError:
+    """The error every store gives when an open incident with a new one's dedup key
+    was recorded within the window after the engine looked (``Write.dedup_since``)."""
+    return DuplicateReportError(f"{incident_id}: {owner} with dedup key '{dedup_key}' was recorded meanwhile; "
+                                f"the report is a further report of {owner}: attach it there instead of "
+                                "writing a new incident")
+
+
+def new_with_key(write: Write) -> str | None:
+    """The dedup key a store must check *write* against (``Write.dedup_since``):
+    that of a new incident whose write asks for the check, else None."""
+    if write.dedup_since is None or not write.events or write.events[0].seq != 1:
+        return None
+    return write.state.incident.dedup_key
 
 
 def _timer_order(t: Timer) -> tuple[datetime, str]:
@@ -447,8 +468,14 @@ class MemoryStore(Store):
         if ext is not None:
             owner = self._external.get(ext) or pending.get(("external", ext))  # type: ignore[call-overload]
             if owner is not None and owner != iid:
-                raise ConcurrencyError(external_conflict(iid, ext, owner))
+                raise external_conflict(iid, ext, owner)
             pending[("external", ext)] = iid  # type: ignore[index]
+        key = new_with_key(write)
+        if key is not None:
+            assert write.dedup_since is not None
+            owner = self._open_with_key(key, write.dedup_since)
+            if owner is not None:
+                raise dedup_conflict(iid, key, owner)
 
     def write(self, writes: Sequence[Write]) -> None:
         with self._lock:
@@ -498,9 +525,12 @@ class MemoryStore(Store):
 
     def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
         with self._lock:
-            found = [s for s in (self._states[i] for i in self._dedup.get(dedup_key, ()))
-                     if s.stage not in CLOSED_STAGES and s.incident.reported_at is not None
-                     and s.incident.reported_at >= since]
+            return self._open_with_key(dedup_key, since)
+
+    def _open_with_key(self, dedup_key: str, since: datetime) -> str | None:
+        found = [s for s in (self._states[i] for i in self._dedup.get(dedup_key, ()))
+                 if s.stage not in CLOSED_STAGES and s.incident.reported_at is not None
+                 and s.incident.reported_at >= since]
         found.sort(key=_report_order)
         return found[-1].id if found else None
 

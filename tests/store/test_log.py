@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from qflow import events as ev
-from qflow.errors import ConcurrencyError
+from qflow.errors import ConcurrencyError, DuplicateReportError
 from qflow.model import Stage
 from qflow.store import Write
 
@@ -143,10 +144,10 @@ def test_external_ids_find_their_incident(store):
 
 def test_a_second_incident_with_a_known_external_id_is_refused(store):
     store.write([report_write("INC-1", external_id="crm-77")])
-    with pytest.raises(ConcurrencyError) as err:
+    with pytest.raises(DuplicateReportError) as err:
         store.write([report_write("INC-2", external_id="crm-77")])
-    assert str(err.value) == ("INC-2: external id 'crm-77' is already recorded for INC-1; "
-                              "report it without an id to get that incident back")
+    assert str(err.value) == ("INC-2: external id 'crm-77' is already recorded for INC-1; the report is a retry "
+                              "of INC-1: read that incident instead of writing a new one")
     with pytest.raises(ConcurrencyError):
         store.write([report_write("INC-3", external_id="crm-78"), report_write("INC-4", external_id="crm-78")])
     assert store.get("INC-3") is None
@@ -196,3 +197,30 @@ def test_a_write_without_events_from_a_stale_state_is_refused(store):
         store.write([Write((), state, ())])
     assert str(err.value) == "INC-1: state at seq 2 is stale (the log is at 3); reload the incident and try again"
     assert store.get("INC-1") == after
+
+
+def test_a_new_incident_is_refused_when_an_open_one_took_its_dedup_key_meanwhile(store):
+    store.write([report_write("INC-1", dedup_key="1512-noise", at=T0)])
+    at = T0 + timedelta(minutes=10)
+    late = attrs.evolve(report_write("INC-2", dedup_key="1512-noise", at=at), dedup_since=at - timedelta(hours=2))
+    with pytest.raises(DuplicateReportError) as err:
+        store.write([report_write("INC-3"), late])
+    assert str(err.value) == ("INC-2: INC-1 with dedup key '1512-noise' was recorded meanwhile; the report is a "
+                              "further report of INC-1: attach it there instead of writing a new incident")
+    assert store.get("INC-2") is None and store.get("INC-3") is None
+    # Incidents of the same batch are the engine's to match; one outside the window is none.
+    store.write([report_write("INC-4", dedup_key="lobby", at=T0),
+                 attrs.evolve(report_write("INC-5", dedup_key="lobby", at=T0 + timedelta(hours=3)),
+                              dedup_since=T0 + timedelta(hours=1))])
+    store.write([attrs.evolve(late, dedup_since=T0 + timedelta(minutes=1))])
+    assert store.get("INC-2") is not None
+
+
+def test_a_closed_incident_does_not_take_a_dedup_key(store):
+    events, state = reported("INC-1", dedup_key="1512-noise")
+    more, rejected = to_stage(state, Stage.REJECTED)
+    store.write([Write(events, state), Write(more, rejected)])
+    at = T0 + timedelta(minutes=10)
+    store.write([attrs.evolve(report_write("INC-2", dedup_key="1512-noise", at=at),
+                              dedup_since=at - timedelta(hours=2))])
+    assert store.find_dedup("1512-noise", T0 - timedelta(hours=2)) == "INC-2"
