@@ -71,13 +71,15 @@ def test_another_applications_database_is_refused_and_left_alone(tmp_path):
     con.execute("INSERT INTO customers (name) VALUES ('王芳')")
     con.commit()
     con.close()
+    before = path.read_bytes()
+    assert before[18:20] == b"\x01\x01"  # file format write and read versions: rollback journal, not WAL
     with pytest.raises(StoreError) as err:
         _engine(path)
     assert str(err.value) == (f"{path} is an SQLite database but not a qflow store (it has tables customers); "
                               "give the path of a qflow store or of a new file")
-    con = sqlite3.connect(path)
-    assert con.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
-    con.close()
+    # Every byte as it was: not even switched to WAL, and no -wal or -shm file beside it.
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.sqlite3"]
 
 
 def test_a_corrupted_store_gives_a_clear_error(tmp_path):

@@ -97,23 +97,6 @@ def test_a_foreign_sqlite_file_is_refused_untouched(tmp_path):
     assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["customers"]
 
 
-def test_a_foreign_file_keeps_its_journal_mode_and_every_byte(tmp_path):
-    path = tmp_path / "users.db"
-    con = sqlite3.connect(path)
-    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
-    con.execute("INSERT INTO users (name) VALUES ('王芳')")
-    con.commit()
-    con.close()
-    before = path.read_bytes()
-    assert before[18:20] == b"\x01\x01"  # file format write and read versions: rollback journal, not WAL
-    with pytest.raises(StoreError) as err:
-        SQLiteStore(path)
-    assert str(err.value) == (f"{path} is an SQLite database but not a qflow store (it has tables users); "
-                              "give the path of a qflow store or of a new file")
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.db"]  # no -wal or -shm file either
-
-
 def test_a_missing_or_empty_file_is_refused_when_not_to_be_made(tmp_path):
     path = tmp_path / "typo.sqlite3"
     with pytest.raises(StoreError) as err:
