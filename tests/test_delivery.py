@@ -75,9 +75,41 @@ def qflow_notify_key(engine, state):
 
     note = qflow.Notification(state.id, "incident.reported", T0, ("front-office", "李强"),
                               f"[normal] {state.id} complaint", "")
-    raw = json.dumps([state.id, 2, note.topic, "front-chat", sorted(note.recipients), note.subject, {}],
-                     ensure_ascii=False, sort_keys=True)
+    # The report's own identity goes in: ids restart at INC-1 in every store.
+    report = [T0.isoformat(), None, "phone", "complaint", "lobby", None, None, "前台等待超过30分钟", None, None,
+              None, None]
+    raw = json.dumps([state.id, 2, note.topic, "front-chat", sorted(note.recipients), note.subject, {},
+                      T0.isoformat(), report], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def test_first_incidents_of_two_stores_have_different_keys_and_a_retry_keeps_its_key(receiver):
+    # Two hotels (or one store, then a fresh or restored one) both start at INC-1 with
+    # the same seq and subject: the report itself tells their messages apart.
+    hook = """\
+        notify:
+          channels:
+            hook: {backend: webhook, url: "${env:HOOK_URL}", retry: {attempts: 3, backoff: 30s, max: 1h}}
+        """
+    env = {"HOOK_URL": receiver.url("/in")}
+    one, _ = make(hook, env=env)
+    a = one.report({"channel": "phone", "category": "complaint", "description": "空调不制冷", "place": "1512"})
+    two, clock = make(hook, env=env, start=T0 + timedelta(days=11))
+    b = two.report({"channel": "phone", "category": "complaint", "description": "浴室有蟑螂", "place": "0808"})
+    three, _ = make(hook, env=env, start=T0 + timedelta(days=11))
+    c = three.report({"channel": "phone", "category": "complaint", "description": "空调不制冷", "place": "1512"})
+    [ma], [mb], [mc] = one.store.outbox(), two.store.outbox(), three.store.outbox()
+    assert a.id == b.id == c.id == "INC-1" and ma.payload["subject"] == mb.payload["subject"]
+    assert len({ma.id, mb.id, mc.id}) == 3  # c: the same words on another day are another report
+    receiver.fail_with(500)
+    assert two.deliver() == qflow.DeliveryReport(claimed=1, retrying=1)
+    again = two.report({"channel": "phone", "category": "complaint", "description": "浴室有蟑螂", "place": "0808",
+                        "id": "INC-1", "reported_at": clock.now().isoformat()})
+    assert again.seq == b.seq and [m.id for m in two.store.outbox()] == [mb.id]  # a retried report adds nothing
+    clock.advance(timedelta(hours=1))
+    assert two.deliver() == qflow.DeliveryReport(claimed=1, delivered=1)
+    [req] = receiver.requests
+    assert req.headers["webhook-id"] == mb.id
 
 
 def test_failures_are_retried_with_exponential_backoff_and_seeded_jitter(receiver):
