@@ -235,6 +235,41 @@ def test_secrets_never_reach_the_outbox_the_events_or_the_log(receiver, caplog):
     assert len(receiver.requests) == 0 and len(caplog.records) >= 2
 
 
+def test_secrets_of_the_url_a_receiver_echoes_in_its_error_body_are_taken_out(receiver, caplog):
+    import base64
+
+    path = "/hook/T0A1B2C3D4E5F6G7H8I9J0K/in"
+    engine, clock = make("""\
+        notify:
+          channels:
+            hook: {backend: webhook, url: "${env:HOOK_URL}", fallback: backup,
+                   retry: {attempts: 2, backoff: 30s, max: 1h}}
+            backup: {backend: rec}
+          routes:
+            - {topics: ["*"], channels: [hook]}
+        """, RecordingBackend("rec").plugin(),
+        env={"HOOK_URL": f"http://qflow:pa55w0rdSECRET@127.0.0.1:{receiver.port}{path}?token=TOKSECRET123&site=1"})
+    state = engine.report({"description": "x"})
+    receiver.fail_with("echo", "echo")
+    with caplog.at_level(logging.DEBUG):
+        engine.deliver()
+        clock.advance(timedelta(hours=1))
+        engine.deliver()
+    error = (f"DeliveryError: HTTP 500 from http://qflow:***@127.0.0.1:{receiver.port}/hook/***/in?token=***&site=1: "
+             "bad request to /hook/***/in?token=***&site=1 (authorization: Basic ***)")
+    dead = engine.events(state.id)[-1]
+    assert (dead.type, dead.data["error"]) == ("NotificationDeadLettered", error)
+    hook = [m for m in engine.store.outbox() if m.channel == "hook"]
+    assert [m.last_error for m in hook] == [error]
+    assert [a.error for a in engine.store.attempts(hook[0].id)] == [error, error]
+    assert [r.getMessage().endswith(error + ("; falling back to backup" if r.levelname == "ERROR" else ""))
+            for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == [True, True]
+    text = repr(engine.store.outbox()) + repr(engine.events(state.id)) + caplog.text + repr(
+        [engine.store.attempts(m.id) for m in engine.store.outbox()])
+    for secret in ("TOKSECRET123", "pa55w0rd", "T0A1B2C3D4E5F6G7H8I9J0K", base64.b64encode(b"qflow:pa55w0rdSECRET").decode()):
+        assert secret not in text
+
+
 def test_redact_takes_tokens_out_of_urls():
     assert qflow.redact("POST https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz") == (
         "POST https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=1&sign=***")
@@ -244,6 +279,9 @@ def test_redact_takes_tokens_out_of_urls():
         "https://open.feishu.cn/open-apis/bot/v2/hook/***")
     assert qflow.redact("smtp://user:pa55word@mail.example.com/") == "smtp://user:***@mail.example.com/"
     assert qflow.redact("plain text with no url") == "plain text with no url"
+    # a query echoed without its URL: the sign DingTalk adds at send time is in no option
+    assert qflow.redact("bad request to /robot/send?access_token=abc123&timestamp=1&sign=xyz") == (
+        "bad request to /robot/send?access_token=***&timestamp=1&sign=***")
 
 
 def test_escalation_notifications_from_tick_reach_recipients_by_role_and_lead():
