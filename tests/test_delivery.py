@@ -279,9 +279,9 @@ def test_redact_takes_tokens_out_of_urls():
         "https://open.feishu.cn/open-apis/bot/v2/hook/***")
     assert qflow.redact("smtp://user:pa55word@mail.example.com/") == "smtp://user:***@mail.example.com/"
     assert qflow.redact("plain text with no url") == "plain text with no url"
-    # a query echoed without its URL: the sign DingTalk adds at send time is in no option
-    assert qflow.redact("bad request to /robot/send?access_token=abc123&timestamp=1&sign=xyz") == (
-        "bad request to /robot/send?access_token=***&timestamp=1&sign=***")
+    # a channel's error echoing a query without its URL: the sign DingTalk adds at send time is in no option
+    assert qflow.redact("bad request to /robot/send?access_token=abc123&timestamp=1&sign=xyz", config={},
+                        env={}) == "bad request to /robot/send?access_token=***&timestamp=1&sign=***"
 
 
 def test_escalation_notifications_from_tick_reach_recipients_by_role_and_lead():

@@ -159,9 +159,9 @@ def _url_secrets(text: str) -> set[str]:
 def redact(text: str, *, config: Any = None, env: Mapping[str, str] | None = None) -> str:
     """*text* with secrets taken out: the values of every ``${env:NAME}`` that *config*
     refers to (shown as the reference), the secret parts of the URLs those make
-    wherever they appear alone (an error body echoing the path), and in URLs
-    passwords, secret query parameters (``key=``, ``access_token=``, ``sign=`` ...)
-    and token path segments."""
+    wherever they appear alone (an error body echoing the path) and secret query
+    parameters outside URLs; and in URLs passwords, secret query parameters
+    (``key=``, ``access_token=``, ``sign=`` ...) and token path segments."""
     if config is not None and env is not None:
         refs = env_refs(config)
         values = sorted(((env[n], n) for n in refs if len(env.get(n, "")) >= 4), key=lambda p: -len(p[0]))
@@ -172,15 +172,16 @@ def redact(text: str, *, config: Any = None, env: Mapping[str, str] | None = Non
             text = text.replace(value, "${env:" + name + "}")
         for part in sorted(parts, key=len, reverse=True):
             text = text.replace(part, "***")
+        # A query echoed without its URL (``bad request to /send?access_token=...&sign=...``)
+        # is still a query: the parameters a backend adds at send time are in no option.
+        text = _BARE_QUERY.sub(r"\1***", text)
 
     def url(m: re.Match[str]) -> str:
         u = _USERINFO.sub(r"\1***@", m.group(0))
         u = _SECRET_QUERY.sub(r"\1***", u)
         return _TOKEN_SEGMENT.sub("***", u)
 
-    # A query echoed without its URL (``bad request to /send?access_token=...&sign=...``)
-    # is still a query: the parameters the backend adds at send time are in no option.
-    return _BARE_QUERY.sub(r"\1***", _URL.sub(url, text))
+    return _URL.sub(url, text)
 
 
 # -- the mixin -------------------------------------------------------------------------
