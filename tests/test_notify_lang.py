@@ -63,15 +63,17 @@ def _subjects(eng, rec, incident_id, topics):
 def test_escalation_subjects_are_said_in_the_channels_language():
     eng, clock, rec = _engine()
     i = eng.report({"category": "complaint", "description": "等待超过30分钟"}).id
-    for at in (2 * H, 4 * H, 5 * H, 11 * H, 45 * H + 30 * M):  # down from 15:00 to 21:00
+    for at in (2 * H, 4 * H, 5 * H, 6 * H, 11 * H, 45 * H + 30 * M):  # down from 16:00 to 21:00
         clock.set(T0 + at)
         eng.tick()
     zh, en = _subjects(eng, rec, i, ("escalation.warning", "escalation.breach"))
     assert zh == [f"【一般 Normal】{i} 响应时限已用 50%", f"【一般 Normal】{i} 响应已超时",
-                  f"【一般 Normal】{i} 响应已超时 1小时", f"【一般 Normal】{i} 响应已超时 1小时（第3次重复提醒；停机期间漏发2次）",
+                  f"【一般 Normal】{i} 响应已超时 1小时", f"【一般 Normal】{i} 响应已超时 1小时（第1次重复提醒）",
+                  f"【一般 Normal】{i} 响应已超时 1小时（第3次重复提醒；停机期间漏发1次）",
                   f"【一般 Normal】{i} 距解决期限还剩 1天2小时30分钟"]
     assert en == [f"[normal] {i} 50% of respond used", f"[normal] {i} respond breached",
-                  f"[normal] {i} respond overdue by 1h", f"[normal] {i} respond overdue by 1h (repeat 3; 2 missed while down)",
+                  f"[normal] {i} respond overdue by 1h", f"[normal] {i} respond overdue by 1h",
+                  f"[normal] {i} respond overdue by 1h (repeat 3; 1 missed while down)",
                   f"[normal] {i} 1d2h30m left on resolve"]
 
 

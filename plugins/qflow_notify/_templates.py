@@ -68,7 +68,9 @@ _ZH_STEP = ("{% set t = data.trigger %}{% set c = " + _ZH_CLOCKS + ".get(data.cl
             "{% elif t.kind == 'remaining' %}距{{ c }}期限还剩 {{ t.seconds | duration('zh') }}"
             "{% elif t.kind == 'overdue' %}{{ c }}已超时 {{ t.seconds | duration('zh') }}"
             "{% else %}{{ c }}已超时{% endif %}"
-            "{% if data.skipped %}（第{{ data.occurrence }}次重复提醒；停机期间漏发{{ data.skipped }}次）{% endif %}")
+            # Unlike the en subject, every repeat says which it is: two identical lines read as one sent twice.
+            "{% if data.occurrence %}（第{{ data.occurrence }}次重复提醒"
+            "{% if data.skipped %}；停机期间漏发{{ data.skipped }}次{% endif %}）{% endif %}")
 _ZH_RELEASE = ("【{{ severity_name or data.severity or '未定' }}】{{ id }}{% if data.category %} {{ data.category }}"
                "{% endif %}：仍未关闭；{{ data.by }} 未关闭期间暂缓了 {{ data.held }} 条通知（"
                "{% for x in data.topics %}{{ " + _ZH_TOPICS + ".get(x, x) }}{{ '、' if not loop.last }}{% endfor %}），"
