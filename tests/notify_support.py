@@ -30,7 +30,9 @@ class Request:
 class Receiver:
     """A webhook receiver on 127.0.0.1. ``fail_with(...)`` queues behaviours for the
     next requests: an HTTP status (500), ``"timeout"`` (answers only after the client
-    gave up), or bytes to answer with; then it answers ``reply``. ``check(request)``
+    gave up), ``"echo"`` (500 with the path and the Authorization header it was sent
+    in the body, as careless receivers do), or bytes to answer with; then it answers
+    ``reply``. ``check(request)``
     may raise to refuse a request with 401 (a bad signature)."""
 
     def __init__(self, reply: bytes = b"{}", check: Callable[[Request], None] | None = None) -> None:
@@ -54,6 +56,10 @@ class Receiver:
                     step = receiver._plan.pop(0) if receiver._plan else None
                 if step == "timeout":
                     receiver._release.wait(5)
+                    return
+                if step == "echo":
+                    self._answer(500, f"bad request to {self.path} (authorization: "
+                                      f"{self.headers.get('Authorization')})".encode())
                     return
                 if isinstance(step, int):
                     self._answer(step, b'{"error": "told to fail"}')

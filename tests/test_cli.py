@@ -546,10 +546,10 @@ store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/dem
   11-20 20:20  EscalationStepFired  standard/overdue (respond overdue by 1h, repeat 1)  role:duty-manager: 值班经理
 
   what engine.deliver() sent for it (the log backend: one line each in the worker's log):
-  11-20 16:50  desk-log  [high] INC-7 50% of respond used -> 王芳
-  11-20 17:20  desk-log  [high] INC-7 respond breached -> 王芳
-  11-20 18:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
-  11-20 20:20  desk-log  [high] INC-7 respond overdue by 1h -> 值班经理
+  11-20 16:50  desk-log  【high】INC-7 响应时限已用 50% -> 王芳
+  11-20 17:20  desk-log  【high】INC-7 响应已超时 -> 王芳
+  11-20 18:20  desk-log  【high】INC-7 响应已超时 1小时 -> 值班经理
+  11-20 20:20  desk-log  【high】INC-7 响应已超时 1小时（第1次重复提醒） -> 值班经理
 
 6. Six months of the same desk (2026-06 to 2026-11), and its report for 2026-11
 

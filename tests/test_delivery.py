@@ -75,9 +75,41 @@ def qflow_notify_key(engine, state):
 
     note = qflow.Notification(state.id, "incident.reported", T0, ("front-office", "李强"),
                               f"[normal] {state.id} complaint", "")
-    raw = json.dumps([state.id, 2, note.topic, "front-chat", sorted(note.recipients), note.subject, {}],
-                     ensure_ascii=False, sort_keys=True)
+    # The report's own identity goes in: ids restart at INC-1 in every store.
+    report = [T0.isoformat(), None, "phone", "complaint", "lobby", None, None, "前台等待超过30分钟", None, None,
+              None, None]
+    raw = json.dumps([state.id, 2, note.topic, "front-chat", sorted(note.recipients), note.subject, {},
+                      T0.isoformat(), report], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def test_first_incidents_of_two_stores_have_different_keys_and_a_retry_keeps_its_key(receiver):
+    # Two hotels (or one store, then a fresh or restored one) both start at INC-1 with
+    # the same seq and subject: the report itself tells their messages apart.
+    hook = """\
+        notify:
+          channels:
+            hook: {backend: webhook, url: "${env:HOOK_URL}", retry: {attempts: 3, backoff: 30s, max: 1h}}
+        """
+    env = {"HOOK_URL": receiver.url("/in")}
+    one, _ = make(hook, env=env)
+    a = one.report({"channel": "phone", "category": "complaint", "description": "空调不制冷", "place": "1512"})
+    two, clock = make(hook, env=env, start=T0 + timedelta(days=11))
+    b = two.report({"channel": "phone", "category": "complaint", "description": "浴室有蟑螂", "place": "0808"})
+    three, _ = make(hook, env=env, start=T0 + timedelta(days=11))
+    c = three.report({"channel": "phone", "category": "complaint", "description": "空调不制冷", "place": "1512"})
+    [ma], [mb], [mc] = one.store.outbox(), two.store.outbox(), three.store.outbox()
+    assert a.id == b.id == c.id == "INC-1" and ma.payload["subject"] == mb.payload["subject"]
+    assert len({ma.id, mb.id, mc.id}) == 3  # c: the same words on another day are another report
+    receiver.fail_with(500)
+    assert two.deliver() == qflow.DeliveryReport(claimed=1, retrying=1)
+    again = two.report({"channel": "phone", "category": "complaint", "description": "浴室有蟑螂", "place": "0808",
+                        "id": "INC-1", "reported_at": clock.now().isoformat()})
+    assert again.seq == b.seq and [m.id for m in two.store.outbox()] == [mb.id]  # a retried report adds nothing
+    clock.advance(timedelta(hours=1))
+    assert two.deliver() == qflow.DeliveryReport(claimed=1, delivered=1)
+    [req] = receiver.requests
+    assert req.headers["webhook-id"] == mb.id
 
 
 def test_failures_are_retried_with_exponential_backoff_and_seeded_jitter(receiver):
@@ -203,6 +235,41 @@ def test_secrets_never_reach_the_outbox_the_events_or_the_log(receiver, caplog):
     assert len(receiver.requests) == 0 and len(caplog.records) >= 2
 
 
+def test_secrets_of_the_url_a_receiver_echoes_in_its_error_body_are_taken_out(receiver, caplog):
+    import base64
+
+    path = "/hook/T0A1B2C3D4E5F6G7H8I9J0K/in"
+    engine, clock = make("""\
+        notify:
+          channels:
+            hook: {backend: webhook, url: "${env:HOOK_URL}", fallback: backup,
+                   retry: {attempts: 2, backoff: 30s, max: 1h}}
+            backup: {backend: rec}
+          routes:
+            - {topics: ["*"], channels: [hook]}
+        """, RecordingBackend("rec").plugin(),
+        env={"HOOK_URL": f"http://qflow:pa55w0rdSECRET@127.0.0.1:{receiver.port}{path}?token=TOKSECRET123&site=1"})
+    state = engine.report({"description": "x"})
+    receiver.fail_with("echo", "echo")
+    with caplog.at_level(logging.DEBUG):
+        engine.deliver()
+        clock.advance(timedelta(hours=1))
+        engine.deliver()
+    error = (f"DeliveryError: HTTP 500 from http://qflow:***@127.0.0.1:{receiver.port}/hook/***/in?token=***&site=1: "
+             "bad request to /hook/***/in?token=***&site=1 (authorization: Basic ***)")
+    dead = engine.events(state.id)[-1]
+    assert (dead.type, dead.data["error"]) == ("NotificationDeadLettered", error)
+    hook = [m for m in engine.store.outbox() if m.channel == "hook"]
+    assert [m.last_error for m in hook] == [error]
+    assert [a.error for a in engine.store.attempts(hook[0].id)] == [error, error]
+    assert [r.getMessage().endswith(error + ("; falling back to backup" if r.levelname == "ERROR" else ""))
+            for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == [True, True]
+    text = repr(engine.store.outbox()) + repr(engine.events(state.id)) + caplog.text + repr(
+        [engine.store.attempts(m.id) for m in engine.store.outbox()])
+    for secret in ("TOKSECRET123", "pa55w0rd", "T0A1B2C3D4E5F6G7H8I9J0K", base64.b64encode(b"qflow:pa55w0rdSECRET").decode()):
+        assert secret not in text
+
+
 def test_redact_takes_tokens_out_of_urls():
     assert qflow.redact("POST https://oapi.dingtalk.com/robot/send?access_token=abc123&timestamp=1&sign=xyz") == (
         "POST https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=1&sign=***")
@@ -212,6 +279,9 @@ def test_redact_takes_tokens_out_of_urls():
         "https://open.feishu.cn/open-apis/bot/v2/hook/***")
     assert qflow.redact("smtp://user:pa55word@mail.example.com/") == "smtp://user:***@mail.example.com/"
     assert qflow.redact("plain text with no url") == "plain text with no url"
+    # a channel's error echoing a query without its URL: the sign DingTalk adds at send time is in no option
+    assert qflow.redact("bad request to /robot/send?access_token=abc123&timestamp=1&sign=xyz", config={},
+                        env={}) == "bad request to /robot/send?access_token=***&timestamp=1&sign=***"
 
 
 def test_escalation_notifications_from_tick_reach_recipients_by_role_and_lead():

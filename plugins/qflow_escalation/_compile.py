@@ -62,11 +62,13 @@ class Step:
     # Worked out once: a tick reads them for every step it fires.
     _key: str = attrs.field(init=False, eq=False, repr=False)
     _when: str = attrs.field(init=False, eq=False, repr=False)
+    _trigger: Mapping[str, Any] = attrs.field(init=False, eq=False, repr=False)
     _source: str = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_key", f"esc:{self.clock}:{self.ladder}/{self.id}")
         object.__setattr__(self, "_when", self._describe())
+        object.__setattr__(self, "_trigger", self._structure())
         object.__setattr__(self, "_source", f"escalation:{self.ladder}/{self.id}")
 
     @property
@@ -92,6 +94,20 @@ class Step:
 
     def describe(self) -> str:
         return self._when
+
+    @property
+    def trigger(self) -> Mapping[str, Any]:
+        """What :meth:`describe` says, as data for templates in any language: ``kind``
+        (``used``, ``breached``, ``remaining``, ``overdue``), ``percent`` (text, ``50``),
+        ``amount`` (``1h``) and ``seconds``."""
+        return self._trigger
+
+    def _structure(self) -> Mapping[str, Any]:
+        breached = self.kind == "used" and self.fraction == 1.0 or self.kind == "overdue" and self.amount == _ZERO
+        return {"kind": "breached" if breached else self.kind,
+                "percent": f"{self.fraction * 100:g}" if self.kind == "used" else None,
+                "amount": format_duration(self.amount) if self.kind != "used" else None,
+                "seconds": int(self.amount.total_seconds()) if self.kind != "used" else None}
 
     def _describe(self) -> str:
         if self.kind == "used" and self.fraction == 1.0:

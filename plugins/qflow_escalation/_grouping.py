@@ -192,7 +192,7 @@ def released(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, no
                    + f": still open; {what} held while {by} was open ({', '.join(topics)}), and {by} is {stage}")
         note = Notification(state.id, RELEASED_TOPIC, now, recipients, subject,
                             state.incident.title or state.incident.description,
-                            {**data, "category": d.category if d else None, "team": d.team if d else None,
-                             "owner": d.owner if d else None})
+                            {**data, "severity": d.severity if d else None, "category": d.category if d else None,
+                             "team": d.team if d else None, "owner": d.owner if d else None})
         out.append(Effect(RELEASED, "escalation:release", data, (note,)))
     return out

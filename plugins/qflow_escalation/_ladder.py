@@ -228,7 +228,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
         when = step.describe()
-        # Frozen once, from a dict made for it: the notification's data is the event's plus four fields.
+        # Frozen once, from a dict made for it: the notification's data is the event's plus five fields
+        # (``trigger`` lets templates say the step's moment in the channel's language).
         data = FrozenDict.adopt({
             "ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start,
             "occurrence": occurrence, "skipped": skipped, "when": when, "severity": severity,
@@ -242,7 +243,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             notes = (Notification(state.id, step.topic, now, data["recipients"], subject,
                                   state.incident.title or state.incident.description,
                                   data | {"due": due, "category": decision.category,
-                                          "team": decision.team, "owner": decision.owner}),)
+                                          "team": decision.team, "owner": decision.owner,
+                                          "trigger": step.trigger}),)
         effects.append(Effect(FIRED, source, data, notes))
         if step.raise_severity:
             if order is None:

@@ -27,9 +27,20 @@ _MOBILE = re.compile(r"^\+?\d[\d -]{5,}$")
 
 def idempotency_key(note: qflow.Notification, state: qflow.IncidentState, channel: str) -> str:
     """The same notification of the same command on the same channel: the same key,
-    in every process (a retried command is dropped by the outbox)."""
-    raw = json.dumps([note.incident_id, state.seq, note.topic, channel, sorted(note.recipients), note.subject,
-                      tpl._plain(note.data)], ensure_ascii=False, sort_keys=True, default=str)
+    in every process (a retried command is dropped by the outbox).
+
+    Incident ids and seqs restart at INC-1 in every store, and again in a store
+    restored from a backup, while a receiver may serve several stores: so the key
+    also carries what identifies the report (when it was reported, and what) and the
+    moment the notification was raised. None of that changes when the same message is
+    planned again, so retries keep their key."""
+    inc = state.incident
+    report = [inc.reported_at, inc.occurred_at, inc.channel, inc.category, inc.place, inc.asset, inc.title,
+              inc.description, inc.external_id, inc.dedup_key, inc.reporter.name if inc.reporter else None,
+              inc.customer.name if inc.customer else None]
+    raw = json.dumps(tpl._plain([note.incident_id, state.seq, note.topic, channel, sorted(note.recipients),
+                                 note.subject, note.data, note.at, report]),
+                     ensure_ascii=False, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 

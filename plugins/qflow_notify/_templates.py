@@ -9,7 +9,7 @@ are checked against the context's fields when the ruleset loads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import jinja2
@@ -18,7 +18,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import qflow
 
-__all__ = ["DEFAULTS", "FIELDS", "KINDS", "LANGS", "compile_template", "context", "environment", "unknown_names"]
+__all__ = ["DEFAULTS", "FIELDS", "KINDS", "LANGS", "compile_template", "context", "duration", "environment",
+           "unknown_names"]
 
 KINDS = ("log", "email", "webhook", "chat")
 
@@ -32,7 +33,7 @@ FIELDS: dict[str, str] = {
     "subject": "the subject the notification came with",
     "text": "the text the notification came with",
     "recipients": "whom it is for (names)",
-    "data": "what the plugin that raised it adds (rule, step, clock ...)",
+    "data": "what the plugin that raised it adds (rule, step, clock, trigger, occurrence, skipped ...)",
     "title": "the incident's title", "description": "what was reported", "place": "where",
     "asset": "the equipment concerned", "category": "the decided category", "channel": "how it was reported",
     "scope": "the impact scope", "impact": "impact level", "urgency": "urgency level",
@@ -46,9 +47,43 @@ FIELDS: dict[str, str] = {
     "stage": "the stage in the loop", "status": "the status within the stage", "reports": "how many reports",
 }
 
+# Escalation and release subjects are said from the data the notification carries
+# (``data.trigger``, ``data.held`` ...), so each language says them in its own words;
+# the en text is word for word the plugin's own subject.
+_EN_STEP = ("{% set t = data.trigger %}[{{ data.severity }}] {{ id }} "
+            "{% if t.kind == 'used' %}{{ t.percent }}% of {{ data.clock }} used"
+            "{% elif t.kind == 'remaining' %}{{ t.seconds | duration('en') }} left on {{ data.clock }}"
+            "{% elif t.kind == 'overdue' %}{{ data.clock }} overdue by {{ t.seconds | duration('en') }}"
+            "{% else %}{{ data.clock }} breached{% endif %}"
+            "{% if data.skipped %} (repeat {{ data.occurrence }}; {{ data.skipped }} missed while down){% endif %}")
+_EN_RELEASE = ("[{{ data.severity or '?' }}] {{ id }}{% if data.category %} {{ data.category }}{% endif %}: "
+               "still open; {{ data.held }} notification{{ '' if data.held == 1 else 's' }} held while "
+               "{{ data.by }} was open ({{ data.topics | join(', ') }}), and {{ data.by }} is {{ data.holder_stage }}")
+_ZH_CLOCKS = "{'respond': '响应', 'resolve': '解决', 'acknowledge': '确认'}"
+_ZH_TOPICS = ("{'incident.reported': '事件报告', 'escalation.warning': '升级预警', 'escalation.breach': '超时升级', "
+              "'action.planned': '纠正措施'}")
+_ZH_STEP = ("{% set t = data.trigger %}{% set c = " + _ZH_CLOCKS + ".get(data.clock, data.clock) %}"
+            "【{{ (severity_name if severity == data.severity else none) or data.severity or '未定' }}】{{ id }} "
+            "{% if t.kind == 'used' %}{{ c }}时限已用 {{ t.percent }}%"
+            "{% elif t.kind == 'remaining' %}距{{ c }}期限还剩 {{ t.seconds | duration('zh') }}"
+            "{% elif t.kind == 'overdue' %}{{ c }}已超时 {{ t.seconds | duration('zh') }}"
+            "{% else %}{{ c }}已超时{% endif %}"
+            # Unlike the en subject, every repeat says which it is: two identical lines read as one sent twice.
+            "{% if data.occurrence %}（第{{ data.occurrence }}次重复提醒"
+            "{% if data.skipped %}；停机期间漏发{{ data.skipped }}次{% endif %}）{% endif %}")
+_ZH_RELEASE = ("【{{ severity_name or data.severity or '未定' }}】{{ id }}{% if data.category %} {{ data.category }}"
+               "{% endif %}：仍未关闭；{{ data.by }} 未关闭期间暂缓了 {{ data.held }} 条通知（"
+               "{% for x in data.topics %}{{ " + _ZH_TOPICS + ".get(x, x) }}{{ '、' if not loop.last }}{% endfor %}），"
+               "{{ data.by }} 现{{ {'closed': '已关闭', 'rejected': '已驳回', 'missing': '已不存在'}"
+               ".get(data.holder_stage, data.holder_stage) }}")
+# A step's and a release's notifications carry these; any other keeps the subject it came with.
+_IS_STEP = "data.trigger is mapping and data.clock"
+_IS_RELEASE = "topic == 'incident.released' and data.by and data.held"
+
 #: The built-in templates (subject, body) per language, used where a ruleset has none.
 DEFAULTS: dict[str, tuple[str, str]] = {
-    "zh": ("{% if subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
+    "zh": ("{% if " + _IS_STEP + " %}" + _ZH_STEP + "{% elif " + _IS_RELEASE + " %}" + _ZH_RELEASE +
+           "{% elif subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
            "【{{ severity_name or severity or '未定' }}】{{ id }} {{ title or category or '' }}{% endif %}",
            "{{ text or description }}\n"
            "{% if place %}地点：{{ place }}\n{% endif %}"
@@ -56,7 +91,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
            "{% if respond_by %}响应期限：{{ respond_by }}\n{% endif %}"
            "{% if resolve_by %}解决期限：{{ resolve_by }}\n{% endif %}"
            "事件：{{ topic }}"),
-    "en": ("{% if subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
+    "en": ("{% if " + _IS_STEP + " %}" + _EN_STEP + "{% elif " + _IS_RELEASE + " %}" + _EN_RELEASE +
+           "{% elif subject and topic != 'incident.reported' %}{{ subject }}{% else %}"
            "[{{ severity or 'unset' }}] {{ id }} {{ title or category or '' }}{% endif %}",
            "{{ text or description }}\n"
            "{% if place %}Place: {{ place }}\n{% endif %}"
@@ -72,9 +108,28 @@ LANGS = tuple(DEFAULTS)
 
 
 def environment() -> jinja2.Environment:
-    """A fresh sandbox: no autoescape (chat markdown and mail are not HTML)."""
-    return ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.Undefined,
-                                         keep_trailing_newline=False)
+    """A fresh sandbox: no autoescape (chat markdown and mail are not HTML), with the
+    ``duration`` filter."""
+    env = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.Undefined, keep_trailing_newline=False)
+    env.filters["duration"] = duration
+    return env
+
+
+_ZH_UNITS = (("天", 86400), ("小时", 3600), ("分钟", 60), ("秒", 1))
+
+
+def duration(seconds: Any, lang: str = "en") -> str:
+    """*seconds* said in *lang*: ``1h30m`` as a ruleset writes it, ``1小时30分钟`` in zh."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "" if seconds is None else str(seconds)
+    if lang != "zh":
+        return qflow.format_duration(timedelta(seconds=seconds))
+    total, parts = abs(int(seconds)), []
+    for unit, size in _ZH_UNITS:
+        n, total = divmod(total, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return ("-" if seconds < 0 else "") + ("".join(parts) or "0秒")
 
 
 def compile_template(env: jinja2.Environment, source: str) -> tuple[jinja2.Template | None, set[str], str | None]:

@@ -13,12 +13,14 @@ defines (``qflow_channels``) come from plugins.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
 import random
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -102,9 +104,10 @@ class DeliveryReport:
 # -- secrets in text -------------------------------------------------------------------
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&;](?:key|token|access_token|accesstoken|secret|sign|signature|sig|password|passwd|apikey|api_key|code|auth)=)"
-    r"[^&\s#'\"<>]+")
+_SECRET_KEYS = r"(?i)([?&;](?:key|token|access_token|accesstoken|secret|sign|signature|sig|password|passwd|apikey|api_key|code|auth)=)"
+_SECRET_QUERY = re.compile(_SECRET_KEYS + r"([^&\s#'\"<>]+)")
+# Outside a URL a value ends at the sentence's punctuation, and one starred already stays.
+_BARE_QUERY = re.compile(_SECRET_KEYS + r"(?!\*\*\*)([^&\s#'\"<>:,;)]+)")
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@")
 # Chat webhooks put the secret in the path (Slack, Feishu, Teams): a long segment
 # with letters and digits is a token, never a word of a readable path.
@@ -112,37 +115,66 @@ _TOKEN_SEGMENT = re.compile(r"(?<=/)(?=[A-Za-z0-9_@.-]*\d)(?=[A-Za-z0-9_@.-]*[A-
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;)]")  # not the sentence's punctuation
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """The strings in *value* (attrs, mappings, lists)."""
+    if isinstance(value, str):
+        yield value
+    elif attrs.has(type(value)):
+        for a in attrs.fields(type(value)):
+            yield from _strings(getattr(value, a.name))
+    elif isinstance(value, Mapping):
+        for x in value.values():
+            yield from _strings(x)
+    elif isinstance(value, (list, tuple)):
+        for x in value:
+            yield from _strings(x)
+
+
 def env_refs(value: Any) -> dict[str, None]:
     """The ``${env:NAME}`` names in the strings of *value* (attrs, mappings, lists)."""
-    found: dict[str, None] = {}
+    return {m.group(1): None for v in _strings(value) for m in _ENV_REF.finditer(v)}
 
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            for m in _ENV_REF.finditer(v):
-                found[m.group(1)] = None
-        elif attrs.has(type(v)):
-            for a in attrs.fields(type(v)):
-                walk(getattr(v, a.name))
-        elif isinstance(v, Mapping):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
 
-    walk(value)
+def _url_secrets(text: str) -> set[str]:
+    """What :func:`redact` stars in the URLs of *text*, each part on its own: a
+    receiver may echo its path and query, or the ``Authorization`` header a URL's
+    ``user:password@`` becomes, without the URL around them."""
+    found: set[str] = set()
+    for m in _URL.finditer(text):
+        try:
+            parts = urllib.parse.urlsplit(m.group(0))
+        except ValueError:
+            continue
+        userinfo, at, _host = parts.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if at and colon and password:
+            plain = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+            found |= {password, urllib.parse.unquote(password), base64.b64encode(plain.encode()).decode()}
+        for q in _SECRET_QUERY.finditer("?" + parts.query):
+            found |= {q.group(2), urllib.parse.unquote_plus(q.group(2))}
+        found |= {t.group(0) for t in _TOKEN_SEGMENT.finditer(parts.path)}
     return found
 
 
 def redact(text: str, *, config: Any = None, env: Mapping[str, str] | None = None) -> str:
     """*text* with secrets taken out: the values of every ``${env:NAME}`` that *config*
-    refers to (shown as the reference), and in URLs passwords, secret query
-    parameters (``key=``, ``access_token=``, ``sign=`` ...) and token path segments."""
+    refers to (shown as the reference), the secret parts of the URLs those make
+    wherever they appear alone (an error body echoing the path) and secret query
+    parameters outside URLs; and in URLs passwords, secret query parameters
+    (``key=``, ``access_token=``, ``sign=`` ...) and token path segments."""
     if config is not None and env is not None:
-        values = sorted(((env[n], n) for n in env_refs(config) if len(env.get(n, "")) >= 4),
-                        key=lambda p: -len(p[0]))
+        refs = env_refs(config)
+        values = sorted(((env[n], n) for n in refs if len(env.get(n, "")) >= 4), key=lambda p: -len(p[0]))
+        # The URL a channel sends to is its option with the references resolved.
+        resolved = [_ENV_REF.sub(lambda m: env.get(m.group(1), ""), v) for v in _strings(config) if _ENV_REF.search(v)]
+        parts = {p for v in resolved for p in _url_secrets(v) if len(p) >= 4}
         for value, name in values:
             text = text.replace(value, "${env:" + name + "}")
+        for part in sorted(parts, key=len, reverse=True):
+            text = text.replace(part, "***")
+        # A query echoed without its URL (``bad request to /send?access_token=...&sign=...``)
+        # is still a query: the parameters a backend adds at send time are in no option.
+        text = _BARE_QUERY.sub(r"\1***", text)
 
     def url(m: re.Match[str]) -> str:
         u = _USERINFO.sub(r"\1***@", m.group(0))
