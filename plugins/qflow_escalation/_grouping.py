@@ -85,9 +85,19 @@ def _is_open(store: Any, incident_id: str) -> bool:
 
 
 def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[str, str] | None:
-    view = None
+    """The earliest-reported open incident that holds *state* by a suppress rule, and the rule.
+
+    An incident that itself matches a rule's ``source`` could hold others, so it is held
+    only by a source reported strictly before it: holding then follows the order of
+    reports and two incidents never hold each other (two reports of one outage would
+    otherwise silence both). One that matches no source holds nobody and is held by any
+    open source, whenever that was reported."""
+    view = _view(state) if compiled.suppress else None
+    reported = state.incident.reported_at
+    is_source = any(rule.source.test(view) for rule in compiled.suppress)
+    if is_source and reported is None:
+        return None  # no order to hold it by
     for rule in compiled.suppress:
-        view = view if view is not None else _view(state)
         if not rule.target.test(view):
             continue
         filters = {f: _value(state, f) for f in rule.equal}
@@ -95,7 +105,8 @@ def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[s
             continue  # nothing to compare by
         if any(filters.get(f, v) != v for f, v in rule.query.items()):
             continue  # the source would have to differ from this incident where the rule says they are equal
-        for other in store.query(IncidentQuery(open_only=True, **filters, **rule.query)):
+        query = IncidentQuery(open_only=True, reported_until=reported if is_source else None, **filters, **rule.query)
+        for other in _earliest(store, query):
             if other.id != state.id and rule.source.test(_view(other)):
                 return other.id, rule.id
     return None
