@@ -259,3 +259,26 @@ def test_two_reports_of_one_power_outage_the_first_keeps_notifying_the_second_is
     clock.advance(10 * M)
     eng.tick()  # the second is still open: what it held is told once
     assert topics(second) == ["incident.released"]
+
+
+def test_a_burst_held_by_an_outage_is_released_once_by_its_leader():
+    # B and C are one burst (grouped) and both consequences of the outage A: C joins
+    # B's group, so when A closes only B speaks for the burst.
+    eng, clock, rec = engine(SUPPRESS + "  group: {by: [category, place], window: 30m}\n")
+    outage = eng.report({"category": "power_outage", "place": "B1"}).id
+    clock.advance(5 * M)
+    leader = eng.report({"category": "equipment_fault", "place": "B1"}).id
+    clock.advance(5 * M)
+    member = eng.report({"category": "equipment_fault", "place": "B1"}).id
+    assert [f[3:5] for f in fired(eng, leader)] == [(outage, "suppressed")]
+    assert [f[3:5] for f in fired(eng, member)] == [(leader, "grouped")]
+    clock.advance(H)
+    eng.transition(outage, "rejected", reason="power is back")
+    clock.advance(5 * M)
+    eng.tick()
+    assert rec.topics()[1:] == [(leader, "incident.released", ("front-office",))]
+    clock.advance(H)  # the warnings fall due: the member's is held by its leader
+    eng.tick()
+    assert rec.topics()[2:] == [(leader, "escalation.warning", ("assignee",))]
+    assert [f[:5] for f in fired(eng, member)][-1] == (
+        "NotificationSuppressed", "escalation.warning", "('assignee',)", leader, "grouped")

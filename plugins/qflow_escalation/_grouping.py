@@ -9,7 +9,9 @@ the holder is open).
 
 Grouping is decided when an incident is reported: if an open incident with equal
 ``by`` fields was reported within ``window`` before it and is not itself grouped,
-the new one joins it, and stays joined while that first incident is open.
+the new one joins it, and stays joined while that first incident is open. A group
+holds before a suppression does, so a burst held by a suppression is released once,
+by its first incident.
 
 Once the holder closes, a held incident that is still open is no longer explained
 by it: what it held is released as one notification (``incident.released``, to
@@ -138,16 +140,18 @@ def held(notifications: Sequence[Notification], state: IncidentState, events: Se
     compiled: Compiled | None = ruleset.compiled("escalation")
     if compiled is None or (compiled.group is None and not compiled.suppress) or store is None:
         return []
-    found = _suppressor(compiled, state, store)
-    if found is not None:
-        by, rule = found
-        reason, source, extra = "suppressed", f"escalation:suppress:{rule}", {"rule": rule}
-    else:
-        leader = _leader(compiled, state, events, notifications, store)
-        if leader is None:
-            return []
+    # The group first: a member speaks through its leader even when the leader is
+    # itself held, so when a suppression ends the leader alone tells of the burst.
+    leader = _leader(compiled, state, events, notifications, store)
+    if leader is not None:
         by, reason, source = leader, "grouped", "escalation:group"
         extra = {"group": {f: _value(state, f) for f in compiled.group.by}} if compiled.group else {}
+    else:
+        found = _suppressor(compiled, state, store)
+        if found is None:
+            return []
+        by, rule = found
+        reason, source, extra = "suppressed", f"escalation:suppress:{rule}", {"rule": rule}
     return [Effect(SUPPRESSED, source, {"topic": n.topic, "recipients": list(n.recipients), "by": by,
                                         "reason": reason, **extra}, (n,))
             for n in notifications]
