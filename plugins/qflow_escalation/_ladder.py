@@ -33,10 +33,15 @@ def _started(clock: Any) -> str:
     return clock.started_at.isoformat() if clock.started_at is not None else ""
 
 
-def _history(events: Sequence[Event]) -> tuple[dict[tuple[str, str, str, str], int], set[tuple[str, str]]]:
+_Key = tuple[str, str, str, str]  # (ladder, step, clock, clock start)
+
+
+def _history(events: Sequence[Event]) -> tuple[dict[_Key, int], dict[_Key, datetime], set[tuple[str, str]]]:
     """What the log says has fired: (ladder, step, clock, clock start) -> latest
-    occurrence, and the (clock, clock start) pairs already recorded as breached."""
-    fired: dict[tuple[str, str, str, str], int] = {}
+    occurrence, and -> when it last fired; and the (clock, clock start) pairs already
+    recorded as breached."""
+    fired: dict[_Key, int] = {}
+    last: dict[_Key, datetime] = {}
     breached: set[tuple[str, str]] = set()
     for e in events:
         if e.type == FIRED or e.type == SKIPPED:
@@ -45,9 +50,18 @@ def _history(events: Sequence[Event]) -> tuple[dict[tuple[str, str, str, str], i
             occ = d.get("occurrence", 0) if e.type == FIRED else _DONE
             if occ > fired.get(k, -1):
                 fired[k] = occ
+            last[k] = e.at
         elif e.type == BREACHED:
             breached.add((e.data["clock"], e.data.get("clock_started", "")))
-    return fired, breached
+    return fired, last, breached
+
+
+def _not_before(step: Step, key: _Key, last: Mapping[_Key, datetime]) -> datetime | None:
+    """The earliest a repeat of *step* may fire: ``every`` after its previous firing.
+    A raised severity can put every repeat counted against the new target in the past
+    at once; they then fire once, a full ``every`` later, not straight after the first."""
+    at = last.get(key)
+    return at + step.every if at is not None and step.every is not None else None
 
 
 def _running(clock: Any) -> bool:
@@ -109,7 +123,7 @@ def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     if compiled is None or state.stage in _CLOSED or state.decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
-    fired, breached = _history(events)
+    fired, last, breached = _history(events)
     starts = _starts(clocks)
     iid = state.id
     timers = []
@@ -127,10 +141,12 @@ def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         clock = clocks.get(step.clock)
         if clock is None:
             continue
-        done = fired.get((step.ladder, step.id, step.clock, starts[step.clock]), -1)
+        key = (step.ladder, step.id, step.clock, starts[step.clock])
+        done = fired.get(key, -1)
         at = _moment(step, clock, done + 1, ruleset, now)
         if at is not None:
-            timers.append(Timer(iid, step.key, at))
+            floor = _not_before(step, key, last)
+            timers.append(Timer(iid, step.key, max(at, floor) if floor is not None else at))
     return timers
 
 
@@ -167,7 +183,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     if compiled is None or state.stage in _CLOSED or decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
-    fired, breached = _history(events)
+    fired, last, breached = _history(events)
     starts = _starts(clocks)
     effects: list[Effect] = []
     for name, clock in clocks.items():
@@ -192,7 +208,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         if clock is None:
             continue
         start = starts[step.clock]
-        done = fired.get((ladder, step.id, step.clock, start), -1)
+        key = (ladder, step.id, step.clock, start)
+        done = fired.get(key, -1)
         via = forced.get(step.id)
         if via == "":
             continue  # a jump went past it
@@ -203,6 +220,9 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             reached = _reached(step, clock, now)
             if reached is None or reached <= done:
                 continue
+            floor = _not_before(step, key, last)
+            if floor is not None and now < floor:
+                continue  # too soon after its previous firing: the timer waits for it
             if step.only_in is not None and not calendar(ruleset, step.only_in).is_open(now):
                 continue  # deferred: the timer waits for the next opening
             occurrence = reached
@@ -244,7 +264,9 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                                   data | {"due": due, "category": decision.category,
                                           "team": decision.team, "owner": decision.owner}),)
         effects.append(Effect(FIRED, source, data, notes))
-        if step.raise_severity:
+        if step.raise_severity and done < 0:
+            # Once per clock run, on the step's first firing: its repeats remind, and a
+            # raise on each would climb past every ladder (critical has none of its own).
             if order is None:
                 order = ruleset.names("severity")
             to = _raise(severity, step.raise_severity, order)
@@ -272,7 +294,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
 
 
 def _jumped_over(effects: list[Effect], forced: Mapping[str, str], steps: Sequence[Step], ladder: str,
-                 fired: Mapping[tuple[str, str, str, str], int], clocks: Mapping[str, Any]) -> list[Effect]:
+                 fired: Mapping[_Key, int], clocks: Mapping[str, Any]) -> list[Effect]:
     """Steps a jump went past never fire: record them as skipped (the loop above
     treats the empty reason as "not forced" and fires nothing for them)."""
     fired_now = {e.data["step"] for e in effects if e.type in (FIRED, SKIPPED)}
