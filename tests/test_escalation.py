@@ -155,6 +155,19 @@ def test_jump_goes_past_the_levels_between_and_reassign_moves_the_incident():
     assert [n.topic for n in rec.notes] == ["incident.reported", "escalation.warning", "escalation.breach"]
 
 
+def test_a_step_reached_by_a_jump_says_so_not_its_own_trigger():
+    # manager falls due at 100% used; reached from warn at 50%, its message must not
+    # claim the breach.
+    eng, clock, rec = engine(REASSIGN_JUMP)
+    iid = report(eng)
+    clock.advance(2 * H)
+    eng.tick()
+    assert [n.subject for n in rec.notes[1:]] == [
+        f"[normal] {iid} 50% of respond used", f"[normal] {iid} 50% of respond used; jumped to manager"]
+    assert [e.data["when"] for e in eng.events(iid) if e.type == "EscalationStepFired"] == [
+        "50% of respond used", "50% of respond used; jumped to manager"]
+
+
 class OffDuty:
     def __init__(self, *away: str) -> None:
         self.away = away
@@ -197,6 +210,8 @@ def test_when_nobody_of_a_step_is_available_the_next_level_fires_at_once():
         ("EscalationStepFired", "manager", "occurrence 0, skipped 0", "nobody available at lead"),
     ]
     assert rec.topics()[1:] == [(iid, "escalation.warning", ("role:duty-manager",))]
+    assert rec.notes[-1].subject == (f"[normal] {iid} 50% of respond used; nobody available at lead, "
+                                     "passed to manager")
 
 
 OFFICE = """\

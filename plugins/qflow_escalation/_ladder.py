@@ -201,6 +201,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     severity = decision.severity
     order: Sequence[str] | None = None  # the severities, most urgent first (read when raising)
     forced: dict[str, str] = {}  # step id -> why it fires now
+    # step id -> what a forced step is announced with: its own trigger has not come yet
+    forced_when: dict[str, str] = {}
     by_id: dict[str, Step] | None = None
     available: Any = None  # the qflow_available hook, False when no plugin implements it
     for step in steps:
@@ -247,7 +249,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             ok = available(recipient=who, state=state, now=now) if available else None
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
-        when = step.describe()
+        when = forced_when.get(step.id, step.describe()) if via else step.describe()
         # Frozen once, from a dict made for it: the notification's data is the event's plus four fields.
         data = FrozenDict.adopt({
             "ladder": ladder, "step": step.id, "level": step.level, "clock": step.clock, "clock_started": start,
@@ -286,8 +288,12 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                     if other.id not in forced:
                         forced[other.id] = ""  # marks "jumped over"
                 forced[target.id] = f"jump from {step.id}"
+                forced_when[target.id] = f"{when}; jumped to {target.id}"
         if step.notify and not recipients and step.level < len(steps):
-            forced.setdefault(steps[step.level].id, f"nobody available at {step.id}")
+            nxt = steps[step.level].id
+            if nxt not in forced:
+                forced[nxt] = f"nobody available at {step.id}"
+                forced_when[nxt] = f"{when}; nobody available at {step.id}, passed to {nxt}"
     if "" not in forced.values():
         return effects  # no jump went past a step: nothing to record as skipped
     return _jumped_over(effects, forced, steps, ladder, fired, clocks)
