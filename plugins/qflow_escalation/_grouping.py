@@ -140,18 +140,19 @@ def held(notifications: Sequence[Notification], state: IncidentState, events: Se
     compiled: Compiled | None = ruleset.compiled("escalation")
     if compiled is None or (compiled.group is None and not compiled.suppress) or store is None:
         return []
-    # The group first: a member speaks through its leader even when the leader is
-    # itself held, so when a suppression ends the leader alone tells of the burst.
+    # A member of a burst speaks through its leader even when both are suppressed, so
+    # when the suppression ends the leader alone tells of the burst. Held by the very
+    # incident that explains it, it is suppressed (the reason says more).
     leader = _leader(compiled, state, events, notifications, store)
-    if leader is not None:
+    found = _suppressor(compiled, state, store)
+    if leader is not None and (found is None or found[0] != leader):
         by, reason, source = leader, "grouped", "escalation:group"
         extra = {"group": {f: _value(state, f) for f in compiled.group.by}} if compiled.group else {}
-    else:
-        found = _suppressor(compiled, state, store)
-        if found is None:
-            return []
+    elif found is not None:
         by, rule = found
         reason, source, extra = "suppressed", f"escalation:suppress:{rule}", {"rule": rule}
+    else:
+        return []
     return [Effect(SUPPRESSED, source, {"topic": n.topic, "recipients": list(n.recipients), "by": by,
                                         "reason": reason, **extra}, (n,))
             for n in notifications]
