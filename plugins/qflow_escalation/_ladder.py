@@ -36,12 +36,15 @@ def _started(clock: Any) -> str:
 _Key = tuple[str, str, str, str]  # (ladder, step, clock, clock start)
 
 
-def _history(events: Sequence[Event]) -> tuple[dict[_Key, int], dict[_Key, datetime], set[tuple[str, str]]]:
+_Last = dict[_Key, tuple[datetime, Any]]
+
+
+def _history(events: Sequence[Event]) -> tuple[dict[_Key, int], _Last, set[tuple[str, str]]]:
     """What the log says has fired: (ladder, step, clock, clock start) -> latest
-    occurrence, and -> when it last fired; and the (clock, clock start) pairs already
-    recorded as breached."""
+    occurrence, and -> when it last fired and at which severity; and the (clock, clock
+    start) pairs already recorded as breached."""
     fired: dict[_Key, int] = {}
-    last: dict[_Key, datetime] = {}
+    last: _Last = {}
     breached: set[tuple[str, str]] = set()
     for e in events:
         if e.type == FIRED or e.type == SKIPPED:
@@ -50,18 +53,21 @@ def _history(events: Sequence[Event]) -> tuple[dict[_Key, int], dict[_Key, datet
             occ = d.get("occurrence", 0) if e.type == FIRED else _DONE
             if occ > fired.get(k, -1):
                 fired[k] = occ
-            last[k] = e.at
+            last[k] = (e.at, d.get("severity"))
         elif e.type == BREACHED:
             breached.add((e.data["clock"], e.data.get("clock_started", "")))
     return fired, last, breached
 
 
-def _not_before(step: Step, key: _Key, last: Mapping[_Key, datetime]) -> datetime | None:
-    """The earliest a repeat of *step* may fire: ``every`` after its previous firing.
-    A raised severity can put every repeat counted against the new target in the past
-    at once; they then fire once, a full ``every`` later, not straight after the first."""
-    at = last.get(key)
-    return at + step.every if at is not None and step.every is not None else None
+def _not_before(step: Step, key: _Key, last: _Last, severity: str | None) -> datetime | None:
+    """The earliest a repeat of *step* may fire when its previous firing was at another
+    severity: ``every`` after that firing. A raise can put every repeat counted against
+    the new target in the past at once; they then fire once, a full ``every`` later,
+    not straight after the first. (At one severity the clock alone says when.)"""
+    found = last.get(key)
+    if found is None or step.every is None or found[1] == severity:
+        return None
+    return found[0] + step.every
 
 
 def _running(clock: Any) -> bool:
@@ -145,7 +151,7 @@ def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         done = fired.get(key, -1)
         at = _moment(step, clock, done + 1, ruleset, now)
         if at is not None:
-            floor = _not_before(step, key, last)
+            floor = _not_before(step, key, last, state.decision.severity)
             timers.append(Timer(iid, step.key, max(at, floor) if floor is not None else at))
     return timers
 
@@ -222,7 +228,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             reached = _reached(step, clock, now)
             if reached is None or reached <= done:
                 continue
-            floor = _not_before(step, key, last)
+            floor = _not_before(step, key, last, severity)
             if floor is not None and now < floor:
                 continue  # too soon after its previous firing: the timer waits for it
             if step.only_in is not None and not calendar(ruleset, step.only_in).is_open(now):
