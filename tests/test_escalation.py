@@ -155,6 +155,19 @@ def test_jump_goes_past_the_levels_between_and_reassign_moves_the_incident():
     assert [n.topic for n in rec.notes] == ["incident.reported", "escalation.warning", "escalation.breach"]
 
 
+def test_a_step_reached_by_a_jump_says_so_not_its_own_trigger():
+    # manager falls due at 100% used; reached from warn at 50%, its message must not
+    # claim the breach.
+    eng, clock, rec = engine(REASSIGN_JUMP)
+    iid = report(eng)
+    clock.advance(2 * H)
+    eng.tick()
+    assert [n.subject for n in rec.notes[1:]] == [
+        f"[normal] {iid} 50% of respond used", f"[normal] {iid} 50% of respond used; jumped to manager"]
+    assert [e.data["when"] for e in eng.events(iid) if e.type == "EscalationStepFired"] == [
+        "50% of respond used", "50% of respond used; jumped to manager"]
+
+
 class OffDuty:
     def __init__(self, *away: str) -> None:
         self.away = away
@@ -197,6 +210,8 @@ def test_when_nobody_of_a_step_is_available_the_next_level_fires_at_once():
         ("EscalationStepFired", "manager", "occurrence 0, skipped 0", "nobody available at lead"),
     ]
     assert rec.topics()[1:] == [(iid, "escalation.warning", ("role:duty-manager",))]
+    assert rec.notes[-1].subject == (f"[normal] {iid} 50% of respond used; nobody available at lead, "
+                                     "passed to manager")
 
 
 OFFICE = """\
@@ -536,3 +551,52 @@ def test_an_unknown_role_is_only_a_warning_when_a_plugin_resolves_recipients():
         "esc.yaml:46:53: QF201 unknown team 'nosuch' (define it or use one of: front-office, housekeeping, engineering) "
         "@ $.escalation.ladders.default[1].notify[2] (rule 'b')",
     ]
+
+
+# -- the worked example of docs/escalation.md and the README, as printed there --------
+
+def _doc_block(text: str, after: str, fence: str) -> str:
+    start = text.index("\n", text.index(fence, text.index(after))) + 1
+    return text[start:text.index("```", start)]
+
+
+def test_the_worked_example_of_the_docs_reproduces_line_for_line():
+    from pathlib import Path
+
+    from tests.conftest import BASE
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "escalation.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = _doc_block(doc, "## A worked example", "```yaml")
+    office = """\
+calendars:
+  office:
+    timezone: Asia/Shanghai
+    hours: {mon-fri: ["09:00-12:00", "13:30-18:00"], sat: ["09:00-12:00"]}
+    holidays: CN
+notify:
+  channels:
+    duty-log: {backend: log}
+  recipients:
+    quality-manager: [林晓燕]
+"""
+    eng, clock, _ = engine(section, base=BASE + office)
+    iid = report(eng, channel="email")
+    lines = [f"timer {t.key:<32} {t.at:%a %H:%M}" for t in eng.store.timers(iid)]
+    for hour in (12, 14, 15, 21):
+        clock.set(T0.replace(hour=hour))
+        lines.append(f"{clock.now():%a %H:%M} {eng.tick()!r}")
+    for e in eng.events(iid)[2:]:
+        d = e.data
+        detail = {
+            "EscalationStepFired": lambda d: (f"{d['ladder']}/{d['step']} occurrence {d['occurrence']} "
+                                              f"skipped {d['skipped']} -> {list(d['recipients'])}"),
+            "DeadlineBreached": lambda d: f"{d['clock']} due {d['due']}",
+            "SeverityChanged": lambda d: f"{d['from']} -> {d['to']} ({d['reason']})",
+        }[e.type](d)
+        lines.append(f"{e.seq:2} {e.at:%a %H:%M} {e.type:<20} {detail}")
+    assert "\n".join(lines) + "\n" == _doc_block(doc, "## A worked example", "```\ntimer")
+    log = "\n".join(line for line in lines if line[:2].strip().isdigit()) + "\n"
+    assert log == _doc_block(readme, "nobody answering, the worker down from 15:00 to 21:00", "```")
+    assert eng.get(iid).decision.severity == "high"  # raised once, at the step's first firing

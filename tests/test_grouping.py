@@ -226,3 +226,59 @@ def test_a_release_check_of_no_time_is_a_located_error():
     assert [str(d) for d in err.value.diagnostics] == [
         "esc.yaml:44:20: QF105 '0m' is not a positive duration (use 15m, 1h, 2d, 1w or a sum like 1h30m) "
         "@ $.escalation.release.check"]
+
+
+# -- two sources of one rule: the earlier holds the later, never both ways -----------
+
+def test_two_reports_of_one_power_outage_the_first_keeps_notifying_the_second_is_held():
+    # The shipped hotel ruleset: each outage report matches the power-outage rule as
+    # its source and as its target; 40 minutes apart, so they are not grouped.
+    from pathlib import Path
+
+    import qflow
+
+    hotel = Path(__file__).resolve().parent.parent / "rulesets" / "hotel-front-desk.yaml"
+    clock = qflow.FakeClock(T0.replace(hour=14))
+    eng = qflow.Engine.from_path(hotel, clock=clock)
+    first = eng.report({"channel": "phone", "place": "15楼", "description": "15楼停电了，房间没电"}).id
+    clock.advance(40 * M)
+    second = eng.report({"channel": "phone", "place": "15楼", "description": "停电，电梯口也没电 power outage"}).id
+    for _ in range(3):
+        clock.advance(H)
+        eng.tick()
+
+    def topics(iid):
+        return sorted(m.payload["topic"] for m in eng.store.outbox(incident_id=iid))
+
+    assert topics(first) == ["escalation.breach", "escalation.breach", "escalation.warning", "incident.reported"]
+    assert not [e for e in eng.events(first) if e.type == "NotificationSuppressed"]
+    assert topics(second) == []
+    assert {(e.data["by"], e.data["reason"]) for e in eng.events(second) if e.type == "NotificationSuppressed"} == {
+        (first, "suppressed")}
+    eng.transition(first, "rejected", reason="power is back")
+    clock.advance(10 * M)
+    eng.tick()  # the second is still open: what it held is told once
+    assert topics(second) == ["incident.released"]
+
+
+def test_a_burst_held_by_an_outage_is_released_once_by_its_leader():
+    # B and C are one burst (grouped) and both consequences of the outage A: C joins
+    # B's group, so when A closes only B speaks for the burst.
+    eng, clock, rec = engine(SUPPRESS + "  group: {by: [category, place], window: 30m}\n")
+    outage = eng.report({"category": "power_outage", "place": "B1"}).id
+    clock.advance(5 * M)
+    leader = eng.report({"category": "equipment_fault", "place": "B1"}).id
+    clock.advance(5 * M)
+    member = eng.report({"category": "equipment_fault", "place": "B1"}).id
+    assert [f[3:5] for f in fired(eng, leader)] == [(outage, "suppressed")]
+    assert [f[3:5] for f in fired(eng, member)] == [(leader, "grouped")]
+    clock.advance(H)
+    eng.transition(outage, "rejected", reason="power is back")
+    clock.advance(5 * M)
+    eng.tick()
+    assert rec.topics()[1:] == [(leader, "incident.released", ("front-office",))]
+    clock.advance(H)  # the warnings fall due: the member's is held by its leader
+    eng.tick()
+    assert rec.topics()[2:] == [(leader, "escalation.warning", ("assignee",))]
+    assert [f[:5] for f in fired(eng, member)][-1] == (
+        "NotificationSuppressed", "escalation.warning", "('assignee',)", leader, "grouped")

@@ -99,3 +99,25 @@ def test_the_duration_filter_says_a_duration_in_either_language():
     assert [duration(s, "zh") for s in (0, 45, 5400, 93784)] == ["0秒", "45秒", "1小时30分钟", "1天2小时3分钟4秒"]
     assert [duration(s, "en") for s in (0, 5400, 93784)] == ["0s", "1h30m", "1d2h3m4s"]
     assert duration(None, "zh") == ""
+
+
+def test_a_step_reached_by_a_jump_says_the_moment_that_reached_it():
+    rules = RULES.replace("""      - id: warn
+        at: {clock: respond, used: 50%}
+        notify: [assignee]
+""", """      - id: warn
+        at: {clock: respond, used: 50%}
+        notify: [assignee]
+        jump: late
+""")
+    rec = RecordingBackend("rec")
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[rec.plugin()])
+    clock = qflow.FakeClock(T0)
+    eng = qflow.Engine(qflow.load_ruleset_text(rules, file="esc.yaml", plugins=pm), plugins=pm, clock=clock)
+    i = eng.report({"category": "complaint", "description": "等待超过30分钟"}).id
+    clock.set(T0 + 2 * H)
+    eng.tick()
+    zh, en = _subjects(eng, rec, i, ("escalation.warning", "escalation.breach"))
+    # warn jumps to late, whose own moment (1h overdue) has not come: it says what reached it.
+    assert zh == [f"【一般 Normal】{i} 响应时限已用 50%", f"【一般 Normal】{i} 响应时限已用 50%，跳级至 late"]
+    assert en == [f"[normal] {i} 50% of respond used", f"[normal] {i} 50% of respond used; jumped to late"]

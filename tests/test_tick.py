@@ -196,3 +196,64 @@ def test_a_failing_batch_read_falls_back_to_reading_each_incident():
     report = eng.tick()
     assert (report.incidents, report.effects, report.failed) == (3, 3, 0)
     assert all(fired(eng, i)[0][1] == "warn" for i in ids)
+
+
+CASCADE = """\
+escalation:
+  ladders:
+    default:
+      - id: late
+        at: {clock: respond, overdue: 1h}
+        notify: ["role:quality-manager"]
+        raise_severity: 2
+      - id: resolve-warn
+        at: {clock: resolve, used: 50%}
+        notify: [team.lead]
+"""
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_what_a_tick_makes_due_at_once_is_fired_in_the_same_tick(kind, tmp_path):
+    # At 15:00 the raise to critical (resolve 4h from 10:00) puts the resolve breach and
+    # the resolve warning in the past: they are recorded by this tick, not the next.
+    store = None if kind == "memory" else f"sqlite:///{tmp_path / 'c.db'}"
+    eng, clock, rec = engine(CASCADE, store=store)
+    iid = eng.report({"category": "complaint"}).id
+    clock.advance(5 * H)
+    assert eng.tick() == qflow.TickReport(timers=4, incidents=1, effects=5, notifications=2)
+    assert [f[:2] for f in fired(eng, iid)] == [
+        ("DeadlineBreached", "respond"), ("EscalationStepFired", "late"), ("SeverityChanged", "normal"),
+        ("DeadlineBreached", "resolve"), ("EscalationStepFired", "resolve-warn")]
+    assert {e.at for e in eng.events(iid)[2:]} == {clock.now()}
+    assert [t for t in eng.store.timers(iid) if t.at <= clock.now()] == []
+    assert eng.tick() == qflow.TickReport()
+
+
+class Restless:
+    """Records an event and makes a timer due at once on every ask: never settles."""
+
+    asked = 0
+
+    @qflow.hookimpl
+    def qflow_schedule(self, state, events, ruleset, now):
+        return [qflow.Timer(state.id, "restless", now)]
+
+    @qflow.hookimpl
+    def qflow_due(self, state, events, ruleset, now, store, plugins):
+        Restless.asked += 1
+        return [qflow.Effect("Restless", "restless", {})]
+
+
+def test_an_incident_that_never_settles_is_asked_three_times_a_tick():
+    Restless.asked = 0
+    eng, clock, _ = engine("", Restless())
+    eng.report({"category": "complaint"})
+    assert eng.tick() == qflow.TickReport(timers=3, incidents=1, effects=3)
+    assert Restless.asked == 3
+
+
+def test_stop_is_asked_before_an_incident_is_asked_again():
+    Restless.asked = 0
+    eng, clock, _ = engine("", Restless())
+    eng.report({"category": "complaint"})
+    assert eng.tick(stop=lambda: True) == qflow.TickReport(timers=1, incidents=1, effects=1)

@@ -9,7 +9,9 @@ the holder is open).
 
 Grouping is decided when an incident is reported: if an open incident with equal
 ``by`` fields was reported within ``window`` before it and is not itself grouped,
-the new one joins it, and stays joined while that first incident is open.
+the new one joins it, and stays joined while that first incident is open. A group
+holds before a suppression does, so a burst held by a suppression is released once,
+by its first incident.
 
 Once the holder closes, a held incident that is still open is no longer explained
 by it: what it held is released as one notification (``incident.released``, to
@@ -85,9 +87,19 @@ def _is_open(store: Any, incident_id: str) -> bool:
 
 
 def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[str, str] | None:
-    view = None
+    """The earliest-reported open incident that holds *state* by a suppress rule, and the rule.
+
+    An incident that itself matches a rule's ``source`` could hold others, so it is held
+    only by a source reported strictly before it: holding then follows the order of
+    reports and two incidents never hold each other (two reports of one outage would
+    otherwise silence both). One that matches no source holds nobody and is held by any
+    open source, whenever that was reported."""
+    view = _view(state) if compiled.suppress else None
+    reported = state.incident.reported_at
+    is_source = any(rule.source.test(view) for rule in compiled.suppress)
+    if is_source and reported is None:
+        return None  # no order to hold it by
     for rule in compiled.suppress:
-        view = view if view is not None else _view(state)
         if not rule.target.test(view):
             continue
         filters = {f: _value(state, f) for f in rule.equal}
@@ -95,7 +107,8 @@ def _suppressor(compiled: Compiled, state: IncidentState, store: Any) -> tuple[s
             continue  # nothing to compare by
         if any(filters.get(f, v) != v for f, v in rule.query.items()):
             continue  # the source would have to differ from this incident where the rule says they are equal
-        for other in store.query(IncidentQuery(open_only=True, **filters, **rule.query)):
+        query = IncidentQuery(open_only=True, reported_until=reported if is_source else None, **filters, **rule.query)
+        for other in _earliest(store, query):
             if other.id != state.id and rule.source.test(_view(other)):
                 return other.id, rule.id
     return None
@@ -127,16 +140,19 @@ def held(notifications: Sequence[Notification], state: IncidentState, events: Se
     compiled: Compiled | None = ruleset.compiled("escalation")
     if compiled is None or (compiled.group is None and not compiled.suppress) or store is None:
         return []
+    # A member of a burst speaks through its leader even when both are suppressed, so
+    # when the suppression ends the leader alone tells of the burst. Held by the very
+    # incident that explains it, it is suppressed (the reason says more).
+    leader = _leader(compiled, state, events, notifications, store)
     found = _suppressor(compiled, state, store)
-    if found is not None:
+    if leader is not None and (found is None or found[0] != leader):
+        by, reason, source = leader, "grouped", "escalation:group"
+        extra = {"group": {f: _value(state, f) for f in compiled.group.by}} if compiled.group else {}
+    elif found is not None:
         by, rule = found
         reason, source, extra = "suppressed", f"escalation:suppress:{rule}", {"rule": rule}
     else:
-        leader = _leader(compiled, state, events, notifications, store)
-        if leader is None:
-            return []
-        by, reason, source = leader, "grouped", "escalation:group"
-        extra = {"group": {f: _value(state, f) for f in compiled.group.by}} if compiled.group else {}
+        return []
     return [Effect(SUPPRESSED, source, {"topic": n.topic, "recipients": list(n.recipients), "by": by,
                                         "reason": reason, **extra}, (n,))
             for n in notifications]

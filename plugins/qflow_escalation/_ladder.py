@@ -33,10 +33,18 @@ def _started(clock: Any) -> str:
     return clock.started_at.isoformat() if clock.started_at is not None else ""
 
 
-def _history(events: Sequence[Event]) -> tuple[dict[tuple[str, str, str, str], int], set[tuple[str, str]]]:
+_Key = tuple[str, str, str, str]  # (ladder, step, clock, clock start)
+
+
+_Last = dict[_Key, tuple[datetime, Any]]
+
+
+def _history(events: Sequence[Event]) -> tuple[dict[_Key, int], _Last, set[tuple[str, str]]]:
     """What the log says has fired: (ladder, step, clock, clock start) -> latest
-    occurrence, and the (clock, clock start) pairs already recorded as breached."""
-    fired: dict[tuple[str, str, str, str], int] = {}
+    occurrence, and -> when it last fired and at which severity; and the (clock, clock
+    start) pairs already recorded as breached."""
+    fired: dict[_Key, int] = {}
+    last: _Last = {}
     breached: set[tuple[str, str]] = set()
     for e in events:
         if e.type == FIRED or e.type == SKIPPED:
@@ -45,9 +53,21 @@ def _history(events: Sequence[Event]) -> tuple[dict[tuple[str, str, str, str], i
             occ = d.get("occurrence", 0) if e.type == FIRED else _DONE
             if occ > fired.get(k, -1):
                 fired[k] = occ
+            last[k] = (e.at, d.get("severity"))
         elif e.type == BREACHED:
             breached.add((e.data["clock"], e.data.get("clock_started", "")))
-    return fired, breached
+    return fired, last, breached
+
+
+def _not_before(step: Step, key: _Key, last: _Last, severity: str | None) -> datetime | None:
+    """The earliest a repeat of *step* may fire when its previous firing was at another
+    severity: ``every`` after that firing. A raise can put every repeat counted against
+    the new target in the past at once; they then fire once, a full ``every`` later,
+    not straight after the first. (At one severity the clock alone says when.)"""
+    found = last.get(key)
+    if found is None or step.every is None or found[1] == severity:
+        return None
+    return found[0] + step.every
 
 
 def _running(clock: Any) -> bool:
@@ -109,7 +129,7 @@ def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     if compiled is None or state.stage in _CLOSED or state.decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
-    fired, breached = _history(events)
+    fired, last, breached = _history(events)
     starts = _starts(clocks)
     iid = state.id
     timers = []
@@ -127,10 +147,12 @@ def next_timers(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         clock = clocks.get(step.clock)
         if clock is None:
             continue
-        done = fired.get((step.ladder, step.id, step.clock, starts[step.clock]), -1)
+        key = (step.ladder, step.id, step.clock, starts[step.clock])
+        done = fired.get(key, -1)
         at = _moment(step, clock, done + 1, ruleset, now)
         if at is not None:
-            timers.append(Timer(iid, step.key, at))
+            floor = _not_before(step, key, last, state.decision.severity)
+            timers.append(Timer(iid, step.key, max(at, floor) if floor is not None else at))
     return timers
 
 
@@ -167,7 +189,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     if compiled is None or state.stage in _CLOSED or decision is None:
         return []
     clocks = clock_states(state, events, ruleset, now)
-    fired, breached = _history(events)
+    fired, last, breached = _history(events)
     starts = _starts(clocks)
     effects: list[Effect] = []
     for name, clock in clocks.items():
@@ -185,6 +207,11 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     severity = decision.severity
     order: Sequence[str] | None = None  # the severities, most urgent first (read when raising)
     forced: dict[str, str] = {}  # step id -> why it fires now
+    # step id -> what a forced step is announced with: its own trigger has not come yet
+    forced_when: dict[str, str] = {}
+    # step id -> the trigger that reached a forced step, and how (jump or passed on, from which step),
+    # so templates say the moment that reached it in the channel's language
+    forced_by: dict[str, tuple[Any, dict[str, str]]] = {}
     by_id: dict[str, Step] | None = None
     available: Any = None  # the qflow_available hook, False when no plugin implements it
     for step in steps:
@@ -192,7 +219,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
         if clock is None:
             continue
         start = starts[step.clock]
-        done = fired.get((ladder, step.id, step.clock, start), -1)
+        key = (ladder, step.id, step.clock, start)
+        done = fired.get(key, -1)
         via = forced.get(step.id)
         if via == "":
             continue  # a jump went past it
@@ -203,6 +231,9 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             reached = _reached(step, clock, now)
             if reached is None or reached <= done:
                 continue
+            floor = _not_before(step, key, last, severity)
+            if floor is not None and now < floor:
+                continue  # too soon after its previous firing: the timer waits for it
             if step.only_in is not None and not calendar(ruleset, step.only_in).is_open(now):
                 continue  # deferred: the timer waits for the next opening
             occurrence = reached
@@ -227,7 +258,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             ok = available(recipient=who, state=state, now=now) if available else None
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
-        when = step.describe()
+        when = forced_when.get(step.id, step.describe()) if via else step.describe()
         # Frozen once, from a dict made for it: the notification's data is the event's plus five fields
         # (``trigger`` lets templates say the step's moment in the channel's language).
         data = FrozenDict.adopt({
@@ -244,9 +275,11 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                                   state.incident.title or state.incident.description,
                                   data | {"due": due, "category": decision.category,
                                           "team": decision.team, "owner": decision.owner,
-                                          "trigger": step.trigger}),)
+                                          **_trigger_fields(step, via, forced_by)}),)
         effects.append(Effect(FIRED, source, data, notes))
-        if step.raise_severity:
+        if step.raise_severity and done < 0:
+            # Once per clock run, on the step's first firing: its repeats remind, and a
+            # raise on each would climb past every ladder (critical has none of its own).
             if order is None:
                 order = ruleset.names("severity")
             to = _raise(severity, step.raise_severity, order)
@@ -266,15 +299,35 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                     if other.id not in forced:
                         forced[other.id] = ""  # marks "jumped over"
                 forced[target.id] = f"jump from {step.id}"
+                forced_when[target.id] = f"{when}; jumped to {target.id}"
+                forced_by[target.id] = (_reaching(step, via, forced_by), {"kind": "jump", "from": step.id})
         if step.notify and not recipients and step.level < len(steps):
-            forced.setdefault(steps[step.level].id, f"nobody available at {step.id}")
+            nxt = steps[step.level].id
+            if nxt not in forced:
+                forced[nxt] = f"nobody available at {step.id}"
+                forced_when[nxt] = f"{when}; nobody available at {step.id}, passed to {nxt}"
+                forced_by[nxt] = (_reaching(step, via, forced_by), {"kind": "passed", "from": step.id})
     if "" not in forced.values():
         return effects  # no jump went past a step: nothing to record as skipped
     return _jumped_over(effects, forced, steps, ladder, fired, clocks)
 
 
+def _reaching(step: Step, via: str | None, forced_by: Mapping[str, tuple[Any, dict[str, str]]]) -> Any:
+    """The trigger of the moment that fired *step*: its own, or (when it was itself
+    reached by a jump or passed on) the one that reached it."""
+    return forced_by[step.id][0] if via and step.id in forced_by else step.trigger
+
+
+def _trigger_fields(step: Step, via: str | None,
+                    forced_by: Mapping[str, tuple[Any, dict[str, str]]]) -> dict[str, Any]:
+    if via and step.id in forced_by:
+        trigger, reached = forced_by[step.id]
+        return {"trigger": trigger, "reached": reached}
+    return {"trigger": step.trigger}
+
+
 def _jumped_over(effects: list[Effect], forced: Mapping[str, str], steps: Sequence[Step], ladder: str,
-                 fired: Mapping[tuple[str, str, str, str], int], clocks: Mapping[str, Any]) -> list[Effect]:
+                 fired: Mapping[_Key, int], clocks: Mapping[str, Any]) -> list[Effect]:
     """Steps a jump went past never fire: record them as skipped (the loop above
     treats the empty reason as "not forced" and fires nothing for them)."""
     fired_now = {e.data["step"] for e in effects if e.type in (FIRED, SKIPPED)}

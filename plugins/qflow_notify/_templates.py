@@ -55,6 +55,8 @@ _EN_STEP = ("{% set t = data.trigger %}[{{ data.severity }}] {{ id }} "
             "{% elif t.kind == 'remaining' %}{{ t.seconds | duration('en') }} left on {{ data.clock }}"
             "{% elif t.kind == 'overdue' %}{{ data.clock }} overdue by {{ t.seconds | duration('en') }}"
             "{% else %}{{ data.clock }} breached{% endif %}"
+            "{% if data.reached %}{% if data.reached.kind == 'jump' %}; jumped to {{ data.step }}"
+            "{% else %}; nobody available at {{ data.reached.from }}, passed to {{ data.step }}{% endif %}{% endif %}"
             "{% if data.skipped %} (repeat {{ data.occurrence }}; {{ data.skipped }} missed while down){% endif %}")
 _EN_RELEASE = ("[{{ data.severity or '?' }}] {{ id }}{% if data.category %} {{ data.category }}{% endif %}: "
                "still open; {{ data.held }} notification{{ '' if data.held == 1 else 's' }} held while "
@@ -68,6 +70,8 @@ _ZH_STEP = ("{% set t = data.trigger %}{% set c = " + _ZH_CLOCKS + ".get(data.cl
             "{% elif t.kind == 'remaining' %}距{{ c }}期限还剩 {{ t.seconds | duration('zh') }}"
             "{% elif t.kind == 'overdue' %}{{ c }}已超时 {{ t.seconds | duration('zh') }}"
             "{% else %}{{ c }}已超时{% endif %}"
+            "{% if data.reached %}{% if data.reached.kind == 'jump' %}，跳级至 {{ data.step }}"
+            "{% else %}，{{ data.reached.from }} 无人可联系，转至 {{ data.step }}{% endif %}{% endif %}"
             # Unlike the en subject, every repeat says which it is: two identical lines read as one sent twice.
             "{% if data.occurrence %}（第{{ data.occurrence }}次重复提醒"
             "{% if data.skipped %}；停机期间漏发{{ data.skipped }}次{% endif %}）{% endif %}")

@@ -5,7 +5,9 @@ workers share the work); plugins say what to record through ``qflow_due``. A tic
 asks each incident once, however many ticks were missed: plugins work out from the
 log what is due at *now*, so after downtime a step fires once (not once per missed
 tick) and a lost race re-reads the incident and asks again, so a step recorded by
-the other worker is not recorded twice.
+the other worker is not recorded twice. An incident whose write left a timer due at
+*now* (a raised severity puts its resolve breach in the past) is asked again in the
+same tick, up to ``_ASKS`` asks in all, so a cascade settles without waiting a tick.
 
 The writes of one batch of incidents go to the store in one transaction (one
 commit instead of one per incident); if any of them lost a race, each incident of
@@ -36,6 +38,10 @@ __all__ = ["Scheduling", "TickReport"]
 log = logging.getLogger("qflow.tick")
 
 _RETRIES = 3
+#: How often one tick may ask an incident: what a tick records can make a timer due at
+#: once (a raised severity puts a breach in the past), and asking again settles it in
+#: the same tick; the bound keeps a plugin that always finds more from looping.
+_ASKS = 3
 
 
 @attrs.frozen
@@ -89,33 +95,42 @@ class Scheduling(_Base):
 
         Claims up to *limit* timers at a time; with *drain* it goes on claiming until
         nothing due at *now* is left (catching up after downtime in one call), each
-        incident asked once. *stop* is asked after each batch: when it returns True
-        the tick ends there and leaves the rest for the next one (a worker asked to
-        stop).
+        incident asked once, and again (up to three asks in all) when what it recorded
+        left a timer due at *now*. *stop* is asked after each batch: when it returns
+        True the tick ends there and leaves the rest for the next one (a worker asked
+        to stop).
         """
         if now is None:
             now = self.clock.now()
         report = TickReport()
-        seen: set[str] = set()
+        asks: dict[str, int] = {}
+        again: set[str] = set()  # their last ask recorded something: they may be due again
         try:
             while True:
                 timers = self.store.claim_timers(now, worker=worker, limit=limit, lease_until=now + lease)
                 fresh: dict[str, list[Timer]] = {}
                 for t in timers:
-                    if t.incident_id not in seen:
+                    n = asks.get(t.incident_id, 0)
+                    if (n == 0 and (drain or not asks)) or (t.incident_id in again and n < _ASKS):
                         fresh.setdefault(t.incident_id, []).append(t)
                 if not fresh:
                     break
-                seen.update(fresh)
-                report += self._batch(fresh, now)
-                report += TickReport(timers=sum(len(ts) for ts in fresh.values()), incidents=len(fresh))
-                if not drain or len(timers) < limit or (stop is not None and stop()):
+                new = sum(1 for iid in fresh if iid not in asks)
+                for iid in fresh:
+                    asks[iid] = asks.get(iid, 0) + 1
+                done, changed = self._batch(fresh, now)
+                again = (again - fresh.keys()) | changed
+                report += done + TickReport(timers=sum(len(ts) for ts in fresh.values()), incidents=new)
+                if stop is not None and stop():
+                    break
+                if not changed and (not drain or len(timers) < limit):
                     break
         finally:
             self.store.release_timers(worker)
         return report
 
-    def _batch(self, due: dict[str, list[Timer]], now: datetime) -> TickReport:
+    def _batch(self, due: dict[str, list[Timer]], now: datetime) -> tuple[TickReport, set[str]]:
+        """Ask and write one batch; also the incidents that recorded something."""
         plans: dict[str, _Plan] = {}
         failed = 0
         try:
@@ -137,19 +152,24 @@ class Scheduling(_Base):
             if plan is not None:
                 plans[iid] = plan
         if not plans:
-            return TickReport(failed=failed)
+            return TickReport(failed=failed), set()
         try:
             self.store.write([p.write for p in plans.values()])
             for p in plans.values():
                 p.announce(self._hooks, self._conv, now)
-            return TickReport(effects=sum(p.effects for p in plans.values()),
-                              notifications=sum(p.notifications for p in plans.values()), failed=failed)
+            return (TickReport(effects=sum(p.effects for p in plans.values()),
+                               notifications=sum(p.notifications for p in plans.values()), failed=failed),
+                    {iid for iid, p in plans.items() if p.effects})
         except ConcurrencyError:
             log.info("tick: a batch of %d lost a race; writing its incidents one by one", len(plans))
         report = TickReport(failed=failed, conflicts=1)
+        changed = set()
         for iid, plan in plans.items():
-            report += self._one(iid, due[iid], plan, now)
-        return report
+            one = self._one(iid, due[iid], plan, now)
+            if one.effects:
+                changed.add(iid)
+            report += one
+        return report, changed
 
     def _one(self, iid: str, timers: Sequence[Timer], plan: _Plan | None, now: datetime) -> TickReport:
         conflicts = 0

@@ -138,8 +138,9 @@ class Worker:
         between batches."""
         if now is None:
             now = self.clock.now()
-        # One tick for the interval, so each incident is asked once however many
-        # batches the backlog takes; it asks whether to stop after each batch.
+        # One tick for the interval, so each incident is asked once (more only while
+        # what it records makes more due at once) however many batches the backlog
+        # takes; it asks whether to stop after each batch.
         r = self.engine.tick(now, worker=self.name, limit=self.batch, lease=self.lease,
                              stop=lambda: self.stopping)
         incidents, effects, conflicts = r.incidents, r.effects, r.conflicts

@@ -444,7 +444,8 @@ def qflow_due(
     owners, start a scheduled verification.
 
     Called by ``Engine.tick(now)`` once per incident that has due timers, never once
-    per missed tick: after downtime, a plugin fires each step once and records that
+    per missed tick (again in the same tick, up to three calls, when what was recorded
+    left a timer due at *now*): after downtime, a plugin fires each step once and records that
     it did, so the same log never fires it again. What is recorded is read back from
     the log (``events``), which makes each step fire once per incident even when two
     workers race (the second one's append fails its sequence check and it re-reads).
