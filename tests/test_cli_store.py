@@ -85,7 +85,7 @@ def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
     assert status == 0
     lines = out.splitlines()
     assert lines[0].startswith("FD-20261124-02  reported  critical  team security")
-    assert lines[2] == "timeline:"
+    assert lines[2] == "timeline (times in UTC+08:00):"
     assert lines[3].split()[:3] == ["1", "2026-11-24T09:00:00+08:00", "IncidentReported"]
     assert "ruleset hotel-front-desk@" in lines[3]
     assert lines[5].split()[2] == "DecisionMade"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -224,6 +225,15 @@ def test_the_worker_reconnects_after_the_database_dropped_it(pg_url, pg_admin, t
     engine.store.close()
 
 
+def test_the_status_line_is_in_the_rulesets_zone_whatever_the_clock_gives():
+    from datetime import timezone
+
+    clock = qflow.FakeClock(T0.astimezone(timezone.utc).replace(microsecond=250))
+    out = io.StringIO()
+    Worker(_engine(clock=clock), name="w1", out=out).run(once=True)
+    assert out.getvalue() == "2026-11-20T23:10:00+08:00 w1: 0 effects on 0 incidents, 0 delivered\n"
+
+
 def test_interval_lines_say_what_was_done():
     r = IntervalReport(T0, incidents=2, effects=3, conflicts=1, delivered=4, retrying=1, dead=1)
     assert r.line("w2") == ("2026-11-20T23:10:00+08:00 w2: 3 effects on 2 incidents, 1 lost race re-read, "
@@ -252,6 +262,8 @@ def test_worker_once_on_a_store(tmp_path, capsys):
     assert out[0].startswith("qflow worker cron-1: hotel-front-desk@")
     assert out[0].endswith(f" on {store}, every 5s")
     assert out[1].endswith(" cron-1: 0 effects on 0 incidents, 0 delivered")
+    # The wall clock's time, in the ruleset's zone (Asia/Shanghai) and to the second.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", out[1].split()[0])
     assert out[2] == "qflow worker cron-1: stopped after 1 interval"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import IO, Any
 
 import attrs
@@ -18,7 +19,8 @@ from qflow._delivery import Channel, redact
 from qflow.clock import FakeClock
 from qflow.engine import Engine, parse_incident
 from qflow.errors import InputError
-from qflow.model import Incident, IncidentState, Notification, Stage
+from qflow.events import apply
+from qflow.model import Event, Incident, IncidentState, Notification, Stage
 from qflow.store import OutboxMessage
 
 __all__ = ["add_commands"]
@@ -32,15 +34,23 @@ test: send one test message through a channel of RULESET (its backend, options a
 secrets, ${env:NAME} read from the environment now), or through a backend that
 needs no options (log, console). --simulate prints the request instead of sending.
 
-preview: decide the incident, raise a notification of TOPIC, and print every
-message the ruleset's routes and templates make of it, channel by channel, as each
-backend would send it (secrets not resolved). Nothing is sent.
+preview: decide the incident, raise a notification of TOPIC (default
+incident.reported), and print every message the ruleset's routes and templates make
+of it, channel by channel, as each backend would send it (secrets not resolved).
+Nothing is sent and nothing is recorded.
+With --store URL (or $QFLOW_STORE, for an --incident that is neither JSON nor a file)
+--incident names a stored incident, taken as it stands. Without --topic the preview
+is of what its next timer sends when it falls due (or what is due at --now): the
+escalation step with its data, after the severity raises and reassignments it makes,
+and saying which notifications grouping or suppression would hold. With --topic it
+is that topic raised on the incident now (or at --now).
 
 examples:
   qflow notify test duty-log rulesets/hotel-front-desk.yaml --simulate
   qflow notify test console rulesets/hotel-front-desk.yaml
   qflow notify preview rulesets/hotel-front-desk.yaml --topic escalation.warning --lang en \\
       --incident '{"channel": "phone", "category": "complaint", "description": "等待超过30分钟"}'
+  qflow notify preview rulesets/hotel-front-desk.yaml --incident INC-1 --store sqlite:///qflow.sqlite3
 
 exit status: 0 sent (or previewed), 1 the send failed or the ruleset has errors, 2 a usage error.
 """
@@ -62,9 +72,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     v = actions.add_parser("preview", parents=[common], formatter_class=_FORMATTER, epilog=_EPILOG,
                            help="render the messages a notification would become")
     v.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
-    v.add_argument("--incident", required=True, metavar="JSON|FILE", help="the incident as JSON, or a file")
-    v.add_argument("--topic", default="incident.reported", metavar="T",
-                   help="the notification's topic (default incident.reported)")
+    v.add_argument("--incident", required=True, metavar="JSON|FILE|ID",
+                   help="the incident as JSON, a file, or with --store the id of a stored incident")
+    v.add_argument("--store", metavar="URL",
+                   help="the store --incident ID is read from (default: $QFLOW_STORE, else sqlite:///qflow.sqlite3)")
+    v.add_argument("--topic", metavar="T",
+                   help="the notification's topic (default incident.reported; for a stored incident, "
+                        "what its next timer sends)")
     v.add_argument("--lang", metavar="LANG",
                    help=f"render in this language ({' or '.join(LANGS)}) instead of the channel's")
     v.add_argument("--recipient", action="append", default=None, metavar="NAME",
@@ -154,6 +168,8 @@ def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     if args.lang is not None and args.lang not in LANGS:
         raise UsageError(f"--lang: unknown language '{args.lang}'", f"use one of: {', '.join(LANGS)}")
+    if _names_stored(args):
+        return _preview_stored(args, out)
     engine, now = _engine(args)
     data = _read_incident_arg(args.incident)
     try:
@@ -166,19 +182,121 @@ def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         incident = attrs.evolve(incident, reported_at=now)
     decision = engine.decide(incident, now)
     state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
-    recipients = tuple(args.recipient) if args.recipient else tuple(x for x in (decision.team, decision.owner) if x)
-    note = Notification(incident_id=_id(incident), topic=args.topic, at=now, recipients=recipients,
-                        subject=f"[{decision.severity or '?'}] {_id(incident)} {decision.category or ''}".strip(),
-                        body=incident.description, data={"lang": args.lang} if args.lang else {})
+    note = _note(args, state, now)
     messages = engine._hooks.plan_delivery(note, state, engine.ruleset, now)
     if not messages:
-        out.write(f"no route sends '{args.topic}' for this incident; nothing would be sent\n")
+        out.write(f"no route sends '{note.topic}' for this incident; nothing would be sent\n")
         return 0
+    _write_messages(out, engine, messages, now)
+    return 0
+
+
+def _note(args: argparse.Namespace, state: IncidentState, now: datetime) -> Notification:
+    """The notification of --topic on *state*, to --recipient or its team and owner."""
+    decision, incident = state.decision, state.incident
+    assert decision is not None
+    recipients = tuple(args.recipient) if args.recipient else tuple(x for x in (decision.team, decision.owner) if x)
+    return Notification(incident_id=_id(incident), topic=args.topic or "incident.reported", at=now,
+                        recipients=recipients,
+                        subject=f"[{decision.severity or '?'}] {_id(incident)} {decision.category or ''}".strip(),
+                        body=incident.description, data={"lang": args.lang} if args.lang else {})
+
+
+def _names_stored(args: argparse.Namespace) -> bool:
+    """Whether --incident is the id of a stored incident: not JSON (nor stdin), and
+    --store is given, or it is no file and $QFLOW_STORE says where incidents are."""
+    value = args.incident
+    if value == "-" or value.lstrip().startswith(("{", "[")):
+        return False
+    if args.store:
+        return True
+    return not os.path.exists(value) and bool(os.environ.get("QFLOW_STORE"))
+
+
+def _preview_stored(args: argparse.Namespace, out: IO[str]) -> int:
+    from qflow._cli_store import _opened, store_url
+    from qflow._show import _summary
+    from qflow.cli import PROG, UsageError, _load, _parse_now, _plugins
+
+    pm = _plugins(args)
+    ruleset = _load(args.ruleset, pm)
+    url = store_url(args)
+    with _opened(args, pm, create=False) as store:
+        state = store.get(args.incident)
+        if state is None:
+            raise UsageError(f"no incident '{args.incident}' in {url}", f"list them with '{PROG} ls --store {url}'")
+        if state.decision is None:
+            raise UsageError(f"{args.incident} has no decision to notify about",
+                             f"see its timeline with '{PROG} show {args.incident} --store {url}'")
+        events = store.events(args.incident)
+        if args.topic is not None:
+            now = _parse_now(args.now)
+            engine = Engine(ruleset, plugins=pm, store=store, clock=FakeClock(now))
+            note = _note(args, state, now)
+            messages = engine._hooks.plan_delivery(note, state, ruleset, now)
+            if not messages:
+                out.write(f"no route sends '{note.topic}' for {state.id}; nothing would be sent\n")
+                return 0
+            _write_messages(out, engine, messages, now)
+            return 0
+        timers = store.timers(args.incident)
+        if not timers:
+            out.write(f"nothing is scheduled for {state.id} (stage {state.stage.value}); "
+                      f"give --topic to preview a topic\n")
+            return 0
+        now = _parse_now(args.now) if args.now else timers[0].at
+        due = [t for t in timers if t.at <= now]
+        if not due:
+            out.write(f"nothing of {state.id} is due at {_local(now, ruleset)}; its next timer, {timers[0].key}, "
+                      f"is due at {_local(timers[0].at, ruleset)}\n")
+            return 0
+        engine = Engine(ruleset, plugins=pm, store=store, clock=FakeClock(now))
+        messages, held = _due_messages(engine, state, events, due, now, args.lang)
+    out.write(f"{state.id} at {_local(now, ruleset)}: {', '.join(t.key for t in due)}\n")
+    for e in held:
+        out.write(f"held: {_summary(e.type, dict(e.data), now.tzinfo or timezone.utc)}\n")
+    if not messages:
+        out.write("nothing would be sent\n")
+        return 0
+    out.write("\n")
+    _write_messages(out, engine, messages, now)
+    return 0
+
+
+def _due_messages(engine: Engine, state: IncidentState, events: Sequence[Event], due: Sequence[Any],
+                  now: datetime, lang: str | None) -> tuple[list[OutboxMessage], list[Event]]:
+    """What a tick at *now* would put in the outbox for *due* (as ``tick`` plans it,
+    but writing nothing), and the events of the notifications it would hold."""
+    found = [e for effects in engine._hooks.due(state, events, due, engine.ruleset, now) for e in effects]
+    new = [Event(state.id, state.seq + i + 1, now, e.type, source=e.source, ruleset=engine.ruleset.ref, data=e.data)
+           for i, e in enumerate(found)]
+    after = state
+    for event in new:
+        after = apply(after, event, engine._conv)
+    notes = [n for e in found for n in e.notifications]
+    if lang:
+        notes = [attrs.evolve(n, data={**n.data, "lang": lang}) for n in notes]
+    if not notes:
+        return [], []
+    kept, with_held, after, _ = engine._hold(tuple(events) + tuple(new), new, after, notes, now)
+    messages = [m for n in kept for m in engine._hooks.plan_delivery(n, after, engine.ruleset, now)]
+    return messages, list(with_held[len(new):])
+
+
+def _local(at: datetime, ruleset: Any) -> str:
+    from zoneinfo import ZoneInfo
+
+    return at.astimezone(ZoneInfo(ruleset.timezone)).isoformat(timespec="seconds")
+
+
+def _write_messages(out: IO[str], engine: Engine, messages: Sequence[OutboxMessage], now: datetime) -> None:
+    from qflow._show import recipients_text
+
     backends, channels = engine.backends(), engine.channels()
     for m in messages:
         backend, channel = backends.get(m.backend), channels.get(m.channel)
         p = m.payload
-        who = ", ".join(r.get("name") or r.get("email") or r.get("mobile") or "?" for r in p.get("recipients", ()))
+        who = recipients_text(p.get("recipients", ()))
         out.write(f"== {m.channel} ({m.backend}, {p.get('lang')}) id {m.id[:12]}"
                   f"{f', falls back to {m.fallback}' if m.fallback else ''}\n")
         out.write(f"to:      {who or '(the channel itself)'}\nsubject: {p.get('subject', '')}\n")
@@ -188,7 +306,6 @@ def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if backend is not None and channel is not None:
             out.write("-- as sent:\n" + backend.preview(m, channel.config, now=now))
         out.write("\n")
-    return 0
 
 
 def _id(incident: Incident) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from qflow._render import _plural
@@ -59,11 +59,20 @@ examples:
   {PROG} ls --overdue --now 2026-11-21T09:00:00+08:00 --format json
 """
 _SHOW_EPILOG = f"""\
-Prints the incident's state and its timeline: every event with when, who (actor),
-what, which rule or plugin (source) and which ruleset version decided it.
+Prints the incident's state, its timeline and its outbox. The timeline has every
+event with when, who (actor), what, which rule or plugin (source) and which ruleset
+version decided it; escalation steps say which step, when it was due, the occurrence,
+the steps skipped and who was told. The outbox lists every message planned for the
+incident: its topic, channel, recipients, status (pending, delivered or dead, with the
+fallback channel) and each delivery attempt.
+
+Every time is shown in one zone: --tz when given, else the zone of RULESET when
+given, else the offset the incident was reported with.
 
 examples:
   {PROG} show INC-1
+  {PROG} show INC-1 rulesets/hotel-front-desk.yaml --store sqlite:///qflow.sqlite3
+  {PROG} show INC-1 --tz Asia/Shanghai
 """
 
 
@@ -125,7 +134,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p = sub.add_parser("show", parents=[common], formatter_class=fmt, epilog=_SHOW_EPILOG,
                        help="show one incident and its timeline", description="Show an incident's timeline.")
     p.add_argument("id", metavar="ID")
+    p.add_argument("ruleset", metavar="RULESET", nargs="?", help="a ruleset, to show times in its time zone")
     p.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    p.add_argument("--tz", metavar="ZONE",
+                   help="show times in ZONE: an IANA name (Asia/Shanghai), UTC, or an offset (+08:00); "
+                        "default: RULESET's zone, else the offset the incident was reported with")
     return {"db": _cmd_db, "import": _cmd_import, "ls": _cmd_ls, "show": _cmd_show}
 
 
@@ -330,38 +343,27 @@ def _row(s: IncidentState, tz: Any) -> dict[str, Any]:
 
 
 def _cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from qflow._show import parse_zone, write_show
+
+    tz = None
+    if args.tz is not None:
+        tz = parse_zone(args.tz)
+        if tz is None:
+            raise UsageError(f"argument --tz: unknown time zone '{args.tz}'",
+                             "give an IANA name such as Asia/Shanghai, UTC, or an offset such as +08:00")
+    elif args.ruleset:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(_load(args.ruleset, _plugins(args)).timezone)
     with _opened(args, create=False) as store:
         state = store.get(args.id)
         if state is None:
             raise UsageError(f"no incident '{args.id}' in {store_url(args)}",
                              f"list them with '{PROG} ls --store {store_url(args)}'")
         events = store.events(args.id)
-    row = _row(state, None)
-    out.write(f"{state.id}  {row['stage']}  {row['severity'] or '-'}  team {row['team'] or '-'}"
-              f"  owner {row['owner'] or '-'}  reports {state.reports}\n")
-    out.write(f"  {state.incident.title or state.incident.description}\n")
-    out.write("timeline:\n")
-    for e in events:
-        who = e.actor or "-"
-        out.write(f"  {e.seq:>3}  {e.at.isoformat(timespec='seconds')}  {e.type:<20} by {who}"
-                  f"  source {e.source or '-'}  ruleset {e.ruleset or '-'}\n")
-        summary = _summary(e.type, e.data)
-        if summary:
-            out.write(f"       {summary}\n")
+        messages = [(m, store.attempts(m.id)) for m in store.outbox(incident_id=args.id)]
+    if tz is None:
+        reported = state.incident.reported_at
+        tz = reported.tzinfo if reported is not None and reported.tzinfo is not None else timezone.utc
+    write_show(out, state, events, messages, tz)
     return 0
-
-
-def _summary(kind: str, data: Any) -> str:
-    if kind == "IncidentReported":
-        return f"channel {data.get('channel') or '-'}, category {data.get('category') or '-'}, " \
-               f"place {data.get('place') or '-'}"
-    if kind == "DecisionMade":
-        return (f"category {data.get('category') or '-'}, severity {data.get('severity') or '-'}, "
-                f"team {data.get('team') or '-'}, owner {data.get('owner') or '-'}")
-    if kind == "ReportAttached":
-        return f"a further report by {data.get('channel') or '-'} (dedup key {data.get('dedup_key')})"
-    if kind == "StageChanged":
-        return f"{data.get('from')} -> {data.get('to')}" + (f": {data['reason']}" if data.get("reason") else "")
-    shown = json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)
-    return shown if len(shown) <= 100 else shown[:99] + "…"
-

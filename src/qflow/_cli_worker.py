@@ -6,11 +6,13 @@ import argparse
 import logging
 import os
 import socket
+from zoneinfo import ZoneInfo
 from typing import IO, Any
 
 from qflow._convert import ShapeError, parse_duration
 from qflow._worker import Worker
 from qflow._cli_store import DEFAULT_STORE, store_url
+from qflow.clock import SystemClock
 from qflow.engine import Engine, open_store
 from qflow.errors import QflowError, StoreUnavailableError
 from qflow.store import TransientStoreError
@@ -71,7 +73,8 @@ def _cmd_worker(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     url = store_url(args)
     try:
         # A worker only works on a store that is there: a mistyped path is refused.
-        engine = Engine(ruleset, plugins=pm, store=open_store(url, pm, create=False))
+        engine = Engine(ruleset, plugins=pm, store=open_store(url, pm, create=False),
+                        clock=SystemClock(ZoneInfo(ruleset.timezone)))
     except TransientStoreError as exc:
         raise UsageError(str(exc), None) from None
     except StoreUnavailableError as exc:

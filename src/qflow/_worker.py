@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import IO, Any
 
 import attrs
@@ -54,9 +54,11 @@ class IntervalReport:
     dead: int = 0
     error: str | None = None
 
-    def line(self, name: str) -> str:
+    def line(self, name: str, tz: tzinfo | None = None) -> str:
+        """The status line, its time in *tz* (default: as the clock gave it), to the second."""
+        at = (self.at.astimezone(tz) if tz is not None else self.at).isoformat(timespec="seconds")
         if self.error is not None:
-            return f"{self.at.isoformat()} {name}: store unavailable, will retry: {self.error}"
+            return f"{at} {name}: store unavailable, will retry: {self.error}"
         parts = [f"{self.effects} effect{'s' * (self.effects != 1)} on {self.incidents} "
                  f"incident{'s' * (self.incidents != 1)}"]
         if self.conflicts:
@@ -66,7 +68,7 @@ class IntervalReport:
             parts.append(f"{self.retrying} to retry")
         if self.dead:
             parts.append(f"{self.dead} dead")
-        return f"{self.at.isoformat()} {name}: " + ", ".join(parts)
+        return f"{at} {name}: " + ", ".join(parts)
 
 
 class Worker:
@@ -79,12 +81,15 @@ class Worker:
         when the worker was asked to stop meanwhile; the default waits on an event
         that :meth:`stop` sets, so a signal ends the pause at once.
     :param out: where the one line per interval goes (None: only the log).
+    :param tz: the zone of the status line's time (default: the ruleset's, the zone
+        ``qflow show`` and the notifications use).
     """
 
     def __init__(self, engine: Any, *, name: str, interval: timedelta = timedelta(seconds=5),
                  clock: Clock | None = None, wait: Callable[[float], bool] | None = None,
                  out: IO[str] | None = None, batch: int = 500, lease: timedelta = timedelta(minutes=5),
-                 backoff: timedelta = timedelta(seconds=1), max_backoff: timedelta = timedelta(minutes=1)) -> None:
+                 backoff: timedelta = timedelta(seconds=1), max_backoff: timedelta = timedelta(minutes=1),
+                 tz: tzinfo | None = None) -> None:
         self.engine = engine
         self.name = name
         self.interval = interval
@@ -97,6 +102,7 @@ class Worker:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.intervals = 0
+        self.tz = tz if tz is not None else _zone(engine)
 
     # -- stopping ----------------------------------------------------------------------
 
@@ -200,7 +206,7 @@ class Worker:
             log.warning("worker %s: could not release claims (%s); they expire with their lease", self.name, exc)
 
     def _print(self, report: IntervalReport) -> None:
-        line = report.line(self.name)
+        line = report.line(self.name, self.tz)
         if self.out is None:
             log.info("%s", line)
             return
@@ -209,3 +215,12 @@ class Worker:
         log.debug("%s", line)
         self.out.write(line + "\n")
         self.out.flush()
+
+
+def _zone(engine: Any) -> tzinfo | None:
+    name = getattr(getattr(engine, "ruleset", None), "timezone", None)
+    if not name:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)

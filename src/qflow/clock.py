@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
@@ -16,13 +16,17 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real time, in UTC."""
+    """The real time, in UTC or in *tz* (the worker's is the ruleset's, so what it
+    records reads in the zone of everything else)."""
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self._tz = tz if tz is not None else timezone.utc
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(self._tz)
 
     def __repr__(self) -> str:
-        return "SystemClock()"
+        return "SystemClock()" if self._tz is timezone.utc else f"SystemClock({self._tz})"
 
 
 class FakeClock:
