@@ -104,7 +104,7 @@ def test_show_spells_out_steps_dead_letters_and_the_outbox_in_the_reported_zone(
         f"       id {fallback_id}  subject 【normal】INC-1 complaint",
         "       attempt 1  2026-11-20T10:05:00+08:00  by engine  ok",
         "  2026-11-20T12:00:00+08:00  escalation.warning  on chat (rec)  to 王芳  pending",
-        f"       id {warn_id}  subject [normal] INC-1 50% of respond used",
+        f"       id {warn_id}  subject 【normal】INC-1 响应时限已用 50%",
     ]
     assert len({dead_id, fallback_id, warn_id}) == 3 and all(len(i) == 12 for i in (dead_id, fallback_id, warn_id))
 
