@@ -178,9 +178,9 @@ class AsyncPostgresStore:
                               tx=False)
 
     async def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
-                              write: Write | None = None) -> None:
-        await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
-                                                           retry=retry))
+                              write: Write | None = None) -> bool:
+        return await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write,
+                                                                  self._projections, retry=retry))
 
     async def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         return await self._run(lambda retry: _ops.outbox(self._codec, incident_id, status), tx=False)
