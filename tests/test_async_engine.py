@@ -272,3 +272,16 @@ def test_the_library_never_runs_an_event_loop_itself():
     found = [str(p.relative_to(ROOT)) for base in ("src", "plugins") for p in (ROOT / base).rglob("*.py")
              if pattern.search(p.read_text(encoding="utf-8"))]
     assert found == []
+
+
+def test_concurrent_ticks_and_deliveries_claim_under_names_of_their_own():
+    async def main() -> list[str]:
+        async with _engine("memory://") as engine:
+            names: list[str] = []
+            engine.engine.tick = lambda now, **kw: names.append(kw["worker"])
+            engine.engine.deliver = lambda now, **kw: names.append(kw["worker"])
+            await asyncio.gather(engine.tick(), engine.deliver(), engine.deliver(worker="web-1"))
+            return sorted(names), engine.engine.worker_name
+
+    names, base = asyncio.run(main())
+    assert names == sorted([f"{base}.1", f"{base}.2", "web-1"])

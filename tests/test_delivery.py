@@ -395,3 +395,47 @@ def test_a_try_that_outlived_its_lease_does_not_dead_letter_what_another_worker_
         (1, "B", True, False), (2, "A", False, True)]
     assert [e.type for e in engine.store.events(state.id)][-1] != "NotificationDeadLettered"
     assert backup.sent == [] and len(hang.sent) == 1
+
+
+class _Interleaves(RecordingBackend):
+    """Runs *other*'s ``deliver`` in the middle of its first send, as a second
+    process delivering at the same moment would."""
+
+    def __init__(self) -> None:
+        super().__init__("rec")
+        self.other = None
+        self.report = None
+
+    def send(self, message, config, *, env, now):
+        other, self.other = self.other, None
+        if other is not None:
+            self.report = other.deliver(now)
+        super().send(message, config, env=env, now=now)
+
+
+def test_two_engines_delivering_at_once_never_get_the_same_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'qflow.sqlite3'}"
+    notify = """\
+        notify:
+          channels:
+            desk: {backend: rec}
+          routes:
+            - {topics: ["*"], channels: [desk]}
+        """
+    first, second = _Interleaves(), RecordingBackend("rec")
+    engines = []
+    for backend in (first, second):
+        pm = qflow.make_plugin_manager(autoload=False, plugins=[backend.plugin()])
+        rs = qflow.load_ruleset_text(ruleset_text(notify), file="notify.yaml", plugins=pm)
+        engines.append(qflow.Engine(rs, plugins=pm, store=url, clock=qflow.FakeClock(T0)))
+    one, two = engines
+    assert one.worker_name != two.worker_name
+    for i in range(4):
+        one.report({"category": "complaint", "description": f"room {i}"})
+    first.other = two
+    assert one.deliver(limit=2) == qflow.DeliveryReport(claimed=2, delivered=2)
+    assert first.report == qflow.DeliveryReport(claimed=2, delivered=2)  # the two one had not claimed
+    sent = [m.id for m in first.sent + second.sent]
+    assert len(sent) == 4 and len(set(sent)) == 4
+    assert {a.worker for m in one.store.outbox() for a in one.store.attempts(m.id)} == {
+        one.worker_name, two.worker_name}

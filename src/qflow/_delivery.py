@@ -164,7 +164,7 @@ class Delivery(_Base):
     #: The source of retry jitter; tests inject a seeded ``random.Random``.
     delivery_random: random.Random | None = None
 
-    def deliver(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 100,
+    def deliver(self, now: datetime | None = None, *, worker: str | None = None, limit: int = 100,
                 lease: timedelta = timedelta(minutes=5), env: Mapping[str, str] | None = None,
                 rng: random.Random | None = None) -> DeliveryReport:
         """Send the outbox messages due at *now* (default: the clock's now).
@@ -172,10 +172,14 @@ class Delivery(_Base):
         Each message is claimed for *lease*, sent through its channel's backend and the
         attempt recorded. A failure is retried later; the last failure makes the
         message dead, records ``NotificationDeadLettered`` on the incident and queues
-        the fallback channel's message, in one transaction.
+        the fallback channel's message, in one transaction. *worker* names the claims
+        (default: ``engine.worker_name``); calls that run at the same time need
+        different names.
         """
         if now is None:
             now = self.clock.now()
+        if worker is None:
+            worker = self.worker_name
         if env is None:
             env = self.delivery_env if self.delivery_env is not None else os.environ
         if rng is None:

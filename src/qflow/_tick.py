@@ -82,7 +82,7 @@ class _Plan:
 
 
 class Scheduling(_Base):
-    def tick(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 500,
+    def tick(self, now: datetime | None = None, *, worker: str | None = None, limit: int = 500,
              lease: timedelta = timedelta(minutes=5), drain: bool = True,
              stop: Callable[[], bool] | None = None) -> TickReport:
         """Fire what is due at *now* (default: the clock's now).
@@ -95,6 +95,8 @@ class Scheduling(_Base):
         """
         if now is None:
             now = self.clock.now()
+        if worker is None:
+            worker = self.worker_name
         report = TickReport()
         seen: set[str] = set()
         try:
