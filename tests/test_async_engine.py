@@ -272,3 +272,51 @@ def test_the_library_never_runs_an_event_loop_itself():
     found = [str(p.relative_to(ROOT)) for base in ("src", "plugins") for p in (ROOT / base).rglob("*.py")
              if pattern.search(p.read_text(encoding="utf-8"))]
     assert found == []
+
+
+def test_concurrent_ticks_and_deliveries_claim_under_names_of_their_own():
+    async def main() -> list[str]:
+        async with _engine("memory://") as engine:
+            names: list[str] = []
+            engine.engine.tick = lambda now, **kw: names.append(kw["worker"])
+            engine.engine.deliver = lambda now, **kw: names.append(kw["worker"])
+            await asyncio.gather(engine.tick(), engine.deliver(), engine.deliver(worker="web-1"))
+            return sorted(names), engine.engine.worker_name
+
+    names, base = asyncio.run(main())
+    assert names == sorted([f"{base}.1", f"{base}.2", "web-1"])
+
+
+def test_a_large_batch_is_decoded_and_encoded_off_the_event_loop(pg_url):
+    import threading
+
+    from qflow_postgres._async import OFFLOAD_AT
+
+    async def main() -> None:
+        async with _engine(pg_url) as engine:
+            states = await engine.report_many([dict(GOLD, description=f"room {i}") for i in range(OFFLOAD_AT)])
+            store, codec = engine.store, engine.store._codec
+            loop_thread = threading.get_ident()
+            seen: list[tuple[str, bool]] = []
+            for name in ("read_state", "event", "state_row", "event_row"):
+                method = getattr(codec, name)
+
+                def spy(*args, _method=method, _name=name):
+                    seen.append((_name, threading.get_ident() == loop_thread))
+                    return _method(*args)
+
+                setattr(codec, name, spy)
+            ids = [s.id for s in states]
+            got = await store.read_many(ids)
+            assert [got[i][0] for i in ids] == [await store.get(i) for i in ids]
+            read = [n for n, on_loop in seen if not on_loop]
+            assert {"read_state", "event"} <= set(read)
+            seen.clear()
+            more = [qflow.Write((), got[i][0], None) for i in ids]
+            await store.write(more)
+            assert {n for n, on_loop in seen if not on_loop} == {"state_row"}
+            seen.clear()
+            assert (await store.read_many(ids[:1]))[ids[0]][0] == got[ids[0]][0]  # small: on the loop
+            assert {on_loop for _, on_loop in seen} == {True}
+
+    asyncio.run(main())

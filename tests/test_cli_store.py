@@ -333,3 +333,60 @@ def test_commands_that_record_refuse_a_store_that_keeps_nothing(tmp_path, store)
         2, f"qflow: error: 'qflow score record' would record into {store}, which keeps nothing after the command "
            "ends")
     assert run("problems", RULESET, "--store", store)[0] == 0  # reading an empty store is harmless
+
+
+def test_an_interrupted_import_says_which_lines_are_in_and_goes_on_from_there(tmp_path, url, monkeypatch):
+    import qflow._cli_store
+    from qflow_sqlite import SQLiteStore
+
+    monkeypatch.setattr(qflow._cli_store, "BATCH", 2)
+    lines = [json.dumps({"channel": "phone", "description": f"room {n}"}) for n in range(1, 8)]
+    lines[2] = "{not json"
+    path = _lines(tmp_path, *lines)
+    write, calls = SQLiteStore.write, []
+
+    def ctrl_c(self, writes):
+        calls.append(len(writes))
+        if len(calls) == 2:  # in the second batch (lines 4 and 5), as Ctrl-C or SIGTERM would
+            raise KeyboardInterrupt
+        return write(self, writes)
+
+    monkeypatch.setattr(SQLiteStore, "write", ctrl_c)
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 130
+    assert out == (f"imported 2 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+    assert err.splitlines() == [
+        f"{path}:3:1: QF401 not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        "qflow: interrupted",
+        f"hint: lines 1–3 of {path} are imported (1 line rejected, listed above); "
+        "run the same import with --from-line 4 to go on without recording them twice",
+    ]
+    monkeypatch.undo()
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW, "--from-line", "4")
+    assert (status, err) == (0, "")
+    _, out, _ = run("ls", "--store", url, "--format", "json")
+    assert sorted(json.loads(r)["title"] for r in out.splitlines()) == [f"room {n}" for n in (1, 2, 4, 5, 6, 7)]
+
+
+def test_sigterm_interrupts_an_import_as_ctrl_c_does(tmp_path, url, monkeypatch):
+    import os
+    import signal
+
+    from qflow_sqlite import SQLiteStore
+
+    path = _lines(tmp_path, *(json.dumps({"channel": "phone", "description": f"room {n}"}) for n in (1, 2)))
+    write, calls = SQLiteStore.write, []
+
+    def terminated(self, writes):
+        calls.append(len(writes))
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here, in the main thread
+        return write(self, writes)
+
+    monkeypatch.setattr(SQLiteStore, "write", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert (status, err) == (130, f"qflow: interrupted\nhint: nothing from line 1 of {path} on is imported; "
+                                  "run the same import with --from-line 1 to go on without recording them twice\n")
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -424,3 +424,88 @@ def test_a_url_with_user_and_password_sends_basic_auth_and_the_password_never_sh
     assert engine.deliver() == qflow.DeliveryReport(claimed=1, delivered=1)
     [req] = receiver.requests
     assert (req.path, req.query, req.headers["authorization"]) == ("/in", {"site": "1"}, f"Basic {token}")
+
+
+class _HangsThenFails(RecordingBackend):
+    """Its first send outlives the lease: meanwhile worker B takes the message and
+    delivers it; then the send fails."""
+
+    def __init__(self, engine_box: list, at: datetime) -> None:
+        super().__init__("hang")
+        self.engine_box, self.at, self.hung, self.inner = engine_box, at, False, None
+
+    def send(self, message, config, *, env, now):
+        if not self.hung:
+            self.hung = True
+            self.inner = self.engine_box[0].deliver(self.at, worker="B")
+            raise ConnectionError("HTTP 500")
+        super().send(message, config, env=env, now=now)
+
+
+def test_a_try_that_outlived_its_lease_does_not_dead_letter_what_another_worker_delivered():
+    box: list = []
+    hang = _HangsThenFails(box, T0 + timedelta(minutes=6))
+    backup = RecordingBackend("rec")
+    engine, clock = make("""\
+        notify:
+          channels:
+            hook: {backend: hang, retry: {attempts: 1}, fallback: backup}
+            backup: {backend: rec}
+          routes:
+            - {topics: ["*"], channels: [hook]}
+        """, hang.plugin(), backup.plugin())
+    box.append(engine)
+    state = engine.report({"category": "complaint", "description": "x"})
+    report = engine.deliver(worker="A", lease=timedelta(minutes=5))
+    assert hang.inner == qflow.DeliveryReport(claimed=1, delivered=1)
+    assert report == qflow.DeliveryReport(claimed=1, stale=1)
+    [m] = engine.store.outbox(incident_id=state.id)
+    assert (m.status, m.attempts) == ("delivered", 1)
+    assert [(a.number, a.worker, a.ok, a.stale) for a in engine.store.attempts(m.id)] == [
+        (1, "B", True, False), (2, "A", False, True)]
+    assert [e.type for e in engine.store.events(state.id)][-1] != "NotificationDeadLettered"
+    assert backup.sent == [] and len(hang.sent) == 1
+
+
+class _Interleaves(RecordingBackend):
+    """Runs *other*'s ``deliver`` in the middle of its first send, as a second
+    process delivering at the same moment would."""
+
+    def __init__(self) -> None:
+        super().__init__("rec")
+        self.other = None
+        self.report = None
+
+    def send(self, message, config, *, env, now):
+        other, self.other = self.other, None
+        if other is not None:
+            self.report = other.deliver(now)
+        super().send(message, config, env=env, now=now)
+
+
+def test_two_engines_delivering_at_once_never_get_the_same_message(tmp_path):
+    url = f"sqlite:///{tmp_path / 'qflow.sqlite3'}"
+    notify = """\
+        notify:
+          channels:
+            desk: {backend: rec}
+          routes:
+            - {topics: ["*"], channels: [desk]}
+        """
+    first, second = _Interleaves(), RecordingBackend("rec")
+    engines = []
+    for backend in (first, second):
+        pm = qflow.make_plugin_manager(autoload=False, plugins=[backend.plugin()])
+        rs = qflow.load_ruleset_text(ruleset_text(notify), file="notify.yaml", plugins=pm)
+        engines.append(qflow.Engine(rs, plugins=pm, store=url, clock=qflow.FakeClock(T0)))
+    one, two = engines
+    assert one.worker_name != two.worker_name
+    for i in range(4):
+        one.report({"category": "complaint", "description": f"room {i}"})
+    first.other = two
+    assert one.deliver(limit=2) == qflow.DeliveryReport(claimed=2, delivered=2)
+    assert first.report == qflow.DeliveryReport(claimed=2, delivered=2)  # the two one had not claimed
+    sent = [m.id for m in first.sent + second.sent]
+    assert len(sent) == 4 and len(set(sent)) == 4
+    assert {a.worker for m in one.store.outbox() for a in one.store.attempts(m.id)} == {
+        one.worker_name, two.worker_name}

@@ -24,6 +24,10 @@ __all__ = ["AsyncPostgresStore"]
 
 log = logging.getLogger("qflow.postgres")
 
+#: Batches from this size on are encoded and decoded off the event loop (a thread hop
+#: costs more than a handful of rows take).
+OFFLOAD_AT = 20
+
 
 class AsyncPostgresStore:
     """The :class:`qflow.aio.AsyncStore` for PostgreSQL: every method of
@@ -72,7 +76,9 @@ class AsyncPostgresStore:
         conn = self._conn
         return None if conn is None or conn.closed else conn.info.backend_pid
 
-    async def _run(self, make: Callable[[bool], _ops.Op], *, tx: bool = True) -> Any:
+    async def _run(self, make: Callable[[bool], _ops.Op], *, tx: bool = True, offload: bool = False) -> Any:
+        """Run one operation; with *offload* its Python steps (encoding and decoding
+        rows) run in a thread and only the I/O on the loop."""
         async with self._lock:
             for attempt in range(self.retries + 1):
                 try:
@@ -86,7 +92,7 @@ class AsyncPostgresStore:
                         await _transact(conn, _ops.declare(list(self._undeclared.values())))
                         self._undeclared.clear()
                     op = make(attempt > 0)
-                    return await (_transact(conn, op) if tx else _once(conn, op))
+                    return await (_transact(conn, op, offload) if tx else _once(conn, op, offload))
                 except LOST as exc:
                     refusal = refused(self.target, exc)
                     if refusal is not None:
@@ -118,7 +124,8 @@ class AsyncPostgresStore:
 
     async def write(self, writes: Sequence[Write]) -> None:
         writes = list(writes)
-        await self._run(lambda retry: _ops.write(self._codec, writes, self._projections, retry=retry))
+        await self._run(lambda retry: _ops.write(self._codec, writes, self._projections, retry=retry),
+                        offload=len(writes) >= OFFLOAD_AT)
 
     async def get(self, incident_id: str) -> IncidentState | None:
         return await self._run(lambda retry: _ops.get(self._codec, incident_id), tx=False)
@@ -127,7 +134,8 @@ class AsyncPostgresStore:
         return await self._run(lambda retry: _ops.events(self._codec, incident_id), tx=False)
 
     async def read_many(self, incident_ids: Sequence[str]) -> dict[str, tuple[IncidentState, tuple[Event, ...]]]:
-        return await self._run(lambda retry: _ops.read_many(self._codec, incident_ids), tx=False)
+        return await self._run(lambda retry: _ops.read_many(self._codec, incident_ids), tx=False,
+                               offload=len(incident_ids) >= OFFLOAD_AT)
 
     async def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
         return await self._run(lambda retry: _ops.find_dedup(dedup_key, since), tx=False)
@@ -178,9 +186,9 @@ class AsyncPostgresStore:
                               tx=False)
 
     async def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
-                              write: Write | None = None) -> None:
-        await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
-                                                           retry=retry))
+                              write: Write | None = None) -> bool:
+        return await self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write,
+                                                                  self._projections, retry=retry))
 
     async def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         return await self._run(lambda retry: _ops.outbox(self._codec, incident_id, status), tx=False)
@@ -201,12 +209,12 @@ class AsyncPostgresStore:
         return f"AsyncPostgresStore({self.target.shown!r})"
 
 
-async def _transact(conn: psycopg.AsyncConnection[Any], op: _ops.Op) -> Any:
+async def _transact(conn: psycopg.AsyncConnection[Any], op: _ops.Op, offload: bool = False) -> Any:
     """As ``_sync._transact``: one transaction in pipeline mode."""
     conflicts: list[tuple[str, str]] = []
     try:
         async with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cur:
-            return await _drive(cur, op, pipeline, conflicts)
+            return await _drive(cur, op, pipeline, conflicts, offload)
     except psycopg.errors.UniqueViolation as exc:
         mapped = _ops.conflict(exc, conflicts)
         if mapped is None:
@@ -214,15 +222,38 @@ async def _transact(conn: psycopg.AsyncConnection[Any], op: _ops.Op) -> Any:
         raise mapped from None
 
 
-async def _once(conn: psycopg.AsyncConnection[Any], op: _ops.Op) -> Any:
+async def _once(conn: psycopg.AsyncConnection[Any], op: _ops.Op, offload: bool = False) -> Any:
     async with conn.cursor() as cur:
-        return await _drive(cur, op, None, [])
+        return await _drive(cur, op, None, [], offload)
+
+
+class _Done(Exception):
+    """The operation returned *value* (StopIteration cannot cross a Future)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
+def _advance(step: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return step(*args)
+    except StopIteration as stop:
+        raise _Done(stop.value) from None
 
 
 async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op, pipeline: psycopg.AsyncPipeline | None,
-                 conflicts: list[tuple[str, str]]) -> Any:
+                 conflicts: list[tuple[str, str]], offload: bool = False) -> Any:
+    # An operation's steps between statements are plain Python: decoding a tick's
+    # batch or encoding its writes took 60-180 ms for 150 incidents, too long to hold
+    # the application's loop. Offloaded, they run in a thread, one at a time.
+    async def advance(step: Callable[..., Any], *args: Any) -> Any:
+        if offload:
+            return await asyncio.to_thread(_advance, step, *args)
+        return _advance(step, *args)
+
     try:
-        q = next(op)
+        q = await advance(next, op)
         while True:
             try:
                 if q.many:
@@ -232,7 +263,7 @@ async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op, pipeline: psycopg.A
                 if not q.fetch:
                     if q.conflict is not None:
                         conflicts.append(q.conflict)
-                    q = op.send([])
+                    q = await advance(op.send, [])
                     continue
                 if pipeline is not None:
                     await pipeline.sync()
@@ -243,11 +274,11 @@ async def _drive(cur: psycopg.AsyncCursor[Any], op: _ops.Op, pipeline: psycopg.A
                 mapped = _ops.conflict(exc, conflicts)
                 if mapped is not None:
                     raise mapped from None
-                q = op.throw(exc)
+                q = await advance(op.throw, exc)
                 continue
             except psycopg.Error as exc:
-                q = op.throw(exc)
+                q = await advance(op.throw, exc)
                 continue
-            q = op.send(rows)
-    except StopIteration as stop:
-        return stop.value
+            q = await advance(op.send, rows)
+    except _Done as done:
+        return done.value

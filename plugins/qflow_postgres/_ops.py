@@ -586,19 +586,30 @@ def claim_outbox(codec: Codec, now: datetime, worker: str, limit: int, lease_unt
 
 def record_delivery(codec: Codec, message: OutboxMessage, attempt: DeliveryAttempt, w: Write | None,
                     projections: Mapping[str, Projection], *, retry: bool = False) -> Op:
-    if w is not None:
-        yield from write(codec, [w], projections, retry=retry)
-    row = codec.outbox_row(message)
-    yield Q("""INSERT INTO qflow_outbox (id, incident_id, channel, backend, created_at, next_attempt_at,
-                                        status, attempts, body)
-               VALUES (%(id)s, %(incident_id)s, %(channel)s, %(backend)s, %(created_at)s,
-                       %(next_attempt_at)s, %(status)s, %(attempts)s, %(body)s)
-               ON CONFLICT (id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at,
-                 status = EXCLUDED.status, attempts = EXCLUDED.attempts, body = EXCLUDED.body,
-                 claimed_by = NULL, lease_until = NULL""", row, fetch=False)
-    # A retried transaction may find its attempt already recorded.
-    yield Q("INSERT INTO qflow_attempts (message_id, number, at, ok, body) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING", codec.attempt_row(attempt), fetch=False)
+    if retry:  # the first try may have committed; then its attempt is stored
+        rows = yield Q("SELECT body FROM qflow_attempts WHERE message_id = %s", (message.id,))
+        for a in (codec.attempt(r[0]) for r in rows):
+            if (a.at, a.worker, a.ok, a.error) == (attempt.at, attempt.worker, attempt.ok, attempt.error):
+                return not a.stale
+    # The row lock orders two workers recording the same message.
+    rows = yield Q("SELECT status, claimed_by FROM qflow_outbox WHERE id = %s FOR UPDATE", (message.id,))
+    held = not rows or (rows[0][0] == "pending" and rows[0][1] == attempt.worker)
+    if held:
+        if w is not None:
+            yield from write(codec, [w], projections, retry=retry)
+        row = codec.outbox_row(message)
+        yield Q("""INSERT INTO qflow_outbox (id, incident_id, channel, backend, created_at, next_attempt_at,
+                                            status, attempts, body)
+                   VALUES (%(id)s, %(incident_id)s, %(channel)s, %(backend)s, %(created_at)s,
+                           %(next_attempt_at)s, %(status)s, %(attempts)s, %(body)s)
+                   ON CONFLICT (id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at,
+                     status = EXCLUDED.status, attempts = EXCLUDED.attempts, body = EXCLUDED.body,
+                     claimed_by = NULL, lease_until = NULL""", row, fetch=False)
+    last = yield Q("SELECT COALESCE(MAX(number), 0) FROM qflow_attempts WHERE message_id = %s", (message.id,))
+    stored = attrs.evolve(attempt, number=max(attempt.number, last[0][0] + 1), stale=not held)
+    yield Q("INSERT INTO qflow_attempts (message_id, number, at, ok, body) VALUES (%s, %s, %s, %s, %s)",
+            codec.attempt_row(stored), fetch=False)
+    return held
 
 
 def outbox(codec: Codec, incident_id: str | None, status: str | None) -> Op:

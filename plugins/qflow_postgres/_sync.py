@@ -238,9 +238,9 @@ class PostgresStore(Store):
                      lease_until: datetime | None = None) -> list[OutboxMessage]:
         return self._run(lambda retry: _ops.claim_outbox(self._codec, now, worker, limit, lease_until), tx=False)
 
-    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
-        self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
-                                                     retry=retry))
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> bool:
+        return self._run(lambda retry: _ops.record_delivery(self._codec, message, attempt, write, self._projections,
+                                                            retry=retry))
 
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         return self._run(lambda retry: _ops.outbox(self._codec, incident_id, status), tx=False)

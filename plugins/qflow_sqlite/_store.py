@@ -855,17 +855,24 @@ class SQLiteStore(Store):
         rows.sort(key=lambda r: (r[7], r[5], r[0]))
         return [_message(r) for r in rows]
 
-    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> bool:
         with self._tx() as con:
-            if write is not None:
-                self._write(con, [write])
-            con.execute("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL) ON CONFLICT (id) DO UPDATE"
-                        " SET next_at=excluded.next_at, next_ts=excluded.next_ts, payload=excluded.payload,"
-                        " status=excluded.status, attempts=excluded.attempts, last_error=excluded.last_error,"
-                        " fallback=excluded.fallback, worker=NULL, lease_ts=NULL", _outbox_row(message))
+            row = con.execute("SELECT status, worker FROM outbox WHERE id = ?", (message.id,)).fetchone()
+            held = row is None or (row[0] == "pending" and row[1] == attempt.worker)
+            if held:
+                if write is not None:
+                    self._write(con, [write])
+                con.execute("INSERT INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL) ON CONFLICT (id)"
+                            " DO UPDATE SET next_at=excluded.next_at, next_ts=excluded.next_ts,"
+                            " payload=excluded.payload, status=excluded.status, attempts=excluded.attempts,"
+                            " last_error=excluded.last_error, fallback=excluded.fallback, worker=NULL, lease_ts=NULL",
+                            _outbox_row(message))
+            last = con.execute("SELECT MAX(number) FROM attempts WHERE message_id = ?", (message.id,)).fetchone()[0]
+            # ok holds 1 or 0, plus 2 for a stale try: no schema change for one flag.
             con.execute("INSERT INTO attempts VALUES (?,?,?,?,?,?)",
-                        (attempt.message_id, attempt.number, attempt.at.isoformat(), attempt.ok, attempt.error,
-                         attempt.worker))
+                        (attempt.message_id, max(attempt.number, (last or 0) + 1), attempt.at.isoformat(),
+                         int(attempt.ok) + (0 if held else 2), attempt.error, attempt.worker))
+        return held
 
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
         sql, params = [], []
@@ -882,7 +889,8 @@ class SQLiteStore(Store):
     def attempts(self, message_id: str) -> list[DeliveryAttempt]:
         rows = self._read("SELECT message_id, number, at, ok, error, worker FROM attempts"
                           " WHERE message_id = ? ORDER BY rowid", (message_id,))
-        return [DeliveryAttempt(r[0], r[1], datetime.fromisoformat(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+        return [DeliveryAttempt(r[0], r[1], datetime.fromisoformat(r[2]), bool(r[3] & 1), r[4], r[5], bool(r[3] & 2))
+                for r in rows]
 
     # -- documents ---------------------------------------------------------------------
 

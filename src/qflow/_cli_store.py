@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -45,9 +47,9 @@ again records nothing twice; a dedup_key within the ruleset's intake.dedup_windo
 attaches to the open incident. A blank external_id or dedup_key ("") is no key.
 When the store fails part-way (a full disk, a lost database), the batches before are
 kept: the summary and the hint say which lines are in, and --from-line N goes on
-from the first one that is not.
+from the first one that is not. Ctrl-C or SIGTERM stops it the same way (exit 130).
 exit status: 0 all lines imported, 1 some lines rejected or the store failed,
-2 a usage error.
+2 a usage error, 130 interrupted.
 
 examples:
   {PROG} import rulesets/hotel-front-desk.incidents.jsonl rulesets/hotel-front-desk.yaml
@@ -181,39 +183,47 @@ def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     rejected: list[tuple[int, str]] = []
     counts = {NEW: 0, ATTACHED: 0, RETRY: 0}
     stopped: _Stopped | None = None
-    with _opened(args, pm) as store:
+    interrupted: int | None = None  # the first line not in, when Ctrl-C or SIGTERM stopped the import
+    with _opened(args, pm) as store, _sigterm_interrupts():
         engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
         size = os.path.getsize(args.file) if args.file != "-" else None
         with _open_input(args.file) as lines, _progress(err, size) as advance:
-            batch: list[tuple[int, Incident]] = []
+            batch: list[tuple[int, Incident]] = []  # lines leave it as they are recorded or rejected
+            read = args.from_line - 1
             try:
                 for number, item in _incidents(_from_line(_counting(lines, advance), args.from_line)):
+                    read = number
                     if isinstance(item, str):
                         rejected.append((number, item))
                         continue
                     batch.append((number, item))
                     if len(batch) >= BATCH:
                         _import_batch(engine, batch, rejected, counts)
-                        batch = []
                 if batch:
                     _import_batch(engine, batch, rejected, counts)
             except _Stopped as exc:
                 stopped = exc
+            except KeyboardInterrupt:
+                # The batch in progress was rolled back; lines before it are in.
+                interrupted = batch[0][0] if batch else read + 1
     rejected.sort()
-    if stopped is not None:  # what was read past the failure is read again on resuming
-        rejected = [(n, m) for n, m in rejected if n < stopped.line]
+    resume = stopped.line if stopped is not None else interrupted
+    if resume is not None:  # what was read past the stop is read again on resuming
+        rejected = [(n, m) for n, m in rejected if n < resume]
     for number, message in rejected:
         err.write(f"{shown}:{number}:1: {message}\n")
     out.write(f"imported {_plural(counts[NEW], 'incident')} from {shown} into {url}"
               f" ({counts[ATTACHED]} attached to open incidents, {counts[RETRY]} retries of recorded ones)\n")
-    if stopped is not None:
+    if resume is not None:
         first = args.from_line
-        done = (f"lines {first}–{stopped.line - 1} of {shown} are imported" if stopped.line > first
+        done = (f"lines {first}–{resume - 1} of {shown} are imported" if resume > first
                 else f"nothing from line {first} of {shown} on is imported")
         listed = f" ({_plural(len(rejected), 'line')} rejected, listed above)" if rejected else ""
-        err.write(f"{PROG}: error: {stopped.error}\n"
-                  f"hint: {done}{listed}; once the store works again, run the same import with "
-                  f"--from-line {stopped.line} to go on without recording them twice\n")
+        again = f"run the same import with --from-line {resume} to go on without recording them twice"
+        if stopped is None:
+            err.write(f"{PROG}: interrupted\nhint: {done}{listed}; {again}\n")
+            return 130
+        err.write(f"{PROG}: error: {stopped.error}\nhint: {done}{listed}; once the store works again, {again}\n")
         return 1
     if rejected:
         err.write(f"{PROG}: {_plural(len(rejected), 'line')} rejected: "
@@ -232,17 +242,39 @@ class _Stopped(Exception):
         self.error = error
 
 
-def _import_batch(engine: Engine, batch: Sequence[tuple[int, Incident]], rejected: list[tuple[int, str]],
+def _import_batch(engine: Engine, batch: list[tuple[int, Incident]], rejected: list[tuple[int, str]],
                   counts: dict[str, int]) -> None:
+    """Record *batch*, emptying it as its lines are recorded or rejected: an interrupt
+    leaves in it the lines that are not in."""
     try:
         _recorded(engine, batch[0][0], [i for _, i in batch], counts)
+        batch.clear()
     except (InputError, ConcurrencyError):
         # One line spoils its batch (which wrote nothing): find it, line by line.
-        for number, incident in batch:
+        while batch:
+            number, incident = batch[0]
             try:
                 _recorded(engine, number, [incident], counts)
             except (InputError, ConcurrencyError) as exc:
                 rejected.append((number, f"QF402 {exc}"))
+            del batch[0]
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops an import as Ctrl-C does, so it too says where to go on."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _recorded(engine: Engine, first: int, incidents: Sequence[Incident], counts: dict[str, int]) -> None:

@@ -99,6 +99,9 @@ class DeliveryReport:
     retrying: int = 0
     dead: int = 0
     fallbacks: int = 0
+    #: Tries recorded after this worker's claim had passed to another (its lease ran
+    #: out during the send): kept as attempts, the message left as the other made it.
+    stale: int = 0
 
 
 # -- secrets in text -------------------------------------------------------------------
@@ -193,7 +196,7 @@ class Delivery(_Base):
     #: The source of retry jitter; tests inject a seeded ``random.Random``.
     delivery_random: random.Random | None = None
 
-    def deliver(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 100,
+    def deliver(self, now: datetime | None = None, *, worker: str | None = None, limit: int = 100,
                 lease: timedelta = timedelta(minutes=5), env: Mapping[str, str] | None = None,
                 rng: random.Random | None = None) -> DeliveryReport:
         """Send the outbox messages due at *now* (default: the clock's now).
@@ -201,10 +204,14 @@ class Delivery(_Base):
         Each message is claimed for *lease*, sent through its channel's backend and the
         attempt recorded. A failure is retried later; the last failure makes the
         message dead, records ``NotificationDeadLettered`` on the incident and queues
-        the fallback channel's message, in one transaction.
+        the fallback channel's message, in one transaction. *worker* names the claims
+        (default: ``engine.worker_name``); calls that run at the same time need
+        different names.
         """
         if now is None:
             now = self.clock.now()
+        if worker is None:
+            worker = self.worker_name
         if env is None:
             env = self.delivery_env if self.delivery_env is not None else os.environ
         if rng is None:
@@ -216,7 +223,7 @@ class Delivery(_Base):
             return DeliveryReport()
         backends = self.backends()
         channels = self.channels()
-        counts = {"delivered": 0, "retrying": 0, "dead": 0, "fallbacks": 0}
+        counts = {"delivered": 0, "retrying": 0, "dead": 0, "fallbacks": 0, "stale": 0}
         for message in messages:
             outcome = self._deliver_one(message, backends, channels, env, rng, now, worker)
             for key in outcome:
@@ -263,7 +270,8 @@ class Delivery(_Base):
                 error = redact(f"{type(exc).__name__}: {exc}", config=channel.config, env=env)
         if error is None:
             done = attrs.evolve(message, status="delivered", attempts=number, last_error=None)
-            self.store.record_delivery(done, DeliveryAttempt(message.id, number, now, True, None, worker))
+            if not self.store.record_delivery(done, DeliveryAttempt(message.id, number, now, True, None, worker)):
+                return self._stale(message, worker)
             log.info("delivered %s to %s (%s), try %d", message.id[:12], message.channel, message.backend, number)
             return ("delivered",)
         policy = channel.retry if channel is not None else RetryPolicy()
@@ -271,25 +279,34 @@ class Delivery(_Base):
         if number < policy.attempts:
             wait = policy.delay(number, rng)
             later = attrs.evolve(message, attempts=number, last_error=error, next_attempt_at=now + wait)
-            self.store.record_delivery(later, attempt)
+            if not self.store.record_delivery(later, attempt):
+                return self._stale(message, worker)
             log.warning("delivery of %s to %s failed (try %d of %d, next in %ds): %s", message.id[:12],
                         message.channel, number, policy.attempts, int(wait.total_seconds()), error)
             return ("retrying",)
         dead = attrs.evolve(message, status="dead", attempts=number, last_error=error)
         fallback = self._fallback(message, channels, now)
-        log.error("delivery of %s to %s failed for good after %d tries: %s%s", message.id[:12], message.channel,
-                  number, error, f"; falling back to {fallback.channel}" if fallback else "")
         for _race in range(3):
             write = self._dead_letter_write(message, dead, error, fallback, now)
             try:
-                self.store.record_delivery(dead, attempt, write)
+                if not self.store.record_delivery(dead, attempt, write):
+                    return self._stale(message, worker)  # no dead letter, no fallback
                 break
             except ConcurrencyError:
                 log.info("deliver: %s changed under us; reading it again", message.incident_id)
         else:
             raise ConcurrencyError(f"{message.incident_id}: could not record the dead letter of {message.id}; "
                                    "the message stays claimed and is tried again when its lease ends")
+        log.error("delivery of %s to %s failed for good after %d tries: %s%s", message.id[:12], message.channel,
+                  number, error, f"; falling back to {fallback.channel}" if fallback else "")
         return ("dead", "fallbacks") if fallback else ("dead",)
+
+    @staticmethod
+    def _stale(message: OutboxMessage, worker: str) -> tuple[str, ...]:
+        log.warning("%s: the claim on %s to %s ran out during the send and another worker took it; "
+                    "this try is recorded as stale and the message left as that worker made it",
+                    worker, message.id[:12], message.channel)
+        return ("stale",)
 
     def _fallback(self, message: OutboxMessage, channels: Mapping[str, Channel],
                   now: datetime) -> OutboxMessage | None:

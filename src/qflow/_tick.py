@@ -88,7 +88,7 @@ class _Plan:
 
 
 class Scheduling(_Base):
-    def tick(self, now: datetime | None = None, *, worker: str = "engine", limit: int = 500,
+    def tick(self, now: datetime | None = None, *, worker: str | None = None, limit: int = 500,
              lease: timedelta = timedelta(minutes=5), drain: bool = True,
              stop: Callable[[], bool] | None = None) -> TickReport:
         """Fire what is due at *now* (default: the clock's now).
@@ -102,6 +102,8 @@ class Scheduling(_Base):
         """
         if now is None:
             now = self.clock.now()
+        if worker is None:
+            worker = self.worker_name
         report = TickReport()
         asks: dict[str, int] = {}
         again: set[str] = set()  # their last ask recorded something: they may be due again

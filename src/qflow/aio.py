@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -149,6 +150,7 @@ class AsyncEngine:
         if self._async_store is not None:
             sync_store = LoopStore(self._async_store)
         self.engine = Engine(ruleset, plugins=pm, store=sync_store, clock=clock)
+        self._calls = itertools.count(1)
 
     @classmethod
     def from_path(cls, path: str, *, plugins: Iterable[object] = (), blocked: Iterable[str] = (),
@@ -215,13 +217,21 @@ class AsyncEngine:
         return await self._run(self.engine.transition, incident_id, target, actor=actor, reason=reason)
 
     async def tick(self, now: datetime | None = None, **options: Any) -> Any:
+        options.setdefault("worker", self._call_name())
         return await self._run(self.engine.tick, now, **options)
 
     async def deliver(self, now: datetime | None = None, **options: Any) -> Any:
         deliver = getattr(self.engine, "deliver", None)
         if deliver is None:
             raise NotImplementedError("this qflow's engine has no outbox delivery")
+        options.setdefault("worker", self._call_name())
         return await self._run(deliver, now, **options)
+
+    def _call_name(self) -> str:
+        # Awaited ticks and deliveries may run at once (asyncio.gather), each in its
+        # own thread: under one name they would take each other's claims and send
+        # messages twice, and a tick's release would drop another call's claims.
+        return f"{self.engine.worker_name}.{next(self._calls)}"
 
     async def get(self, incident_id: str) -> IncidentState:
         return await self._run(self.engine.get, incident_id)

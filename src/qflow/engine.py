@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
@@ -280,6 +282,12 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         self._conv = _CONVERTER
         self._classified: dict[tuple[int, str | None], Any] = {}
         self._assigned: dict[tuple[int, int], Any] = {}
+        #: The name ``tick`` and ``deliver`` claim timers and messages under when no
+        #: ``worker=`` is given: HOST-PID plus a random part, so two engines (two
+        #: processes, or two in one) never share claims. A fixed default made every
+        #: embedding process one worker: they took each other's claims and sent
+        #: messages twice.
+        self.worker_name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     @classmethod
     def from_path(

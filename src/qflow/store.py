@@ -155,6 +155,10 @@ class DeliveryAttempt:
     ok: bool
     error: str | None = None
     worker: str | None = None
+    #: The worker had lost its claim when it recorded this try (its lease ran out and
+    #: another worker took the message, or delivered it): the try is kept, the
+    #: message's status is not changed by it.
+    stale: bool = False
 
 
 #: Column types of a projection: text, integer, real (times are real epoch seconds).
@@ -296,10 +300,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt,
-                        write: Write | None = None) -> None:
-        """Store *message* as it now stands (status, attempts, next_attempt_at, error)
-        with *attempt*, and apply *write* (e.g. a dead-letter event on the incident)
-        in the same transaction; the message's claim is released."""
+                        write: Write | None = None) -> bool:
+        """Record *attempt* and, while ``attempt.worker`` still holds the message's claim
+        and the message is pending, store *message* as it now stands (status, attempts,
+        next_attempt_at, error) and apply *write* (e.g. a dead-letter event on the
+        incident), in one transaction; the message's claim is released.
+
+        A worker whose claim is gone (its lease ran out and another worker claimed the
+        message, or delivered it) changes nothing: its try is recorded with
+        ``stale=True`` and False is returned, so a late failure never undoes another
+        worker's delivery. Every try is kept, numbered after the ones stored before it.
+        """
 
     @abc.abstractmethod
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
@@ -423,7 +434,7 @@ class MemoryStore(Store):
     """Everything in dicts; gone when the process ends. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # record_delivery writes under it
         self._states: dict[str, IncidentState] = {}
         self._events: dict[str, list[Event]] = {}
         self._external: dict[str, str] = {}
@@ -616,13 +627,20 @@ class MemoryStore(Store):
                         break
             return out
 
-    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> None:
-        if write is not None:
-            self.write([write])
+    def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> bool:
         with self._lock:
-            self._outbox[message.id] = message
-            self._attempts.setdefault(message.id, []).append(attempt)
-            self._outbox_claims.pop(message.id, None)
+            stored = self._outbox.get(message.id)
+            holder = self._outbox_claims.get(message.id, (None, None))[0]
+            held = stored is None or (stored.status == "pending" and holder == attempt.worker)
+            if held and write is not None:
+                self.write([write])  # may raise ConcurrencyError: then nothing is recorded
+            tries = self._attempts.setdefault(message.id, [])
+            number = max(attempt.number, tries[-1].number + 1 if tries else 1)
+            tries.append(attrs.evolve(attempt, number=number, stale=not held))
+            if held:
+                self._outbox[message.id] = message
+                self._outbox_claims.pop(message.id, None)
+            return held
 
     def declare(self, projections: Sequence[Projection]) -> None:
         with self._lock:

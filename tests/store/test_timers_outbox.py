@@ -144,3 +144,46 @@ def test_release_gives_back_outbox_claims_too(store_factory):
     assert one.claim_outbox(T0, worker="w1") != []
     one.release_timers("w1")
     assert [m.id for m in two.claim_outbox(T0, worker="w2")] == ["m1"]
+
+
+def test_a_late_failure_after_another_workers_success_leaves_the_message_delivered(store_factory):
+    import attrs
+
+    a, b = store_factory.open(), store_factory.open()
+    events, state = reported("INC-1")
+    a.write([Write(events, state, (), (_message("m1"),))])
+    [mine] = a.claim_outbox(T0, worker="A", lease_until=T0 + 5 * M)
+    later = T0 + 6 * M  # A's send hangs past its lease; B takes the message and delivers it
+    [theirs] = b.claim_outbox(later, worker="B", lease_until=later + 5 * M)
+    assert b.record_delivery(attrs.evolve(theirs, status="delivered", attempts=1),
+                             DeliveryAttempt("m1", 1, later, True, None, "B")) is True
+    more, after = follow(state, (ev.NOTIFICATION_DEAD_LETTERED, {"message": "m1"}))
+    dead = attrs.evolve(mine, status="dead", attempts=1, last_error="HTTP 500")
+    assert a.record_delivery(dead, DeliveryAttempt("m1", 1, later, False, "HTTP 500", "A"),
+                             Write(more, after)) is False
+    assert [(m.id, m.status, m.attempts) for m in b.outbox()] == [("m1", "delivered", 1)]
+    assert b.attempts("m1") == [DeliveryAttempt("m1", 1, later, True, None, "B"),
+                                DeliveryAttempt("m1", 2, later, False, "HTTP 500", "A", stale=True)]
+    assert b.get("INC-1").seq == 2 and [e.type for e in b.events("INC-1")] == [ev.INCIDENT_REPORTED,
+                                                                               ev.DECISION_MADE]
+    assert b.claim_outbox(later + 60 * M, worker="C") == []
+
+
+def test_a_stale_try_recorded_first_does_not_take_the_holders_number(store_factory):
+    import attrs
+
+    a, b = store_factory.open(), store_factory.open()
+    events, state = reported("INC-1")
+    a.write([Write(events, state, (), (_message("m1"),))])
+    [mine] = a.claim_outbox(T0, worker="A", lease_until=T0 + 5 * M)
+    later = T0 + 6 * M
+    [theirs] = b.claim_outbox(later, worker="B", lease_until=later + 5 * M)
+    retry = later + 30 * M
+    assert a.record_delivery(attrs.evolve(mine, attempts=1, next_attempt_at=retry),
+                             DeliveryAttempt("m1", 1, later, False, "timeout", "A")) is False
+    assert [(m.status, m.next_attempt_at) for m in b.outbox()] == [("pending", T0)]  # B's claim stands
+    assert b.record_delivery(attrs.evolve(theirs, status="delivered", attempts=1),
+                             DeliveryAttempt("m1", 1, later, True, None, "B")) is True
+    assert [(t.number, t.worker, t.ok, t.stale) for t in b.attempts("m1")] == [
+        (1, "A", False, True), (2, "B", True, False)]
+    assert [m.status for m in b.outbox()] == ["delivered"]
