@@ -62,10 +62,10 @@ def url(tmp_path, monkeypatch):
     engine.delivery_random = random.Random(7)
     engine.report({"channel": "phone", "category": "complaint", "place": "1512", "description": "空调不制冷"})
     rec.fail(2, ConnectionError("chat is down"))
-    engine.deliver()
+    engine.deliver(worker="desk")
     clock.advance(timedelta(minutes=5))
-    engine.deliver()  # the second and last try: dead, and the fallback is planned
-    engine.deliver()
+    engine.deliver(worker="desk")  # the second and last try: dead, and the fallback is planned
+    engine.deliver(worker="desk")
     utc = qflow.FakeClock(datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc))  # 12:00 in Shanghai
     qflow.Engine(rs, plugins=pm, store=store, clock=utc).tick()
     store.close()
@@ -98,11 +98,11 @@ def test_show_spells_out_steps_dead_letters_and_the_outbox_in_the_reported_zone(
         "  2026-11-20T10:00:00+08:00  incident.reported  on chat (rec)  to 王芳  dead after 2 attempts, "
         "fell back to duty-log",
         f"       id {dead_id}  subject 【normal】INC-1 complaint",
-        "       attempt 1  2026-11-20T10:00:00+08:00  by engine  failed: ConnectionError: chat is down",
-        "       attempt 2  2026-11-20T10:05:00+08:00  by engine  failed: ConnectionError: chat is down",
+        "       attempt 1  2026-11-20T10:00:00+08:00  by desk  failed: ConnectionError: chat is down",
+        "       attempt 2  2026-11-20T10:05:00+08:00  by desk  failed: ConnectionError: chat is down",
         "  2026-11-20T10:05:00+08:00  incident.reported  on duty-log (log)  to 王芳  delivered (1 attempt)",
         f"       id {fallback_id}  subject 【normal】INC-1 complaint",
-        "       attempt 1  2026-11-20T10:05:00+08:00  by engine  ok",
+        "       attempt 1  2026-11-20T10:05:00+08:00  by desk  ok",
         "  2026-11-20T12:00:00+08:00  escalation.warning  on chat (rec)  to 王芳  pending",
         f"       id {warn_id}  subject 【normal】INC-1 响应时限已用 50%",
     ]
