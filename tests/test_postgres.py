@@ -93,6 +93,25 @@ def test_a_failed_upgrade_is_one_line_and_changes_nothing(pg_url, pg_admin, caps
         assert con.execute(f"SELECT value FROM {schema}.qflow_meta").fetchall() == [("2",)]
 
 
+def test_commands_that_read_refuse_a_mistyped_schema_and_make_none(pg_url, pg_admin, capsys):
+    from qflow.cli import main
+
+    schema = _schema_of(pg_url)
+    assert main(["ls", "--store", pg_url]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"qflow: error: no store at {pg_url} (schema {schema} does not exist); check ?schema=, or create the "
+        "store with 'qflow import' (or 'qflow demo')")
+    with pg_admin() as con:
+        assert con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchall() == []
+        con.execute(f"CREATE SCHEMA {schema}")  # there, but empty: still no store, and nothing made in it
+    assert main(["db", "upgrade", "--store", pg_url]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"qflow: error: no store at {pg_url} (no qflow tables there); check ?schema=, or create the store with "
+        "'qflow import' (or 'qflow demo')")
+    with pg_admin() as con:
+        assert con.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall() == [(0,)]
+
+
 def test_tables_that_qflow_did_not_make_are_refused(pg_url, pg_admin):
     with pg_admin() as con:
         schema = _schema_of(pg_url)

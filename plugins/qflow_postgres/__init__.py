@@ -44,11 +44,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def open_store(url: str, *, upgrade: bool = False, **options: Any) -> PostgresStore:
-    """Open (creating the tables in an empty schema) the store at *url*."""
+def open_store(url: str, *, upgrade: bool = False, create: bool = True, **options: Any) -> PostgresStore:
+    """Open the store at *url*, creating its schema and tables where there are none
+    (with *create* False, such a URL is refused: a mistyped ``?schema=``)."""
     from qflow_postgres._sync import PostgresStore
 
-    return PostgresStore(_target(url), upgrade=upgrade, **options)
+    return PostgresStore(_target(url), upgrade=upgrade, create=create, **options)
 
 
 def _target(url: str) -> Target:
@@ -66,8 +67,8 @@ def _ours(url: str) -> bool:
 
 
 @hookimpl
-def qflow_open_store(url: str) -> PostgresStore | None:
-    return open_store(url) if _ours(url) else None
+def qflow_open_store(url: str, create: bool) -> PostgresStore | None:
+    return open_store(url, create=create) if _ours(url) else None
 
 
 @hookimpl

@@ -56,9 +56,10 @@ def conflict(exc: psycopg.errors.UniqueViolation, conflicts: Sequence[tuple[str,
 # -- schema ------------------------------------------------------------------------------
 
 
-def bootstrap(where: str, *, upgrade: bool) -> Op:
-    """Create the tables in an empty schema, or with *upgrade* migrate them forward;
-    return ``(version found, version now)``. A newer schema is refused."""
+def bootstrap(where: str, *, upgrade: bool, create: bool = True) -> Op:
+    """Create the tables in an empty schema (unless *create* is False: then there is
+    no store to open), or with *upgrade* migrate them forward; return ``(version
+    found, version now)``. A newer schema is refused."""
     yield Q("SELECT pg_advisory_xact_lock(%s)", (_schema.LOCK_KEY,))
     rows = yield Q("SELECT to_regclass('qflow_meta') IS NOT NULL, to_regclass('qflow_incidents') IS NOT NULL")
     has_meta, has_tables = rows[0]
@@ -67,6 +68,9 @@ def bootstrap(where: str, *, upgrade: bool) -> Op:
             raise StoreError(
                 f"{where} has a qflow_incidents table but no qflow schema version: it is not a qflow "
                 "store; give ?schema=NAME of a qflow store or of a new schema")
+        if not create:
+            raise StoreError(f"no store at {where} (no qflow tables there); check ?schema=, or create the store "
+                             "with 'qflow import' (or 'qflow demo')")
         yield Q("CREATE TABLE qflow_meta (key text PRIMARY KEY, value text NOT NULL)")
         yield Q("INSERT INTO qflow_meta VALUES ('schema_version', '0')")
         version = 0

@@ -82,9 +82,10 @@ class PostgresStore(Store):
     """
 
     def __init__(self, target: Target, *, retries: int = 5, backoff: float = 0.1,
-                 connect_timeout: int = 10, upgrade: bool = False,
+                 connect_timeout: int = 10, upgrade: bool = False, create: bool = True,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.target = target
+        self._create = create
         self.retries = retries
         self.backoff = backoff
         self.connect_timeout = connect_timeout
@@ -96,7 +97,8 @@ class PostgresStore(Store):
         self._projections: dict[str, Projection] = {}
         self._undeclared: dict[str, Projection] = {}  # declared, tables not yet made
         self._version = _schema.CURRENT  # what bootstrap finds replaces it
-        found, self._version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade), check=False)
+        found, self._version = self._run(lambda retry: _ops.bootstrap(target.shown, upgrade=upgrade, create=create),
+                                         check=False)
         self.found_version = found
 
     # -- the driver --------------------------------------------------------------------
@@ -110,6 +112,13 @@ class PostgresStore(Store):
             conn.close()
         conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
         create, session = session_setup(self.target)
+        if create and not self._create:
+            found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.target.schema,)).fetchone()
+            if found is None:
+                conn.close()
+                raise StoreError(f"no store at {self.target.shown} (schema {self.target.schema} does not exist); "
+                                 "check ?schema=, or create the store with 'qflow import' (or 'qflow demo')")
+            create = []
         if create:
             with conn.transaction():
                 for stmt in create:
