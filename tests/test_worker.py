@@ -18,6 +18,7 @@ from conftest import BASE, T0
 from stepplugin import STEP_FIRED, StepPlugin
 
 import qflow
+import qflow_postgres
 from qflow import hookimpl
 from qflow._worker import IntervalReport, Worker
 from qflow.cli import main
@@ -345,6 +346,7 @@ def test_worker_usage_errors(args, message, capsys):
 
 def test_sigterm_stops_the_worker_after_its_batch(tmp_path, pg_url):
     """A real `qflow worker` process: it runs intervals until SIGTERM, then says so and exits 0."""
+    qflow_postgres.open_store(pg_url).close()  # a worker works on a store that is there
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "qflow", "worker", str(ROOT / "rulesets" / "hotel-front-desk.yaml"),

@@ -85,7 +85,7 @@ class PostgresStore(Store):
                  connect_timeout: int = 10, upgrade: bool = False, create: bool = True,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.target = target
-        self._create = create
+        self._may_create = create
         self.retries = retries
         self.backoff = backoff
         self.connect_timeout = connect_timeout
@@ -112,7 +112,7 @@ class PostgresStore(Store):
             conn.close()
         conn = psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=self.connect_timeout)
         create, session = session_setup(self.target)
-        if create and not self._create:
+        if create and not self._may_create:
             found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.target.schema,)).fetchone()
             if found is None:
                 conn.close()
