@@ -57,6 +57,15 @@ def test_one_incident_through_the_loop(site, capsys):
     status, out, err = run(capsys, "verify", "r.yaml", "INC-1", *s, "--result", "effective", "--metric", "repeats=0",
                            "--by", "质检")
     assert status == 1 and err == "qflow: error: cannot verify INC-1: it is analysing, not verifying\n"
+    # The rest of the loop, all from the command line: act on the actions, finish them, verify, close.
+    done = [run(capsys, *argv) for argv in (
+        ("act", "r.yaml", "INC-1", *s, "--by", "李娜"),
+        ("action", "done", "r.yaml", "INC-1", "A-1", *s),
+        ("verify", "r.yaml", "INC-1", *s, "--result", "effective", "--metric", "repeats=0", "--by", "质检"),
+        ("close", "r.yaml", "INC-1", *s))]
+    assert [(status, err) for status, _, err in done] == [(0, "")] * 4
+    assert [out.split(" (now ")[1].split(",")[0] for _, out, _ in done] == ["acting", "acting", "verifying", "closed"]
+    assert done[0][1].startswith("INC-1 acting on its actions (now acting, event ")
 
 
 def test_closing_with_an_open_action_is_refused_with_its_due_date(site, capsys):

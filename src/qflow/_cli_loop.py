@@ -1,4 +1,4 @@
-"""``qflow confirm | reject | cause | action | verify | close | reopen | problems | risks``:
+"""``qflow confirm | reject | cause | action | act | verify | close | reopen | problems | risks``:
 the improvement loop from the command line, against a store (``--store URL``).
 
 Each command is one validated engine command: a refused step prints
@@ -46,6 +46,7 @@ examples:
       --due 2026-12-01T18:00:00+08:00 --target "no missed room in 30 days"
   {PROG} action progress rules.yaml INC-7 A-1 --note "half the floors" --percent 50
   {PROG} action done rules.yaml INC-7 A-1
+  {PROG} act rules.yaml INC-7
   {PROG} verify rules.yaml INC-7 --result effective --metric repeats=0 --evidence photo:photos/ok.jpg
   {PROG} verify rules.yaml INC-7 --measure
   {PROG} close rules.yaml INC-7
@@ -127,6 +128,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--evidence", action="append", default=[], metavar="KIND:REF")
     p.add_argument("--note")
     p.add_argument("--measure", action="store_true", help="measure the configured metrics now and record the result")
+    p = parser("act", "start working the planned actions (analysing to acting)")
+    p.add_argument("--reason")
     p = parser("close", "close a verified incident")
     p.add_argument("--reason")
     p = parser("reopen", "reopen a closed or rejected incident")
@@ -137,7 +140,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--window", default="30d", help="the window compared with the one before (default 30d)")
     p.add_argument("--min", dest="min_count", type=int, default=2, help="at least this many in the window")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    names = ("confirm", "reject", "cause", "action", "verify", "close", "reopen", "problems", "risks")
+    names = ("confirm", "reject", "cause", "action", "act", "verify", "close", "reopen", "problems", "risks")
     return {name: _handler(name) for name in names}
 
 
@@ -276,6 +279,10 @@ def _number(text: str) -> Any:
             return text
 
 
+def _act(engine: Engine, args: argparse.Namespace, out: IO[str]) -> int:
+    return _said(out, engine.act(args.incident, actor=args.by, reason=args.reason), "acting on its actions")
+
+
 def _close(engine: Engine, args: argparse.Namespace, out: IO[str]) -> int:
     return _said(out, engine.close(args.incident, actor=args.by, reason=args.reason), "closed")
 
@@ -316,4 +323,4 @@ def _risks(engine: Engine, args: argparse.Namespace, out: IO[str]) -> int:
 
 
 _COMMANDS = {"confirm": _confirm, "reject": _reject, "cause": _cause, "action": _action, "verify": _verify,
-             "close": _close, "reopen": _reopen, "problems": _problems, "risks": _risks}
+             "act": _act, "close": _close, "reopen": _reopen, "problems": _problems, "risks": _risks}

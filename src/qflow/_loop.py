@@ -108,6 +108,12 @@ class LoopCommands(_Base):
         state = self._load(incident_id)
         return self._commit(state, [self._move(state, Stage.REJECTED, reason, f"reject {incident_id}")], actor=actor)
 
+    def act(self, incident_id: str, *, actor: str | None = None, reason: str | None = None) -> IncidentState:
+        """Start working the planned actions: analysing (or reopened) to acting, once
+        the guards allow it (a confirmed cause, when the ruleset asks for one)."""
+        state = self._load(incident_id)
+        return self._commit(state, [self._move(state, Stage.ACTING, reason, f"act on {incident_id}")], actor=actor)
+
     def close(self, incident_id: str, *, actor: str | None = None, reason: str | None = None) -> IncidentState:
         state = self._load(incident_id)
         return self._commit(state, [self._move(state, Stage.CLOSED, reason, f"close {incident_id}")], actor=actor)

@@ -50,7 +50,7 @@ COMMAND_MODULES = (
     "qflow._cli_store",      # db, import, ls, show
     "qflow._cli_worker",     # worker
     "qflow._cli_notify",     # notify test, notify preview
-    "qflow._cli_loop",       # confirm, reject, cause, action, verify, close, reopen, problems, risks
+    "qflow._cli_loop",       # confirm, reject, cause, action, act, verify, close, reopen, problems, risks
 )
 DEMO_RULESET = "rulesets/hotel-front-desk.yaml"
 DEMO_INCIDENTS = "rulesets/hotel-front-desk.incidents.jsonl"
