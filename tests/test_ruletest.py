@@ -321,6 +321,26 @@ def test_a_refused_step_fails_the_case_with_the_reason(desk):
     ]
 
 
+def test_events_expected_in_order_show_each_got_event_once(desk):
+    path = write_tests(desk, """\
+        ruleset: desk.yaml
+        now: 2026-11-20T23:10:00+08:00
+        tests:
+          - name: a rejection that never happens
+            incident: {channel: phone}
+            expect: {events: [{type: DecisionMade}, {type: StageChanged, to: rejected}]}
+        """)
+    status, out, _ = run_cli("test", "--no-plugins", path)
+    assert status == 1
+    assert out.splitlines()[:5] == [
+        f"FAIL  {path}:4: a rejection that never happens",
+        "  events (line 6)",
+        "    expected #2 type=StageChanged to=rejected (and the ones after it, in order)",
+        "    got      type=IncidentReported",
+        "             type=DecisionMade",
+    ]
+
+
 def test_decision_only_cases_are_decided_without_a_store(desk):
     tests, diags = parse_test_file(write_tests(desk, GOOD))
     assert diags == []

@@ -904,7 +904,7 @@ def _cmp_list(check: Check, seen: _Seen, tz: ZoneInfo) -> Mismatch | None:
             return None
         keys = list(expected[i])
         return _mismatch(check, [f"#{i + 1} {_render_item(expected[i], keys, tz)} (and the ones after it, in order)"],
-                         [f"{_render_item(g, ['type', *keys], tz)}" for g in got] or ["no events"])
+                         [f"{_render_item(g, ['type', *(k for k in keys if k != 'type')], tz)}" for g in got] or ["no events"])
     if len(got) == len(expected) and all(_matches(e, g) for e, g in zip(expected, got, strict=True)):
         return None
     exp_lines, got_lines = [f"{len(expected)} item{'s' if len(expected) != 1 else ''}"], \
