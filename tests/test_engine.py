@@ -11,6 +11,7 @@ import qflow
 from qflow import Classification, Engine, Incident, Stage, hookimpl
 from qflow import events as ev
 from qflow.store import StoreError
+from tests.conftest import BASE as BASE_TEXT
 from tests.conftest import CST, T0
 
 
@@ -365,3 +366,18 @@ def test_the_trace_agrees_with_the_decision_on_every_shipped_incident(pm):
             matched = tuple(f"{s.section}:{s.rule}" for s in d.trace if s.outcome == "matched"
                             and s.section in ("classify", "route"))
             assert matched == d.matched, incident.id
+
+
+def test_a_severity_a_plugin_decides_must_be_the_rulesets(clock):
+    class Urgent:
+        @hookimpl(tryfirst=True)
+        def qflow_classify(self, incident):
+            return Classification(severity="urgent", source="plugin:site")
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[Urgent()])
+    engine = Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=pm), plugins=pm, clock=clock)
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == ("plugin:site decided severity 'urgent', which ruleset test-desk does not define (it "
+                               "has: critical, high, normal); return one of those, or define 'urgent' in the ruleset")
+    assert engine.query() == []

@@ -26,7 +26,7 @@ from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
 from qflow._frozen import FrozenDict
-from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError
+from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError, PluginError
 from qflow.model import (
     Assignment,
     Classification,
@@ -329,6 +329,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
             _, classification, sources, matched = known
         else:
             classification, sources, matched = _merge(results, incident)
+            _defined(ruleset, classification, ("severity", "priority"), sources)
             known = None
         category, severity, priority = classification.category, classification.severity, classification.priority
         # Routing sees what classification decided (the view is ours, made for this call).
@@ -364,6 +365,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         """The classification, sources and matched rules one classifier's answer *c*
         stands for (with the reported category where *c* leaves it open)."""
         sources = _sources(c, _CLASSIFIED)
+        _defined(self.ruleset, c, ("severity", "priority"), sources)
         classification = c
         if c.category is None and incident.category is not None:
             sources["category"] = "report"
@@ -596,6 +598,20 @@ def _sources(result: Classification | Assignment, fields: tuple[str, ...]) -> di
     """Which rule or plugin set each field *result* sets."""
     own, default = result.sources, result.source or "?"
     return {f: own.get(f) or default for f in fields if getattr(result, f) is not None}
+
+
+def _defined(ruleset: Ruleset, result: Classification, fields: tuple[str, ...], sources: Mapping[str, str]) -> None:
+    """Refuse a severity or priority the ruleset does not define: a plugin's answer
+    the rules never checked would go on without deadlines or a ladder. (A team a
+    site plugin routes to may come from its own directory: not checked here.)"""
+    for f in fields:
+        value = getattr(result, f)
+        known = ruleset.names(f)
+        if value is not None and known and value not in known:
+            who = sources.get(f) or result.source
+            raise PluginError(f"{who if who and who != '?' else 'a plugin'} decided {f} '{value}', which ruleset "
+                              f"{ruleset.name} does not define (it has: {', '.join(map(str, known))}); return one "
+                              f"of those, or define '{value}' in the ruleset")
 
 
 def _merge(results: Sequence[Classification], incident: Incident) -> tuple[Classification, dict[str, str], list[str]]:

@@ -142,6 +142,8 @@ def qflow_classify(
 
     All implementations are called. For each field, the first non-None value in call
     order wins, so a ``tryfirst`` plugin overrides the built-in rules field by field.
+    A severity or priority must be one the ruleset defines (``ruleset.names("severity")``):
+    another is refused with a :class:`~qflow.errors.PluginError` naming the source.
 
     .. versionadded:: 0.1
     """
