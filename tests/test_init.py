@@ -48,6 +48,8 @@ def test_a_scaffold_passes_check_and_test_out_of_the_box(kind, tmp_path):
     status, out, _ = run_cli("test", "--no-plugins", str(ruleset))
     assert status == 0, out
     assert out.splitlines()[-1] == f"{cases} passed in 1 file"
+    status, out, _ = run_cli("lint", "--no-plugins", "--strict", str(ruleset))  # the CI gate the docs recommend
+    assert (status, out) == (0, "1 file clean\n")
     status, out, _ = run_cli("decide", "--no-plugins", str(ruleset), "--input", str(incidents),
                              "--now", "2026-11-26T09:00:00+08:00")
     assert status == 0
