@@ -381,3 +381,17 @@ def test_a_severity_a_plugin_decides_must_be_the_rulesets(clock):
     assert str(info.value) == ("plugin:site decided severity 'urgent', which ruleset test-desk does not define (it "
                                "has: critical, high, normal); return one of those, or define 'urgent' in the ruleset")
     assert engine.query() == []
+
+
+def test_a_plugin_that_raises_in_a_decision_is_named_with_its_hook(clock):
+    class Broken:
+        @hookimpl(tryfirst=True)
+        def qflow_classify(self, incident):
+            raise KeyError("boom")
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(Broken(), "site-rules")])
+    engine = Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=pm), plugins=pm, clock=clock)
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == "plugin site-rules failed in qflow_classify: KeyError: 'boom'"
+    assert isinstance(info.value.__cause__, KeyError) and engine.query() == []

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from qflow import events as ev
-from qflow.errors import InputError
+from qflow.errors import InputError, PluginError
 from qflow.model import Event, Incident, IncidentState, Notification, Stage
 from qflow.store import Write
 
@@ -166,7 +166,9 @@ class Intake(_Base):
             try:
                 decision = self.decide(incident, now)
                 events = self._arrival(incident, decision, now, actor, known_errors)
-            except OverflowError:
+            except (OverflowError, PluginError) as exc:
+                if not overflowed(exc):
+                    raise
                 raise beyond_calendar(incident) from None
             state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
@@ -185,7 +187,9 @@ class Intake(_Base):
                 try:
                     writes.append(self._write(tuple(history) + tuple(new), tuple(new), state,
                                               tuple(notes), now, dedup_since=since))
-                except OverflowError:
+                except (OverflowError, PluginError) as exc:
+                    if not overflowed(exc):
+                        raise
                     raise beyond_calendar(state.incident) from None
         if writes:
             self.store.write(writes)
@@ -205,6 +209,12 @@ def report_differences(given: Incident, recorded: Incident) -> list[str]:
     if given.reported_at is None:
         given = attrs.evolve(given, reported_at=recorded.reported_at)
     return [f.name for f in attrs.fields(Incident) if getattr(given, f.name) != getattr(recorded, f.name)]
+
+
+def overflowed(exc: BaseException) -> bool:
+    """Whether *exc* is a time past the calendar's end, raised by the kernel or by a
+    plugin (which the engine reports as a PluginError caused by it)."""
+    return isinstance(exc, OverflowError) or isinstance(exc.__cause__, OverflowError)
 
 
 def beyond_calendar(incident: Incident) -> InputError:

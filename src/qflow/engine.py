@@ -26,7 +26,7 @@ from qflow._view import incident_view
 from qflow.clock import Clock, SystemClock
 from qflow.diagnostics import json_path
 from qflow._frozen import FrozenDict
-from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError, PluginError
+from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError, PluginError, QflowError
 from qflow.model import (
     Assignment,
     Classification,
@@ -45,7 +45,7 @@ from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projecti
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
-from qflow._intake import Intake, beyond_calendar, report_differences
+from qflow._intake import Intake, beyond_calendar, overflowed, report_differences
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
 from qflow._survey import SurveyCommands
@@ -168,10 +168,15 @@ class _Hooks:
         plan = self._plan(name, args)
         if plan is None:
             return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
-        for fn, pick in plan:
-            result = fn(*pick(values))
-            if result is not None:
-                return result
+        try:
+            for fn, pick in plan:
+                result = fn(*pick(values))
+                if result is not None:
+                    return result
+        except QflowError:
+            raise  # says what is wrong already (an input, a decision, a store)
+        except Exception as exc:
+            raise self._failed(name, fn, exc) from exc
         return None
 
     def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> list[Any]:
@@ -181,11 +186,21 @@ class _Hooks:
         if plan is None:
             return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
         out = []
-        for fn, pick in plan:
-            result = fn(*pick(values))
-            if result is not None:
-                out.append(result)
+        try:
+            for fn, pick in plan:
+                result = fn(*pick(values))
+                if result is not None:
+                    out.append(result)
+        except QflowError:
+            raise
+        except Exception as exc:
+            raise self._failed(name, fn, exc) from exc
         return out
+
+    def _failed(self, name: str, fn: Any, exc: Exception) -> PluginError:
+        """A plugin's own failure, named: which plugin, in which hook, what it raised."""
+        plugin = next((i.plugin_name for i in getattr(self._hook, name).get_hookimpls() if i.function is fn), "?")
+        return PluginError(f"plugin {plugin} failed in {name}: {type(exc).__name__}: {exc}")
 
     def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
         found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now))
@@ -460,7 +475,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
             note = self._notification(state, "incident.reported", now)
             write = self._write(events, events, state, (note,), now, dedup_since=self._dedup_since(incident))
-        except OverflowError:
+        except (OverflowError, PluginError) as exc:
+            if not overflowed(exc):
+                raise
             raise beyond_calendar(incident) from None
         self.store.write([write])
         if write.state.seq != state.seq:  # a held notification goes to no observer either
