@@ -71,3 +71,30 @@ def fired(eng: qflow.Engine, incident_id: str) -> list[tuple[str, ...]]:
         elif e.type in ("SeverityChanged", "Reassigned", "NotificationSuppressed"):
             out.append((e.type, *(str(v) for v in d.values())))
     return out
+
+
+def one_step_desk(name: str) -> str:
+    """A front desk whose normal incidents have one escalation step (the team lead
+    hears at half the respond time), for tests that add their own sections after it."""
+    return f"""\
+qflow: 1
+name: {name}
+timezone: Asia/Shanghai
+teams:
+  front-office: {{name: 前厅部 Front office, lead: 王芳}}
+severities:
+  normal: {{respond: 4h, resolve: 3d}}
+classify:
+  - id: default
+    set: {{severity: normal}}
+route:
+  - id: default
+    assign: {{team: front-office}}
+escalation:
+  ladders:
+    standard:
+      - id: warn
+        at: {{clock: respond, used: 50%}}
+        notify: [team.lead]
+  severities: {{normal: standard}}
+"""

@@ -12,32 +12,13 @@ import pytest
 import qflow
 from qflow_notify import RecordingBackend
 from qflow_sqlite import SQLiteStore
+from escalation_helpers import one_step_desk
 from test_cli_store import RULESET, run
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
-RULES = textwrap.dedent("""\
-    qflow: 1
-    name: show-desk
-    timezone: Asia/Shanghai
-    teams:
-      front-office: {name: 前厅部 Front office, lead: 王芳}
-    severities:
-      normal: {respond: 4h, resolve: 3d}
-    classify:
-      - id: default
-        set: {severity: normal}
-    route:
-      - id: default
-        assign: {team: front-office}
-    escalation:
-      ladders:
-        standard:
-          - id: warn
-            at: {clock: respond, used: 50%}
-            notify: [team.lead]
-      severities: {normal: standard}
+RULES = one_step_desk("show-desk") + textwrap.dedent("""\
     notify:
       channels:
         chat: {backend: rec, fallback: duty-log, retry: {attempts: 2, backoff: 1m, max: 1h}}

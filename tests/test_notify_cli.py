@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
+from escalation_helpers import one_step_desk
 from notify_support import Receiver, ruleset_text
 from qflow.cli import main
 
@@ -151,27 +152,7 @@ def test_preview_refuses_a_language_without_templates(tmp_path):
     assert (status, out, err) == (2, "", "qflow: error: --lang: unknown language 'fr'\nhint: use one of: zh, en\n")
 
 
-STORED = """\
-qflow: 1
-name: preview-desk
-timezone: Asia/Shanghai
-teams:
-  front-office: {name: 前厅部 Front office, lead: 王芳}
-severities:
-  normal: {respond: 4h, resolve: 3d}
-classify:
-  - id: default
-    set: {severity: normal}
-route:
-  - id: default
-    assign: {team: front-office}
-escalation:
-  ladders:
-    standard:
-      - id: warn
-        at: {clock: respond, used: 50%}
-        notify: [team.lead]
-  severities: {normal: standard}
+STORED = one_step_desk("preview-desk") + """\
   suppress:
     - id: outage
       source: {category: power_outage}
