@@ -398,6 +398,13 @@ def test_first_contact_reopen_and_recurrence(history):
     assert (rec.numerator, rec.denominator, rec.value) == (4, 11, 4 / 11)
 
 
+def test_a_survey_before_the_resolution_is_a_response_and_the_rate_stays_of_resolved_incidents():
+    engine, ids = build()
+    engine.record_survey(ids["I5"], score=5, channel="sms")  # I5 is not resolved
+    csat = whole(engine).whole()["csat"]
+    assert csat.extra == {"mean_score": 4.2, "responses": 5, "response_rate": 4 / 7}
+
+
 def test_csat_and_nps_leave_self_rated_surveys_out(history):
     engine, _ = history
     w = whole(engine).whole()

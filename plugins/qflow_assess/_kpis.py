@@ -124,7 +124,7 @@ def _csat(v: Values) -> Figure:
     rated, satisfied, resolved = v["rated"] or 0, v["satisfied"] or 0, v["resolved"] or 0
     return Figure("csat", satisfied / rated if rated else None, int(rated), satisfied, rated, extra={
         "mean_score": v["mean_score"], "responses": v["surveyed"],
-        "response_rate": (v["surveyed"] or 0) / resolved if resolved else None})
+        "response_rate": (v["surveyed_resolved"] or 0) / resolved if resolved else None})
 
 
 def _nps(v: Values) -> Figure:
@@ -199,10 +199,13 @@ DEFINITIONS: tuple[KPI, ...] = (
         _recurrence, higher_is_better=False),
     KPI("csat", "Customer satisfaction (CSAT)", "客户满意度", "rate",
         "surveys with a score at or above the satisfied mark", "surveys answered by the customer "
-        "(self-rated surveys excluded); response rate = surveys / resolved incidents", "report",
+        "(self-rated surveys excluded); response rate = resolved incidents surveyed / resolved incidents", "report",
         _m(satisfied=Measure("count", None, (F("csat_satisfied", "==", 1),)),
            rated=Measure("count", "csat_satisfied"), mean_score=Measure("avg", "csat"),
            surveyed=Measure("count", None, (F("surveyed", "==", 1),)),
+           # A survey of an incident not yet resolved counts as a response, not towards the rate:
+           # the rate is of resolved incidents, so it stays within 0 and 1.
+           surveyed_resolved=Measure("count", "resolved_at", (NOT_REJECTED, F("surveyed", "==", 1))),
            resolved=Measure("count", "resolved_at", (NOT_REJECTED,))),
         _csat),
     KPI("nps", "Net promoter score", "净推荐值", "score",
