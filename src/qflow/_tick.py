@@ -87,6 +87,10 @@ class _Plan:
             state = after
 
 
+def _due_by(write: Write, now: datetime) -> bool:
+    return write.timers is not None and any(t.at <= now for t in write.timers)
+
+
 class Scheduling(_Base):
     def tick(self, now: datetime | None = None, *, worker: str | None = None, limit: int = 500,
              lease: timedelta = timedelta(minutes=5), drain: bool = True,
@@ -159,9 +163,11 @@ class Scheduling(_Base):
             self.store.write([p.write for p in plans.values()])
             for p in plans.values():
                 p.announce(self._hooks, self._conv, now)
+            # Only an incident whose write left a timer due now is asked again: the
+            # common tick, whose steps schedule what comes later, claims no second time.
             return (TickReport(effects=sum(p.effects for p in plans.values()),
                                notifications=sum(p.notifications for p in plans.values()), failed=failed),
-                    {iid for iid, p in plans.items() if p.effects})
+                    {iid for iid, p in plans.items() if p.effects and _due_by(p.write, now)})
         except ConcurrencyError:
             log.info("tick: a batch of %d lost a race; writing its incidents one by one", len(plans))
         report = TickReport(failed=failed, conflicts=1)
