@@ -21,7 +21,8 @@ recorded external id, or for a dedup key an open incident took meanwhile
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-__all__ = ["ATTACHED", "NEW", "RETRY", "Intake", "beyond_calendar", "report_differences"]
+__all__ = ["ATTACHED", "NEW", "RETRY", "Intake", "report_differences", "within_calendar"]
 
 _DEFAULT_WINDOW = timedelta(hours=2)
 
@@ -163,13 +164,9 @@ class Intake(_Base):
                 incident = attrs.evolve(incident, id=next(fresh))
             iid = incident.id
             assert iid is not None
-            try:
+            with within_calendar(incident):
                 decision = self.decide(incident, now)
                 events = self._arrival(incident, decision, now, actor, known_errors)
-            except (OverflowError, PluginError) as exc:
-                if not overflowed(exc):
-                    raise
-                raise beyond_calendar(incident) from None
             state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
             touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)],
@@ -184,13 +181,9 @@ class Intake(_Base):
         for iid in order:
             state, history, new, notes, since = touched[iid]
             if new:
-                try:
+                with within_calendar(state.incident):
                     writes.append(self._write(tuple(history) + tuple(new), tuple(new), state,
                                               tuple(notes), now, dedup_since=since))
-                except (OverflowError, PluginError) as exc:
-                    if not overflowed(exc):
-                        raise
-                    raise beyond_calendar(state.incident) from None
         if writes:
             self.store.write(writes)
         final = {w.state.id: w.state for w in writes}
@@ -211,17 +204,20 @@ def report_differences(given: Incident, recorded: Incident) -> list[str]:
     return [f.name for f in attrs.fields(Incident) if getattr(given, f.name) != getattr(recorded, f.name)]
 
 
-def overflowed(exc: BaseException) -> bool:
-    """Whether *exc* is a time past the calendar's end, raised by the kernel or by a
-    plugin (which the engine reports as a PluginError caused by it)."""
-    return isinstance(exc, OverflowError) or isinstance(exc.__cause__, OverflowError)
-
-
-def beyond_calendar(incident: Incident) -> InputError:
-    """The error for a report whose deadlines or timers fall past the calendar's end."""
-    at = incident.reported_at.isoformat() if incident.reported_at is not None else "?"
-    return InputError(f"reported_at {at} is too close to the end of the calendar: the deadlines and escalation "
-                      "steps counted from it fall past the year 9999 (check the sender's clock) @ $.reported_at")
+@contextlib.contextmanager
+def within_calendar(incident: Incident) -> Iterator[None]:
+    """Deciding and scheduling *incident*: a time past the calendar's end, raised by the
+    kernel or by a plugin (which the engine reports as a PluginError caused by it), is
+    the report's own mistake, said as an InputError on its ``reported_at``."""
+    try:
+        yield
+    except (OverflowError, PluginError) as exc:
+        if not (isinstance(exc, OverflowError) or isinstance(exc.__cause__, OverflowError)):
+            raise
+        at = incident.reported_at.isoformat() if incident.reported_at is not None else "?"
+        raise InputError(f"reported_at {at} is too close to the end of the calendar: the deadlines and escalation "
+                         "steps counted from it fall past the year 9999 (check the sender's clock) "
+                         "@ $.reported_at") from None
 
 
 def _attached_data(engine: Any, incident: Incident) -> dict[str, Any]:

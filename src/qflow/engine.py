@@ -45,7 +45,7 @@ from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projecti
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
-from qflow._intake import Intake, beyond_calendar, overflowed, report_differences
+from qflow._intake import Intake, report_differences, within_calendar
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
 from qflow._survey import SurveyCommands
@@ -468,17 +468,13 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         if changes:
             incident = attrs.evolve(incident, **changes)
         assert incident.id is not None
-        try:
+        with within_calendar(incident):
             decision = self.decide(incident, now)
             events = tuple(self._arrival(incident, decision, now, actor, self.known_errors()))
             state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
             note = self._notification(state, "incident.reported", now)
             write = self._write(events, events, state, (note,), now, dedup_since=self._dedup_since(incident))
-        except (OverflowError, PluginError) as exc:
-            if not overflowed(exc):
-                raise
-            raise beyond_calendar(incident) from None
         self.store.write([write])
         if write.state.seq != state.seq:  # a held notification goes to no observer either
             return write.state, _nothing_to_tell
