@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from qflow import Effect, Event, FrozenDict, IncidentQuery, IncidentState, Notification, Ruleset, Stage, Timer, format_duration
 from qflow import events as ev
@@ -207,11 +207,7 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
     severity = decision.severity
     order: Sequence[str] | None = None  # the severities, most urgent first (read when raising)
     forced: dict[str, str] = {}  # step id -> why it fires now
-    # step id -> what a forced step is announced with: its own trigger has not come yet
-    forced_when: dict[str, str] = {}
-    # step id -> the trigger that reached a forced step, and how (jump or passed on, from which step),
-    # so templates say the moment that reached it in the channel's language
-    forced_by: dict[str, tuple[Any, dict[str, str]]] = {}
+    arrivals: dict[str, _Reached] = {}  # step id -> how a forced step was reached
     by_id: dict[str, Step] | None = None
     available: Any = None  # the qflow_available hook, False when no plugin implements it
     for step in steps:
@@ -258,7 +254,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
             ok = available(recipient=who, state=state, now=now) if available else None
             (away if ok is False and step.skip_unavailable else recipients).append(who)
         skipped = occurrence - max(done, -1) - 1 if via is None else 0
-        when = forced_when.get(step.id, step.describe()) if via else step.describe()
+        by = arrivals.get(step.id) if via else None
+        when = by.when if by else step.describe()
         # Frozen once, from a dict made for it: the notification's data is the event's plus five fields
         # (``trigger`` lets templates say the step's moment in the channel's language).
         data = FrozenDict.adopt({
@@ -275,7 +272,8 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                                   state.incident.title or state.incident.description,
                                   data | {"due": due, "category": decision.category,
                                           "team": decision.team, "owner": decision.owner,
-                                          **_trigger_fields(step, via, forced_by)}),)
+                                          **({"trigger": by.trigger, "reached": by.how} if by
+                                             else {"trigger": step.trigger})}),)
         effects.append(Effect(FIRED, source, data, notes))
         if step.raise_severity and done < 0:
             # Once per clock run, on the step's first firing: its repeats remind, and a
@@ -299,31 +297,27 @@ def due_effects(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                     if other.id not in forced:
                         forced[other.id] = ""  # marks "jumped over"
                 forced[target.id] = f"jump from {step.id}"
-                forced_when[target.id] = f"{when}; jumped to {target.id}"
-                forced_by[target.id] = (_reaching(step, via, forced_by), {"kind": "jump", "from": step.id})
+                arrivals[target.id] = _Reached(f"{when}; jumped to {target.id}", by.trigger if by else step.trigger,
+                                               {"kind": "jump", "from": step.id})
         if step.notify and not recipients and step.level < len(steps):
             nxt = steps[step.level].id
             if nxt not in forced:
                 forced[nxt] = f"nobody available at {step.id}"
-                forced_when[nxt] = f"{when}; nobody available at {step.id}, passed to {nxt}"
-                forced_by[nxt] = (_reaching(step, via, forced_by), {"kind": "passed", "from": step.id})
+                arrivals[nxt] = _Reached(f"{when}; nobody available at {step.id}, passed to {nxt}",
+                                         by.trigger if by else step.trigger, {"kind": "passed", "from": step.id})
     if "" not in forced.values():
         return effects  # no jump went past a step: nothing to record as skipped
     return _jumped_over(effects, forced, steps, ladder, fired, clocks)
 
 
-def _reaching(step: Step, via: str | None, forced_by: Mapping[str, tuple[Any, dict[str, str]]]) -> Any:
-    """The trigger of the moment that fired *step*: its own, or (when it was itself
-    reached by a jump or passed on) the one that reached it."""
-    return forced_by[step.id][0] if via and step.id in forced_by else step.trigger
+class _Reached(NamedTuple):
+    """How a step that fires before its own moment was reached: what it is announced
+    with, the trigger of the moment that reached it, and how (``kind`` jump or
+    passed, ``from`` which step), so templates say it in the channel's language."""
 
-
-def _trigger_fields(step: Step, via: str | None,
-                    forced_by: Mapping[str, tuple[Any, dict[str, str]]]) -> dict[str, Any]:
-    if via and step.id in forced_by:
-        trigger, reached = forced_by[step.id]
-        return {"trigger": trigger, "reached": reached}
-    return {"trigger": step.trigger}
+    when: str
+    trigger: Any
+    how: dict[str, str]
 
 
 def _jumped_over(effects: list[Effect], forced: Mapping[str, str], steps: Sequence[Step], ladder: str,
