@@ -85,6 +85,10 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     reported = inc.reported_at or events[0].at
     day, month, quarter, year = period_keys(reported, tz)
 
+    # A rejection that a reopening undid was a mistake, not an end: the figures read
+    # the log without it (and without that reopening), so the guest's wait runs on to
+    # the first real answer and close, and coming back from it is no reopening.
+    events = _without_undone_rejections(events)
     # Where each clock's first run stopped: the first answer, the first acknowledgement,
     # the first close (or rejection, which ends every clock). A reopening starts a new
     # run of resolve; the figures count the first one, and the reopen rate the rest.
@@ -190,6 +194,24 @@ _NONE3 = (None, None, None)
 _FINISHED = (Stage.CLOSED, Stage.REJECTED)
 _REJECTED = Stage.REJECTED
 _REJECTED_VALUE, _CLOSED_VALUE, _REOPENED_VALUE = Stage.REJECTED.value, Stage.CLOSED.value, Stage.REOPENED.value
+
+
+def _without_undone_rejections(events: Sequence[Event]) -> Sequence[Event]:
+    """*events* less each rejection that a reopening followed, and that reopening."""
+    undone: set[int] | None = None
+    rejection = None
+    for i, e in enumerate(events):
+        if e.type == ev.STAGE_CHANGED:
+            to = e.data.get("to")
+            if to == _REJECTED_VALUE:
+                rejection = i
+            else:
+                if to == _REOPENED_VALUE and rejection is not None:
+                    undone = (undone or set()) | {rejection, i}
+                rejection = None
+    if undone is None:
+        return events
+    return tuple(e for i, e in enumerate(events) if i not in undone)
 
 
 def _status(action: Any) -> str:
