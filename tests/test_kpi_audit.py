@@ -272,4 +272,44 @@ def test_rates(history):
     assert w["backlog"].value == 1 and w["backlog"].extra["age 7-30d"] == 1  # A9, 29 days
 
 
+def test_csat_and_nps_leave_the_rejected_report_out(history):
+    engine, _ = history
+    w = figures(engine).whole()
+    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8/10 = 4;
+    # A6 (rejected) 1 and A11's self-rated 5 are left out
+    csat = w["csat"]
+    assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
+    assert csat.extra == {"mean_score": 3.75, "responses": 4, "response_rate": 4 / 9}
+    # NPS: A3 10 promoter, A4 3 detractor, A5 8 passive -> 100 * (1 - 1) / 3
+    nps = w["nps"]
+    assert (nps.numerator, nps.denominator, nps.value) == (0, 3, 0)
+    assert nps.extra == {"promoters": 1, "detractors": 1}
+
+
+def test_the_terminal_report_prints_the_hand_computed_figures(history):
+    import io
+
+    from qflow_assess._render import render_text
+    from qflow_assess._report import build_report
+
+    engine, _ = history
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, dimensions=())
+    out = io.StringIO()
+    render_text(rep, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("KPI audit desk — Period 2026-11 (as of 2026-12-05T12:00+08:00, "
+                        "time zone Asia/Shanghai)")
+    table = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]] for line in lines if "│" in line}
+    # value, n, previous (October: A1 answered in 30 office minutes, resolved in November), Δ
+    assert table["First response time"][:4] == ["30m", "9", "30m", "+0s"]
+    assert table["Time to resolve"][:4] == ["2h", "9", "—", "—"]
+    assert table["Resolution rate"][:4] == ["90.0%", "10", "100.0%", "-10.0 pt"]
+    assert table["On-time rate: respond"][:2] == ["80.0%", "10"]
+    assert table["On-time rate: resolve"][:2] == ["90.0%", "10"]
+    assert table["First-contact resolution"][:2] == ["66.7%", "9"]
+    assert table["Reopen rate"][:2] == ["11.1%", "9"]
+    assert table["Recurrence rate"][:2] == ["40.0%", "10"]
+    assert table["Customer satisfaction (CSAT)"][:2] == ["75.0%", "4"]
+    assert table["Net promoter score"][:2] == ["+0", "3"]
+    assert lines[-1] == "Problem list: resolved 9, in progress 0, pending 1"
 
