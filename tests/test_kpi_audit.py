@@ -313,3 +313,15 @@ def test_the_terminal_report_prints_the_hand_computed_figures(history):
     assert table["Net promoter score"][:2] == ["+0", "3"]
     assert lines[-1] == "Problem list: resolved 9, in progress 0, pending 1"
 
+
+def test_time_to_acknowledge_without_a_committed_time_is_still_business_time():
+    # The same desk with no acknowledgement time for normal incidents: a report on Friday
+    # 17:00 acknowledged on Monday 09:30 waited 1h + 30m of office time (64.5 calendar hours).
+    engine, ids = build([
+        (t(11, 6, 17), "X", _report("billing", "desk")),
+        (t(11, 9, 9, 30), "X", _do(lambda e, i: e.acknowledge(i, actor="desk"))),
+        (t(11, 9, 10), "X", _do(_answer)),
+    ], rules=RULES.replace("normal: {acknowledge: 1h, respond: 4h", "normal: {respond: 4h"))
+    row = _row(engine, ids["X"])
+    assert (row["ack_s"], row["ack_bs"]) == (232200, 5400)
+    assert (row["respond_s"], row["respond_bs"]) == (234000, 7200)

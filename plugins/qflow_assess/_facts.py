@@ -140,6 +140,10 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         row[at_name] = _epoch(counted)
         row[s_name] = _seconds(reported, counted)
         business, due, met = clocks.get(clock, _NONE3)
+        if business is None and counted is not None:
+            # No committed time for this clock, so no SLA clock: still business time, on
+            # the severity's calendar (calendar time only without the SLA plugin).
+            business = _business_seconds(ruleset, d, reported, counted)
         row[bs_name] = (business if business is not None else row[s_name]) if counted else None
         if due_name is not None:
             if due is None and met is None:  # no SLA plugin: the decision's deadline
@@ -247,6 +251,23 @@ def _sla_clock_states() -> Any:
             clock_states = None
         _SLA.append(clock_states)
     return _SLA[0]
+
+
+def _business_seconds(ruleset: Ruleset, decision: Any, start: datetime, end: datetime) -> float | None:
+    """Business seconds from *start* to *end* on the calendar of the decision's severity
+    (24x7 without one); None without the SLA plugin."""
+    if _sla_clock_states() is None:
+        return None
+    from qflow_sla.clocks import business_calendar  # the SLA plugin's public API
+
+    policies = ruleset.compiled("severities")
+    severity = getattr(decision, "severity", None)
+    found = policies.severities.get(severity) if policies is not None and severity is not None else None
+    try:
+        calendar = business_calendar(ruleset, found.calendar if found is not None else "24x7")
+    except KeyError:
+        return None
+    return calendar.between(start, end).total_seconds()
 
 
 def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
