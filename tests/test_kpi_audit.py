@@ -325,3 +325,26 @@ def test_time_to_acknowledge_without_a_committed_time_is_still_business_time():
     row = _row(engine, ids["X"])
     assert (row["ack_s"], row["ack_bs"]) == (232200, 5400)
     assert (row["respond_s"], row["respond_bs"]) == (234000, 7200)
+
+
+def test_calendar_time_across_the_start_of_dst_is_real_time_whatever_the_clock_zone():
+    # Europe/Berlin springs forward at 02:00 on Sunday 29 March 2026. Times read off a clock
+    # in that zone share one tzinfo, and Python then subtracts them as wall-clock times: the
+    # figures must count real seconds, as they do on a store that keeps UTC offsets.
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def b(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, month, day, hour, minute, tzinfo=berlin)
+
+    engine, ids = build([
+        # urgent (24x7): 23:30 CET -> 03:30 CEST is 3h (the wall clock says 4h); closed at 04:00
+        (b(3, 28, 23, 30), "D1", _report("noise", "lobby", "urgent")),
+        (b(3, 29, 3, 30), "D1", _do(_answer)),
+        (b(3, 29, 4), "D1", _do(_close)),
+        # normal (office): Friday 17:30 CET -> Monday 09:30 CEST is 63h (the wall clock says 64h)
+        (b(3, 27, 17, 30), "D2", _report("room", "1203")),
+        (b(3, 30, 9, 30), "D2", _do(_answer)),
+    ], rules=RULES.replace("Asia/Shanghai", "Europe/Berlin"))
+    d1, d2 = _row(engine, ids["D1"]), _row(engine, ids["D2"])
+    assert (d1["respond_s"], d1["respond_bs"], d1["resolve_s"], d1["resolve_bs"]) == (10800, 10800, 12600, 12600)
+    assert (d2["respond_s"], d2["respond_bs"]) == (226800, 3600)  # Fri 17:30-18:00, Mon 09:00-09:30

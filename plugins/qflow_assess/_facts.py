@@ -10,7 +10,7 @@ month is the month the people in it lived through, DST and all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,12 +70,17 @@ def period_keys(at: datetime, tz: tzinfo) -> tuple[str, str, str, str]:
 _PERIODS: dict[tuple[int, int, int], tuple[str, str, str, str]] = {}
 
 
+_UTC = timezone.utc
+
+
 def _epoch(at: datetime | None) -> float | None:
     return at.timestamp() if at is not None else None
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
-    return (b - a).total_seconds() if a is not None and b is not None else None
+    # In UTC, not b - a: two times with the same tzinfo (a clock in Europe/Berlin)
+    # subtract as wall-clock times, an hour off across a DST change.
+    return (b.astimezone(_UTC) - a.astimezone(_UTC)).total_seconds() if a is not None and b is not None else None
 
 
 def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, settings: Any) -> dict[str, Any]:
