@@ -141,8 +141,19 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
     reported = [r[7].value for r in problems.iter_rows(min_row=2)]
     assert reported and all(r.__class__.__name__ == "datetime" for r in reported)
     team = wb["by team"]
+    assert [c.value for c in team[1]][-1] == "low confidence"
     hk = next(r for r in team.iter_rows(min_row=2) if r[0].value == "housekeeping")
-    assert all(c.data_type == "n" for c in hk[1:] if c.value is not None)
+    assert all(c.data_type == "n" for c in hk[1:-1] if c.value is not None)
+    # low confidence is flagged in every format, the workbook's slices too (min_n 3). Housekeeping
+    # (I2 I5 I9 I12): acknowledged I5; resolved I2 I9 (time to resolve, first contact, reopen);
+    # surveyed I9 (CSAT, NPS); one action due (I12 A-1); none verified. Answered: I2 I9 I12 (3, enough).
+    header = [c.value for c in team[1]]
+    csat = hk[header.index("Customer satisfaction (CSAT)")]
+    assert (csat.value, csat.font.i) == (1, True)
+    assert hk[-1].value == ("time_to_acknowledge, time_to_resolve, first_contact_resolution, reopen_rate, csat, "
+                            "nps, action_on_time, verification_effectiveness")
+    rate = hk[header.index("Resolution rate")]
+    assert (rate.value, rate.font.i) == (0.5, False)
 
 
 @pytest.mark.parametrize(("args", "message"), [

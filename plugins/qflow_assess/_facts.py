@@ -10,7 +10,7 @@ month is the month the people in it lived through, DST and all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,12 +70,17 @@ def period_keys(at: datetime, tz: tzinfo) -> tuple[str, str, str, str]:
 _PERIODS: dict[tuple[int, int, int], tuple[str, str, str, str]] = {}
 
 
+_UTC = timezone.utc
+
+
 def _epoch(at: datetime | None) -> float | None:
     return at.timestamp() if at is not None else None
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
-    return (b - a).total_seconds() if a is not None and b is not None else None
+    # In UTC, not b - a: two times with the same tzinfo (a clock in Europe/Berlin)
+    # subtract as wall-clock times, an hour off across a DST change.
+    return (b.astimezone(_UTC) - a.astimezone(_UTC)).total_seconds() if a is not None and b is not None else None
 
 
 def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, settings: Any) -> dict[str, Any]:
@@ -85,6 +90,10 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     reported = inc.reported_at or events[0].at
     day, month, quarter, year = period_keys(reported, tz)
 
+    # A rejection that a reopening undid was a mistake, not an end: the figures read
+    # the log without it (and without that reopening), so the guest's wait runs on to
+    # the first real answer and close, and coming back from it is no reopening.
+    events = _without_undone_rejections(events)
     # Where each clock's first run stopped: the first answer, the first acknowledgement,
     # the first close (or rejection, which ends every clock). A reopening starts a new
     # run of resolve; the figures count the first one, and the reopen rate the rest.
@@ -136,6 +145,10 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         row[at_name] = _epoch(counted)
         row[s_name] = _seconds(reported, counted)
         business, due, met = clocks.get(clock, _NONE3)
+        if business is None and counted is not None:
+            # No committed time for this clock, so no SLA clock: still business time, on
+            # the severity's calendar (calendar time only without the SLA plugin).
+            business = _business_seconds(ruleset, d, reported, counted)
         row[bs_name] = (business if business is not None else row[s_name]) if counted else None
         if due_name is not None:
             if due is None and met is None:  # no SLA plugin: the decision's deadline
@@ -192,6 +205,24 @@ _REJECTED = Stage.REJECTED
 _REJECTED_VALUE, _CLOSED_VALUE, _REOPENED_VALUE = Stage.REJECTED.value, Stage.CLOSED.value, Stage.REOPENED.value
 
 
+def _without_undone_rejections(events: Sequence[Event]) -> Sequence[Event]:
+    """*events* less each rejection that a reopening followed, and that reopening."""
+    undone: set[int] | None = None
+    rejection = None
+    for i, e in enumerate(events):
+        if e.type == ev.STAGE_CHANGED:
+            to = e.data.get("to")
+            if to == _REJECTED_VALUE:
+                rejection = i
+            else:
+                if to == _REOPENED_VALUE and rejection is not None:
+                    undone = (undone or set()) | {rejection, i}
+                rejection = None
+    if undone is None:
+        return events
+    return tuple(e for i, e in enumerate(events) if i not in undone)
+
+
 def _status(action: Any) -> str:
     return getattr(action.status, "value", action.status)
 
@@ -225,6 +256,23 @@ def _sla_clock_states() -> Any:
             clock_states = None
         _SLA.append(clock_states)
     return _SLA[0]
+
+
+def _business_seconds(ruleset: Ruleset, decision: Any, start: datetime, end: datetime) -> float | None:
+    """Business seconds from *start* to *end* on the calendar of the decision's severity
+    (24x7 without one); None without the SLA plugin."""
+    if _sla_clock_states() is None:
+        return None
+    from qflow_sla.clocks import business_calendar  # the SLA plugin's public API
+
+    policies = ruleset.compiled("severities")
+    severity = getattr(decision, "severity", None)
+    found = policies.severities.get(severity) if policies is not None and severity is not None else None
+    try:
+        calendar = business_calendar(ruleset, found.calendar if found is not None else "24x7")
+    except KeyError:
+        return None
+    return calendar.between(start, end).total_seconds()
 
 
 def _clocks(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,

@@ -199,20 +199,24 @@ DEFINITIONS: tuple[KPI, ...] = (
         _recurrence, higher_is_better=False),
     KPI("csat", "Customer satisfaction (CSAT)", "客户满意度", "rate",
         "surveys with a score at or above the satisfied mark", "surveys answered by the customer "
-        "(self-rated surveys excluded); response rate = resolved incidents surveyed / resolved incidents", "report",
-        _m(satisfied=Measure("count", None, (F("csat_satisfied", "==", 1),)),
-           rated=Measure("count", "csat_satisfied"), mean_score=Measure("avg", "csat"),
-           surveyed=Measure("count", None, (F("surveyed", "==", 1),)),
+        "(self-rated surveys and rejected reports excluded); response rate = resolved incidents surveyed / "
+        "resolved incidents", "report",
+        # A rejected report is out of the service figures, its survey too (docs/kpis.md).
+        _m(satisfied=Measure("count", None, (NOT_REJECTED, F("csat_satisfied", "==", 1))),
+           rated=Measure("count", "csat_satisfied", (NOT_REJECTED,)),
+           mean_score=Measure("avg", "csat", (NOT_REJECTED,)),
+           surveyed=Measure("count", None, (NOT_REJECTED, F("surveyed", "==", 1))),
            # A survey of an incident not yet resolved counts as a response, not towards the rate:
            # the rate is of resolved incidents, so it stays within 0 and 1.
            surveyed_resolved=Measure("count", "resolved_at", (NOT_REJECTED, F("surveyed", "==", 1))),
            resolved=Measure("count", "resolved_at", (NOT_REJECTED,))),
         _csat),
     KPI("nps", "Net promoter score", "净推荐值", "score",
-        "promoters (9-10) minus detractors (0-6), times 100", "surveys with a 0-10 answer", "report",
-        _m(promoters=Measure("count", None, (F("promoter", "==", 1),)),
-           detractors=Measure("count", None, (F("detractor", "==", 1),)),
-           answered=Measure("count", "nps")),
+        "promoters (9-10) minus detractors (0-6), times 100", "surveys with a 0-10 answer, rejected reports excluded",
+        "report",
+        _m(promoters=Measure("count", None, (NOT_REJECTED, F("promoter", "==", 1))),
+           detractors=Measure("count", None, (NOT_REJECTED, F("detractor", "==", 1))),
+           answered=Measure("count", "nps", (NOT_REJECTED,))),
         _nps),
     KPI("action_on_time", "Action on-time rate", "措施按时完成率", "rate",
         "actions done on or before their due date, of the actions due in the period",

@@ -145,15 +145,22 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
         ws.set_column(0, len(header) - 1, 16)
         return ws
 
-    def value_cell(ws: Any, r: int, col: int, kpi: KPI, fig: Figure | None) -> None:
+    # A low-confidence figure in a slice reads grey and italic, and its row names it.
+    low = {fmt: wb.add_format({**spec, "italic": True, "font_color": "#7b8794"})
+           for fmt, spec in ((pct, {"num_format": "0.0%"}), (num, {"num_format": "0.00"}))}
+    low[hours] = low[num]
+
+    def value_cell(ws: Any, r: int, col: int, kpi: KPI, fig: Figure | None, flag: bool = False) -> None:
+        def fmt(f: Any) -> Any:
+            return low[f] if flag and fig is not None and fig.low_confidence else f
         if fig is None or fig.value is None:
             ws.write_blank(r, col, None)
         elif kpi.unit == "rate":
-            ws.write_number(r, col, fig.value, pct)
+            ws.write_number(r, col, fig.value, fmt(pct))
         elif kpi.unit == "duration":
-            ws.write_number(r, col, fig.value / 3600, hours)  # hours, business time
+            ws.write_number(r, col, fig.value / 3600, fmt(hours))  # hours, business time
         else:
-            ws.write_number(r, col, fig.value, num)
+            ws.write_number(r, col, fig.value, fmt(num))
 
     c = report.comparison
     ws = sheet(L("figures"), [L("kpi"), "unit", L("value"), L("n"), L("numerator"), L("denominator"),
@@ -171,12 +178,14 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
         ws.write_boolean(i, 8, bool(now and now.low_confidence))
     for sl in report.slices:
         kpis = [k for k in report.kpis if k.unit != "count"]
-        ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) for k in kpis]])
+        ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) for k in kpis], L("low")])
         r = 1
         for group, figures in _ordered(sl, report):
             ws.write_string(r, 0, _group(group))
             for j, kpi in enumerate(kpis, start=1):
-                value_cell(ws, r, j, kpi, figures.get(kpi.name))
+                value_cell(ws, r, j, kpi, figures.get(kpi.name), flag=True)
+            flagged = [k.name for k in kpis if (f := figures.get(k.name)) is not None and f.low_confidence]
+            ws.write_string(r, len(kpis) + 1, ", ".join(flagged))
             r += 1
     ws = sheet(L("problems"), [L("incident"), L("status"), "stage", L("category"), L("severity"), L("team"),
                                L("owner"), L("reported"), L("due"), L("summary")])

@@ -1,0 +1,350 @@
+"""A month of a Shanghai desk, every figure of the report worked out by hand from
+docs/kpis.md, and the edges a real month has that tests/test_kpis.py (a London desk)
+does not: a report at local midnight on the 1st (October's in UTC), an incident
+rejected by mistake and reopened, a survey on a rejected report, a second report
+attached to an open incident, a month resolved in the next one, and an
+acknowledgement on office hours for a severity that commits no acknowledgement time.
+
+Office: Monday to Friday 09:00-12:00 and 13:00-18:00 Shanghai time (UTC+8, no DST).
+1 November 2026 is a Sunday."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import qflow
+from qflow import Engine, FakeClock, Incident, MemoryStore
+from qflow_assess import DEFINITIONS, settings
+from qflow_assess._compute import compute
+from qflow_assess._facts import facts_row
+from qflow_assess._periods import parse_period
+
+CST = timezone(timedelta(hours=8))
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+RULES = """\
+qflow: 1
+name: kpi-audit
+description: KPI audit desk
+timezone: Asia/Shanghai
+teams:
+  desk: {name: Desk}
+  rooms: {name: Rooms}
+calendars:
+  office:
+    hours: {mon-fri: ["09:00-12:00", "13:00-18:00"]}
+  always: {hours: 24x7}
+severities:
+  high: {respond: 1h, resolve: 8h, calendar: always}
+  normal: {acknowledge: 1h, respond: 4h, resolve: 16h, calendar: office}
+intake: {dedup_window: 2h}
+classify:
+  - id: urgent
+    when: {tags: {contains: urgent}}
+    set: {severity: high}
+  - id: default
+    set: {severity: normal}
+route:
+  - id: rooms
+    when: {category: room}
+    assign: {team: rooms, owner: Lina}
+  - id: default
+    assign: {team: desk, owner: Chen}
+loop:
+  guards: {cause_before_acting: "off", actions_done_before_verifying: false, verification_before_closing: false}
+assessment:
+  min_n: 3
+"""
+
+
+def t(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=CST)
+
+
+AS_OF = t(12, 5, 12)
+
+
+def _report(category: str, place: str, *tags: str, key: str | None = None):
+    def run(e: Engine, ids: dict[str, str], label: str) -> None:
+        ids[label] = e.report(Incident(description=f"{category} at {place}", category=category, place=place,
+                                       channel="phone", tags=tags, dedup_key=key)).id
+    return run
+
+
+def _do(fn):
+    return lambda e, ids, label: fn(e, ids[label])
+
+
+def _close(e: Engine, iid: str) -> None:
+    if e.get(iid).stage.value == "reopened":
+        e.transition(iid, "confirmed")
+    else:
+        e.confirm(iid, actor="supervisor")
+    e.transition(iid, "acting")
+    e.transition(iid, "verifying")
+    e.close(iid, actor="supervisor")
+
+
+def _answer(e: Engine, iid: str) -> None:
+    e.respond(iid, "we are on it", actor="desk")
+
+
+def _status(status: str):
+    return _do(lambda e, i: e.set_status(i, status, actor="desk"))
+
+
+def _survey(**kw):
+    return _do(lambda e, i: e.record_survey(i, **kw))
+
+
+HISTORY = [
+    # A1: Saturday 31 October 23:50: October's; answered and resolved on Monday 2 November.
+    (t(10, 31, 23, 50), "A1", _report("billing", "desk")),
+    (t(11, 2, 9, 30), "A1", _do(_answer)),
+    (t(11, 2, 11), "A1", _do(_close)),
+    # A2: 00:10 on Sunday 1 November: November's here, October's in UTC (16:10Z on 31 October).
+    (t(11, 1, 0, 10), "A2", _report("noise", "lobby")),
+    (t(11, 2, 9, 20), "A2", _do(_answer)),
+    (t(11, 2, 10), "A2", _do(_close)),
+    # A3: acknowledged, answered, waiting on the guest from Monday 11:30 to Tuesday 14:00.
+    (t(11, 2, 10), "A3", _report("room", "1203")),
+    (t(11, 2, 10, 30), "A3", _do(lambda e, i: e.acknowledge(i, actor="desk"))),
+    (t(11, 2, 11), "A3", _do(_answer)),
+    (t(11, 2, 11, 30), "A3", _status("waiting_customer")),
+    (t(11, 3, 14), "A3", _status("working")),
+    (t(11, 3, 15), "A3", _do(_close)),
+    (t(11, 3, 16), "A3", _survey(score=5, nps=10)),
+    # A4: urgent (24x7), closed, reopened, closed again.
+    (t(11, 2, 17), "A4", _report("noise", "lobby", "urgent")),
+    (t(11, 2, 17, 30), "A4", _do(_answer)),
+    (t(11, 2, 19), "A4", _do(_close)),
+    (t(11, 3, 9), "A4", _do(lambda e, i: e.reopen(i, "noisy again"))),
+    (t(11, 3, 12), "A4", _do(_close)),
+    (t(11, 3, 13), "A4", _survey(score=2, nps=3)),
+    # A5: a second report of the same thing 40 minutes later attaches to it.
+    (t(11, 3, 9), "A5", _report("room", "1501", key="k5")),
+    (t(11, 3, 9, 40), "A5b", _report("room", "1501", key="k5")),
+    (t(11, 3, 10), "A5", _do(_answer)),
+    (t(11, 3, 12), "A5", _do(_close)),
+    (t(11, 3, 13), "A5", _survey(score=4, nps=8)),
+    # A6: rejected (the charge was right); the guest answers the survey anyway.
+    (t(11, 4, 16), "A6", _report("billing", "desk")),
+    (t(11, 4, 16, 30), "A6", _do(lambda e, i: e.reject(i, "the charge was right"))),
+    (t(11, 4, 17), "A6", _survey(score=1, nps=0)),
+    # A7: answered late (4.5 office hours on 4h), reassigned, resolved within 16h.
+    (t(11, 5, 11), "A7", _report("billing", "desk")),
+    (t(11, 5, 16, 30), "A7", _do(_answer)),
+    (t(11, 5, 16, 40), "A7", _do(lambda e, i: e.reassign(i, owner="Wang", reason="manager"))),
+    (t(11, 6, 11), "A7", _do(_close)),
+    # A8: reported on 30 November, resolved on 1 December.
+    (t(11, 30, 17), "A8", _report("room", "1203")),
+    (t(11, 30, 17, 30), "A8", _do(_answer)),
+    (t(12, 1, 10), "A8", _do(_close)),
+    # A9: never answered: open past both due times.
+    (t(11, 6, 9), "A9", _report("noise", "bar")),
+    # A10: urgent, waiting on the guest for an hour; rated 8 on a 10-point scale.
+    (t(11, 9, 9), "A10", _report("room", "1501", "urgent")),
+    (t(11, 9, 9, 10), "A10", _do(_answer)),
+    (t(11, 9, 9, 30), "A10", _status("waiting_customer")),
+    (t(11, 9, 10, 30), "A10", _status("working")),
+    (t(11, 9, 11), "A10", _do(_close)),
+    (t(11, 9, 12), "A10", _survey(score=8, scale=10)),
+    # A11: closed across the lunch break; a self-rated survey.
+    (t(11, 10, 10), "A11", _report("billing", "bar")),
+    (t(11, 10, 10, 15), "A11", _do(_answer)),
+    (t(11, 10, 12, 30), "A11", _do(_close)),
+    (t(11, 10, 13), "A11", _survey(score=5, self_rated=True, actor="desk")),
+    # A12: rejected by mistake, reopened half an hour later, answered and resolved.
+    (t(11, 11, 9), "A12", _report("noise", "bar")),
+    (t(11, 11, 9, 30), "A12", _do(lambda e, i: e.reject(i, "not ours"))),
+    (t(11, 11, 10), "A12", _do(lambda e, i: e.reopen(i, "it was ours after all"))),
+    (t(11, 11, 10, 30), "A12", _do(_answer)),
+    (t(11, 11, 11), "A12", _do(_close)),
+]
+
+
+def build(history=HISTORY, rules: str = RULES, store=None):
+    pm = qflow.make_plugin_manager()
+    rs = qflow.load_ruleset_text(rules, file="audit.yaml", plugins=pm)
+    steps = sorted(history, key=lambda s: s[0])
+    clock = FakeClock(steps[0][0])
+    engine = Engine(rs, plugins=pm, clock=clock, store=store if store is not None else MemoryStore())
+    ids: dict[str, str] = {}
+    for when, label, step in steps:
+        clock.set(when)
+        step(engine, ids, label)
+    return engine, ids
+
+
+@pytest.fixture(scope="module")
+def history():
+    return build()
+
+
+def figures(engine, period="2026-11", by=None, as_of=AS_OF):
+    return compute(engine.store, DEFINITIONS, parse_period(period, SHANGHAI, as_of), as_of=as_of, by=by, min_n=3)
+
+
+def _row(engine, iid):
+    return facts_row(engine.get(iid), engine.events(iid), engine.ruleset, settings(engine.ruleset))
+
+
+def test_a_report_at_local_midnight_on_the_first_is_the_new_months(history):
+    engine, ids = history
+    assert engine.get(ids["A2"]).incident.reported_at.astimezone(timezone.utc).strftime("%Y-%m") == "2026-10"
+    nov, octo = figures(engine).whole(), figures(engine, "2026-10").whole()
+    # November: A2-A12 less the rejected A6 (A5b is A5); October: A1 alone
+    assert (nov["resolution_rate"].denominator, octo["resolution_rate"].denominator) == (10, 1)
+
+
+def test_a_rejection_undone_by_a_reopening_does_not_end_the_clocks(history):
+    engine, ids = history
+    row = _row(engine, ids["A12"])
+    # Wed 11 Nov 09:00, answered 10:30, closed 11:00, all in office hours: the half hour it
+    # stood rejected is time the guest waited. Not a reopening of something resolved.
+    assert (row["rejected"], row["respond_s"], row["respond_bs"], row["respond_met"]) == (0, 5400, 5400, 1)
+    assert (row["resolved_at"], row["resolve_s"], row["resolve_bs"], row["resolve_met"]) == (
+        t(11, 11, 11).timestamp(), 7200, 7200, 1)
+    assert (row["reopens"], row["reopened"], row["fcr"]) == (0, 0, 1)
+
+
+def test_a_rejection_that_stands_still_leaves_the_incident_out(history):
+    engine, ids = history
+    row = _row(engine, ids["A6"])
+    assert (row["rejected"], row["resolved_at"], row["respond_s"], row["respond_met"], row["fcr"]) == (
+        1, None, None, None, None)
+
+
+def test_durations(history):
+    engine, _ = history
+    w = figures(engine).whole()
+    # First answers of November's cohort, business (office for normal, 24x7 for high) / calendar:
+    #   A2 Sun 00:10 -> Mon 09:20   1200 / 119400      A3 10:00 -> 11:00    3600 / 3600
+    #   A4 17:00 -> 17:30 (24x7)    1800 / 1800        A5 09:00 -> 10:00    3600 / 3600
+    #   A7 11:00 -> 16:30           1h + 3.5h = 16200 / 19800
+    #   A8 17:00 -> 17:30           1800 / 1800        A10 09:00 -> 09:10   600 / 600
+    #   A11 10:00 -> 10:15          900 / 900          A12 09:00 -> 10:30   5400 / 5400
+    # business 600 900 1200 1800 1800 3600 3600 5400 16200: sum 35100, median 5th, P90 9th (ceil 8.1)
+    # calendar 600 900 1800 1800 3600 3600 5400 19800 119400: sum 156900
+    frt = w["first_response_time"]
+    assert (frt.n, frt.value) == (9, 1800)
+    assert frt.extra == {"mean": 3900, "median": 1800, "p90": 16200,
+                         "mean_calendar": 156900 / 9, "median_calendar": 3600, "p90_calendar": 119400}
+    # First closes in November (A8's is in December; A1 is October's report):
+    #   A1 Sat 23:50 -> Mon 11:00   7200 / 126600      A2 Sun 00:10 -> Mon 10:00  3600 / 121800
+    #   A3 Mon 10:00 -> Tue 15:00, waiting 11:30 -> 14:00 next day: 1.5h + 1h = 9000 / 104400
+    #   A4 17:00 -> 19:00 (the first close) 7200 / 7200   A5 09:00 -> 12:00  10800 / 10800
+    #   A7 Thu 11:00 -> Fri 11:00   1h + 5h + 2h = 28800 / 86400
+    #   A10 09:00 -> 11:00 less the hour waiting  3600 / 7200
+    #   A11 10:00 -> 12:30, lunch from 12:00  7200 / 9000    A12 09:00 -> 11:00  7200 / 7200
+    # business 3600 3600 7200 7200 7200 7200 9000 10800 28800: sum 84600
+    # calendar 7200 7200 7200 9000 10800 86400 104400 121800 126600: sum 480600
+    ttr = w["time_to_resolve"]
+    assert (ttr.n, ttr.value) == (9, 7200)
+    assert ttr.extra == {"mean": 9400, "median": 7200, "p90": 28800,
+                         "mean_calendar": 53400, "median_calendar": 10800, "p90_calendar": 126600}
+    ack = w["time_to_acknowledge"]
+    assert (ack.n, ack.value, ack.extra["mean_calendar"]) == (1, 1800, 1800)
+
+
+def test_rates(history):
+    engine, _ = history
+    w = figures(engine).whole()
+
+    def nd(kpi):
+        return (w[kpi].numerator, w[kpi].denominator)
+
+    # resolved by 5 Dec: all but A9 (A8 on 1 Dec, A12 after its wrong rejection)
+    assert nd("resolution_rate") == (9, 10)
+    assert nd("resolution_within_target") == (9, 10)
+    # respond: A7 late (4.5h on 4h), A9 open past its due time (Fri 6 Nov 13:00 + 1h = 14:00)
+    assert nd("on_time_respond") == (8, 10) and w["on_time_respond"].extra["open_breached"] == 1
+    # resolve: every close within its time; A9 open past its due time (Mon 9 Nov 18:00)
+    assert nd("on_time_resolve") == (9, 10) and w["on_time_resolve"].extra["open_breached"] == 1
+    # resolved 9; not first-contact: A4 (reopened), A5 (two reports), A7 (reassigned)
+    assert nd("first_contact_resolution") == (6, 9)
+    assert nd("reopen_rate") == (1, 9)  # A4 alone: A12 came back from a rejection, not a resolution
+    # fingerprints: noise|lobby x2, room|1203 x2, room|1501 x2, noise|bar x2, billing|desk, billing|bar
+    assert nd("recurrence_rate") == (4, 10)
+    assert w["backlog"].value == 1 and w["backlog"].extra["age 7-30d"] == 1  # A9, 29 days
+
+
+def test_csat_and_nps_leave_the_rejected_report_out(history):
+    engine, _ = history
+    w = figures(engine).whole()
+    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8/10 = 4;
+    # A6 (rejected) 1 and A11's self-rated 5 are left out
+    csat = w["csat"]
+    assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
+    assert csat.extra == {"mean_score": 3.75, "responses": 4, "response_rate": 4 / 9}
+    # NPS: A3 10 promoter, A4 3 detractor, A5 8 passive -> 100 * (1 - 1) / 3
+    nps = w["nps"]
+    assert (nps.numerator, nps.denominator, nps.value) == (0, 3, 0)
+    assert nps.extra == {"promoters": 1, "detractors": 1}
+
+
+def test_the_terminal_report_prints_the_hand_computed_figures(history):
+    import io
+
+    from qflow_assess._render import render_text
+    from qflow_assess._report import build_report
+
+    engine, _ = history
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, dimensions=())
+    out = io.StringIO()
+    render_text(rep, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("KPI audit desk — Period 2026-11 (as of 2026-12-05T12:00+08:00, "
+                        "time zone Asia/Shanghai)")
+    table = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]] for line in lines if "│" in line}
+    # value, n, previous (October: A1 answered in 30 office minutes, resolved in November), Δ
+    assert table["First response time"][:4] == ["30m", "9", "30m", "+0s"]
+    assert table["Time to resolve"][:4] == ["2h", "9", "—", "—"]
+    assert table["Resolution rate"][:4] == ["90.0%", "10", "100.0%", "-10.0 pt"]
+    assert table["On-time rate: respond"][:2] == ["80.0%", "10"]
+    assert table["On-time rate: resolve"][:2] == ["90.0%", "10"]
+    assert table["First-contact resolution"][:2] == ["66.7%", "9"]
+    assert table["Reopen rate"][:2] == ["11.1%", "9"]
+    assert table["Recurrence rate"][:2] == ["40.0%", "10"]
+    assert table["Customer satisfaction (CSAT)"][:2] == ["75.0%", "4"]
+    assert table["Net promoter score"][:2] == ["+0", "3"]
+    assert lines[-1] == "Problem list: resolved 9, in progress 0, pending 1"
+
+
+def test_time_to_acknowledge_without_a_committed_time_is_still_business_time():
+    # The same desk with no acknowledgement time for normal incidents: a report on Friday
+    # 17:00 acknowledged on Monday 09:30 waited 1h + 30m of office time (64.5 calendar hours).
+    engine, ids = build([
+        (t(11, 6, 17), "X", _report("billing", "desk")),
+        (t(11, 9, 9, 30), "X", _do(lambda e, i: e.acknowledge(i, actor="desk"))),
+        (t(11, 9, 10), "X", _do(_answer)),
+    ], rules=RULES.replace("normal: {acknowledge: 1h, respond: 4h", "normal: {respond: 4h"))
+    row = _row(engine, ids["X"])
+    assert (row["ack_s"], row["ack_bs"]) == (232200, 5400)
+    assert (row["respond_s"], row["respond_bs"]) == (234000, 7200)
+
+
+def test_calendar_time_across_the_start_of_dst_is_real_time_whatever_the_clock_zone():
+    # Europe/Berlin springs forward at 02:00 on Sunday 29 March 2026. Times read off a clock
+    # in that zone share one tzinfo, and Python then subtracts them as wall-clock times: the
+    # figures must count real seconds, as they do on a store that keeps UTC offsets.
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def b(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2026, month, day, hour, minute, tzinfo=berlin)
+
+    engine, ids = build([
+        # urgent (24x7): 23:30 CET -> 03:30 CEST is 3h (the wall clock says 4h); closed at 04:00
+        (b(3, 28, 23, 30), "D1", _report("noise", "lobby", "urgent")),
+        (b(3, 29, 3, 30), "D1", _do(_answer)),
+        (b(3, 29, 4), "D1", _do(_close)),
+        # normal (office): Friday 17:30 CET -> Monday 09:30 CEST is 63h (the wall clock says 64h)
+        (b(3, 27, 17, 30), "D2", _report("room", "1203")),
+        (b(3, 30, 9, 30), "D2", _do(_answer)),
+    ], rules=RULES.replace("Asia/Shanghai", "Europe/Berlin"))
+    d1, d2 = _row(engine, ids["D1"]), _row(engine, ids["D2"])
+    assert (d1["respond_s"], d1["respond_bs"], d1["resolve_s"], d1["resolve_bs"]) == (10800, 10800, 12600, 12600)
+    assert (d2["respond_s"], d2["respond_bs"]) == (226800, 3600)  # Fri 17:30-18:00, Mon 09:00-09:30
