@@ -456,6 +456,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
             recorded = self.store.get(incident.id)
             if recorded is not None:
                 return self._same_report(incident, recorded), _nothing_to_tell
+        self._not_ahead(incident, now)  # a new report: its time must have come
         if incident.dedup_key is not None:  # the same anomaly through another channel
             attached = self._attach_duplicate(incident, now, actor)
             if attached is not None:
