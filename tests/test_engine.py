@@ -217,6 +217,23 @@ def test_queries_and_due(engine, clock):
     ]
 
 
+def test_due_lists_only_deadlines_still_outstanding_as_overdue_does(engine, clock):
+    gold = engine.report(GOLD_CALL)  # high: respond by +1h, resolve by +1d
+    smoke = engine.report(Incident(description="smoke", channel="phone"))  # critical: +15m, +4h
+    clock.advance(timedelta(minutes=10))
+    engine.respond(gold.id, "值班经理马上到 / the duty manager is coming", actor="王芳")
+    # Answered at +10m: gold's respond deadline was met, so it is due no more.
+    assert [(d.incident_id, d.clock, d.at) for d in engine.due(T0 + timedelta(hours=5))] == [
+        (smoke.id, "respond", T0 + timedelta(minutes=15)), (smoke.id, "resolve", T0 + timedelta(hours=4))]
+    clock.advance(timedelta(minutes=20))
+    engine.transition(smoke.id, "rejected", actor="王芳", reason="a guest's cigarette, not a fire")
+    assert engine.due(T0 + timedelta(hours=5)) == []
+    later = T0 + timedelta(days=2)
+    assert [(d.incident_id, d.clock) for d in engine.due(later)] == [(gold.id, "resolve")]
+    # The same notion as 'qflow ls --overdue': what is due before a moment is what is overdue then.
+    assert [s.id for s in engine.query(overdue_at=later)] == [gold.id]
+
+
 class SiteOverride:
     """A site plugin that makes every lobby incident high, whatever the rules say."""
 

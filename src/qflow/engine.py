@@ -595,7 +595,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return self.store.query(query or IncidentQuery(**filters))
 
     def due(self, until: datetime) -> list[Due]:
-        """Deadlines of open incidents that fall at or before *until*."""
+        """Deadlines of open incidents that fall at or before *until* and still wait for
+        what they promise: one met (acknowledged, answered, confirmed in time or late) is
+        not listed, as it is not overdue (``qflow ls --overdue``, ``IncidentQuery.overdue_at``)."""
         return self.store.due(until)
 
 
