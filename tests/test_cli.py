@@ -306,7 +306,7 @@ def test_decide_carries_the_warnings_of_a_deadline_in_an_unpublished_year(write,
     path = tmp_path / "in.jsonl"
     path.write_text('{"reported_at": "2026-12-30T17:00:00+08:00"}\n'
                     '{"reported_at": "2026-12-01T09:00:00+08:00"}\n', encoding="utf-8")
-    # Decided after both were reported (a reported_at ahead of now would count from now).
+    # Decided after both were reported, as deadlines count from reported_at whenever it is.
     assert main(["decide", ruleset, "--input", str(path), "--now", "2026-12-30T17:05:00+08:00"]) == 0
     first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     note = (f"calendar 'office': the CN holiday schedule for 2027 is not published in holidays "

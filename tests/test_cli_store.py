@@ -13,6 +13,8 @@ from qflow.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 RULESET = str(ROOT / "rulesets/hotel-front-desk.yaml")
 NOW = "2026-11-24T09:00:00+08:00"
+#: After the last report of the shipped incidents file: an intake before a report is refused.
+AFTER_ALL = "2026-11-26T09:00:00+08:00"
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -71,7 +73,7 @@ def test_import_records_good_lines_and_lists_the_rejected_ones(tmp_path, url):
 
 def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
     incidents = str(ROOT / "rulesets/hotel-front-desk.incidents.jsonl")
-    assert run("import", incidents, RULESET, "--store", url, "--now", NOW)[0] == 0
+    assert run("import", incidents, RULESET, "--store", url, "--now", AFTER_ALL)[0] == 0
     status, out, _ = run("ls", "--store", url, "--format", "json", "--severity", "critical")
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows and {r["severity"] for r in rows} == {"critical"}
@@ -86,7 +88,7 @@ def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
     lines = out.splitlines()
     assert lines[0].startswith("FD-20261124-02  reported  critical  team security")
     assert lines[2] == "timeline (times in UTC+08:00):"
-    assert lines[3].split()[:3] == ["1", "2026-11-24T09:00:00+08:00", "IncidentReported"]
+    assert lines[3].split()[:3] == ["1", "2026-11-26T09:00:00+08:00", "IncidentReported"]
     assert "ruleset hotel-front-desk@" in lines[3]
     assert lines[5].split()[2] == "DecisionMade"
 
@@ -209,10 +211,26 @@ def test_a_line_out_of_the_calendar_or_with_a_lone_surrogate_is_rejected_and_the
     ]
 
 
+def test_a_line_reported_too_far_ahead_of_the_intake_is_rejected_and_the_others_go_on(tmp_path, url):
+    path = _lines(tmp_path, GOOD,
+                  json.dumps({"channel": "phone", "description": "x", "reported_at": "2026-11-24T11:00:00+08:00"}),
+                  json.dumps({"channel": "email", "description": "y", "reported_at": "2026-11-24T09:03:00+08:00"}))
+    status, out, err = run("import", path, RULESET, "--store", url, "--now", NOW)
+    assert status == 1
+    assert out == (f"imported 2 incidents from {path} into {url} "
+                   "(0 attached to open incidents, 0 retries of recorded ones)\n")
+    assert err.splitlines() == [
+        f"{path}:2:1: QF402 reported_at 2026-11-24T11:00:00+08:00 is 2h ahead of qflow's clock "
+        "(2026-11-24T09:00:00+08:00), more than the 5m a sender's clock may be ahead (intake.clock_skew); correct "
+        "the sender's clock, or leave reported_at out to report the incident as of now @ $.reported_at",
+        "qflow: 1 line rejected: 2; fix them and import those lines again",
+    ]
+
+
 def test_importing_a_file_again_records_nothing_twice(tmp_path, url):
     incidents = ROOT / "rulesets/hotel-front-desk.incidents.jsonl"
-    assert run("import", str(incidents), RULESET, "--store", url, "--now", NOW)[0] == 0
-    status, out, err = run("import", str(incidents), RULESET, "--store", url, "--now", "2026-11-25T09:00:00+08:00")
+    assert run("import", str(incidents), RULESET, "--store", url, "--now", AFTER_ALL)[0] == 0
+    status, out, err = run("import", str(incidents), RULESET, "--store", url, "--now", "2026-11-27T09:00:00+08:00")
     assert (status, err) == (0, "")
     assert out == (f"imported 0 incidents from {incidents} into {url} "
                    "(0 attached to open incidents, 40 retries of recorded ones)\n")

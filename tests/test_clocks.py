@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
+import attrs
 import pytest
 
 import qflow
@@ -243,11 +244,79 @@ def test_a_back_dated_report_counts_its_clocks_from_reported_at_as_its_deadlines
     assert clocks["resolve"].elapsed == timedelta(days=1)
 
 
-def test_a_report_ahead_of_the_clock_counts_from_now_in_deadlines_and_clocks(engine, ruleset):
-    state = engine.report({"description": "fire alarm in room 1203", "reported_at": (T0 + H).isoformat()})
-    assert state.decision.deadline("respond").due == T0 + H
-    clocks = clock_states(state, engine.events(state.id), ruleset, T0 + 30 * M)
-    assert (clocks["respond"].started_at, clocks["respond"].due) == (T0, T0 + H)
+def test_a_report_ahead_of_the_clock_within_the_skew_counts_from_reported_at(engine, ruleset):
+    # The sender's clock is 4 minutes ahead of qflow's: no deadline may come before the report.
+    ahead = T0 + 4 * M
+    state = engine.report({"description": "fire alarm in room 1203", "reported_at": ahead.isoformat()})
+    deadlines = state.decision.deadlines
+    assert [(d.clock, d.start, d.due) for d in deadlines if d.clock in ("acknowledge", "respond")] == [
+        ("acknowledge", ahead, ahead + 15 * M), ("respond", ahead, ahead + H)]
+    assert all(d.start == ahead and d.due >= ahead for d in deadlines)
+    # The clocks agree with the deadlines, also asked before the report's own time.
+    for now in (T0, T0 + 30 * M):
+        clocks = clock_states(state, engine.events(state.id), ruleset, now)
+        for d in deadlines:
+            assert (clocks[d.clock].started_at, clocks[d.clock].due) == (ahead, d.due), (now, d.clock)
+    assert clock_states(state, engine.events(state.id), ruleset, T0)["respond"].elapsed == timedelta(0)
+    assert clock_states(state, engine.events(state.id), ruleset, T0 + 30 * M)["respond"].elapsed == 26 * M
+
+
+def test_an_answer_before_a_report_ahead_of_the_clock_stops_its_clock_at_the_report(engine, ruleset):
+    ahead = T0 + 4 * M
+    state = engine.report({"description": "fire alarm in room 1203", "reported_at": ahead.isoformat()})
+    engine.clock.advance(M)
+    engine.acknowledge(state.id, actor="王芳")  # at T0 + 1m, by qflow's clock before reported_at
+    engine.clock.advance(H)
+    clocks = clock_states(engine.get(state.id), engine.events(state.id), ruleset, engine.clock.now())
+    ack = clocks["acknowledge"]
+    assert (ack.started_at, ack.stopped_at, ack.elapsed, ack.breached_at) == (ahead, ahead, timedelta(0), None)
+    assert clocks["respond"].elapsed == H - 3 * M
+
+
+def test_a_report_further_ahead_of_the_clock_than_the_skew_is_refused(engine):
+    # Its respond deadline (1h from qflow's clock) would have come before its own reported_at.
+    with pytest.raises(InputError) as info:
+        engine.report({"description": "fire alarm in room 1203", "reported_at": "2026-11-20T12:00:00+08:00"})
+    assert str(info.value) == (
+        "reported_at 2026-11-20T12:00:00+08:00 is 2h ahead of qflow's clock (2026-11-20T10:00:00+08:00), more "
+        "than the 5m a sender's clock may be ahead (intake.clock_skew); correct the sender's clock, or leave "
+        "reported_at out to report the incident as of now @ $.reported_at")
+    assert engine.query() == []
+    # Just past the skew, in another zone: the two times are shown in the report's own zone.
+    with pytest.raises(InputError) as info:
+        engine.report({"description": "x", "reported_at": "2026-11-20T02:05:01Z"})
+    assert str(info.value).startswith(
+        "reported_at 2026-11-20T02:05:01+00:00 is 5m1s ahead of qflow's clock (2026-11-20T02:00:00+00:00), ")
+    # At the skew itself it is taken.
+    state = engine.report({"description": "x", "reported_at": "2026-11-20T02:05:00Z"})
+    assert state.decision.deadline("respond").start == T0 + 5 * M
+
+
+def test_the_skew_is_the_rulesets_intake_clock_skew():
+    ruleset = qflow.load_ruleset_text(RULESET + "intake: {clock_skew: 1h}\n", file="clocks.yaml",
+                                      plugins=qflow.make_plugin_manager(autoload=False))
+    engine = qflow.Engine(ruleset, plugins=qflow.make_plugin_manager(autoload=False), clock=FakeClock(T0))
+    state = engine.report({"description": "fire alarm", "reported_at": (T0 + 50 * M).isoformat()})
+    assert state.decision.deadline("respond").due == T0 + 50 * M + H
+    with pytest.raises(InputError) as info:
+        engine.report({"description": "fire alarm", "reported_at": (T0 + 61 * M).isoformat()})
+    assert str(info.value) == (
+        "reported_at 2026-11-20T11:01:00+08:00 is 1h1m ahead of qflow's clock (2026-11-20T10:00:00+08:00), more "
+        "than the 1h a sender's clock may be ahead (intake.clock_skew); correct the sender's clock, or leave "
+        "reported_at out to report the incident as of now @ $.reported_at")
+
+
+def test_a_batch_with_a_report_too_far_ahead_records_nothing(engine):
+    with pytest.raises(InputError) as info:
+        engine.report_batch([{"description": "fire alarm"},
+                             {"description": "wifi slow", "reported_at": (T0 + 3 * H).isoformat()}])
+    assert str(info.value).startswith("reported_at 2026-11-20T13:00:00+08:00 is 3h ahead of qflow's clock ")
+    assert engine.query() == []
+    # A retry of a recorded report is no new report: it is not looked at again.
+    state = engine.report({"description": "fire alarm", "external_id": "pms-1", "reported_at": T0.isoformat()})
+    again = engine.report_batch([{"description": "fire alarm", "external_id": "pms-1",
+                                  "reported_at": (T0 + 3 * H).isoformat()}])
+    assert again == [(state, "retry")]
 
 
 def test_clock_mistakes_are_located():
@@ -315,10 +384,13 @@ def test_a_longer_log_gives_what_reading_it_afresh_gives(ruleset):
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(["high", "normal", "critical"]), steps, st.integers(1, 8), st.integers(0, 3000),
-           st.integers(0, 3000))
-    def check(severity, items, cut, ahead, later):
+           st.integers(0, 3000), st.sampled_from([0, 0, -600, -7, 3, 5]))
+    def check(severity, items, cut, ahead, later, shift):
         at = 0
         events = log((0 * M, ev.DECISION_MADE, decision(severity)))
+        # Reported before its arrival (an import) or, by a sender's clock a little fast, after it.
+        reported = {"id": "INC-1", "reported_at": (T0 + shift * M).isoformat()}
+        events = (attrs.evolve(events[0], data=reported),) + events[1:]
         for kind, gap, utc in items:
             at = max(at + gap, 0)
             when = T0 + at * M

@@ -176,15 +176,18 @@ def test_a_time_at_the_end_of_the_calendar_is_refused_with_its_field(engine):
     with pytest.raises(qflow.InputError) as info:
         engine.report({"description": "x", "occurred_at": "0001-01-01T00:00:00+08:00"})
     assert str(info.value).endswith("@ $.occurred_at")
-    # An Incident built in Python skips that check; its deadlines overflow the calendar.
+    # An Incident built in Python skips that check; with qflow's clock at the calendar's end
+    # too (else it is refused as far ahead of the clock), its deadlines overflow the calendar.
     late = Incident(description="x", reported_at=datetime(9999, 12, 31, 23, 0, tzinfo=timezone.utc))
-    for report in (engine.report, lambda i: engine.report_many([i])):
+    at_the_end = Engine(engine.ruleset, plugins=engine.plugins,
+                        clock=qflow.FakeClock(datetime(9999, 12, 31, 22, 58, tzinfo=timezone.utc)))
+    for report in (at_the_end.report, lambda i: at_the_end.report_many([i])):
         with pytest.raises(qflow.InputError) as info:
             report(late)
         assert str(info.value) == (
             "reported_at 9999-12-31T23:00:00+00:00 is too close to the end of the calendar: the deadlines and "
             "escalation steps counted from it fall past the year 9999 (check the sender's clock) @ $.reported_at")
-    assert engine.query() == []
+    assert engine.query() == [] and at_the_end.query() == []
 
 
 def test_a_report_that_keeps_losing_races_gives_up(base_ruleset, pm, clock):
@@ -212,6 +215,23 @@ def test_queries_and_due(engine, clock):
         ("INC-2", "respond", T0 + timedelta(minutes=20)),
         ("INC-1", "respond", T0 + timedelta(hours=1)),
     ]
+
+
+def test_due_lists_only_deadlines_still_outstanding_as_overdue_does(engine, clock):
+    gold = engine.report(GOLD_CALL)  # high: respond by +1h, resolve by +1d
+    smoke = engine.report(Incident(description="smoke", channel="phone"))  # critical: +15m, +4h
+    clock.advance(timedelta(minutes=10))
+    engine.respond(gold.id, "值班经理马上到 / the duty manager is coming", actor="王芳")
+    # Answered at +10m: gold's respond deadline was met, so it is due no more.
+    assert [(d.incident_id, d.clock, d.at) for d in engine.due(T0 + timedelta(hours=5))] == [
+        (smoke.id, "respond", T0 + timedelta(minutes=15)), (smoke.id, "resolve", T0 + timedelta(hours=4))]
+    clock.advance(timedelta(minutes=20))
+    engine.transition(smoke.id, "rejected", actor="王芳", reason="a guest's cigarette, not a fire")
+    assert engine.due(T0 + timedelta(hours=5)) == []
+    later = T0 + timedelta(days=2)
+    assert [(d.incident_id, d.clock) for d in engine.due(later)] == [(gold.id, "resolve")]
+    # The same notion as 'qflow ls --overdue': what is due before a moment is what is overdue then.
+    assert [s.id for s in engine.query(overdue_at=later)] == [gold.id]
 
 
 class SiteOverride:

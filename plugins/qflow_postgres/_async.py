@@ -167,7 +167,7 @@ class AsyncPostgresStore:
         return await self._run(lambda retry: _ops.query(self._codec, query), tx=False)
 
     async def due(self, until: datetime) -> list[Due]:
-        return await self._run(lambda retry: _ops.due(until), tx=False)
+        return await self._run(lambda retry: _ops.due(self._codec, until), tx=False)
 
     async def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                            lease_until: datetime | None = None) -> list[Timer]:

@@ -17,9 +17,10 @@ from typing import Any
 import attrs
 import psycopg.errors
 
-from qflow import ConcurrencyError, DeliveryAttempt, IncidentQuery, OutboxMessage, Timer, Write
+from qflow import ConcurrencyError, DeliveryAttempt, IncidentQuery, IncidentState, OutboxMessage, Timer, Write
 from qflow import projection_sql
-from qflow.store import Due, Filter, Measure, Projection, dedup_conflict, external_conflict, new_with_key, undeclared
+from qflow.store import (Due, Filter, Measure, Projection, dedup_conflict, external_conflict, new_with_key,
+                         outstanding, undeclared)
 
 from qflow_postgres import _schema
 from qflow_postgres._codec import CLOSED, Codec, local, offset
@@ -526,10 +527,20 @@ def _where(q: IncidentQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where), params
 
 
-def due(until: datetime) -> Op:
-    rows = yield Q("SELECT due, incident_id, clock, due_offset FROM qflow_deadlines WHERE due <= %s "
-                   "ORDER BY due, incident_id, clock", (until,))
-    return [Due(local(r[0], r[3]), r[1], r[2]) for r in rows]
+def due(codec: Codec, until: datetime) -> Op:
+    # Whether a deadline is still outstanding (not met, even late) is read off the state.
+    rows = yield Q("SELECT d.due, d.incident_id, d.clock, d.due_offset, i.body FROM qflow_deadlines d "
+                   "JOIN qflow_incidents i ON i.id = d.incident_id WHERE d.due <= %s "
+                   "ORDER BY d.due, d.incident_id, d.clock", (until,))
+    states: dict[str, IncidentState] = {}
+    out = []
+    for at, iid, clock, at_offset, body in rows:
+        state = states.get(iid)
+        if state is None:
+            state = states[iid] = codec.state(body)
+        if outstanding(state, clock):
+            out.append(Due(local(at, at_offset), iid, clock))
+    return out
 
 
 # -- timers ------------------------------------------------------------------------------

@@ -231,7 +231,7 @@ class PostgresStore(Store):
         return self._run(lambda retry: _ops.query(self._codec, query), tx=False)
 
     def due(self, until: datetime) -> list[Due]:
-        return self._run(lambda retry: _ops.due(until), tx=False)
+        return self._run(lambda retry: _ops.due(self._codec, until), tx=False)
 
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:

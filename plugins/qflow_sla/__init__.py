@@ -82,10 +82,11 @@ def _plan(ruleset: Ruleset, severity: str | None, priority: str | None) -> tuple
 
 
 def _start(incident: Incident, now: datetime) -> datetime:
-    """Deadlines count from when the incident was reported; a reported_at ahead of
-    qflow's clock (another system's clock) counts from now, as the clocks do."""
+    """Deadlines count from when the incident was reported, so none comes before it: a
+    reported_at ahead of qflow's clock (the sender's clock a little fast; intake refuses
+    one further ahead than ``intake.clock_skew``) counts from reported_at, as the clocks do."""
     reported = incident.reported_at
-    return now if reported is None or reported > now else reported
+    return now if reported is None else reported
 
 
 def _deadline(name: str, start: datetime, span: Any, cal: BusinessCalendar, calname: str) -> Deadline:

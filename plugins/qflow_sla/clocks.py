@@ -338,13 +338,16 @@ class _Read:
     ``now``. Never changed once kept; going on copies the runs.
     """
 
-    __slots__ = ("events", "ctx", "initial", "last", "runs", "severity", "priority", "status", "now", "answer")
+    __slots__ = ("events", "ctx", "initial", "last", "runs", "severity", "priority", "status", "now", "answer",
+                 "reported")
 
     def __init__(self, events: tuple[Event, ...], ctx: _Context, initial: tuple[str | None, str | None],
                  last: tuple[datetime, int] | None, runs: list[_Run], severity: str | None, priority: str | None,
-                 status: str | None, now: datetime, answer: Mapping[str, ClockState]) -> None:
+                 status: str | None, now: datetime, answer: Mapping[str, ClockState],
+                 reported: datetime | None) -> None:
         self.events, self.ctx, self.initial, self.last, self.runs = events, ctx, initial, last, runs
         self.severity, self.priority, self.status, self.now, self.answer = severity, priority, status, now, answer
+        self.reported = reported  # see _reported: the events read on from count as these did
 
 
 #: The last log read per (ruleset, incident), to go on from (see :class:`_Read`).
@@ -407,6 +410,7 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         runs = [run.copy() for run in read.runs]
         severity, priority, status = read.severity, read.priority, read.status
         last = read.last
+        reported = read.reported
     else:
         severity, priority = initial
         status = None
@@ -415,9 +419,11 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
             run.retarget(state.updated_at, target, cal)
         last = None
         rest = events
+        reported = None
     pending = [e for e in rest if e.at <= now]
     complete = len(pending) == len(rest)
-    reported = _back_dated(state, pending)
+    if reported is None:
+        reported = _reported(state, pending)
     if len(pending) > 1:
         pending.sort(key=_ORDER if reported is None else lambda e: (_moment(e, reported), e.seq))
     for e in pending:
@@ -439,12 +445,17 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
             for run, hit in zip(runs, hits, strict=True):
                 run.apply(at, status, hit)
     if pending:
-        top = pending[-1]
+        # The latest event read by its own time (what a later read and now compare with):
+        # counted at the report's time, it need not be the last one read.
+        top = pending[-1] if reported is None else max(pending, key=_ORDER)
         if last is None or (top.at, top.seq) > last:
             last = (top.at, top.seq)
+    # Nothing counts before the report: asked before a reported_at ahead of qflow's
+    # clock, the clocks stand as they do at the report (started, nothing used).
+    upto = now if reported is None or reported <= now else reported
     out = {}
     for run in runs:
-        clock = run.state(now)
+        clock = run.state(upto)
         if clock is not None:
             out[run.name] = clock
     if keep and complete:
@@ -452,18 +463,20 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         # The answer is handed to every caller that asks again: read-only, never copied.
         answer = MappingProxyType(out)
         _keep(key, _Read(events, ctx, initial, last, runs, severity, priority, status, now,  # type: ignore[arg-type]
-                         answer))
+                         answer, reported))
         return answer
     return out
 
 
-def _back_dated(state: IncidentState, events: Sequence[Event]) -> datetime | None:
+def _reported(state: IncidentState, events: Sequence[Event]) -> datetime | None:
     """The incident's ``reported_at`` when its arrival is among *events* and was
-    recorded after it (an import, a report a queue held back), else None."""
+    recorded at another moment, else None: after it (an import, a report a queue held
+    back) or before it (the sender's clock a little ahead of qflow's, within the
+    ``intake.clock_skew`` intake allows)."""
     reported = state.incident.reported_at
     for e in events:
         if e.seq == 1 and e.type == ev.INCIDENT_REPORTED:
-            return reported if reported is not None and reported < e.at else None
+            return reported if reported is not None and reported != e.at else None
     return None
 
 
@@ -471,10 +484,13 @@ def _moment(e: Event, reported: datetime) -> datetime:
     """When *e* counts for the clocks. The report and the decision made on it (seq 1
     and 2, recorded together) count from when the incident was reported, as the
     decision's deadlines do: a clock started at the import would give a second,
-    later deadline for the same promise."""
+    later deadline for the same promise. Nothing counts before the report: an event
+    recorded between qflow's clock and a reported_at ahead of it (an answer within
+    seconds of the report) counts at the report."""
     if e.seq <= 2 and (e.type == ev.INCIDENT_REPORTED or e.type == ev.DECISION_MADE):
         return reported
-    return e.at
+    at = e.at
+    return at if at >= reported else reported
 
 
 _TYPE = attrgetter("type")

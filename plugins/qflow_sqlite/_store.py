@@ -41,6 +41,7 @@ from qflow.store import (
     Write,
     dedup_conflict,
     external_conflict,
+    still_due,
 )
 
 from qflow_sqlite import _codec
@@ -787,16 +788,9 @@ class SQLiteStore(Store):
         return int(self._read("SELECT COUNT(*) FROM incidents i" + where, params)[0][0])
 
     def due(self, until: datetime) -> list[Due]:
-        found = []
-        for iid, state_text, decision_text in self._read(
-                "SELECT i.id, i.state, d.data FROM incidents i"
-                " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq"
-                " WHERE i.open AND i.first_due_ts <= ?", (until.timestamp(),)):
-            decision = loads(decision_text) if decision_text is not None else loads(state_text).get("decision")
-            for dl in (decision or {}).get("deadlines", ()):
-                at = datetime.fromisoformat(dl["due"])
-                if at <= until:
-                    found.append(Due(at, iid, dl["clock"]))
+        # Whether a deadline is still outstanding is read off the state (see still_due).
+        found = [d for row in self._read(_READ_STATE + " WHERE i.open AND i.first_due_ts <= ?", (until.timestamp(),))
+                 for d in still_due(self._state(row), until)]
         found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
         return found
 

@@ -44,7 +44,9 @@ incident is rejected whole (never half-written) and listed as FILE:LINE:1: CODE 
 the others go on. Repeated external ids are retries (nothing new is written), and so
 is a line repeating a recorded incident's id with the same facts, so importing a file
 again records nothing twice; a dedup_key within the ruleset's intake.dedup_window
-attaches to the open incident. A blank external_id or dedup_key ("") is no key.
+attaches to the open incident. A blank external_id or dedup_key ("") is no key. A
+reported_at further ahead of the intake time (--now) than intake.clock_skew (default
+5m) is rejected: importing old reports with --now needs a time after them.
 When the store fails part-way (a full disk, a lost database), the batches before are
 kept: the summary and the hint say which lines are in, and --from-line N goes on
 from the first one that is not. Ctrl-C or SIGTERM stops it the same way (exit 130).
@@ -116,7 +118,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("file", metavar="FILE.jsonl", help="incidents, one JSON object per line ('-' reads stdin)")
     p.add_argument("ruleset", metavar="RULESET", help="the ruleset file")
     p.add_argument("--store", metavar="URL", help=_STORE_HELP)
-    p.add_argument("--now", metavar="ISO", help="the time of intake (default: the current time)")
+    p.add_argument("--now", metavar="ISO", help="the time of intake (default: the current time); a line whose "
+                   "reported_at is more than the ruleset's intake.clock_skew after it is refused")
     p.add_argument("--from-line", type=int, default=1, metavar="N",
                    help="start at line N, leaving the lines before it out (to go on after a failure)")
 

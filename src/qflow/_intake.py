@@ -22,6 +22,7 @@ recorded external id, or for a dedup key an open incident took meanwhile
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from qflow import events as ev
+from qflow._convert import format_duration
 from qflow.errors import InputError, PluginError
 from qflow.model import Event, Incident, IncidentState, Notification, Stage
 from qflow.store import Write
@@ -41,6 +43,7 @@ else:
 __all__ = ["ATTACHED", "NEW", "RETRY", "Intake", "report_differences", "within_calendar"]
 
 _DEFAULT_WINDOW = timedelta(hours=2)
+_DEFAULT_SKEW = timedelta(minutes=5)
 
 
 class Intake(_Base):
@@ -48,6 +51,28 @@ class Intake(_Base):
         """How far back a ``dedup_key`` finds an open incident (``intake.dedup_window``)."""
         intake = self.ruleset.compiled("intake")
         return getattr(intake, "dedup_window", _DEFAULT_WINDOW)
+
+    def clock_skew(self) -> timedelta:
+        """How far a report's ``reported_at`` may be ahead of qflow's clock (``intake.clock_skew``)."""
+        intake = self.ruleset.compiled("intake")
+        return getattr(intake, "clock_skew", _DEFAULT_SKEW)
+
+    def _not_ahead(self, incident: Incident, now: datetime, skew: timedelta | None = None) -> None:
+        """Refuse a new report whose ``reported_at`` is further ahead of *now* than the
+        clock skew: its deadlines would count from a moment that has not come (or, counted
+        from now, fall before the report). Within the skew they count from reported_at."""
+        at = incident.reported_at
+        if at is None or at <= now:
+            return
+        if skew is None:
+            skew = self.clock_skew()
+        if at - now <= skew:
+            return
+        ahead = timedelta(seconds=math.ceil((at - now).total_seconds()))  # 5m0.5s is not "5m ahead"
+        raise InputError(f"reported_at {at.isoformat()} is {format_duration(ahead)} ahead of qflow's clock "
+                         f"({now.astimezone(at.tzinfo).isoformat()}), more than the {format_duration(skew)} a "
+                         "sender's clock may be ahead (intake.clock_skew); correct the sender's clock, or leave "
+                         "reported_at out to report the incident as of now @ $.reported_at")
 
     def _attach_duplicate(self, incident: Incident, now: datetime, actor: str | None) -> IncidentState | None:
         """Attach *incident* to the open incident its dedup key names, if any."""
@@ -117,6 +142,7 @@ class Intake(_Base):
         out: list[tuple[str, str]] = []
         fresh = iter(self.store.next_ids(sum(1 for i in given if i.id is None)))
         known_errors = self.known_errors()  # one read for the whole batch
+        skew = self.clock_skew()
         for incident in given:
             if incident.external_id is not None:
                 known = by_external.get(incident.external_id) or self.store.find_external(incident.external_id)
@@ -129,6 +155,7 @@ class Intake(_Base):
                     self._same_report(incident, recorded)  # a different report under the id is refused
                     out.append((recorded.id, RETRY))
                     continue
+            self._not_ahead(incident, now, skew)
             if incident.reported_at is None:
                 incident = attrs.evolve(incident, reported_at=now)
             assert incident.reported_at is not None

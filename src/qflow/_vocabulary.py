@@ -54,9 +54,12 @@ class Label:
 class Intake:
     """How reports come in: a report whose ``dedup_key`` matches an open incident
     reported within ``dedup_window`` before it attaches to that incident as a further
-    report (``ReportAttached``) instead of opening a new one."""
+    report (``ReportAttached``) instead of opening a new one. A ``reported_at`` at most
+    ``clock_skew`` ahead of qflow's clock is the sender's clock running a little fast:
+    the deadlines count from it; further ahead, the report is refused."""
 
     dedup_window: timedelta = timedelta(hours=2)
+    clock_skew: timedelta = timedelta(minutes=5)
 
 
 def _compile_intake(intake: Intake | None, ctx: CompileContext) -> Intake:
@@ -108,7 +111,8 @@ class VocabularyPlugin:
             Section("responsibilities", dict[str, Label], _compile_responsibilities,
                     doc="responsibility classes; default human, equipment, process, customer"),
             Section("intake", Intake, _compile_intake, default=Intake,
-                    doc="how reports come in: dedup_window (default 2h) for reports with a dedup_key"),
+                    doc="how reports come in: dedup_window (default 2h) for reports with a dedup_key, "
+                        "clock_skew (default 5m): how far a reported_at may be ahead of qflow's clock"),
         ]
 
 

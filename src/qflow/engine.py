@@ -456,6 +456,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
             recorded = self.store.get(incident.id)
             if recorded is not None:
                 return self._same_report(incident, recorded), _nothing_to_tell
+        self._not_ahead(incident, now)  # a new report: its time must have come
         if incident.dedup_key is not None:  # the same anomaly through another channel
             attached = self._attach_duplicate(incident, now, actor)
             if attached is not None:
@@ -594,7 +595,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return self.store.query(query or IncidentQuery(**filters))
 
     def due(self, until: datetime) -> list[Due]:
-        """Deadlines of open incidents that fall at or before *until*."""
+        """Deadlines of open incidents that fall at or before *until* and still wait for
+        what they promise: one met (acknowledged, answered, confirmed in time or late) is
+        not listed, as it is not overdue (``qflow ls --overdue``, ``IncidentQuery.overdue_at``)."""
         return self.store.due(until)
 
 

@@ -103,6 +103,21 @@ def overdue(state: IncidentState, at: datetime) -> bool:
     return any(dl.due < at and _outstanding(state, dl.clock) for dl in state.decision.deadlines)
 
 
+def still_due(state: IncidentState, until: datetime) -> list[Due]:
+    """The deadlines of *state* falling at or before *until* that still wait for what
+    they promise, as :func:`overdue` reads them (what ``Store.due`` lists): none of a
+    closed or rejected incident, none met (also late), none of the loop's stage clocks."""
+    if state.stage in CLOSED_STAGES or state.decision is None:
+        return []
+    return [Due(dl.due, state.id, dl.clock) for dl in state.decision.deadlines
+            if dl.due <= until and _outstanding(state, dl.clock)]
+
+
+def outstanding(state: IncidentState, clock: str) -> bool:
+    """Whether *state*'s deadline for *clock* still waits (see :func:`overdue`)."""
+    return state.stage not in CLOSED_STAGES and _outstanding(state, clock)
+
+
 def _outstanding(state: IncidentState, clock: str) -> bool:
     if clock == "acknowledge":
         return state.acknowledged_at is None
@@ -373,7 +388,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def due(self, until: datetime) -> list[Due]:
-        """Deadlines of open incidents falling at or before *until*, earliest first."""
+        """Deadlines of open incidents falling at or before *until* and still
+        outstanding, earliest first: a deadline met (even late) is not due, as it is not
+        overdue (see :func:`still_due`)."""
 
     # -- projections -------------------------------------------------------------------
 
@@ -552,15 +569,9 @@ class MemoryStore(Store):
         return out[: query.limit] if query.limit is not None else out
 
     def due(self, until: datetime) -> list[Due]:
-        found = []
         with self._lock:
             states = list(self._states.values())
-        for s in states:
-            if s.stage in CLOSED_STAGES or s.decision is None:
-                continue
-            for d in s.decision.deadlines:
-                if d.due <= until:
-                    found.append(Due(d.due, s.id, d.clock))
+        found = [d for s in states for d in still_due(s, until)]
         found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
         return found
 

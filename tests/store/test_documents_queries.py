@@ -105,6 +105,33 @@ def test_deadlines_due_of_open_incidents(site):
         ("INC-1", "respond", T0 + H), ("INC-3", "respond", T0 + 2 * H + timedelta(minutes=15))]
 
 
+def test_deadlines_met_are_not_due_as_they_are_not_overdue(site):
+    until = T0 + 2 * H + timedelta(minutes=15)
+    # INC-1 answered at +30m: its respond deadline (+1h) was met.
+    more, answered = follow(site.get("INC-1"), ("Responded", {"message": "on our way", "channel": "phone"}),
+                            at=T0 + timedelta(minutes=30))
+    site.append(more, answered)
+    assert [(d.incident_id, d.clock, d.at) for d in site.due(until)] == [
+        ("INC-3", "respond", T0 + 2 * H + timedelta(minutes=15))]
+    # Answered late, at +2h45m: due no more either (the breach stays on the timeline).
+    more, answered = follow(site.get("INC-3"), ("Responded", {"message": "sorry", "channel": "phone"}),
+                            at=T0 + 2 * H + timedelta(minutes=45))
+    site.append(more, answered)
+    assert site.due(until) == []
+    # A day on: the resolve deadlines of the open incidents and the unanswered ones.
+    at = T0 + 30 * H
+    due = site.due(at)
+    assert [(d.incident_id, d.clock, d.at) for d in due] == [
+        ("INC-10", "respond", T0 + 4 * H), ("INC-9", "respond", T0 + 4 * H), ("INC-3", "resolve", T0 + 8 * H),
+        ("INC-1", "resolve", T0 + 24 * H), ("INC-10", "resolve", T0 + 27 * H), ("INC-9", "resolve", T0 + 27 * H)]
+    assert sorted({d.incident_id for d in due if d.at < at}) == sorted(
+        _ids(site.query(IncidentQuery(overdue_at=at))))
+    # Closed, an incident has nothing due.
+    more, closed = to_stage(site.get("INC-3"), Stage.CLOSED, at=T0 + 3 * H)
+    site.append(more, closed)
+    assert [d.incident_id for d in site.due(at)] == ["INC-10", "INC-9", "INC-1", "INC-10", "INC-9"]
+
+
 def test_projection_rows_replace_each_other_and_aggregate(store):
     p = Projection("response", (("team", "text"), ("minutes", "real")))
     store.declare([p])
