@@ -348,3 +348,14 @@ def test_calendar_time_across_the_start_of_dst_is_real_time_whatever_the_clock_z
     d1, d2 = _row(engine, ids["D1"]), _row(engine, ids["D2"])
     assert (d1["respond_s"], d1["respond_bs"], d1["resolve_s"], d1["resolve_bs"]) == (10800, 10800, 12600, 12600)
     assert (d2["respond_s"], d2["respond_bs"]) == (226800, 3600)  # Fri 17:30-18:00, Mon 09:00-09:30
+
+
+def test_an_answer_before_a_report_that_arrived_ahead_of_the_clock_waited_nothing():
+    # The sender's clock runs 3 minutes ahead (within intake.clock_skew): the report says
+    # 10:03, qflow's clock reads 10:00, and the desk answers at 10:01 by qflow's clock.
+    def ahead(e: Engine, ids: dict[str, str], label: str) -> None:
+        ids[label] = e.report(Incident(description="noise at lobby", category="noise", place="lobby",
+                                       channel="phone", reported_at=t(11, 2, 10, 3))).id
+    engine, ids = build([(t(11, 2, 10), "X", ahead), (t(11, 2, 10, 1), "X", _do(_answer))])
+    row = _row(engine, ids["X"])
+    assert (row["respond_s"], row["respond_bs"]) == (0.0, 0.0)

@@ -143,7 +143,10 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         stopped = events[i].at if i is not None and events[i].data.get("to") != _REJECTED_VALUE else None
         counted = stopped if stopped is not None and events[i].type in _COUNTS[clock] else None
         row[at_name] = _epoch(counted)
-        row[s_name] = _seconds(reported, counted)
+        # A report may arrive a little ahead of qflow's clock (intake.clock_skew): an
+        # answer in those minutes came at once, not before the report.
+        waited = _seconds(reported, counted)
+        row[s_name] = max(waited, 0.0) if waited is not None else None
         business, due, met = clocks.get(clock, _NONE3)
         if business is None and counted is not None:
             # No committed time for this clock, so no SLA clock: still business time, on
