@@ -60,3 +60,50 @@ def test_embedding_application_plugins_are_registered_unless_blocked():
     app = App()
     assert qflow.make_plugin_manager(autoload=False, plugins=[(app, "app")]).has_plugin("app")
     assert not qflow.make_plugin_manager(autoload=False, plugins=[(app, "app")], blocked=["app"]).has_plugin("app")
+
+
+class TakesWhatTheHookDoesNotPass:
+    @hookimpl
+    def qflow_route(self, incidnet):  # a typo of 'incident'
+        return None
+
+
+class WrapperWithoutYield:
+    @hookimpl(wrapper=True)
+    def qflow_classify(self, incident):
+        return None
+
+
+def test_a_hook_taking_an_argument_the_spec_does_not_pass_is_a_plugin_error_saying_which():
+    with pytest.raises(qflow.PluginError) as info:
+        qflow.make_plugin_manager(autoload=False, plugins=[(TakesWhatTheHookDoesNotPass(), "site")])
+    assert str(info.value) == (
+        "plugin 'site' does not fit qflow's hooks: qflow_route takes 'incidnet', which the hook does not pass "
+        "(it passes incident, view, classification, ruleset, now; take only those you use); fix the plugin, "
+        "or block it with QFLOW_BLOCKED_PLUGINS=site")
+
+
+def test_other_misfits_are_plugin_errors_too_in_one_line():
+    with pytest.raises(qflow.PluginError) as info:
+        qflow.make_plugin_manager(autoload=False, plugins=[(WrapperWithoutYield(), "w")])
+    assert str(info.value) == (
+        "plugin 'w' does not fit qflow's hooks: hookimpl definition: qflow_classify(incident); Declared as "
+        "wrapper=True or hookwrapper=True but function is not a generator function; fix the plugin, or block "
+        "it with QFLOW_BLOCKED_PLUGINS=w")
+
+
+def test_a_misfit_entry_point_plugin_is_named_with_its_module(monkeypatch):
+    import importlib.metadata
+    import types
+
+    module = types.ModuleType("qflow_broken_site")
+    module.qflow_route = hookimpl(lambda incidnet: None)
+    ep = importlib.metadata.EntryPoint("broken_site", "qflow_broken_site", "qflow")
+    monkeypatch.setattr(ep.__class__, "load", lambda self: module)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [ep])
+    with pytest.raises(qflow.PluginError) as info:
+        qflow.make_plugin_manager()
+    assert str(info.value) == (
+        "plugin 'broken_site' (qflow_broken_site) does not fit qflow's hooks: qflow_route takes 'incidnet', "
+        "which the hook does not pass (it passes incident, view, classification, ruleset, now; take only those "
+        "you use); fix the plugin, or block it with QFLOW_BLOCKED_PLUGINS=broken_site")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
+import re
 from collections.abc import Iterable
 
 import pluggy
@@ -65,16 +67,47 @@ def make_plugin_manager(
                 f"plugin '{ep.name}' ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
                 f"fix or uninstall it, or block it with QFLOW_BLOCKED_PLUGINS={ep.name}"
             ) from exc
-        pm.register(plugin, name=ep.name)
+        _register(pm, plugin, ep.name, f"'{ep.name}' ({ep.value})")
 
     for item in plugins:
         obj, name = item if isinstance(item, tuple) else (item, None)
         if name is not None and pm.is_blocked(name):
             continue
-        pm.register(obj, name=name)
+        _register(pm, obj, name, f"'{name}'" if name is not None else repr(obj))
 
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"{exc}; every hook a plugin implements must be a qflow_* hook") from exc
     return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None, shown: str) -> None:
+    """Register *plugin*; a hook implementation that does not fit its spec (an argument
+    the hook does not pass, a wrapper that is no generator) is a :class:`PluginError`
+    naming the plugin, the hook and what to do, not pluggy's traceback."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        todo = "fix the plugin" + (f", or block it with QFLOW_BLOCKED_PLUGINS={name}" if name is not None else "")
+        raise PluginError(f"plugin {shown} does not fit qflow's hooks: {_misfit(exc, plugin)}; {todo}") from exc
+
+
+def _misfit(exc: pluggy.PluginValidationError, plugin: object) -> str:
+    """What is wrong, in one line: for an argument the hook does not pass, the hook's
+    own arguments; else pluggy's words."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = re.search(r"for hook '(\w+)'", lines[0]) if lines else None
+    spec = getattr(hookspecs, found.group(1), None) if found else None
+    impl = getattr(plugin, found.group(1), None) if found else None
+    if spec is not None and impl is not None:
+        try:
+            passed = list(inspect.signature(spec).parameters)
+            taken = [p for p in inspect.signature(impl).parameters if p != "self"]
+        except (TypeError, ValueError):
+            passed, taken = [], []
+        unknown = [p for p in taken if p not in passed]
+        if unknown:
+            return (f"{found.group(1)} takes {', '.join(map(repr, unknown))}, which the hook does not pass "
+                    f"(it passes {', '.join(passed) or 'nothing'}; take only those you use)")
+    return "; ".join(lines[1:] if found else lines)
