@@ -107,3 +107,28 @@ def test_a_misfit_entry_point_plugin_is_named_with_its_module(monkeypatch):
         "plugin 'broken_site' (qflow_broken_site) does not fit qflow's hooks: qflow_route takes 'incidnet', "
         "which the hook does not pass (it passes incident, view, classification, ruleset, now; take only those "
         "you use); fix the plugin, or block it with QFLOW_BLOCKED_PLUGINS=broken_site")
+
+
+@pytest.mark.parametrize("site_listed", ["first", "last"])
+def test_an_installed_site_plugin_runs_before_the_builtins_whatever_order_they_are_listed_in(
+        monkeypatch, site_listed):
+    import importlib.metadata
+    import types
+
+    from tests.conftest import BASE, T0
+
+    module = types.ModuleType("qflow_night_desk")
+    module.qflow_explain = hookimpl(lambda incident: [qflow.TraceStep("night", None, "info", "the desk is quiet")])
+    module.qflow_open_store = hookimpl(lambda url: qflow.MemoryStore() if url.startswith("sqlite://") else None)
+    site = importlib.metadata.EntryPoint("night_desk", "qflow_night_desk", "qflow")
+    real_load = importlib.metadata.EntryPoint.load
+    monkeypatch.setattr(importlib.metadata.EntryPoint, "load",
+                        lambda self: module if self.name == "night_desk" else real_load(self))
+    builtins = [ep for ep in importlib.metadata.entry_points(group="qflow") if ep.dist and ep.dist.name == "qflow"]
+    listed = [site, *builtins] if site_listed == "first" else [*builtins, site]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: listed)
+    pm = qflow.make_plugin_manager()
+    engine = qflow.Engine(qflow.load_ruleset_text(BASE, plugins=pm), plugins=pm, store="sqlite:///nowhere/x.db")
+    assert isinstance(engine.store, qflow.MemoryStore)  # the site's store, not the built-in SQLite one
+    trace = engine.decide(qflow.Incident(reported_at=T0, description="x"), T0).trace
+    assert [step.section for step in trace][:2] == ["night", "classify"]

@@ -53,9 +53,11 @@ def make_plugin_manager(
 
     if os.environ.get("QFLOW_DISABLE_PLUGIN_AUTOLOAD"):
         autoload = False
-    for ep in importlib.metadata.entry_points(group=PROJECT):
-        dist = ep.dist.name if ep.dist is not None else None
-        is_builtin = dist == BUILTIN_DISTRIBUTION
+    # The built-ins first, whatever order the environment lists distributions in: a
+    # plugin registered later is called earlier, so a site's plugin runs before them.
+    found = [(ep, (ep.dist.name if ep.dist is not None else None) == BUILTIN_DISTRIBUTION)
+             for ep in importlib.metadata.entry_points(group=PROJECT)]
+    for ep, is_builtin in sorted(found, key=lambda item: not item[1]):
         if (is_builtin and not builtins) or (not is_builtin and not autoload):
             continue
         if ep.name in block or pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
