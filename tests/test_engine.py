@@ -395,3 +395,105 @@ def test_a_plugin_that_raises_in_a_decision_is_named_with_its_hook(clock):
         engine.report({"description": "x"})
     assert str(info.value) == "plugin site-rules failed in qflow_classify: KeyError: 'boom'"
     assert isinstance(info.value.__cause__, KeyError) and engine.query() == []
+
+
+# -- a plugin that raises, or returns what its hook does not, is named with its hook -------
+
+
+def _engine_with(clock, *plugins):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=list(plugins))
+    return Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=pm), plugins=pm, clock=clock)
+
+
+def _hooks(**functions):
+    """A plugin object whose hooks are *functions* (hook name -> function)."""
+    import types
+
+    return types.SimpleNamespace(**{name: hookimpl(tryfirst=True)(fn) for name, fn in functions.items()})
+
+
+@pytest.mark.parametrize(("hook", "returned", "expected"), [
+    ("qflow_classify", {"severity": "high"},
+     "plugin site returned dict {'severity': 'high'} from qflow_classify; return a qflow.Classification, or None "
+     "for no opinion"),
+    ("qflow_route", "front-office",
+     "plugin site returned str 'front-office' from qflow_route; return a qflow.Assignment, or None to let the next "
+     "plugin decide"),
+    ("qflow_deadline", [{"clock": "respond"}],
+     "plugin site returned list [{'clock': 'respond'}] from qflow_deadline; return a list of qflow.Deadline, or None "
+     "to let the next plugin decide"),
+    ("qflow_schedule", {"respond": T0},
+     "plugin site returned dict {'respond': datetime.datetime(2026, 11, 20, 23, 10, tzinf... from "
+     "qflow_schedule; return a list of qflow.Timer (empty for none)"),
+])
+def test_a_hook_returning_what_it_does_not_return_is_a_plugin_error_naming_plugin_and_hook(
+        clock, hook, returned, expected):
+    engine = _engine_with(clock, (_hooks(**{hook: lambda incident=None, state=None: returned}), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == expected
+    assert engine.query() == []
+
+
+def test_the_trace_names_a_plugin_that_fails_to_explain(clock):
+    engine = _engine_with(clock, (_hooks(qflow_explain=lambda incident: 1 / 0), "site"))
+    decision = engine.decide(GOLD_CALL, T0)
+    with pytest.raises(qflow.PluginError) as info:
+        list(decision.trace)
+    assert str(info.value) == "plugin site failed in qflow_explain: ZeroDivisionError: division by zero"
+    one = _engine_with(clock, (_hooks(qflow_explain=lambda incident: qflow.TraceStep("x", None, "info", "y")), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        list(one.decide(GOLD_CALL, T0).trace)
+    assert str(info.value) == ("plugin site returned TraceStep TraceStep(section='x', rule=None, outcome='info', "
+                               "reason=... from qflow_explain; return a list of qflow.TraceStep (empty for nothing "
+                               "to say)")
+
+
+@pytest.mark.parametrize(("guard", "expected"), [
+    (lambda state: 1 / 0, "plugin site failed in qflow_transition_guard: ZeroDivisionError: division by zero"),
+    (lambda state: True, "plugin site returned bool True from qflow_transition_guard; return None to allow, or a "
+                         "sentence (str) saying why not and what to do"),
+])
+def test_a_transition_guard_that_fails_is_a_plugin_error_and_nothing_moves(clock, guard, expected):
+    engine = _engine_with(clock, (_hooks(qflow_transition_guard=guard), "site"))
+    state = engine.report({"description": "x"})
+    with pytest.raises(qflow.PluginError) as info:
+        engine.transition(state.id, Stage.CONFIRMED, actor="mgr")
+    assert str(info.value) == expected
+    assert engine.get(state.id).stage is Stage.REPORTED
+
+
+def test_a_command_guard_that_fails_is_a_plugin_error(clock):
+    engine = _engine_with(clock, (_hooks(qflow_command_guard=lambda command: 1 / 0), "site"))
+    state = engine.report({"description": "x"})
+    with pytest.raises(qflow.PluginError) as info:
+        engine.confirm(state.id, actor="mgr")
+    assert str(info.value) == "plugin site failed in qflow_command_guard: ZeroDivisionError: division by zero"
+    assert engine.get(state.id).stage is Stage.REPORTED
+
+
+def test_a_failure_under_another_plugins_wrapper_is_still_named(clock):
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def qflow_classify(self):
+            return (yield)
+
+    engine = _engine_with(clock, (Wrapper(), "wrap"), (_hooks(qflow_classify=lambda incident: {}["boom"]), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == "plugin site failed in qflow_classify: KeyError: 'boom'"
+
+
+@pytest.mark.parametrize(("hook", "returned", "expected"), [
+    ("qflow_ruleset_sections", qflow.Section("night", dict),
+     "plugin site returned Section Section(name='night', type=<class 'dict'>, compile=None, ... from "
+     "qflow_ruleset_sections; return a list of qflow.Section (empty for none)"),
+    ("qflow_condition_functions", ["mentions"],
+     "plugin site returned list ['mentions'] from qflow_condition_functions; return a list of "
+     "qflow.conditions.ConditionFunction (empty for none)"),
+])
+def test_a_load_time_hook_returning_something_else_is_a_plugin_error(hook, returned, expected):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(_hooks(**{hook: lambda: returned}), "site")])
+    with pytest.raises(qflow.PluginError) as info:
+        qflow.load_ruleset_text(BASE_TEXT, plugins=pm)
+    assert str(info.value) == expected

@@ -43,6 +43,7 @@ from qflow.model import (
     VerificationResult,
 )
 from qflow.store import IncidentQuery
+from qflow._results import A_SENTENCE, A_VERIFICATION, SUGGESTIONS
 
 if TYPE_CHECKING:
     from qflow.engine import Engine as _Base
@@ -339,8 +340,8 @@ class LoopCommands(_Base):
     def measure_effect(self, incident_id: str, now: datetime | None = None) -> Verification | None:
         """What the configured metrics say now about the incident's measures (nothing recorded)."""
         state = self._load(incident_id)
-        return self._hooks.pm.hook.qflow_measure_effect(state=state, store=self.store, ruleset=self.ruleset,
-                                                        now=now or self.clock.now())
+        return self._hooks._first("qflow_measure_effect", ("state", "store", "ruleset", "now"),  # type: ignore[no-any-return]
+                                  (state, self.store, self.ruleset, now or self.clock.now()), A_VERIFICATION)
 
     # -- known errors, problems, risk points ------------------------------------------------------
 
@@ -355,8 +356,8 @@ class LoopCommands(_Base):
     def _suggestions(self, incident: Any, candidates: Sequence[KnownError]) -> list[Suggestion]:
         if not candidates:
             return []
-        found = self._hooks.pm.hook.qflow_suggest_known_errors(incident=incident, candidates=tuple(candidates),
-                                                               ruleset=self.ruleset)
+        found = self._hooks._collect("qflow_suggest_known_errors", ("incident", "candidates", "ruleset"),
+                                     (incident, tuple(candidates), self.ruleset), SUGGESTIONS)
         best: dict[str, Suggestion] = {}
         for suggestions in found:
             for s in suggestions or ():
@@ -425,8 +426,8 @@ class LoopCommands(_Base):
         return (ev.STAGE_CHANGED, {"from": state.stage.value, "to": target.value, "reason": reason}, "lifecycle")
 
     def _guard_command(self, state: IncidentState, command: Command, verb: str) -> None:
-        found = self._hooks.pm.hook.qflow_command_guard(state=state, command=command, ruleset=self.ruleset,
-                                                        now=self.clock.now())
+        found = self._hooks._collect("qflow_command_guard", ("state", "command", "ruleset", "now"),
+                                     (state, command, self.ruleset, self.clock.now()), A_SENTENCE)
         reasons = [r for r in found if r]
         if reasons:
             raise TransitionError(f"cannot {verb}: " + "; ".join(reasons))

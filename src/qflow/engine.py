@@ -48,6 +48,18 @@ from qflow._tick import Scheduling
 from qflow._intake import Intake, report_differences, within_calendar
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
+from qflow._results import (
+    A_CLASSIFICATION,
+    A_SENTENCE,
+    AN_ASSIGNMENT,
+    DEADLINES,
+    EFFECTS,
+    MESSAGES,
+    ROWS,
+    TIMERS,
+    TRACE_STEPS,
+    Expect,
+)
 from qflow._survey import SurveyCommands
 
 __all__ = ["Engine", "open_store", "parse_incident"]
@@ -68,6 +80,8 @@ _SCHEDULE_ARGS = _PROJECT_ARGS = ("state", "events", "ruleset", "now")
 _PLAN_DELIVERY_ARGS = ("notification", "state", "ruleset", "now")
 _DUE_ARGS = ("state", "events", "timers", "ruleset", "now", "store", "plugins")
 _HOLD_ARGS = ("notifications", "state", "events", "ruleset", "now", "store")
+_EXPLAIN_ARGS = ("incident", "view", "classification", "assignment", "ruleset", "now")
+_GUARD_ARGS = ("state", "target", "ruleset", "now")
 
 
 def _picker(idx: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -122,24 +136,27 @@ class _Hooks:
         return plan
 
     def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
-        return self._collect("qflow_classify", _CLASSIFY_ARGS, (incident, view, ruleset, now))
+        return self._collect("qflow_classify", _CLASSIFY_ARGS, (incident, view, ruleset, now), A_CLASSIFICATION)
 
     def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
               ruleset: Ruleset, now: datetime) -> Assignment | None:
-        return self._first("qflow_route", _ROUTE_ARGS, (incident, view, classification, ruleset, now))
+        return self._first("qflow_route", _ROUTE_ARGS, (incident, view, classification, ruleset, now),
+                           AN_ASSIGNMENT)
 
     def deadline(self, incident: Incident, classification: Classification, assignment: Assignment,
                  ruleset: Ruleset, now: datetime) -> Sequence[Any] | None:
-        return self._first("qflow_deadline", _DEADLINE_ARGS, (incident, classification, assignment, ruleset, now))
+        return self._first("qflow_deadline", _DEADLINE_ARGS, (incident, classification, assignment, ruleset, now),
+                           DEADLINES)
 
     def explain(self, incident: Incident, view: dict[str, Any], classification: Classification,
                 assignment: Assignment, ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
-        parts = self._hook.qflow_explain(incident=incident, view=view, classification=classification,
-                                         assignment=assignment, ruleset=ruleset, now=now)
+        parts = self._collect("qflow_explain", _EXPLAIN_ARGS, (incident, view, classification, assignment, ruleset,
+                                                               now), TRACE_STEPS)
         return tuple(step for steps in parts for step in steps)
 
     def guard(self, state: IncidentState, target: Stage, ruleset: Ruleset, now: datetime) -> list[str]:
-        return [r for r in self._hook.qflow_transition_guard(state=state, target=target, ruleset=ruleset, now=now) if r]
+        return [r for r in self._collect("qflow_transition_guard", _GUARD_ARGS, (state, target, ruleset, now),
+                                         A_SENTENCE) if r]
 
     def stage_changed(self, before: IncidentState, after: IncidentState, now: datetime) -> None:
         # Observers run after the change is stored; one failing must not stop the others.
@@ -162,16 +179,22 @@ class _Hooks:
                 failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
         return failures
 
-    def _first(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    def _first(self, name: str, args: tuple[str, ...], values: tuple[Any, ...],
+               expect: Expect | None = None) -> Any:
         """The first implementation's non-None result, in pluggy's order (a
-        ``firstresult`` hook)."""
+        ``firstresult`` hook). *expect* says what a result must be."""
         plan = self._plan(name, args)
         if plan is None:
-            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+            result = self._through_pluggy(name, args, values)
+            if result is not None and expect is not None and not expect.fits(result):
+                raise self._wrong(name, None, result, expect)
+            return result
         try:
             for fn, pick in plan:
                 result = fn(*pick(values))
                 if result is not None:
+                    if expect is not None and not expect.fits(result):
+                        raise self._wrong(name, fn, result, expect)
                     return result
         except QflowError:
             raise  # says what is wrong already (an input, a decision, a store)
@@ -179,17 +202,24 @@ class _Hooks:
             raise self._failed(name, fn, exc) from exc
         return None
 
-    def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> list[Any]:
+    def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...],
+                 expect: Expect | None = None) -> list[Any]:
         """Every implementation's non-None result, in pluggy's order (a hook that is
-        not ``firstresult``)."""
+        not ``firstresult``). *expect* says what each result must be."""
         plan = self._plan(name, args)
         if plan is None:
-            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+            results = self._through_pluggy(name, args, values)
+            for result in results:
+                if result is not None and expect is not None and not expect.fits(result):
+                    raise self._wrong(name, None, result, expect)
+            return results  # type: ignore[no-any-return]
         out = []
         try:
             for fn, pick in plan:
                 result = fn(*pick(values))
                 if result is not None:
+                    if expect is not None and not expect.fits(result):
+                        raise self._wrong(name, fn, result, expect)
                     out.append(result)
         except QflowError:
             raise
@@ -197,29 +227,60 @@ class _Hooks:
             raise self._failed(name, fn, exc) from exc
         return out
 
+    def _through_pluggy(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+        """The hook called by pluggy (it has wrappers); a plugin's failure named as on the plan's path."""
+        try:
+            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+        except QflowError:
+            raise
+        except Exception as exc:
+            raise self._failed(name, None, exc) from exc
+
+    def _plugin_of(self, name: str, fn: Any, exc: BaseException | None = None) -> str:
+        """The plugin an implementation of hook *name* belongs to: the one that is *fn*,
+        else the innermost one in *exc*'s traceback."""
+        impls = getattr(self._hook, name).get_hookimpls()
+        if fn is not None:
+            return next((i.plugin_name for i in impls if i.function is fn), "?")
+        codes = {i.function.__code__: i.plugin_name for i in impls if hasattr(i.function, "__code__")}
+        found, tb = "?", exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            found = codes.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return found
+
     def _failed(self, name: str, fn: Any, exc: Exception) -> PluginError:
         """A plugin's own failure, named: which plugin, in which hook, what it raised."""
-        plugin = next((i.plugin_name for i in getattr(self._hook, name).get_hookimpls() if i.function is fn), "?")
-        return PluginError(f"plugin {plugin} failed in {name}: {type(exc).__name__}: {exc}")
+        return PluginError(f"plugin {self._plugin_of(name, fn, exc)} failed in {name}: {type(exc).__name__}: {exc}")
+
+    def _wrong(self, name: str, fn: Any, result: Any, expect: Expect) -> PluginError:
+        """A plugin's result that is not what the hook returns, named like a failure."""
+        plugin = self._plugin_of(name, fn) if fn is not None else "?"
+        who = f"plugin {plugin}" if plugin != "?" else "a plugin"
+        shown = repr(result)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return PluginError(f"{who} returned {type(result).__name__} {shown} from {name}; return {expect.what}")
 
     def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
-        found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now))
+        found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now), TIMERS)
         return [t for timers in found for t in timers]
 
     def plan_delivery(self, notification: Notification, state: IncidentState, ruleset: Ruleset,
                       now: datetime) -> list[OutboxMessage]:
-        found = self._collect("qflow_plan_delivery", _PLAN_DELIVERY_ARGS, (notification, state, ruleset, now))
+        found = self._collect("qflow_plan_delivery", _PLAN_DELIVERY_ARGS, (notification, state, ruleset, now),
+                              MESSAGES)
         return [m for messages in found for m in messages]
 
     def due(self, state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset,
             now: datetime) -> list[Sequence[Effect]]:
         return self._collect("qflow_due", _DUE_ARGS,
-                             (state, tuple(events), tuple(timers), ruleset, now, self.store, self.pm))
+                             (state, tuple(events), tuple(timers), ruleset, now, self.store, self.pm), EFFECTS)
 
     def hold_notifications(self, notifications: Sequence[Notification], state: IncidentState,
                            events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Effect]:
         found = self._collect("qflow_hold_notifications", _HOLD_ARGS,
-                              (tuple(notifications), state, tuple(events), ruleset, now, self.store))
+                              (tuple(notifications), state, tuple(events), ruleset, now, self.store), EFFECTS)
         return [e for effects in found for e in effects]
 
     def projections(self) -> list[Projection]:
@@ -228,7 +289,7 @@ class _Hooks:
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> FrozenDict:
         rows: dict[str, Any] = {}
-        for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now)):
+        for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now), ROWS):
             rows.update(found or {})
         return FrozenDict.adopt(rows)  # what a Write holds: built here, so frozen without a copy
 
