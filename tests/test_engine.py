@@ -497,3 +497,67 @@ def test_a_load_time_hook_returning_something_else_is_a_plugin_error(hook, retur
     with pytest.raises(qflow.PluginError) as info:
         qflow.load_ruleset_text(BASE_TEXT, plugins=pm)
     assert str(info.value) == expected
+
+
+# -- what an embedding developer gets wrong first is refused at once, saying what to give ---
+
+
+def test_an_engine_refuses_a_ruleset_path_a_clock_placeholder_or_a_store_it_cannot_use(base_ruleset):
+    with pytest.raises(TypeError) as info:
+        Engine("rulesets/hotel-front-desk.yaml")
+    assert str(info.value) == ("Engine needs a loaded qflow.Ruleset, got str 'rulesets/hotel-front-desk.yaml'; to "
+                               "load a file use Engine.from_path(path), or qflow.load_ruleset(path)")
+    with pytest.raises(TypeError) as info:
+        Engine(base_ruleset, clock=...)
+    assert str(info.value) == ("clock must have a now() that returns an aware datetime (qflow.SystemClock(), "
+                               "qflow.FakeClock(start)), got ellipsis Ellipsis")
+    with pytest.raises(TypeError) as info:
+        Engine(base_ruleset, store=42)
+    assert str(info.value) == ("store must be a store URL (memory://, sqlite:///PATH, postgresql://...) or a "
+                               "qflow.Store, got int 42")
+
+
+def test_decide_takes_plain_data_as_report_does(engine):
+    data = {"reported_at": "2026-11-20T23:10:00+08:00", "channel": "phone", "category": "complaint",
+            "description": "前台办理入住等待超过30分钟", "customer": {"tier": "gold"}}
+    assert engine.decide(data, T0) == engine.decide(qflow.parse_incident(data), T0)
+    with pytest.raises(qflow.InputError) as info:
+        engine.decide({"chanel": "phone"}, T0)
+    assert str(info.value) == "unknown key 'chanel' (did you mean 'channel'?) @ $.chanel"
+
+
+def test_a_time_without_a_zone_is_refused_naming_the_argument(engine):
+    naive = datetime(2026, 11, 21, 8, 0)
+    expected = ("now 2026-11-21T08:00:00 has no time zone; give an aware datetime, e.g. now=datetime(2026, 11, 21, "
+                "8, 0, tzinfo=ZoneInfo('Asia/Shanghai')), or leave it out for the engine's clock")
+    for command in (lambda: engine.decide(GOLD_CALL, naive), lambda: engine.tick(naive),
+                    lambda: engine.deliver(naive)):
+        with pytest.raises(qflow.InputError) as info:
+            command()
+        assert str(info.value) == expected
+    with pytest.raises(qflow.InputError) as info:
+        engine.due("2026-11-21")
+    assert str(info.value) == "until must be a datetime with a time zone, got str '2026-11-21'"
+
+
+def test_a_transition_to_a_stage_that_does_not_exist_names_the_stages(engine):
+    state = engine.report(GOLD_CALL)
+    with pytest.raises(qflow.TransitionError) as info:
+        engine.transition(state.id, "confirmd")
+    assert str(info.value) == "cannot move INC-1 to 'confirmd': there is no such stage (did you mean 'confirmed'?)"
+    with pytest.raises(qflow.TransitionError) as info:
+        engine.transition(state.id, "done")
+    assert str(info.value) == ("cannot move INC-1 to 'done': there is no such stage (the stages are: reported, "
+                               "confirmed, rejected, analysing, acting, verifying, closed, reopened)")
+    assert engine.transition(state.id, "confirmed").stage is Stage.CONFIRMED
+
+
+def test_query_names_a_filter_it_does_not_have(engine):
+    engine.report(GOLD_CALL)
+    with pytest.raises(TypeError) as info:
+        engine.query(open=True)
+    assert str(info.value) == "query() has no filter 'open' (did you mean 'open_only'?)"
+    assert [s.id for s in engine.query(open_only=True, team="front-office")] == ["INC-1"]
+    with pytest.raises(TypeError) as info:
+        engine.query(qflow.IncidentQuery(), team="front-office")
+    assert str(info.value) == "give query() an IncidentQuery or filters as keywords, not both"

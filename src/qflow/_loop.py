@@ -74,7 +74,14 @@ class LoopCommands(_Base):
 
         :raises TransitionError: naming every reason it may not move yet.
         """
-        target = Stage(target)
+        if not isinstance(target, Stage):
+            try:
+                target = Stage(target)
+            except ValueError:
+                stages = [s.value for s in Stage]
+                hint = did_you_mean(target, stages) or f"the stages are: {', '.join(stages)}"
+                raise TransitionError(f"cannot move {incident_id} to {target!r}: there is no such stage ({hint})"
+                                      ) from None
         state = self._load(incident_id)
         items = [self._move(state, target, reason, f"move {incident_id} to {target.value}")]
         return self._commit(state, items, actor=actor)

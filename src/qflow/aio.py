@@ -205,7 +205,7 @@ class AsyncEngine:
 
     # -- the engine's API --------------------------------------------------------------
 
-    def decide(self, incident: Incident, now: datetime | None = None) -> Decision:
+    def decide(self, incident: Incident | Mapping[str, Any], now: datetime | None = None) -> Decision:
         """Pure, as :meth:`qflow.Engine.decide`: nothing to await."""
         return self.engine.decide(incident, now)
 

@@ -23,8 +23,8 @@ from qflow import events as ev
 from qflow._convert import ShapeError, lone_surrogate, make_converter, structure_errors
 from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
-from qflow.clock import Clock, SystemClock
-from qflow.diagnostics import json_path
+from qflow.clock import Clock, SystemClock, given_time
+from qflow.diagnostics import did_you_mean, json_path
 from qflow._frozen import FrozenDict
 from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError, PluginError, QflowError
 from qflow.model import (
@@ -349,6 +349,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         store: Store | str | None = None,
         clock: Clock | None = None,
     ) -> None:
+        _check_arguments(ruleset, store, clock)
         self.plugins = plugins or make_plugin_manager()
         self.ruleset = ruleset
         self.clock: Clock = clock or SystemClock()
@@ -382,13 +383,19 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
 
     # -- deciding ----------------------------------------------------------------------
 
-    def decide(self, incident: Incident, now: datetime | None = None) -> Decision:
+    def decide(self, incident: Incident | Mapping[str, Any], now: datetime | None = None) -> Decision:
         """What the ruleset decides for *incident* at *now*; changes nothing.
 
-        The decision's ``trace`` is worked out when first read, from the same inputs.
+        *incident* is an :class:`Incident` or, as for :meth:`report`, plain data
+        (:class:`InputError` lists what does not fit). The decision's ``trace`` is
+        worked out when first read, from the same inputs.
         """
         if now is None:
             now = self.clock.now()
+        elif now.__class__ is not datetime or now.tzinfo is None:
+            now = given_time(now)
+        if incident.__class__ is not Incident and not isinstance(incident, Incident):
+            incident = parse_incident(incident, converter=self._conv)
         ruleset = self.ruleset
         hooks = self._hooks
         view = incident_view(incident)
@@ -652,14 +659,43 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return self.store.events(incident_id)
 
     def query(self, query: IncidentQuery | None = None, **filters: Any) -> list[IncidentState]:
-        return self.store.query(query or IncidentQuery(**filters))
+        """The incidents that *query* (an :class:`~qflow.IncidentQuery`) or *filters*, its
+        fields as keywords, match: ``stages``, ``team``, ``severity``, ``category``,
+        ``owner``, ``place``, ``open_only``, ``reported_from``, ``reported_until``,
+        ``overdue_at``, ``limit``; ``engine.query(open_only=True, team="housekeeping")``.
+        """
+        if query is None:
+            unknown = sorted(set(filters) - _QUERY_FIELDS)
+            if unknown:
+                hint = did_you_mean(unknown[0], _QUERY_FIELDS) or f"use {', '.join(sorted(_QUERY_FIELDS))}"
+                raise TypeError(f"query() has no filter {', '.join(map(repr, unknown))} ({hint})")
+            query = IncidentQuery(**filters)
+        elif filters:
+            raise TypeError("give query() an IncidentQuery or filters as keywords, not both")
+        return self.store.query(query)
 
     def due(self, until: datetime) -> list[Due]:
         """Deadlines of open incidents that fall at or before *until*."""
-        return self.store.due(until)
+        return self.store.due(given_time(until, "until"))
 
 
 _NO_ASSIGNMENT = Assignment()
+_QUERY_FIELDS = frozenset(a.name for a in attrs.fields(IncidentQuery))
+
+
+def _check_arguments(ruleset: Any, store: Any, clock: Any) -> None:
+    """Refuse what an :class:`Engine` cannot run on, at once and saying what to give,
+    rather than at its first command with an ``AttributeError``."""
+    if not isinstance(ruleset, Ruleset):
+        hint = ("; to load a file use Engine.from_path(path), or qflow.load_ruleset(path)"
+                if isinstance(ruleset, (str, os.PathLike)) else "; load one with qflow.load_ruleset(path)")
+        raise TypeError(f"Engine needs a loaded qflow.Ruleset, got {type(ruleset).__name__} {ruleset!r}{hint}")
+    if store is not None and not isinstance(store, (str, Store)):
+        raise TypeError(f"store must be a store URL (memory://, sqlite:///PATH, postgresql://...) or a "
+                        f"qflow.Store, got {type(store).__name__} {store!r}")
+    if clock is not None and not isinstance(clock, Clock):
+        raise TypeError(f"clock must have a now() that returns an aware datetime (qflow.SystemClock(), "
+                        f"qflow.FakeClock(start)), got {type(clock).__name__} {clock!r}")
 
 
 def _nothing_to_tell() -> None:
