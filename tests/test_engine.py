@@ -561,3 +561,15 @@ def test_query_names_a_filter_it_does_not_have(engine):
     with pytest.raises(TypeError) as info:
         engine.query(qflow.IncidentQuery(), team="front-office")
     assert str(info.value) == "give query() an IncidentQuery or filters as keywords, not both"
+
+
+def test_leaving_with_closes_the_store_and_a_closed_sqlite_store_says_so(base_ruleset, pm, clock, tmp_path):
+    path = tmp_path / "site.sqlite3"
+    with Engine(base_ruleset, plugins=pm, clock=clock, store=f"sqlite:///{path}") as engine:
+        state = engine.report(GOLD_CALL)
+    with pytest.raises(StoreError) as info:
+        engine.get(state.id)
+    assert str(info.value) == (f"the store {path} is closed: close() was called on it (by the application, or "
+                               "AsyncEngine.aclose()); open the store again (a new Engine) to go on")
+    with Engine(base_ruleset, plugins=pm, clock=clock, store=f"sqlite:///{path}") as again:
+        assert again.get(state.id).id == state.id

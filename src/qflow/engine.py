@@ -381,6 +381,14 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         pm = make_plugin_manager(autoload=autoload, blocked=blocked, plugins=plugins)
         return cls(load_ruleset(path, plugins=pm), plugins=pm, store=store, clock=clock)
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving ``with Engine(...) as engine:`` closes the store (``engine.store.close()``;
+        ``engine.close(id)`` is the loop's command that closes an incident)."""
+        self.store.close()
+
     # -- deciding ----------------------------------------------------------------------
 
     def decide(self, incident: Incident | Mapping[str, Any], now: datetime | None = None) -> Decision:
