@@ -573,3 +573,19 @@ def test_leaving_with_closes_the_store_and_a_closed_sqlite_store_says_so(base_ru
                                "AsyncEngine.aclose()); open the store again (a new Engine) to go on")
     with Engine(base_ruleset, plugins=pm, clock=clock, store=f"sqlite:///{path}") as again:
         assert again.get(state.id).id == state.id
+
+
+def test_the_errors_an_embedding_application_catches_are_all_exported():
+    from pathlib import Path
+
+    from qflow import errors, store
+
+    for name in (*errors.__all__, "StoreError"):
+        assert name in qflow.__all__, name
+        assert getattr(qflow, name) is getattr(errors, name, None) or getattr(qflow, name) is getattr(store, name)
+        assert issubclass(getattr(qflow, name), (qflow.QflowError, qflow.RulesetError))
+    with pytest.raises(qflow.StoreError) as info:
+        qflow.Engine.from_path(Path(__file__).resolve().parents[1] / "rulesets/hotel-front-desk.yaml",
+                               store="site.sqlite3")
+    assert str(info.value) == ("'site.sqlite3' is not a store URL (it names no scheme); for an SQLite file write "
+                               "sqlite:///site.sqlite3")
