@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
+import types
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+import qflow
 from qflow import hookspecs
 from qflow.diagnostics import CODES
 
@@ -102,3 +106,23 @@ def test_the_embedding_example_of_the_readme_runs(tmp_path, monkeypatch, capsys)
     assert "classify service-delay matched" in "\n".join(printed)
     assert (tmp_path / "site.sqlite3").exists()
 
+
+def test_the_plugin_example_of_the_hook_reference_reads_the_incidents_own_time():
+    text = (ROOT / "docs" / "hooks.rst").read_text(encoding="utf-8")
+    block = text.split("    # qflow_night_shift/__init__.py\n", 1)[1].split("\nRules every hook follows", 1)[0]
+    module = types.ModuleType("qflow_night_shift")
+    exec(compile(textwrap.dedent(block), "hooks.rst", "exec"), module.__dict__)  # noqa: S102 - our own docs
+    from tests.conftest import BASE
+
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(module, "night_shift")])
+    engine = qflow.Engine(qflow.load_ruleset_text(BASE, plugins=pm), plugins=pm)
+    cst = timezone(timedelta(hours=8))
+
+    def severity(reported: datetime, decided: datetime) -> str | None:
+        incident = qflow.Incident(reported_at=reported, place="lobby", description="a guest shouting")
+        return engine.decide(incident, decided.astimezone(timezone.utc)).severity
+
+    # 02:00 in Shanghai, decided that evening (12:00 UTC): a night-shift incident.
+    assert severity(datetime(2026, 11, 20, 2, 0, tzinfo=cst), datetime(2026, 11, 20, 20, 0, tzinfo=cst)) == "high"
+    # 09:30 in Shanghai is 01:30 UTC: still day at the desk.
+    assert severity(datetime(2026, 11, 20, 9, 30, tzinfo=cst), datetime(2026, 11, 20, 9, 30, tzinfo=cst)) == "normal"
