@@ -589,3 +589,10 @@ def test_the_errors_an_embedding_application_catches_are_all_exported():
                                store="site.sqlite3")
     assert str(info.value) == ("'site.sqlite3' is not a store URL (it names no scheme); for an SQLite file write "
                                "sqlite:///site.sqlite3")
+
+
+def test_a_report_with_text_where_a_list_belongs_is_refused_not_split_into_characters(engine):
+    with pytest.raises(qflow.InputError) as info:
+        engine.report({"description": "x", "tags": "vip"})
+    assert str(info.value) == "expected a list, got 'vip' (write [vip] for a list of one) @ $.tags"
+    assert engine.report({"description": "x", "tags": ["vip"]}).incident.tags == ("vip",)
