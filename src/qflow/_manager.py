@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import pluggy
 
 from qflow import hookspecs
+from qflow.diagnostics import did_you_mean
 from qflow.errors import PluginError
 from qflow.hookspecs import PROJECT
 
@@ -80,8 +81,22 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{exc}; every hook a plugin implements must be a qflow_* hook") from exc
+        raise PluginError(f"{_unknown_hook(pm, exc)}; every hook a plugin implements must be a qflow_* hook") from exc
     return pm
+
+
+def _unknown_hook(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's "unknown hook 'x' in plugin <repr>" with the plugin's name for its repr
+    and the hook it was most likely meant to be."""
+    text = str(exc)
+    found = re.match(r"unknown hook '(\w+)' in plugin ", text)
+    if found is None:
+        return text
+    hook = found.group(1)
+    name = pm.get_name(exc.plugin) if exc.plugin is not None else None
+    shown = f"'{name}'" if name is not None and name != str(id(exc.plugin)) else repr(exc.plugin)
+    meant = did_you_mean(hook, [n for n in dir(hookspecs) if n.startswith("qflow_")])
+    return f"unknown hook '{hook}' in plugin {shown}" + (f" ({meant})" if meant else "")
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str | None, shown: str) -> None:
