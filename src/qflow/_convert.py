@@ -70,7 +70,11 @@ DURATION_HINT = "use 15m, 1h, 2d, 1w or a sum like 1h30m"
 
 
 def parse_duration(text: object) -> timedelta:
-    """Read ``15m``, ``1h30m``, ``2d``, ``1w``; raise :class:`ShapeError` otherwise."""
+    """Read ``15m``, ``1h30m``, ``2d``, ``1w``.
+
+    :raises ValueError: (a ``ShapeError`` with the diagnostic code QF105 and a hint) for
+        anything else: a bare number, a unit it does not know, nothing positive.
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
         # A bare number has lost its unit, and only the writer knows which it was.
         raise ShapeError("QF105", f"{_show(text)} is not a duration",

@@ -123,6 +123,11 @@ class LoopCommands(_Base):
         return self._commit(state, [self._move(state, Stage.ACTING, reason, f"act on {incident_id}")], actor=actor)
 
     def close(self, incident_id: str, *, actor: str | None = None, reason: str | None = None) -> IncidentState:
+        """Close the incident (the loop's last stage), if the lifecycle and the guards allow
+        it. Not to be confused with closing the engine's store: ``engine.store.close()``.
+
+        :raises TransitionError: naming every reason it may not close yet.
+        """
         state = self._load(incident_id)
         return self._commit(state, [self._move(state, Stage.CLOSED, reason, f"close {incident_id}")], actor=actor)
 

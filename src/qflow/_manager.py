@@ -36,8 +36,10 @@ def make_plugin_manager(
 
     :param autoload: load third-party plugins from the ``qflow`` entry-point group
         (``QFLOW_DISABLE_PLUGIN_AUTOLOAD=1`` turns this off).
-    :param builtins: load qflow's own plugins (``rules``, ``sla``); they are entry
-        points too, so a name in *blocked* removes one.
+    :param builtins: load qflow's own plugins (``rules``, ``sla``, ``escalation``,
+        ``notify``, ``loop``, ``assess``, ``sqlite``, ``postgres``); they are entry
+        points too, so a name in *blocked* removes one. They are registered before
+        third-party ones, which are therefore called first.
     :param blocked: entry-point or plugin names never to register; joined with
         ``QFLOW_BLOCKED_PLUGINS=a,b``.
     :param plugins: plugin objects (or ``(object, name)`` pairs) from the embedding
