@@ -320,3 +320,14 @@ def test_a_large_batch_is_decoded_and_encoded_off_the_event_loop(pg_url):
             assert {on_loop for _, on_loop in seen} == {True}
 
     asyncio.run(main())
+
+
+def test_what_the_async_engine_does_not_have_is_named_as_its_own():
+    engine = AsyncEngine(qflow.load_ruleset_text(BASE, file="base.yaml"), clock=qflow.FakeClock(T0))
+    with pytest.raises(AttributeError) as info:
+        engine.swap_rulset  # noqa: B018 - the attribute access is the test
+    assert str(info.value) == "'AsyncEngine' object has no attribute 'swap_rulset' (nor has its Engine)"
+    with pytest.raises(AttributeError) as info:
+        engine.delivery_random  # noqa: B018
+    assert str(info.value) == "delivery_random is not a command; read it from AsyncEngine.engine"
+

@@ -738,6 +738,33 @@ def test_a_plugin_error_exits_2_with_its_message(monkeypatch, capsys):
         "hint: run with --no-plugins, or --block NAME, to leave a plugin out\n"))
 
 
+class _TakesCheck:
+    @qflow.hookimpl
+    def qflow_commands(self, subparsers, common):
+        return {"check": lambda args, out, err: 0}
+
+
+class _AddsReport:
+    @qflow.hookimpl
+    def qflow_commands(self, subparsers, common):
+        subparsers.add_parser("report", parents=[common])
+        return {"report": lambda args, out, err: 0}
+
+
+@pytest.mark.parametrize(("plugin", "message"), [
+    (_TakesCheck, "plugin site adds the command 'check', which qflow already has; rename its command"),
+    (_AddsReport, "plugin site adds a command qflow already has (argument COMMAND: conflicting subparser: report); "
+                  "rename its command"),
+])
+def test_a_plugin_command_under_a_taken_name_is_refused_not_a_silent_take_over(monkeypatch, capsys, plugin, message):
+    real = qflow.make_plugin_manager
+    monkeypatch.setattr(qflow, "make_plugin_manager",
+                        lambda **kwargs: real(plugins=[(plugin(), "site")], **kwargs))
+    assert main(["check", DESK]) == 2
+    assert capsys.readouterr() == ("", f"qflow: error: {message}\n"
+                                       "hint: run with --no-plugins, or --block NAME, to leave a plugin out\n")
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"qflow {qflow.__version__}\n"

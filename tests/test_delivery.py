@@ -509,3 +509,26 @@ def test_two_engines_delivering_at_once_never_get_the_same_message(tmp_path):
     assert len(sent) == 4 and len(set(sent)) == 4
     assert {a.worker for m in one.store.outbox() for a in one.store.attempts(m.id)} == {
         one.worker_name, two.worker_name}
+
+
+def test_a_recipients_plugin_answering_with_text_is_a_plugin_error_not_one_recipient_per_character(caplog):
+    rec = RecordingBackend("rec")
+
+    class OnCall:
+        @qflow.hookimpl
+        def qflow_recipients(self, name):
+            return "oncall@hotel.example" if name == "team.lead" else None
+
+    engine, clock = make("notify:\n  channels:\n    chat: {backend: rec}\n", rec.plugin(), OnCall())
+    state = engine.report({"description": "x"})
+    note = qflow.Notification(state.id, "escalation.warning", T0, ("team.lead",))
+    with caplog.at_level(logging.ERROR, logger="qflow.notify"):
+        [m] = engine._hooks.plan_delivery(note, state, engine.ruleset, T0)
+    # As any failure to resolve recipients: logged, and the message still goes to the channel.
+    assert list(m.payload["recipients"]) == []
+    [record] = caplog.records
+    assert record.getMessage() == ("resolving the recipients of escalation.warning for INC-1 failed; sending to the "
+                                   "channels alone")
+    assert str(record.exc_info[1]) == (
+        "a plugin returned str 'oncall@hotel.example' from qflow_recipients for 'team.lead'; return a list of "
+        "people or addresses (['oncall@hotel.example'] for one), or None to let the next plugin decide")

@@ -415,3 +415,204 @@ def test_a_plugin_that_raises_in_a_decision_is_named_with_its_hook(clock):
         engine.report({"description": "x"})
     assert str(info.value) == "plugin site-rules failed in qflow_classify: KeyError: 'boom'"
     assert isinstance(info.value.__cause__, KeyError) and engine.query() == []
+
+
+# -- a plugin that raises, or returns what its hook does not, is named with its hook -------
+
+
+def _engine_with(clock, *plugins):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=list(plugins))
+    return Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=pm), plugins=pm, clock=clock)
+
+
+def _hooks(**functions):
+    """A plugin object whose hooks are *functions* (hook name -> function)."""
+    import types
+
+    return types.SimpleNamespace(**{name: hookimpl(tryfirst=True)(fn) for name, fn in functions.items()})
+
+
+@pytest.mark.parametrize(("hook", "returned", "expected"), [
+    ("qflow_classify", {"severity": "high"},
+     "plugin site returned dict {'severity': 'high'} from qflow_classify; return a qflow.Classification, or None "
+     "for no opinion"),
+    ("qflow_route", "front-office",
+     "plugin site returned str 'front-office' from qflow_route; return a qflow.Assignment, or None to let the next "
+     "plugin decide"),
+    ("qflow_deadline", [{"clock": "respond"}],
+     "plugin site returned list [{'clock': 'respond'}] from qflow_deadline; return a list of qflow.Deadline, or None "
+     "to let the next plugin decide"),
+    ("qflow_schedule", {"respond": T0},
+     "plugin site returned dict {'respond': datetime.datetime(2026, 11, 20, 23, 10, tzinf... from "
+     "qflow_schedule; return a list of qflow.Timer (empty for none)"),
+])
+def test_a_hook_returning_what_it_does_not_return_is_a_plugin_error_naming_plugin_and_hook(
+        clock, hook, returned, expected):
+    engine = _engine_with(clock, (_hooks(**{hook: lambda incident=None, state=None: returned}), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == expected
+    assert engine.query() == []
+
+
+def test_the_trace_names_a_plugin_that_fails_to_explain(clock):
+    engine = _engine_with(clock, (_hooks(qflow_explain=lambda incident: 1 / 0), "site"))
+    decision = engine.decide(GOLD_CALL, T0)
+    with pytest.raises(qflow.PluginError) as info:
+        list(decision.trace)
+    assert str(info.value) == "plugin site failed in qflow_explain: ZeroDivisionError: division by zero"
+    one = _engine_with(clock, (_hooks(qflow_explain=lambda incident: qflow.TraceStep("x", None, "info", "y")), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        list(one.decide(GOLD_CALL, T0).trace)
+    assert str(info.value) == ("plugin site returned TraceStep TraceStep(section='x', rule=None, outcome='info', "
+                               "reason=... from qflow_explain; return a list of qflow.TraceStep (empty for nothing "
+                               "to say)")
+
+
+@pytest.mark.parametrize(("guard", "expected"), [
+    (lambda state: 1 / 0, "plugin site failed in qflow_transition_guard: ZeroDivisionError: division by zero"),
+    (lambda state: True, "plugin site returned bool True from qflow_transition_guard; return None to allow, or a "
+                         "sentence (str) saying why not and what to do"),
+])
+def test_a_transition_guard_that_fails_is_a_plugin_error_and_nothing_moves(clock, guard, expected):
+    engine = _engine_with(clock, (_hooks(qflow_transition_guard=guard), "site"))
+    state = engine.report({"description": "x"})
+    with pytest.raises(qflow.PluginError) as info:
+        engine.transition(state.id, Stage.CONFIRMED, actor="mgr")
+    assert str(info.value) == expected
+    assert engine.get(state.id).stage is Stage.REPORTED
+
+
+def test_a_command_guard_that_fails_is_a_plugin_error(clock):
+    engine = _engine_with(clock, (_hooks(qflow_command_guard=lambda command: 1 / 0), "site"))
+    state = engine.report({"description": "x"})
+    with pytest.raises(qflow.PluginError) as info:
+        engine.confirm(state.id, actor="mgr")
+    assert str(info.value) == "plugin site failed in qflow_command_guard: ZeroDivisionError: division by zero"
+    assert engine.get(state.id).stage is Stage.REPORTED
+
+
+def test_a_failure_under_another_plugins_wrapper_is_still_named(clock):
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def qflow_classify(self):
+            return (yield)
+
+    engine = _engine_with(clock, (Wrapper(), "wrap"), (_hooks(qflow_classify=lambda incident: {}["boom"]), "site"))
+    with pytest.raises(qflow.PluginError) as info:
+        engine.report({"description": "x"})
+    assert str(info.value) == "plugin site failed in qflow_classify: KeyError: 'boom'"
+
+
+@pytest.mark.parametrize(("hook", "returned", "expected"), [
+    ("qflow_ruleset_sections", qflow.Section("night", dict),
+     "plugin site returned Section Section(name='night', type=<class 'dict'>, compile=None, ... from "
+     "qflow_ruleset_sections; return a list of qflow.Section (empty for none)"),
+    ("qflow_condition_functions", ["mentions"],
+     "plugin site returned list ['mentions'] from qflow_condition_functions; return a list of "
+     "qflow.conditions.ConditionFunction (empty for none)"),
+])
+def test_a_load_time_hook_returning_something_else_is_a_plugin_error(hook, returned, expected):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[(_hooks(**{hook: lambda: returned}), "site")])
+    with pytest.raises(qflow.PluginError) as info:
+        qflow.load_ruleset_text(BASE_TEXT, plugins=pm)
+    assert str(info.value) == expected
+
+
+# -- what an embedding developer gets wrong first is refused at once, saying what to give ---
+
+
+def test_an_engine_refuses_a_ruleset_path_a_clock_placeholder_or_a_store_it_cannot_use(base_ruleset):
+    with pytest.raises(TypeError) as info:
+        Engine("rulesets/hotel-front-desk.yaml")
+    assert str(info.value) == ("Engine needs a loaded qflow.Ruleset, got str 'rulesets/hotel-front-desk.yaml'; to "
+                               "load a file use Engine.from_path(path), or qflow.load_ruleset(path)")
+    with pytest.raises(TypeError) as info:
+        Engine(base_ruleset, clock=...)
+    assert str(info.value) == ("clock must have a now() that returns an aware datetime (qflow.SystemClock(), "
+                               "qflow.FakeClock(start)), got ellipsis Ellipsis")
+    with pytest.raises(TypeError) as info:
+        Engine(base_ruleset, store=42)
+    assert str(info.value) == ("store must be a store URL (memory://, sqlite:///PATH, postgresql://...) or a "
+                               "qflow.Store, got int 42")
+
+
+def test_decide_takes_plain_data_as_report_does(engine):
+    data = {"reported_at": "2026-11-20T23:10:00+08:00", "channel": "phone", "category": "complaint",
+            "description": "前台办理入住等待超过30分钟", "customer": {"tier": "gold"}}
+    assert engine.decide(data, T0) == engine.decide(qflow.parse_incident(data), T0)
+    with pytest.raises(qflow.InputError) as info:
+        engine.decide({"chanel": "phone"}, T0)
+    assert str(info.value) == "unknown key 'chanel' (did you mean 'channel'?) @ $.chanel"
+
+
+def test_a_time_without_a_zone_is_refused_naming_the_argument(engine):
+    naive = datetime(2026, 11, 21, 8, 0)
+    expected = ("now 2026-11-21T08:00:00 has no time zone; give an aware datetime, e.g. now=datetime(2026, 11, 21, "
+                "8, 0, tzinfo=ZoneInfo('Asia/Shanghai')), or leave it out for the engine's clock")
+    for command in (lambda: engine.decide(GOLD_CALL, naive), lambda: engine.tick(naive),
+                    lambda: engine.deliver(naive)):
+        with pytest.raises(qflow.InputError) as info:
+            command()
+        assert str(info.value) == expected
+    with pytest.raises(qflow.InputError) as info:
+        engine.due("2026-11-21")
+    assert str(info.value) == "until must be a datetime with a time zone, got str '2026-11-21'"
+
+
+def test_a_transition_to_a_stage_that_does_not_exist_names_the_stages(engine):
+    state = engine.report(GOLD_CALL)
+    with pytest.raises(qflow.TransitionError) as info:
+        engine.transition(state.id, "confirmd")
+    assert str(info.value) == "cannot move INC-1 to 'confirmd': there is no such stage (did you mean 'confirmed'?)"
+    with pytest.raises(qflow.TransitionError) as info:
+        engine.transition(state.id, "done")
+    assert str(info.value) == ("cannot move INC-1 to 'done': there is no such stage (the stages are: reported, "
+                               "confirmed, rejected, analysing, acting, verifying, closed, reopened)")
+    assert engine.transition(state.id, "confirmed").stage is Stage.CONFIRMED
+
+
+def test_query_names_a_filter_it_does_not_have(engine):
+    engine.report(GOLD_CALL)
+    with pytest.raises(TypeError) as info:
+        engine.query(open=True)
+    assert str(info.value) == "query() has no filter 'open' (did you mean 'open_only'?)"
+    assert [s.id for s in engine.query(open_only=True, team="front-office")] == ["INC-1"]
+    with pytest.raises(TypeError) as info:
+        engine.query(qflow.IncidentQuery(), team="front-office")
+    assert str(info.value) == "give query() an IncidentQuery or filters as keywords, not both"
+
+
+def test_leaving_with_closes_the_store_and_a_closed_sqlite_store_says_so(base_ruleset, pm, clock, tmp_path):
+    path = tmp_path / "site.sqlite3"
+    with Engine(base_ruleset, plugins=pm, clock=clock, store=f"sqlite:///{path}") as engine:
+        state = engine.report(GOLD_CALL)
+    with pytest.raises(StoreError) as info:
+        engine.get(state.id)
+    assert str(info.value) == (f"the store {path} is closed: close() was called on it (by the application, or "
+                               "AsyncEngine.aclose()); open the store again (a new Engine) to go on")
+    with Engine(base_ruleset, plugins=pm, clock=clock, store=f"sqlite:///{path}") as again:
+        assert again.get(state.id).id == state.id
+
+
+def test_the_errors_an_embedding_application_catches_are_all_exported():
+    from pathlib import Path
+
+    from qflow import errors, store
+
+    for name in (*errors.__all__, "StoreError"):
+        assert name in qflow.__all__, name
+        assert getattr(qflow, name) is getattr(errors, name, None) or getattr(qflow, name) is getattr(store, name)
+        assert issubclass(getattr(qflow, name), (qflow.QflowError, qflow.RulesetError))
+    with pytest.raises(qflow.StoreError) as info:
+        qflow.Engine.from_path(Path(__file__).resolve().parents[1] / "rulesets/hotel-front-desk.yaml",
+                               store="site.sqlite3")
+    assert str(info.value) == ("'site.sqlite3' is not a store URL (it names no scheme); for an SQLite file write "
+                               "sqlite:///site.sqlite3")
+
+
+def test_a_report_with_text_where_a_list_belongs_is_refused_not_split_into_characters(engine):
+    with pytest.raises(qflow.InputError) as info:
+        engine.report({"description": "x", "tags": "vip"})
+    assert str(info.value) == "expected a list, got 'vip' (write [vip] for a list of one) @ $.tags"
+    assert engine.report({"description": "x", "tags": ["vip"]}).incident.tags == ("vip",)

@@ -542,6 +542,25 @@ def test_site_metric_from_the_hook_shows_up_in_slices():
     assert sl.groups["engineering"]["night_share"].numerator == 2
 
 
+def test_the_site_metric_example_of_the_definitions_page_works_as_a_plugin():
+    import types
+
+    from qflow_assess import site_kpis
+
+    text = (Path(__file__).parent.parent / "docs" / "kpis.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"^```python\n(.*?)^```", text.split("## Site metrics", 1)[1], flags=re.S | re.M)
+    module = types.ModuleType("qflow_site_metric_example")
+    exec(compile(code, "kpis.md", "exec"), module.__dict__)  # noqa: S102 - our own docs
+    engine, _ = build()
+    engine.plugins.register(module, name="site")
+    kpis = site_kpis(engine.plugins, engine.ruleset)
+    sl = compute(engine.store, DEFINITIONS + kpis, parse_period("2026-10", _tz(), AS_OF), as_of=AS_OF)
+    figure = sl.whole()["high_share"]
+    # high: I3 I7 I11 of the 12 reported in October, the rejected I4 left out
+    assert (figure.numerator, figure.denominator, figure.value) == (3, 11, 3 / 11)
+    assert [k.name for k in kpis] == ["high_share"] and not kpis[0].higher_is_better
+
+
 # -- the definitions page --------------------------------------------------------------
 
 

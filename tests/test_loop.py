@@ -414,3 +414,25 @@ def test_stages_the_tick_moves_run_the_stage_hooks_too(ruleset, clock):
     assert engine.get(iid).stage is Stage.ANALYSING
     assert spy.seen == [("exit", iid, "acting", "verifying"), ("enter", iid, "acting", "verifying"),
                         ("exit", iid, "verifying", "analysing"), ("enter", iid, "verifying", "analysing")]
+
+
+def test_loop_values_may_be_given_as_plain_data_as_a_report_is(engine, clock):
+    iid = dirty(engine)
+    engine.confirm(iid, actor="值班经理")
+    state = engine.record_cause(iid, {"id": "C-1", "summary": "排班漏排", "method": "five_why", "confirmed": True,
+                                      "whys": [{"why": "为什么漏排", "because": "手工维护", "root": True}]}, actor="质检")
+    assert state.causes[0] == Cause("C-1", "排班漏排", method="five_why", whys=[WhyStep("为什么漏排", "手工维护", root=True)],
+                                    confirmed=True, recorded_by="质检")
+    due = (clock.now() + timedelta(days=2)).isoformat()
+    state = engine.plan_action(iid, {"id": "A-1", "description": "排班表加核对", "owner": "李娜", "due": due,
+                                     "kind": "preventive", "target": "no repeat in 30 days"}, actor="质检")
+    assert (state.actions[0].kind, state.actions[0].due) == (qflow.ActionKind.PREVENTIVE, clock.now() + timedelta(days=2))
+    with pytest.raises(qflow.InputError) as info:
+        engine.plan_action(iid, {"id": "A-2", "description": "x", "owner": "李娜", "due": "tomorrow", "kind": "fix"})
+    assert str(info.value) == ("action is not a qflow.Action: 'tomorrow' is not a date and time (use ISO 8601 such "
+                               "as 2026-11-20T23:10:00+08:00) @ $.due; 'fix' is not one of: correction, corrective, "
+                               "preventive @ $.kind")
+    with pytest.raises(TypeError) as info:
+        engine.record_cause(iid, "rota gap")
+    assert str(info.value) == "cause must be a qflow.Cause or a mapping of its fields, got str 'rota gap'"
+    assert [a.id for a in engine.get(iid).actions] == ["A-1"]

@@ -236,3 +236,10 @@ def test_enums_unstructure_to_their_values():
     with pytest.raises(ValueError) as info:
         conv.structure("finished", ActionStatus)
     assert str(info.value) == "'finished' is not one of: planned, in_progress, done, cancelled"
+
+
+def test_parse_duration_refuses_with_a_value_error_saying_what_to_write():
+    with pytest.raises(ValueError) as info:
+        qflow.parse_duration("1hr")
+    assert str(info.value) == "'1hr' is not a duration"
+    assert (info.value.code, info.value.hint) == ("QF105", "use 15m, 1h, 2d, 1w or a sum like 1h30m")

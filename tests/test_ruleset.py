@@ -133,6 +133,38 @@ classify: {id: x}
     ]
 
 
+def test_text_where_a_list_belongs_is_an_error_not_a_list_of_its_characters(pm):
+    text = """\
+qflow: 1
+teams:
+  front-office: {name: Front office, lead: 王芳, members: 王芳}
+  housekeeping: {name: Housekeeping, members: {李娜: lead}}
+"""
+    assert errors(text, pm) == [
+        "r.yaml:3:57: QF103 expected a list, got '王芳' (write [王芳] for a list of one) @ $.teams.front-office.members",
+        "r.yaml:4:47: QF103 expected a list, got a mapping (write one '- ' item per line, or [a, b]) "
+        "@ $.teams.housekeeping.members",
+    ]
+
+
+def test_an_escalation_step_notifying_one_recipient_without_brackets_is_an_error(pm):
+    text = """\
+qflow: 1
+teams: {front-office: {lead: 王芳}}
+severities: {normal: {respond: 4h, resolve: 3d}}
+escalation:
+  ladders:
+    normal:
+      - id: warn
+        at: {clock: respond, used: 50%}
+        notify: assignee
+"""
+    assert errors(text, pm) == [
+        "r.yaml:9:17: QF103 expected a list, got 'assignee' (write [assignee] for a list of one) "
+        "@ $.escalation.ladders.normal[0].notify",
+    ]
+
+
 def test_missing_required_key_points_at_its_parent(pm):
     text = """\
 qflow: 1

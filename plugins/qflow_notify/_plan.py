@@ -114,6 +114,12 @@ def _recipients(note: qflow.Notification, state: qflow.IncidentState, ruleset: q
         found = None
         if compiled.hook is not None:
             found = compiled.hook.qflow_recipients(name=name, state=state, ruleset=ruleset)
+            if found is not None and (isinstance(found, str) or not isinstance(found, (list, tuple))
+                                      or not all(isinstance(who, str) for who in found)):
+                # Text would be read as a list of its characters, each a recipient.
+                raise qflow.PluginError(f"a plugin returned {type(found).__name__} {found!r} from qflow_recipients "
+                                        f"for '{name}'; return a list of people or addresses ([{found!r}] for one), "
+                                        "or None to let the next plugin decide")
         if found is None:
             found = resolve_default(name, state, ruleset)
         for who in found:

@@ -183,6 +183,7 @@ class SQLiteStore(Store):
         # Queries asked again and again (the escalation plugin looks for a suppressing
         # incident among the open ones of a place at every report) decode once.
         self._decoded: dict[tuple[Any, ...], IncidentState] = {}
+        self._closed = False
         self._con = self._connect(timeout)
 
     # -- opening -----------------------------------------------------------------------
@@ -325,6 +326,7 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            self._closed = True
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -336,6 +338,10 @@ class SQLiteStore(Store):
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as exc:
+            if self._closed and isinstance(exc, sqlite3.ProgrammingError):
+                # Not a damaged file: the application (or AsyncEngine.aclose) closed it.
+                raise StoreError(f"the store {self.path} is closed: close() was called on it (by the application, "
+                                 "or AsyncEngine.aclose()); open the store again (a new Engine) to go on") from None
             text = str(exc)
             transient = _transient(exc)
             if transient is not None:

@@ -20,6 +20,7 @@ from qflow.errors import (
     InputError,
     PluginError,
     QflowError,
+    StoreUnavailableError,
     TransitionError,
 )
 from qflow.hookimpl import hookimpl
@@ -62,6 +63,7 @@ from qflow._tick import TickReport
 from qflow._versions import SwapResult
 from qflow.store import (
     DeliveryAttempt,
+    StoreError,
     Filter,
     IncidentQuery,
     Measure,
@@ -85,7 +87,8 @@ __all__ = [
     "DuplicateReportError", "Effect",
     "Engine", "Event", "FakeClock", "Incident", "IncidentNotFoundError", "IncidentQuery",
     "IncidentState", "InputError", "MemoryStore", "Notification", "Person", "PluginError",
-    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "SystemClock", "TickReport", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
+    "QflowError", "Ruleset", "RulesetError", "Section", "Stage", "Store", "StoreError", "StoreUnavailableError",
+    "SystemClock", "TickReport", "Timer", "Write", "OutboxMessage", "DeliveryAttempt", "Trace",
     "TraceStep", "TransitionError", "Verification", "VerificationResult", "WhyStep",
     "Command", "KnownError", "LedgerEntry", "LedgerKind", "MetricFigure", "Problem", "RiskPoint", "Suggestion",
     "format_duration", "hookimpl", "incident_view", "load_ruleset", "load_ruleset_text",

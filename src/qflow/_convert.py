@@ -8,15 +8,22 @@ stable code and a sentence that says what to write instead.
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import re
+import typing
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 
 from qflow._frozen import FrozenDict, thaw
 from qflow.diagnostics import did_you_mean
@@ -63,7 +70,11 @@ DURATION_HINT = "use 15m, 1h, 2d, 1w or a sum like 1h30m"
 
 
 def parse_duration(text: object) -> timedelta:
-    """Read ``15m``, ``1h30m``, ``2d``, ``1w``; raise :class:`ShapeError` otherwise."""
+    """Read ``15m``, ``1h30m``, ``2d``, ``1w``.
+
+    :raises ValueError: (a ``ShapeError`` with the diagnostic code QF105 and a hint) for
+        anything else: a bare number, a unit it does not know, nothing positive.
+    """
     if isinstance(text, (int, float)) and not isinstance(text, bool) and text > 0:
         # A bare number has lost its unit, and only the writer knows which it was.
         raise ShapeError("QF105", f"{_show(text)} is not a duration",
@@ -250,8 +261,58 @@ def _frozendict(value: object, _: Any = None) -> FrozenDict:
     raise ShapeError("QF103", f"expected a mapping, got {_show(value)}")
 
 
+#: What a list of items in YAML or JSON is structured into: the type's origin -> the
+#: collection made (cattrs's own choices for these).
+_COLLECTIONS: dict[Any, Any] = {
+    list: list, tuple: tuple, collections.abc.Sequence: list, collections.abc.MutableSequence: list,
+    set: set, collections.abc.MutableSet: set, frozenset: frozenset, collections.abc.Set: frozenset,
+}
+
+
+def _is_collection(t: Any) -> bool:
+    """``list[X]``, ``tuple[X, ...]``, ``Sequence[X]``, ``set[X]`` ...: one item type."""
+    origin = typing.get_origin(t)
+    if origin not in _COLLECTIONS:
+        return False
+    args = typing.get_args(t)
+    return len(args) == 2 and args[1] is Ellipsis if origin is tuple else len(args) == 1
+
+
+def _collection_hook(c: cattrs.Converter) -> Any:
+    """Structure a list of items, refusing text and mappings: cattrs would take the
+    text ``王芳`` for a list of two names and a mapping for a list of its keys (a
+    ruleset's ``members: 王芳`` or ``notify: assignee``, silently wrong)."""
+
+    def factory(t: Any) -> Any:
+        origin = typing.get_origin(t)
+        make, item = _COLLECTIONS[origin], typing.get_args(t)[0]
+        handler = c.get_structure_hook(item)
+
+        def structure(value: Any, _: Any = None) -> Any:
+            if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, collections.abc.Iterable):
+                hint = (f"write [{value}] for a list of one" if isinstance(value, str) and value
+                        else "write one '- ' item per line, or [a, b]")
+                raise ShapeError("QF103", f"expected a list, got {_show(value)}", hint)
+            out, errors = [], []
+            for i, x in enumerate(value):
+                try:
+                    out.append(handler(x, item))
+                except Exception as exc:  # noqa: BLE001 - collected, as cattrs does, with the index
+                    exc.__notes__ = [*getattr(exc, "__notes__", []),
+                                     IterableValidationNote(f"Structuring {t} @ index {i}", i, item)]
+                    errors.append(exc)
+            if errors:
+                raise IterableValidationError(f"While structuring {t!r}", errors, t)
+            return out if make is list else make(out)
+
+        return structure
+
+    return factory
+
+
 def configure_converter(c: cattrs.Converter) -> cattrs.Converter:
-    """Install qflow's hooks on *c* (strict scalars, times, durations, enums)."""
+    """Install qflow's hooks on *c* (strict scalars, times, durations, enums, lists)."""
+    c.register_structure_hook_factory(_is_collection, _collection_hook(c))
     c.register_structure_hook(str, _text)
     c.register_structure_hook(int, _int)
     c.register_structure_hook(float, _float)

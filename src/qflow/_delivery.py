@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 from qflow import events as ev
+from qflow.clock import given_time
 from qflow.errors import ConcurrencyError
 from qflow.model import Event
 from qflow.store import DeliveryAttempt, OutboxMessage
@@ -208,8 +209,7 @@ class Delivery(_Base):
         (default: ``engine.worker_name``); calls that run at the same time need
         different names.
         """
-        if now is None:
-            now = self.clock.now()
+        now = self.clock.now() if now is None else given_time(now)
         if worker is None:
             worker = self.worker_name
         if env is None:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import attrs
+from cattrs.errors import BaseValidationError
 
 from qflow import events as ev
 from qflow import lifecycle
-from qflow.diagnostics import did_you_mean
+from qflow._convert import ShapeError, structure_errors
+from qflow.diagnostics import did_you_mean, json_path
 from qflow.errors import InputError, TransitionError
 from qflow.model import (
     Action,
@@ -43,6 +45,7 @@ from qflow.model import (
     VerificationResult,
 )
 from qflow.store import IncidentQuery
+from qflow._results import A_SENTENCE, A_VERIFICATION, SUGGESTIONS
 
 if TYPE_CHECKING:
     from qflow.engine import Engine as _Base
@@ -52,6 +55,8 @@ else:
 __all__ = ["LoopCommands", "METHODS"]
 
 log = logging.getLogger("qflow.loop")
+
+_V = TypeVar("_V")
 
 #: How a cause may have been found.
 METHODS = ("five_why", "fishbone", "note")
@@ -73,7 +78,14 @@ class LoopCommands(_Base):
 
         :raises TransitionError: naming every reason it may not move yet.
         """
-        target = Stage(target)
+        if not isinstance(target, Stage):
+            try:
+                target = Stage(target)
+            except ValueError:
+                stages = [s.value for s in Stage]
+                hint = did_you_mean(target, stages) or f"the stages are: {', '.join(stages)}"
+                raise TransitionError(f"cannot move {incident_id} to {target!r}: there is no such stage ({hint})"
+                                      ) from None
         state = self._load(incident_id)
         items = [self._move(state, target, reason, f"move {incident_id} to {target.value}")]
         return self._commit(state, items, actor=actor)
@@ -115,6 +127,11 @@ class LoopCommands(_Base):
         return self._commit(state, [self._move(state, Stage.ACTING, reason, f"act on {incident_id}")], actor=actor)
 
     def close(self, incident_id: str, *, actor: str | None = None, reason: str | None = None) -> IncidentState:
+        """Close the incident (the loop's last stage), if the lifecycle and the guards allow
+        it. Not to be confused with closing the engine's store: ``engine.store.close()``.
+
+        :raises TransitionError: naming every reason it may not close yet.
+        """
         state = self._load(incident_id)
         return self._commit(state, [self._move(state, Stage.CLOSED, reason, f"close {incident_id}")], actor=actor)
 
@@ -145,9 +162,12 @@ class LoopCommands(_Base):
 
     # -- causes -----------------------------------------------------------------------------
 
-    def record_cause(self, incident_id: str, cause: Cause, *, actor: str | None = None) -> IncidentState:
-        """Record a (candidate) cause. A confirmed or reopened incident moves to analysing
-        with it; a cause recorded as confirmed makes the others candidates again."""
+    def record_cause(self, incident_id: str, cause: Cause | Mapping[str, Any], *,
+                     actor: str | None = None) -> IncidentState:
+        """Record a (candidate) cause (a :class:`Cause`, or a mapping of its fields). A
+        confirmed or reopened incident moves to analysing with it; a cause recorded as
+        confirmed makes the others candidates again."""
+        cause = self._given(cause, Cause, "cause")
         state = self._load(incident_id)
         verb = f"record a cause on {incident_id}"
         if state.stage not in _CAUSE_STAGES:
@@ -182,9 +202,10 @@ class LoopCommands(_Base):
         self._guard_command(state, Command("confirm_cause", actor, None, {"id": cause_id}), verb)
         return self._commit(state, [(ev.CAUSE_CONFIRMED, {"id": cause_id}, None)], actor=actor)
 
-    def add_evidence(self, incident_id: str, cause_id: str, evidence: Attachment, *,
+    def add_evidence(self, incident_id: str, cause_id: str, evidence: Attachment | Mapping[str, Any], *,
                      actor: str | None = None) -> IncidentState:
         """Add a reference to evidence (photo, system log, video, interview notes) to a cause."""
+        evidence = self._given(evidence, Attachment, "evidence")
         state = self._load(incident_id)
         verb = f"add evidence to cause {cause_id} of {incident_id}"
         self._cause(state, cause_id, verb)
@@ -201,8 +222,11 @@ class LoopCommands(_Base):
 
     # -- actions ----------------------------------------------------------------------------
 
-    def plan_action(self, incident_id: str, action: Action, *, actor: str | None = None) -> IncidentState:
-        """Plan a correction, corrective or preventive action with its owner and due date."""
+    def plan_action(self, incident_id: str, action: Action | Mapping[str, Any], *,
+                    actor: str | None = None) -> IncidentState:
+        """Plan a correction, corrective or preventive action (an :class:`Action`, or a
+        mapping of its fields) with its owner and due date."""
+        action = self._given(action, Action, "action")
         state = self._load(incident_id)
         verb = f"plan an action on {incident_id}"
         if state.stage not in _ACTION_STAGES:
@@ -298,11 +322,13 @@ class LoopCommands(_Base):
 
     # -- verification -----------------------------------------------------------------------
 
-    def record_verification(self, incident_id: str, verification: Verification, *,
+    def record_verification(self, incident_id: str, verification: Verification | Mapping[str, Any], *,
                             actor: str | None = None) -> IncidentState:
-        """Record whether the measures worked. An acting incident whose actions are all
-        done moves to verifying with it; an ineffective result sends it back to
-        analysing at once, with the figures."""
+        """Record whether the measures worked (a :class:`Verification`, or a mapping of
+        its fields). An acting incident whose actions are all done moves to verifying
+        with it; an ineffective result sends it back to analysing at once, with the
+        figures."""
+        verification = self._given(verification, Verification, "verification")
         state = self._load(incident_id)
         verb = f"verify {incident_id}"
         items: list[Item] = []
@@ -339,8 +365,8 @@ class LoopCommands(_Base):
     def measure_effect(self, incident_id: str, now: datetime | None = None) -> Verification | None:
         """What the configured metrics say now about the incident's measures (nothing recorded)."""
         state = self._load(incident_id)
-        return self._hooks.pm.hook.qflow_measure_effect(state=state, store=self.store, ruleset=self.ruleset,
-                                                        now=now or self.clock.now())
+        return self._hooks._first("qflow_measure_effect", ("state", "store", "ruleset", "now"),  # type: ignore[no-any-return]
+                                  (state, self.store, self.ruleset, now or self.clock.now()), A_VERIFICATION)
 
     # -- known errors, problems, risk points ------------------------------------------------------
 
@@ -355,8 +381,8 @@ class LoopCommands(_Base):
     def _suggestions(self, incident: Any, candidates: Sequence[KnownError]) -> list[Suggestion]:
         if not candidates:
             return []
-        found = self._hooks.pm.hook.qflow_suggest_known_errors(incident=incident, candidates=tuple(candidates),
-                                                               ruleset=self.ruleset)
+        found = self._hooks._collect("qflow_suggest_known_errors", ("incident", "candidates", "ruleset"),
+                                     (incident, tuple(candidates), self.ruleset), SUGGESTIONS)
         best: dict[str, Suggestion] = {}
         for suggestions in found:
             for s in suggestions or ():
@@ -412,6 +438,22 @@ class LoopCommands(_Base):
 
     # -- the pieces ---------------------------------------------------------------------------
 
+    def _given(self, value: Any, cls: type[_V], what: str) -> _V:
+        """*value* as a *cls*: itself, or structured from a mapping of its fields (every
+        problem in one :class:`InputError`, located as in a report)."""
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{what} must be a qflow.{cls.__name__} or a mapping of its fields, got "
+                            f"{type(value).__name__} {value!r}")
+        try:
+            return self._conv.structure(dict(value), cls)  # type: ignore[no-any-return]
+        except (BaseValidationError, ShapeError, ValueError, TypeError) as exc:
+            problems = structure_errors(exc, cls) or [((), "QF402", str(exc), None, "value")]
+            lines = [f"{msg}{f' ({hint})' if hint else ''} @ {json_path(path[:-1] if at == 'parent' else path)}"
+                     for path, _code, msg, hint, at in problems]
+            raise InputError(f"{what} is not a qflow.{cls.__name__}: " + "; ".join(lines)) from None
+
     def _move(self, state: IncidentState, target: Stage, reason: str | None, verb: str) -> Item:
         """The StageChanged item for *state* → *target*, or TransitionError with every reason."""
         reasons = lifecycle.refusals(state, target)
@@ -425,8 +467,8 @@ class LoopCommands(_Base):
         return (ev.STAGE_CHANGED, {"from": state.stage.value, "to": target.value, "reason": reason}, "lifecycle")
 
     def _guard_command(self, state: IncidentState, command: Command, verb: str) -> None:
-        found = self._hooks.pm.hook.qflow_command_guard(state=state, command=command, ruleset=self.ruleset,
-                                                        now=self.clock.now())
+        found = self._hooks._collect("qflow_command_guard", ("state", "command", "ruleset", "now"),
+                                     (state, command, self.ruleset, self.clock.now()), A_SENTENCE)
         reasons = [r for r in found if r]
         if reasons:
             raise TransitionError(f"cannot {verb}: " + "; ".join(reasons))

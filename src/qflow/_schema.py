@@ -32,8 +32,9 @@ from typing import Any
 
 import attrs
 
-from qflow.conditions import CONDITION, OPERATORS
-from qflow.ruleset import FORMAT_VERSION
+from qflow.conditions import CONDITION, OPERATORS, ConditionFunction
+from qflow.ruleset import FORMAT_VERSION, Section
+from qflow.ruleset._load import hook_items
 
 __all__ = ["SCHEMA_ID", "ruleset_schema"]
 
@@ -242,14 +243,15 @@ def _condition_definitions(functions: Mapping[str, Any]) -> dict[str, Any]:
 def _sections(pm: Any) -> list[Any]:
     found = []
     for impl in pm.hook.qflow_ruleset_sections.get_hookimpls():
-        found.extend(impl.function() or ())
+        found.extend(hook_items(impl, "qflow_ruleset_sections", Section, "qflow.Section"))
     return sorted(found, key=lambda s: s.name)
 
 
 def _functions(pm: Any) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for impl in pm.hook.qflow_condition_functions.get_hookimpls():
-        for fn in impl.function() or ():
+        for fn in hook_items(impl, "qflow_condition_functions", ConditionFunction,
+                            "qflow.conditions.ConditionFunction"):
             found.setdefault(fn.name, fn)
     return found
 

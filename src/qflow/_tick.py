@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from qflow import events as ev
+from qflow.clock import given_time
 from qflow.errors import ConcurrencyError
 from qflow.model import Effect, Event, IncidentState, Notification
 from qflow.store import Timer, Write
@@ -104,8 +105,7 @@ class Scheduling(_Base):
         True the tick ends there and leaves the rest for the next one (a worker asked
         to stop).
         """
-        if now is None:
-            now = self.clock.now()
+        now = self.clock.now() if now is None else given_time(now)
         if worker is None:
             worker = self.worker_name
         report = TickReport()

@@ -33,6 +33,8 @@ from qflow.store import Due, IncidentQuery, Store
 
 __all__ = ["AsyncEngine", "AsyncStore", "LoopStore"]
 
+_MISSING = object()
+
 
 @runtime_checkable
 class AsyncStore(Protocol):
@@ -205,7 +207,7 @@ class AsyncEngine:
 
     # -- the engine's API --------------------------------------------------------------
 
-    def decide(self, incident: Incident, now: datetime | None = None) -> Decision:
+    def decide(self, incident: Incident | Mapping[str, Any], now: datetime | None = None) -> Decision:
         """Pure, as :meth:`qflow.Engine.decide`: nothing to await."""
         return self.engine.decide(incident, now)
 
@@ -249,7 +251,9 @@ class AsyncEngine:
         # Every other public command of the engine, awaited the same way.
         if name.startswith("_") or name == "engine":
             raise AttributeError(name)
-        target = getattr(self.engine, name)
+        target = getattr(self.engine, name, _MISSING)
+        if target is _MISSING:
+            raise AttributeError(f"'AsyncEngine' object has no attribute '{name}' (nor has its Engine)")
         if not callable(target):
             raise AttributeError(f"{name} is not a command; read it from AsyncEngine.engine")
 

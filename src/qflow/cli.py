@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -209,12 +209,30 @@ def _build_parser(pm: Any = None) -> tuple[_Parser, dict[str, Callable[[argparse
     handlers = dict(_COMMANDS)
     for module_name in COMMAND_MODULES:
         handlers.update(importlib.import_module(module_name).add_commands(sub, common))
-    # Plugins add their own commands (the built-in assess plugin adds report, survey ...).
+    # Plugins add their own commands (the built-in assess plugin adds report, survey ...);
+    # a name already taken is the plugin's mistake, never a silent take-over.
     if pm is not None:
-        for found in pm.hook.qflow_commands(subparsers=sub, common=common):
-            handlers.update(found or {})
+        for impl in pm.hook.qflow_commands.get_hookimpls():  # the built-ins first: they keep their names
+            handlers.update(_plugin_commands(impl, sub, common, handlers))
     parser.commands = tuple(handlers)
     return parser, handlers
+
+
+def _plugin_commands(impl: Any, sub: Any, common: argparse.ArgumentParser,
+                     taken: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The commands one ``qflow_commands`` implementation adds; one whose name is
+    taken (by qflow or an earlier plugin) is a :class:`PluginError` naming both."""
+    plugin = impl.plugin_name
+    kwargs = {"subparsers": sub, "common": common}
+    try:
+        found = impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames}) or {}
+    except argparse.ArgumentError as exc:
+        raise PluginError(f"plugin {plugin} adds a command qflow already has ({exc}); rename its command") from None
+    clash = sorted(set(found) & set(taken))
+    if clash:
+        raise PluginError(f"plugin {plugin} adds the command {', '.join(map(repr, clash))}, which qflow already "
+                          "has; rename its command")
+    return found  # type: ignore[no-any-return]
 
 
 def _plugin_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:

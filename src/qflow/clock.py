@@ -54,3 +54,18 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now.isoformat()})"
+
+
+def given_time(when: object, name: str = "now") -> datetime:
+    """*when* as given to an engine command, checked: an aware datetime. A naive one
+    (or anything else) is refused here, naming the argument, rather than failing
+    later in a comparison with the aware times qflow keeps."""
+    from qflow.errors import InputError
+
+    if not isinstance(when, datetime):
+        raise InputError(f"{name} must be a datetime with a time zone, got {type(when).__name__} {when!r}")
+    if when.utcoffset() is None:
+        raise InputError(f"{name} {when.isoformat()} has no time zone; give an aware datetime, e.g. "
+                         f"{name}=datetime({when.year}, {when.month}, {when.day}, {when.hour}, {when.minute}, "
+                         "tzinfo=ZoneInfo('Asia/Shanghai')), or leave it out for the engine's clock")
+    return when

@@ -23,8 +23,8 @@ from qflow import events as ev
 from qflow._convert import ShapeError, lone_surrogate, make_converter, structure_errors
 from qflow._manager import make_plugin_manager
 from qflow._view import incident_view
-from qflow.clock import Clock, SystemClock
-from qflow.diagnostics import json_path
+from qflow.clock import Clock, SystemClock, given_time
+from qflow.diagnostics import did_you_mean, json_path
 from qflow._frozen import FrozenDict
 from qflow.errors import ConcurrencyError, IncidentNotFoundError, InputError, PluginError, QflowError
 from qflow.model import (
@@ -48,6 +48,18 @@ from qflow._tick import Scheduling
 from qflow._intake import Intake, report_differences, within_calendar
 from qflow._versions import Versions
 from qflow._contact import ContactCommands
+from qflow._results import (
+    A_CLASSIFICATION,
+    A_SENTENCE,
+    AN_ASSIGNMENT,
+    DEADLINES,
+    EFFECTS,
+    MESSAGES,
+    ROWS,
+    TIMERS,
+    TRACE_STEPS,
+    Expect,
+)
 from qflow._survey import SurveyCommands
 
 __all__ = ["Engine", "open_store", "parse_incident"]
@@ -68,6 +80,8 @@ _SCHEDULE_ARGS = _PROJECT_ARGS = ("state", "events", "ruleset", "now")
 _PLAN_DELIVERY_ARGS = ("notification", "state", "ruleset", "now")
 _DUE_ARGS = ("state", "events", "timers", "ruleset", "now", "store", "plugins")
 _HOLD_ARGS = ("notifications", "state", "events", "ruleset", "now", "store")
+_EXPLAIN_ARGS = ("incident", "view", "classification", "assignment", "ruleset", "now")
+_GUARD_ARGS = ("state", "target", "ruleset", "now")
 
 
 def _picker(idx: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -122,24 +136,27 @@ class _Hooks:
         return plan
 
     def classify(self, incident: Incident, view: dict[str, Any], ruleset: Ruleset, now: datetime) -> list[Classification]:
-        return self._collect("qflow_classify", _CLASSIFY_ARGS, (incident, view, ruleset, now))
+        return self._collect("qflow_classify", _CLASSIFY_ARGS, (incident, view, ruleset, now), A_CLASSIFICATION)
 
     def route(self, incident: Incident, view: dict[str, Any], classification: Classification,
               ruleset: Ruleset, now: datetime) -> Assignment | None:
-        return self._first("qflow_route", _ROUTE_ARGS, (incident, view, classification, ruleset, now))
+        return self._first("qflow_route", _ROUTE_ARGS, (incident, view, classification, ruleset, now),
+                           AN_ASSIGNMENT)
 
     def deadline(self, incident: Incident, classification: Classification, assignment: Assignment,
                  ruleset: Ruleset, now: datetime) -> Sequence[Any] | None:
-        return self._first("qflow_deadline", _DEADLINE_ARGS, (incident, classification, assignment, ruleset, now))
+        return self._first("qflow_deadline", _DEADLINE_ARGS, (incident, classification, assignment, ruleset, now),
+                           DEADLINES)
 
     def explain(self, incident: Incident, view: dict[str, Any], classification: Classification,
                 assignment: Assignment, ruleset: Ruleset, now: datetime) -> tuple[TraceStep, ...]:
-        parts = self._hook.qflow_explain(incident=incident, view=view, classification=classification,
-                                         assignment=assignment, ruleset=ruleset, now=now)
+        parts = self._collect("qflow_explain", _EXPLAIN_ARGS, (incident, view, classification, assignment, ruleset,
+                                                               now), TRACE_STEPS)
         return tuple(step for steps in parts for step in steps)
 
     def guard(self, state: IncidentState, target: Stage, ruleset: Ruleset, now: datetime) -> list[str]:
-        return [r for r in self._hook.qflow_transition_guard(state=state, target=target, ruleset=ruleset, now=now) if r]
+        return [r for r in self._collect("qflow_transition_guard", _GUARD_ARGS, (state, target, ruleset, now),
+                                         A_SENTENCE) if r]
 
     def stage_changed(self, before: IncidentState, after: IncidentState, now: datetime) -> None:
         # Observers run after the change is stored; one failing must not stop the others.
@@ -162,16 +179,22 @@ class _Hooks:
                 failures.append((impl.plugin_name, f"{type(exc).__name__}: {exc}"))
         return failures
 
-    def _first(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    def _first(self, name: str, args: tuple[str, ...], values: tuple[Any, ...],
+               expect: Expect | None = None) -> Any:
         """The first implementation's non-None result, in pluggy's order (a
-        ``firstresult`` hook)."""
+        ``firstresult`` hook). *expect* says what a result must be."""
         plan = self._plan(name, args)
         if plan is None:
-            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+            result = self._through_pluggy(name, args, values)
+            if result is not None and expect is not None and not expect.fits(result):
+                raise self._wrong(name, None, result, expect)
+            return result
         try:
             for fn, pick in plan:
                 result = fn(*pick(values))
                 if result is not None:
+                    if expect is not None and not expect.fits(result):
+                        raise self._wrong(name, fn, result, expect)
                     return result
         except QflowError:
             raise  # says what is wrong already (an input, a decision, a store)
@@ -179,17 +202,24 @@ class _Hooks:
             raise self._failed(name, fn, exc) from exc
         return None
 
-    def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> list[Any]:
+    def _collect(self, name: str, args: tuple[str, ...], values: tuple[Any, ...],
+                 expect: Expect | None = None) -> list[Any]:
         """Every implementation's non-None result, in pluggy's order (a hook that is
-        not ``firstresult``)."""
+        not ``firstresult``). *expect* says what each result must be."""
         plan = self._plan(name, args)
         if plan is None:
-            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+            results = self._through_pluggy(name, args, values)
+            for result in results:
+                if result is not None and expect is not None and not expect.fits(result):
+                    raise self._wrong(name, None, result, expect)
+            return results  # type: ignore[no-any-return]
         out = []
         try:
             for fn, pick in plan:
                 result = fn(*pick(values))
                 if result is not None:
+                    if expect is not None and not expect.fits(result):
+                        raise self._wrong(name, fn, result, expect)
                     out.append(result)
         except QflowError:
             raise
@@ -197,29 +227,60 @@ class _Hooks:
             raise self._failed(name, fn, exc) from exc
         return out
 
+    def _through_pluggy(self, name: str, args: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+        """The hook called by pluggy (it has wrappers); a plugin's failure named as on the plan's path."""
+        try:
+            return getattr(self._hook, name)(**dict(zip(args, values, strict=True)))
+        except QflowError:
+            raise
+        except Exception as exc:
+            raise self._failed(name, None, exc) from exc
+
+    def _plugin_of(self, name: str, fn: Any, exc: BaseException | None = None) -> str:
+        """The plugin an implementation of hook *name* belongs to: the one that is *fn*,
+        else the innermost one in *exc*'s traceback."""
+        impls = getattr(self._hook, name).get_hookimpls()
+        if fn is not None:
+            return next((i.plugin_name for i in impls if i.function is fn), "?")
+        codes = {i.function.__code__: i.plugin_name for i in impls if hasattr(i.function, "__code__")}
+        found, tb = "?", exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            found = codes.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return found
+
     def _failed(self, name: str, fn: Any, exc: Exception) -> PluginError:
         """A plugin's own failure, named: which plugin, in which hook, what it raised."""
-        plugin = next((i.plugin_name for i in getattr(self._hook, name).get_hookimpls() if i.function is fn), "?")
-        return PluginError(f"plugin {plugin} failed in {name}: {type(exc).__name__}: {exc}")
+        return PluginError(f"plugin {self._plugin_of(name, fn, exc)} failed in {name}: {type(exc).__name__}: {exc}")
+
+    def _wrong(self, name: str, fn: Any, result: Any, expect: Expect) -> PluginError:
+        """A plugin's result that is not what the hook returns, named like a failure."""
+        plugin = self._plugin_of(name, fn) if fn is not None else "?"
+        who = f"plugin {plugin}" if plugin != "?" else "a plugin"
+        shown = repr(result)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return PluginError(f"{who} returned {type(result).__name__} {shown} from {name}; return {expect.what}")
 
     def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
-        found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now))
+        found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now), TIMERS)
         return [t for timers in found for t in timers]
 
     def plan_delivery(self, notification: Notification, state: IncidentState, ruleset: Ruleset,
                       now: datetime) -> list[OutboxMessage]:
-        found = self._collect("qflow_plan_delivery", _PLAN_DELIVERY_ARGS, (notification, state, ruleset, now))
+        found = self._collect("qflow_plan_delivery", _PLAN_DELIVERY_ARGS, (notification, state, ruleset, now),
+                              MESSAGES)
         return [m for messages in found for m in messages]
 
     def due(self, state: IncidentState, events: Sequence[Event], timers: Sequence[Timer], ruleset: Ruleset,
             now: datetime) -> list[Sequence[Effect]]:
         return self._collect("qflow_due", _DUE_ARGS,
-                             (state, tuple(events), tuple(timers), ruleset, now, self.store, self.pm))
+                             (state, tuple(events), tuple(timers), ruleset, now, self.store, self.pm), EFFECTS)
 
     def hold_notifications(self, notifications: Sequence[Notification], state: IncidentState,
                            events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Effect]:
         found = self._collect("qflow_hold_notifications", _HOLD_ARGS,
-                              (tuple(notifications), state, tuple(events), ruleset, now, self.store))
+                              (tuple(notifications), state, tuple(events), ruleset, now, self.store), EFFECTS)
         return [e for effects in found for e in effects]
 
     def projections(self) -> list[Projection]:
@@ -228,7 +289,7 @@ class _Hooks:
     def project(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
                 now: datetime) -> FrozenDict:
         rows: dict[str, Any] = {}
-        for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now)):
+        for found in self._collect("qflow_project", _PROJECT_ARGS, (state, tuple(events), ruleset, now), ROWS):
             rows.update(found or {})
         return FrozenDict.adopt(rows)  # what a Write holds: built here, so frozen without a copy
 
@@ -288,6 +349,7 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         store: Store | str | None = None,
         clock: Clock | None = None,
     ) -> None:
+        _check_arguments(ruleset, store, clock)
         self.plugins = plugins or make_plugin_manager()
         self.ruleset = ruleset
         self.clock: Clock = clock or SystemClock()
@@ -319,15 +381,29 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         pm = make_plugin_manager(autoload=autoload, blocked=blocked, plugins=plugins)
         return cls(load_ruleset(path, plugins=pm), plugins=pm, store=store, clock=clock)
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving ``with Engine(...) as engine:`` closes the store (``engine.store.close()``;
+        ``engine.close(id)`` is the loop's command that closes an incident)."""
+        self.store.close()
+
     # -- deciding ----------------------------------------------------------------------
 
-    def decide(self, incident: Incident, now: datetime | None = None) -> Decision:
+    def decide(self, incident: Incident | Mapping[str, Any], now: datetime | None = None) -> Decision:
         """What the ruleset decides for *incident* at *now*; changes nothing.
 
-        The decision's ``trace`` is worked out when first read, from the same inputs.
+        *incident* is an :class:`Incident` or, as for :meth:`report`, plain data
+        (:class:`InputError` lists what does not fit). The decision's ``trace`` is
+        worked out when first read, from the same inputs.
         """
         if now is None:
             now = self.clock.now()
+        elif now.__class__ is not datetime or now.tzinfo is None:
+            now = given_time(now)
+        if incident.__class__ is not Incident and not isinstance(incident, Incident):
+            incident = parse_incident(incident, converter=self._conv)
         ruleset = self.ruleset
         hooks = self._hooks
         view = incident_view(incident)
@@ -592,16 +668,45 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return self.store.events(incident_id)
 
     def query(self, query: IncidentQuery | None = None, **filters: Any) -> list[IncidentState]:
-        return self.store.query(query or IncidentQuery(**filters))
+        """The incidents that *query* (an :class:`~qflow.IncidentQuery`) or *filters*, its
+        fields as keywords, match: ``stages``, ``team``, ``severity``, ``category``,
+        ``owner``, ``place``, ``open_only``, ``reported_from``, ``reported_until``,
+        ``overdue_at``, ``limit``; ``engine.query(open_only=True, team="housekeeping")``.
+        """
+        if query is None:
+            unknown = sorted(set(filters) - _QUERY_FIELDS)
+            if unknown:
+                hint = did_you_mean(unknown[0], _QUERY_FIELDS) or f"use {', '.join(sorted(_QUERY_FIELDS))}"
+                raise TypeError(f"query() has no filter {', '.join(map(repr, unknown))} ({hint})")
+            query = IncidentQuery(**filters)
+        elif filters:
+            raise TypeError("give query() an IncidentQuery or filters as keywords, not both")
+        return self.store.query(query)
 
     def due(self, until: datetime) -> list[Due]:
         """Deadlines of open incidents that fall at or before *until* and still wait for
         what they promise: one met (acknowledged, answered, confirmed in time or late) is
         not listed, as it is not overdue (``qflow ls --overdue``, ``IncidentQuery.overdue_at``)."""
-        return self.store.due(until)
+        return self.store.due(given_time(until, "until"))
 
 
 _NO_ASSIGNMENT = Assignment()
+_QUERY_FIELDS = frozenset(a.name for a in attrs.fields(IncidentQuery))
+
+
+def _check_arguments(ruleset: Any, store: Any, clock: Any) -> None:
+    """Refuse what an :class:`Engine` cannot run on, at once and saying what to give,
+    rather than at its first command with an ``AttributeError``."""
+    if not isinstance(ruleset, Ruleset):
+        hint = ("; to load a file use Engine.from_path(path), or qflow.load_ruleset(path)"
+                if isinstance(ruleset, (str, os.PathLike)) else "; load one with qflow.load_ruleset(path)")
+        raise TypeError(f"Engine needs a loaded qflow.Ruleset, got {type(ruleset).__name__} {ruleset!r}{hint}")
+    if store is not None and not isinstance(store, (str, Store)):
+        raise TypeError(f"store must be a store URL (memory://, sqlite:///PATH, postgresql://...) or a "
+                        f"qflow.Store, got {type(store).__name__} {store!r}")
+    if clock is not None and not isinstance(clock, Clock):
+        raise TypeError(f"clock must have a now() that returns an aware datetime (qflow.SystemClock(), "
+                        f"qflow.FakeClock(start)), got {type(clock).__name__} {clock!r}")
 
 
 def _nothing_to_tell() -> None:

@@ -87,9 +87,10 @@ def qflow_lint(ruleset: Ruleset) -> Sequence[Diagnostic]:
     Called by ``qflow lint`` after the kernel's own checks (names defined and never
     used, conditions that always or never hold, regexes that match the empty text).
     A plugin reports what only it can know about its sections, e.g. a rule that an
-    earlier rule always shadows. Use codes in the plugin's range with
-    ``severity="warning"``; positions come from what the section's ``compile`` kept
-    (``ctx.mark(path)``, ``Condition.where``).
+    earlier rule always shadows. Use ``severity="warning"`` and codes under a prefix of
+    the plugin's own (``NS101``; the ``QF`` codes are qflow's and its built-in
+    plugins', listed in docs/diagnostics.md); positions come from what the section's
+    ``compile`` kept (``ctx.mark(path)``, ``Condition.where``).
 
     :param ruleset: the loaded ruleset; ``ruleset.compiled(name)`` is each section's
         compiled form.

@@ -22,6 +22,7 @@ from cattrs.errors import BaseValidationError
 from qflow._convert import ShapeError, make_converter, structure_errors
 from qflow._frozen import FrozenDict
 from qflow._yaml import Mark, YMap, YSeq, load_yaml
+from qflow.conditions import ConditionFunction
 from qflow.diagnostics import Diagnostic, RulesetError, did_you_mean, json_path, sort_diagnostics
 from qflow.errors import PluginError
 from qflow.ruleset._model import CompileContext, Ruleset, Section
@@ -213,7 +214,7 @@ class _Loader:
     def _sections(self) -> dict[str, tuple[Section, str]]:
         found: dict[str, tuple[Section, str]] = {}
         for impl in self.pm.hook.qflow_ruleset_sections.get_hookimpls():
-            for section in impl.function() or ():
+            for section in hook_items(impl, "qflow_ruleset_sections", Section, "qflow.Section"):
                 if section.name in found or section.name in _CORE_KEYS:
                     other = found[section.name][1] if section.name in found else "qflow"
                     raise PluginError(
@@ -226,7 +227,8 @@ class _Loader:
         found: dict[str, Any] = {}
         owner: dict[str, str] = {}
         for impl in self.pm.hook.qflow_condition_functions.get_hookimpls():
-            for fn in impl.function() or ():
+            for fn in hook_items(impl, "qflow_condition_functions", ConditionFunction,
+                                "qflow.conditions.ConditionFunction"):
                 if fn.name in found:
                     raise PluginError(
                         f"plugins '{owner[fn.name]}' and '{impl.plugin_name}' both define the "
@@ -385,6 +387,23 @@ class _Loader:
 
 
 _FAILED = object()
+
+
+def hook_items(impl: Any, hook: str, kind: type, what: str) -> Sequence[Any]:
+    """What a load-time hook implementation (sections, condition functions) returns,
+    checked: a list of *kind*. Its failure or anything else is a :class:`PluginError`
+    naming the plugin and the hook."""
+    try:
+        found = impl.function()
+    except Exception as exc:
+        raise PluginError(f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}") from exc
+    if found is None:
+        return ()
+    if not isinstance(found, (list, tuple)) or not all(isinstance(x, kind) for x in found):
+        shown = repr(found) if len(repr(found)) <= 60 else repr(found)[:57] + "..."
+        raise PluginError(f"plugin {impl.plugin_name} returned {type(found).__name__} {shown} from {hook}; "
+                          f"return a list of {what} (empty for none)")
+    return found
 
 
 def _is_attrs(typ: Any) -> bool:
