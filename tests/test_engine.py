@@ -616,3 +616,10 @@ def test_a_report_with_text_where_a_list_belongs_is_refused_not_split_into_chara
         engine.report({"description": "x", "tags": "vip"})
     assert str(info.value) == "expected a list, got 'vip' (write [vip] for a list of one) @ $.tags"
     assert engine.report({"description": "x", "tags": ["vip"]}).incident.tags == ("vip",)
+
+
+def test_an_engine_given_no_clock_keeps_the_real_time_in_the_rulesets_zone(base_ruleset, pm):
+    # What it records then reads in the zone of everything else the ruleset shows (the
+    # worker's clock is the same); the repr names the zone, so no wall clock is read here.
+    engine = qflow.Engine(base_ruleset, plugins=pm)
+    assert repr(engine.clock) == "SystemClock(Asia/Shanghai)"

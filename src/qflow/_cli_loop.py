@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from qflow._convert import ShapeError, parse_duration, parse_time
 from qflow.cli import PROG, UsageError, _load, _parse_now, _plugins
-from qflow.clock import FakeClock, SystemClock
+from qflow.clock import FakeClock
 from qflow.engine import Engine, open_store
 from qflow._cli_store import durable
 from qflow.errors import QflowError
@@ -155,7 +155,7 @@ def _handler(name: str) -> Any:
             store = open_store(url, pm, create=False)  # every one works on what a store holds
         except StoreError as exc:
             raise UsageError(str(exc), f"check --store (now {url})") from None
-        clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
+        clock = FakeClock(_parse_now(args.now)) if args.now else None  # the engine's: the ruleset's zone
         engine = Engine(ruleset, plugins=pm, store=store, clock=clock)
         try:
             return _COMMANDS[name](engine, args, out)

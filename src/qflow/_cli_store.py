@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import threading
+from zoneinfo import ZoneInfo
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -181,7 +182,7 @@ def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     durable(url, "import")
     pm = _plugins(args)
     ruleset = _load(args.ruleset, pm)
-    clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock()
+    clock = FakeClock(_parse_now(args.now)) if args.now else SystemClock(ZoneInfo(ruleset.timezone))
     shown = "<stdin>" if args.file == "-" else args.file
     rejected: list[tuple[int, str]] = []
     counts = {NEW: 0, ATTACHED: 0, RETRY: 0}
@@ -335,8 +336,6 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise UsageError("argument --limit must be at least 1", "leave it out to list every incident")
     tz = None
     if args.ruleset:
-        from zoneinfo import ZoneInfo
-
         tz = ZoneInfo(_load(args.ruleset, _plugins(args)).timezone)
     query = IncidentQuery(
         stages=tuple(Stage(s) for s in args.stage) if args.stage else None, team=args.team, severity=args.severity,
@@ -387,8 +386,6 @@ def _cmd_show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raise UsageError(f"argument --tz: unknown time zone '{args.tz}'",
                              "give an IANA name such as Asia/Shanghai, UTC, or an offset such as +08:00")
     elif args.ruleset:
-        from zoneinfo import ZoneInfo
-
         tz = ZoneInfo(_load(args.ruleset, _plugins(args)).timezone)
     with _opened(args, create=False) as store:
         state = store.get(args.id)

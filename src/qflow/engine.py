@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from zoneinfo import ZoneInfo
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -352,7 +353,9 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         _check_arguments(ruleset, store, clock)
         self.plugins = plugins or make_plugin_manager()
         self.ruleset = ruleset
-        self.clock: Clock = clock or SystemClock()
+        # The real time in the ruleset's zone (as the worker's): what is recorded then
+        # reads in the zone of everything else the ruleset shows.
+        self.clock: Clock = clock or SystemClock(ZoneInfo(ruleset.timezone))
         self.store: Store = open_store(store, self.plugins) if isinstance(store, str) else (store or MemoryStore())
         self._hooks = _Hooks(self.plugins, self.store)
         self.store.declare(self._hooks.projections())
