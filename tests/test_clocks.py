@@ -12,7 +12,7 @@ import pytest
 import qflow
 from qflow import Event, FakeClock, InputError, TransitionError
 from qflow import events as ev
-from qflow_sla import clock_states
+from qflow_sla import ClockState, clock_states
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday
@@ -159,6 +159,85 @@ def test_reopening_resets_resolve_into_a_new_run(ruleset):
     again = states(ruleset, events, T0 + 7 * H)["resolve"]
     assert (again.run, again.started_at, again.elapsed, again.breached_at, again.due) == (
         2, T0 + 6 * H, H, None, T0 + 10 * H)
+
+
+def stage(frm: str, to: str) -> dict:
+    return {"from": frm, "to": to, "reason": "x"}
+
+
+def test_a_rejection_a_reopening_undoes_ends_no_clock(ruleset):
+    # Rejected by mistake 10 minutes in, reopened at 2h: the guest has waited since the
+    # report. acknowledge (15m) and respond (1h) ran out while it stood rejected.
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (10 * M, ev.STAGE_CHANGED, stage("reported", "rejected")),
+                 (2 * H, ev.STAGE_CHANGED, stage("rejected", "reopened")))
+    high = "severity high"
+    assert dict(states(ruleset, events, T0 + 3 * H)) == {
+        "acknowledge": ClockState("acknowledge", "24x7", 15 * M, T0, None, False, 3 * H, T0 + 15 * M, T0 + 15 * M,
+                                  1, high),
+        "respond": ClockState("respond", "24x7", H, T0, None, False, 3 * H, T0 + H, T0 + H, 1, high),
+        # Not reset by that reopening: one run, counted from the report.
+        "resolve": ClockState("resolve", "24x7", 8 * H, T0, None, False, 3 * H, T0 + 8 * H, None, 1, high),
+        "cause": ClockState("cause", "24x7", timedelta(days=1), None, None, False, timedelta(0), None, None, 0, high),
+        "action": ClockState("action", "24x7", timedelta(days=3), None, None, False, timedelta(0), None, None, 0,
+                             high),
+    }
+    respond = states(ruleset, events, T0 + 3 * H)["respond"]
+    assert (respond.moment_at(30 * M), respond.moment_at(H), respond.moment_at(4 * H)) == (
+        T0 + 30 * M, T0 + H, T0 + 4 * H)
+    # Asked while it stood rejected, nothing had undone the rejection yet: stopped there.
+    then = states(ruleset, events, T0 + 90 * M)
+    assert then["respond"] == ClockState("respond", "24x7", H, T0, T0 + 10 * M, False, 10 * M, None, None, 1, high)
+    assert then["resolve"] == ClockState("resolve", "24x7", 8 * H, T0, T0 + 10 * M, False, 10 * M, None, None, 1,
+                                         high)
+
+
+def test_an_undone_rejection_keeps_the_pauses(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (5 * M, ev.STATUS_CHANGED, status("waiting_customer")),
+                 (10 * M, ev.STAGE_CHANGED, stage("reported", "rejected")),
+                 (H, ev.STAGE_CHANGED, stage("rejected", "reopened")),
+                 (2 * H, ev.STATUS_CHANGED, status("working", "waiting_customer")))
+    high = "severity high"
+    waiting = states(ruleset, events, T0 + 90 * M)["resolve"]
+    assert waiting == ClockState("resolve", "24x7", 8 * H, T0, None, True, 5 * M, None, None, 1, high)
+    clocks = states(ruleset, events, T0 + 3 * H)
+    assert clocks["resolve"] == ClockState("resolve", "24x7", 8 * H, T0, None, False, H + 5 * M,
+                                           T0 + 3 * H + 8 * H - (H + 5 * M), None, 1, high)
+    assert clocks["respond"] == ClockState("respond", "24x7", H, T0, None, False, 3 * H, T0 + H, T0 + H, 1, high)
+
+
+def test_a_rejection_that_stands_ends_every_clock_until_a_reopening_undoes_it(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (10 * M, ev.STAGE_CHANGED, stage("reported", "rejected")))
+    high = "severity high"
+    clocks = states(ruleset, events, T0 + 3 * H)
+    assert clocks["respond"] == ClockState("respond", "24x7", H, T0, T0 + 10 * M, False, 10 * M, None, None, 1,
+                                           high)
+    assert clocks["resolve"] == ClockState("resolve", "24x7", 8 * H, T0, T0 + 10 * M, False, 10 * M, None, None,
+                                           1, high)
+    # Undone at 4h, the next morning's shift finds the mistake: every clock runs on from the report.
+    again = events + (Event("INC-1", len(events) + 1, T0 + 4 * H, ev.STAGE_CHANGED,
+                            data=stage("rejected", "reopened")),)
+    clocks = states(ruleset, again, T0 + 5 * H)
+    assert clocks["respond"] == ClockState("respond", "24x7", H, T0, None, False, 5 * H, T0 + H, T0 + H, 1, high)
+    assert clocks["resolve"] == ClockState("resolve", "24x7", 8 * H, T0, None, False, 5 * H, T0 + 8 * H, None, 1,
+                                           high)
+
+
+def test_a_close_then_a_reopening_still_resets_resolve_after_an_undone_rejection(ruleset):
+    events = log((0 * M, ev.DECISION_MADE, decision("high")),
+                 (10 * M, ev.STAGE_CHANGED, stage("reported", "rejected")),
+                 (30 * M, ev.STAGE_CHANGED, stage("rejected", "reopened")),
+                 (40 * M, ev.RESPONDED, {"message": "sorry, it is ours"}),
+                 (5 * H, ev.STAGE_CHANGED, stage("verifying", "closed")),
+                 (6 * H, ev.STAGE_CHANGED, stage("closed", "reopened")))
+    high = "severity high"
+    clocks = states(ruleset, events, T0 + 7 * H)
+    assert clocks["respond"] == ClockState("respond", "24x7", H, T0, T0 + 40 * M, False, 40 * M, None, None, 1,
+                                           high)
+    assert clocks["resolve"] == ClockState("resolve", "24x7", 8 * H, T0 + 6 * H, None, False, H, T0 + 14 * H,
+                                           None, 2, high)
 
 
 def test_stage_clocks_count_the_stay_in_a_stage(ruleset):
@@ -351,7 +430,12 @@ _KINDS = [
     (ev.STAGE_CHANGED, {"from": None, "to": "acting"}), (ev.STAGE_CHANGED, {"from": None, "to": "verifying"}),
     (ev.SEVERITY_CHANGED, {"from": None, "to": "critical"}), (ev.SEVERITY_CHANGED, {"from": None, "to": "normal"}),
     (ev.DECISION_MADE, decision("high")), ("EscalationStepFired", {"step": "warn"}),
+    (ev.STAGE_CHANGED, {"from": None, "to": "rejected"}),
 ]
+_REJECT, _REOPEN = len(_KINDS) - 1, 6
+#: Any kind, a rejection and a reopening more often: a rejection that the next stage
+#: change undoes (or not), read on from a read that stopped in the rejected stretch.
+_CHOICES = list(range(len(_KINDS))) + [_REJECT, _REOPEN] * 3
 
 
 def _fresh(ruleset, events, now):
@@ -380,7 +464,8 @@ def test_a_longer_log_gives_what_reading_it_afresh_gives(ruleset):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    steps = st.lists(st.tuples(st.integers(0, 13), st.integers(-90, 600), st.booleans()), min_size=1, max_size=8)
+    steps = st.lists(st.tuples(st.sampled_from(_CHOICES), st.integers(-90, 600), st.booleans()),
+                     min_size=1, max_size=8)
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(["high", "normal", "critical"]), steps, st.integers(1, 8), st.integers(0, 3000),
@@ -404,8 +489,35 @@ def test_a_longer_log_gives_what_reading_it_afresh_gives(ruleset):
         long = dict(clock_states(qflow.events.fold(events), events, ruleset, long_now))
         _same(long, _fresh(ruleset, events, long_now))
         _same(dict(short), _fresh(ruleset, head, now))
+        # Once more after every event: it goes on from the read kept last (the short one
+        # when the long one had events after its now), which no read since may have changed.
+        end = max(long_now, max(e.at for e in events)) + M
+        _same(dict(clock_states(qflow.events.fold(events), events, ruleset, end)), _fresh(ruleset, events, end))
 
     check()
+
+
+def test_a_read_on_from_a_rejected_stretch_leaves_the_kept_read_as_it_was(ruleset):
+    """A read kept while the incident stood rejected goes on with the reopening; a read
+    that stops short of the log's end (an answer after its now) is not kept, and the
+    next read goes on from the kept one again, as if that read never happened."""
+    head = log((0 * M, ev.DECISION_MADE, decision("high")),
+               (10 * M, ev.STAGE_CHANGED, stage("reported", "rejected")))
+    rejected = states(ruleset, head, T0 + 20 * M)
+    assert rejected["respond"].stopped_at == T0 + 10 * M
+    events = head
+    for offset, kind, data in ((30 * M, ev.STATUS_CHANGED, status("waiting_customer")),
+                               (60 * M, ev.STAGE_CHANGED, stage("rejected", "reopened")),
+                               (90 * M, ev.STATUS_CHANGED, status("working", "waiting_customer")),
+                               (200 * M, ev.RESPONDED, {"message": "sorry, it is ours"})):
+        events += (Event("INC-1", len(events) + 1, T0 + offset, kind, data=data),)
+    short = dict(states(ruleset, events, T0 + 100 * M))
+    _same(short, _fresh(ruleset, events, T0 + 100 * M))
+    assert (short["respond"].elapsed, short["resolve"].elapsed) == (100 * M, 40 * M)
+    later = dict(states(ruleset, events, T0 + 300 * M))
+    _same(later, _fresh(ruleset, events, T0 + 300 * M))
+    assert (later["respond"].stopped_at, later["respond"].elapsed, later["resolve"].elapsed) == (
+        T0 + 200 * M, 200 * M, 240 * M)
 
 
 def test_what_escalation_records_at_now_changes_no_clock_and_the_log_reads_on(ruleset):
@@ -414,7 +526,7 @@ def test_what_escalation_records_at_now_changes_no_clock_and_the_log_reads_on(ru
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    steps = st.lists(st.tuples(st.integers(0, 13), st.integers(0, 600)), min_size=0, max_size=6)
+    steps = st.lists(st.tuples(st.sampled_from(_CHOICES), st.integers(0, 600)), min_size=0, max_size=6)
 
     @settings(max_examples=200, deadline=None)
     @given(st.sampled_from(["high", "normal", "critical"]), steps, st.integers(0, 600), st.integers(1, 3), steps)

@@ -292,6 +292,74 @@ def test_closed_incidents_have_no_escalation_timers():
     assert eng.store.timers(iid) == []
 
 
+def test_a_rejection_undone_by_a_reopening_escalates_from_the_report():
+    # Rejected by mistake at 10:10, reopened at 11:00: the guest has waited since 10:00
+    # for an answer (normal: respond 4h), so the ladder goes on as if never rejected.
+    eng, clock, rec = engine()
+    iid = report(eng)
+    deadlines = eng.get(iid).decision.deadlines
+    clock.advance(10 * M)
+    eng.reject(iid, "not ours", actor="王芳")
+    assert eng.store.timers(iid) == []
+    clock.advance(50 * M)
+    eng.reopen(iid, "ours after all", actor="王芳")
+    assert [(t.key, t.at) for t in eng.store.timers(iid)] == [
+        ("esc:respond:default/warn", T0 + 2 * H), ("esc:respond:breach", T0 + 4 * H),
+        ("esc:respond:default/breach", T0 + 4 * H), ("esc:respond:default/late", T0 + 5 * H),
+        ("esc:resolve:breach", T0 + timedelta(days=3))]
+    clock.advance(H)  # 12:00: half the respond time since the report
+    eng.tick()
+    clock.advance(2 * H + M)  # 14:01: past the respond target
+    eng.tick()
+    eng.tick()  # nothing left at the same moment
+    assert fired(eng, iid) == [
+        ("EscalationStepFired", "warn", "occurrence 0, skipped 0", ""),
+        ("DeadlineBreached", "respond", "2026-11-20T14:00:00+08:00"),
+        ("EscalationStepFired", "breach", "occurrence 0, skipped 0", ""),
+    ]
+    assert rec.topics() == [
+        (iid, "incident.reported", ("front-office",)),
+        (iid, "escalation.warning", ("assignee",)),
+        (iid, "escalation.breach", ("team.lead",)),
+    ]
+    # What show and get say agrees: the report's deadlines, one run of each clock from the report.
+    state = eng.get(iid)
+    assert state.decision.deadlines == deadlines
+    clocks = clock_states(state, eng.events(iid), eng.ruleset, clock.now())
+    assert {name: (c.started_at, c.due, c.run) for name, c in clocks.items()} == {
+        "respond": (T0, T0 + 4 * H, 1), "resolve": (T0, T0 + timedelta(days=3), 1)}
+    assert [(d.clock, d.start, d.due) for d in deadlines] == [
+        ("respond", T0, T0 + 4 * H), ("resolve", T0, T0 + timedelta(days=3))]
+    # ls --overdue and Engine.due list it too, from the same deadline.
+    assert [(d.incident_id, d.clock, d.at) for d in eng.due(clock.now())] == [(iid, "respond", T0 + 4 * H)]
+    assert [s.id for s in eng.query(overdue_at=clock.now())] == [iid]
+
+
+def test_a_breach_while_wrongly_rejected_is_a_breach_once_reopened():
+    # Rejected at 10:10, reopened only at 15:00: respond ran out at 14:00, while it stood rejected.
+    eng, clock, rec = engine()
+    iid = report(eng)
+    clock.advance(10 * M)
+    eng.reject(iid, "not ours", actor="王芳")
+    clock.advance(4 * H + 50 * M)
+    assert eng.tick().effects == 0  # a rejection that stands escalates nothing
+    eng.reopen(iid, "ours after all", actor="王芳")
+    assert [(t.key, t.at) for t in eng.store.timers(iid)] == [
+        ("esc:respond:breach", T0 + 5 * H), ("esc:respond:default/breach", T0 + 5 * H),
+        ("esc:respond:default/late", T0 + 5 * H), ("esc:respond:default/warn", T0 + 5 * H),
+        ("esc:resolve:breach", T0 + timedelta(days=3))]
+    eng.tick()
+    eng.tick()
+    assert fired(eng, iid) == [
+        ("DeadlineBreached", "respond", "2026-11-20T14:00:00+08:00"),
+        ("EscalationStepFired", "warn", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "breach", "occurrence 0, skipped 0", ""),
+        ("EscalationStepFired", "late", "occurrence 0, skipped 0", ""),
+    ]
+    assert [n.topic for n in rec.notes] == ["incident.reported", "escalation.warning", "escalation.breach",
+                                            "escalation.breach"]
+
+
 def test_without_an_escalation_section_nothing_is_scheduled():
     eng, clock, rec = engine("")
     iid = report(eng)

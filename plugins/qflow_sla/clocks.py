@@ -11,6 +11,12 @@ whenever they are read: a changed severity keeps the original start and the paus
 history and only changes the target from the moment it changed; a clock that reached
 its target stays breached for the rest of that run.
 
+A rejection that a reopening undoes (the next stage change after it) was a mistake, not
+an end: from that reopening on, every clock reads as if neither had happened. It ran
+through the rejected stretch from its own start (a breach that fell in it is a breach),
+its pauses and history kept, and resolve is not reset by that reopening. A rejection
+that stands ends the clocks, and so does one not undone yet at ``now``.
+
 Within one command the same log is asked about again, longer by what the command
 records (a tick's escalation reads the log, then the log with the steps it fired):
 the read of the shorter log is kept and read on from, which gives what reading the
@@ -26,7 +32,7 @@ from types import MappingProxyType
 
 import attrs
 
-from qflow import Event, IncidentState, Ruleset
+from qflow import Event, IncidentState, Ruleset, Stage
 from qflow import events as ev
 from qflow_sla._calendar import BusinessCalendar
 from qflow_sla._policy import DEFAULT_CLOCKS, ClockRule, Policies, Target
@@ -339,15 +345,16 @@ class _Read:
     """
 
     __slots__ = ("events", "ctx", "initial", "last", "runs", "severity", "priority", "status", "now", "answer",
-                 "reported")
+                 "reported", "undone")
 
     def __init__(self, events: tuple[Event, ...], ctx: _Context, initial: tuple[str | None, str | None],
                  last: tuple[datetime, int] | None, runs: list[_Run], severity: str | None, priority: str | None,
                  status: str | None, now: datetime, answer: Mapping[str, ClockState],
-                 reported: datetime | None) -> None:
+                 reported: datetime | None, undone: list[_Run] | None) -> None:
         self.events, self.ctx, self.initial, self.last, self.runs = events, ctx, initial, last, runs
         self.severity, self.priority, self.status, self.now, self.answer = severity, priority, status, now, answer
         self.reported = reported  # see _reported: the events read on from count as these did
+        self.undone = undone  # see _clock_states: the clocks as if the standing rejection never happened
 
 
 #: The last log read per (ruleset, incident), to go on from (see :class:`_Read`).
@@ -408,6 +415,7 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
             # log reads these events on from there as it would from a read of them.
             return read.answer
         runs = [run.copy() for run in read.runs]
+        undone = [run.copy() for run in read.undone] if read.undone is not None else None
         severity, priority, status = read.severity, read.priority, read.status
         last = read.last
         reported = read.reported
@@ -420,30 +428,55 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         last = None
         rest = events
         reported = None
+        undone = None
     pending = [e for e in rest if e.at <= now]
     complete = len(pending) == len(rest)
     if reported is None:
         reported = _reported(state, pending)
     if len(pending) > 1:
         pending.sort(key=_ORDER if reported is None else lambda e: (_moment(e, reported), e.seq))
+    # A rejection that a reopening follows was a mistake, not an end. While one stands,
+    # `undone` reads the log on as if it had never happened; the next stage change says
+    # which reading is right: a reopening, `undone` (and that reopening never happened
+    # either), any other, `runs`. Read before then, the rejection stands.
     for e in pending:
         at = e.at if reported is None else _moment(e, reported)
         for run in runs:
             run.advance(at)
+        if undone is not None:
+            for run in undone:
+                run.advance(at)
         t = e.type
         if t == ev.DECISION_MADE or t == ev.SEVERITY_CHANGED:
             if t == ev.DECISION_MADE:
                 severity, priority = e.data.get("severity"), e.data.get("priority")
             else:
                 severity = e.data.get("to")
-            for run, (target, cal) in zip(runs, ctx.plan(severity, priority), strict=True):
+            plan = ctx.plan(severity, priority)
+            for run, (target, cal) in zip(runs, plan, strict=True):
                 run.retarget(at, target, cal)
+            if undone is not None:
+                for run, (target, cal) in zip(undone, plan, strict=True):
+                    run.retarget(at, target, cal)
         elif t == ev.STATUS_CHANGED:
             status = e.data.get("to")
+        elif t == ev.STAGE_CHANGED:
+            to = e.data.get("to")
+            if undone is not None:
+                if to == _REOPENED:
+                    runs, undone = undone, None
+                    continue  # that reopening never happened either
+                undone = None  # any other stage change: the rejection stood
+            if to == _REJECTED:
+                undone = [run.copy() for run in runs]  # the clocks without it: copied before it counts
+                _apply(runs, ctx.matches(e), at, status)
+                continue
         hits = ctx.matches(e)
         if hits is not None:
             for run, hit in zip(runs, hits, strict=True):
                 run.apply(at, status, hit)
+            if undone is not None:
+                _apply(undone, hits, at, status)
     if pending:
         # The latest event read by its own time (what a later read and now compare with):
         # counted at the report's time, it need not be the last one read.
@@ -463,9 +496,16 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         # The answer is handed to every caller that asks again: read-only, never copied.
         answer = MappingProxyType(out)
         _keep(key, _Read(events, ctx, initial, last, runs, severity, priority, status, now,  # type: ignore[arg-type]
-                         answer, reported))
+                         answer, reported, undone))
         return answer
     return out
+
+
+def _apply(runs: list[_Run], hits: tuple[tuple[bool, bool, bool, bool, bool], ...] | None, at: datetime,
+           status: str | None) -> None:
+    if hits is not None:
+        for run, hit in zip(runs, hits, strict=True):
+            run.apply(at, status, hit)
 
 
 def _reported(state: IncidentState, events: Sequence[Event]) -> datetime | None:
@@ -494,6 +534,7 @@ def _moment(e: Event, reported: datetime) -> datetime:
 
 
 _TYPE = attrgetter("type")
+_REJECTED, _REOPENED = Stage.REJECTED.value, Stage.REOPENED.value
 #: The order things happened in: (at, seq), picked in C (a log is sorted on every read).
 _ORDER = attrgetter("at", "seq")
 

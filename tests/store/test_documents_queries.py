@@ -132,6 +132,19 @@ def test_deadlines_met_are_not_due_as_they_are_not_overdue(site):
     assert [d.incident_id for d in site.due(at)] == ["INC-10", "INC-9", "INC-1", "INC-10", "INC-9"]
 
 
+def test_a_rejection_undone_by_a_reopening_is_due_and_overdue_again_from_its_deadlines(site):
+    # INC-2 (respond 4h from +1h) was rejected at +2h; reopened at +3h, the guest still waits
+    # for the answer promised at +5h, as the SLA clocks read it (docs/sla.md).
+    more, reopened = to_stage(site.get("INC-2"), Stage.REOPENED, at=T0 + 3 * H)
+    site.append(more, reopened)
+    assert [(d.incident_id, d.clock, d.at) for d in site.due(T0 + 5 * H)] == [
+        ("INC-1", "respond", T0 + H), ("INC-3", "respond", T0 + 2 * H + timedelta(minutes=15)),
+        ("INC-10", "respond", T0 + 4 * H), ("INC-9", "respond", T0 + 4 * H), ("INC-2", "respond", T0 + 5 * H)]
+    assert _ids(site.query(IncidentQuery(overdue_at=T0 + 5 * H + timedelta(minutes=1)))) == [
+        "INC-1", "INC-2", "INC-3", "INC-9", "INC-10"]
+    assert _ids(site.query(IncidentQuery(overdue_at=T0 + 5 * H))) == ["INC-1", "INC-3", "INC-9", "INC-10"]
+
+
 def test_projection_rows_replace_each_other_and_aggregate(store):
     p = Projection("response", (("team", "text"), ("minutes", "real")))
     store.declare([p])
