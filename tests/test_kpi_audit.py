@@ -348,3 +348,16 @@ def test_calendar_time_across_the_start_of_dst_is_real_time_whatever_the_clock_z
     d1, d2 = _row(engine, ids["D1"]), _row(engine, ids["D2"])
     assert (d1["respond_s"], d1["respond_bs"], d1["resolve_s"], d1["resolve_bs"]) == (10800, 10800, 12600, 12600)
     assert (d2["respond_s"], d2["respond_bs"]) == (226800, 3600)  # Fri 17:30-18:00, Mon 09:00-09:30
+
+
+def test_a_count_is_exact_and_never_marked_low_confidence(history):
+    engine, _ = history
+    sl = figures(engine, by="team")
+    backlog = sl.whole()["backlog"]
+    # A9 alone is open: one incident is an exact count, not a small sample (min_n 3)
+    assert (backlog.value, backlog.n, backlog.low_confidence) == (1, 1, False)
+    assert {team: (g["backlog"].value, g["backlog"].low_confidence) for team, g in sl.groups.items()} == {
+        "desk": (1, False), "rooms": (0, False)}
+    # a duration over one acknowledgement is a small sample
+    ack = sl.whole()["time_to_acknowledge"]
+    assert (ack.n, ack.low_confidence) == (1, True)

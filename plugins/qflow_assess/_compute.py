@@ -139,8 +139,7 @@ def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: S
                     values = iter(row[len(group_by):])
                     for kpi, ms in members:
                         named = {name: next(values) for name in ms}
-                        figure = kpi.value(named)
-                        into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+                        into[kpi.name] = _flagged(kpi, kpi.value(named), min_n)
         # The backlog reads only the open rows, so a group with none open is not among its
         # answers: it has a backlog of 0, like the whole would.
         for kpi in kpis:
@@ -151,12 +150,17 @@ def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: S
                 for figures in found.values():
                     if kpi.name not in figures and any(k.projection == kpi.projection for k in kpis
                                                        if k.name in figures):
-                        figure = kpi.value(empty)
-                        figures[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+                        figures[kpi.name] = _flagged(kpi, kpi.value(empty), min_n)
         out = [Slice(period, None, as_of, total, {})] if whole else []
         return out + [Slice(period, by, as_of, total, found) for by, found in zip(dims, groups, strict=True)]
 
     return Plan(jobs, finish)
+
+
+def _flagged(kpi: KPI, figure: Figure, min_n: int) -> Figure:
+    """*figure* flagged low confidence when it is a rate, a duration or a score over
+    fewer than *min_n* data points. A count (the backlog) is exact however small."""
+    return attrs.evolve(figure, low_confidence=kpi.unit != "count" and figure.n < min_n)
 
 
 def compare(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, by: str | None = None,
