@@ -112,3 +112,12 @@ def test_slices_show_the_names_people_know_in_the_rulesets_order(report):
         ("front-office", "Front office"), ("housekeeping", "Housekeeping"), ("engineering", "Engineering")]
     # machines keep the ids
     assert {r["group"] for r in rows(rep) if r["view"] == "by team"} == {"front-office", "housekeeping", "engineering"}
+
+
+def test_durations_read_to_the_minute_beyond_a_day():
+    from qflow_assess._format import duration
+
+    seconds = (None, 0, 45, 3599, 3600, 3900, 86400, 86400 + 300, 86400 + 5 * 3600, 2 * 86400 - 60, 2 * 86400 - 1,
+               9 * 86400 + 3 * 3600 + 7 * 60)
+    assert [duration(s) for s in seconds] == ["—", "0s", "45s", "59m", "1h", "1h05m", "1d", "1d0h05m", "1d5h",
+                                              "1d23h59m", "1d23h59m", "9d3h07m"]

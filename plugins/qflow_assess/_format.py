@@ -46,6 +46,9 @@ def label(key: str, lang: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
+    """*seconds* to the minute (the seconds of a duration over a minute are left off,
+    never rounded up): 45s, 59m, 1h05m, 1d0h05m, 1d23h59m, from the largest unit that
+    is there down to the smallest, with no unit rounded away in between."""
     if seconds is None:
         return "—"
     s = int(round(seconds))
@@ -53,7 +56,7 @@ def duration(seconds: float | None) -> str:
     h, rest = divmod(rest, 3600)
     m = rest // 60
     if d:
-        return f"{d}d{h}h" if h else f"{d}d"
+        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
     if h:
         return f"{h}h{m:02d}m" if m else f"{h}h"
     return f"{m}m" if m else f"{s}s"

@@ -525,9 +525,17 @@ class _Sink:
 
 
 def _duration_text(seconds: float) -> str:
+    """As the report writes durations (qflow_assess._format.duration, which the kernel
+    does not import): 45s, 20m, 1h20m, 1d23h59m."""
     s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m"
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    if d:
+        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
+    if h:
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{m}m" if m else f"{s}s"
 
 
 def _event_text(e: Event, demo: Demo) -> str:
