@@ -120,8 +120,8 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
     status, _, err = report(capsys, desk, "--format", "xlsx", "-o", str(path))
     assert (status, err) == (0, f"wrote {path}\n")
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Figures", "by team", "by category", "by severity", "Problem list", "Scorecards",
-                             "Definitions"]
+    assert wb.sheetnames == ["Report", "Figures", "by team", "by category", "by severity", "Problem list",
+                             "Scorecards", "Definitions"]
     for ws in wb.worksheets:
         assert ws.freeze_panes == "A2", ws.title
         assert ws["A1"].font.bold
@@ -154,6 +154,30 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
                             "nps, action_on_time, verification_effectiveness")
     rate = hk[header.index("Resolution rate")]
     assert (rate.value, rate.font.i) == (0.5, False)
+
+
+def test_a_rolling_window_is_named_by_its_last_day_in_every_format(capsys, desk, tmp_path):
+    rules, url, _ = desk
+    window = ("report", rules, "--store", url, "--period", "30d", "--as-of", AS_OF, "--by", "team")
+    # 3 November 12:00 in London: the window is 5 October to 3 November, both days included
+    _, out, _ = run(capsys, *window)
+    assert out.splitlines()[0] == ("KPI fixture desk — Period 30 days to 2026-11-03 (as of 2026-11-03T12:00+00:00, "
+                                   "time zone Europe/London)")
+    labels = {"period": "30 days to 2026-11-03", "previous": "30 days to 2026-10-04",
+              "last_year": "30 days to 2025-11-03", "by team": "30 days to 2026-11-03"}
+    _, out, _ = run(capsys, *window, "--format", "json")
+    assert {r["view"]: r["period"] for r in json.loads(out)} == labels
+    _, out, _ = run(capsys, *window, "--format", "csv")
+    assert {r["view"]: r["period"] for r in csv.DictReader(io.StringIO(out))} == labels
+    _, out, _ = run(capsys, *window, "--format", "html")
+    assert "<title>KPI fixture desk 30 days to 2026-11-03</title>" in out
+    assert '<div class="meta">Period <b>30 days to 2026-11-03</b> · as of 2026-11-03T12:00+00:00' in out
+    path = tmp_path / "r.xlsx"
+    run(capsys, *window, "--format", "xlsx", "-o", str(path))
+    about = {r[0].value: r[1].value for r in openpyxl.load_workbook(path)["Report"].iter_rows(min_row=2)}
+    assert {k: about[k] for k in ("Period", "previous", "a year ago", "as of")} == {
+        "Period": "30 days to 2026-11-03", "previous": "30 days to 2026-10-04", "a year ago": "30 days to 2025-11-03",
+        "as of": "2026-11-03T12:00+00:00"}
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -516,6 +516,9 @@ def test_rolling_window_ends_at_the_midnight_after_as_of(history):
     engine, _ = history
     p = parse_period("30d", _tz(), AS_OF)
     assert (p.start.astimezone(UTC), p.end.astimezone(UTC)) == (at(10, 4, 23), at(11, 4, 0))
+    # the label names the last day the window holds, not the midnight it ends at
+    assert (p.label, p.previous().label, p.last_year().label) == (
+        "30 days to 2026-11-03", "30 days to 2026-10-04", "30 days to 2025-11-03")
     # 5 Oct 00:00 BST .. 4 Nov 00:00 GMT: I1 and I2 (1 Oct) fall out, the rest of October stays
     assert whole(engine, "30d").whole()["resolution_rate"].denominator == 9
 

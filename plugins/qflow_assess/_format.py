@@ -23,7 +23,7 @@ LABELS: dict[str, dict[str, str]] = {
            "no_data": "no data", "resolved": "resolved", "in progress": "in progress", "pending": "pending",
            "figures": "Figures", "by": "by", "place": "place", "channel": "channel", "cumulative": "cumulative",
            "durations_note": "Durations are business time (working hours, pauses left out) unless marked calendar.",
-           "ruleset": "ruleset"},
+           "ruleset": "ruleset", "report": "Report", "item": "item", "title": "title"},
     "zh": {"kpi": "指标", "value": "数值", "n": "样本", "previous": "上期", "last_year": "去年同期",
            "mean": "平均", "median": "中位数", "p90": "P90", "calendar": "日历时间", "business": "工作时间",
            "low": "样本不足", "whole": "全部", "period": "期间", "as_of": "截至", "timezone": "时区",
@@ -37,7 +37,8 @@ LABELS: dict[str, dict[str, str]] = {
            "numerator": "分子", "denominator": "分母", "membership": "期间归属",
            "no_data": "无数据", "resolved": "已解决", "in progress": "处理中", "pending": "待处理",
            "figures": "指标", "by": "按", "place": "地点", "channel": "渠道", "cumulative": "累计",
-           "durations_note": "时长按工作时间计算（不含暂停），标注日历时间者除外。", "ruleset": "规则集"},
+           "durations_note": "时长按工作时间计算（不含暂停），标注日历时间者除外。", "ruleset": "规则集",
+           "report": "报告", "item": "项目", "title": "标题"},
 }
 
 

@@ -163,6 +163,16 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
             ws.write_number(r, col, fig.value, fmt(num))
 
     c = report.comparison
+    # What the workbook is: the periods its figures are of, and as of when.
+    ws = sheet(L("report"), [L("item"), L("value")])
+    ws.set_column(1, 1, 60)
+    for i, (key, value) in enumerate((
+            (L("title"), report.title), (L("period"), report.period.label), (L("previous"), c.previous.period.label),
+            (L("last_year"), c.last_year.period.label), (L("as_of"), report.as_of.isoformat(timespec="minutes")),
+            (L("timezone"), report.timezone), (L("ruleset"), report.ruleset),
+            (L("low"), f"n < {report.min_n}")), start=1):
+        ws.write_string(i, 0, key)
+        ws.write_string(i, 1, value)
     ws = sheet(L("figures"), [L("kpi"), "unit", L("value"), L("n"), L("numerator"), L("denominator"),
                               L("previous"), L("last_year"), L("low")])
     for i, kpi in enumerate(report.kpis, start=1):
