@@ -275,11 +275,12 @@ def test_rates(history):
 def test_csat_and_nps_leave_the_rejected_report_out(history):
     engine, _ = history
     w = figures(engine).whole()
-    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8/10 = 4;
-    # A6 (rejected) 1 and A11's self-rated 5 are left out
+    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8 of 10 =
+    # 1 + 7 x 4/9 = 4.11 of 5; A6 (rejected) 1 and A11's self-rated 5 are left out
     csat = w["csat"]
     assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
-    assert csat.extra == {"mean_score": 3.75, "responses": 4, "response_rate": 4 / 9}
+    assert csat.extra == {"mean_score": pytest.approx((5 + 2 + 4 + 1 + 7 * 4 / 9) / 4, rel=1e-12), "responses": 4,
+                          "response_rate": 4 / 9}
     # NPS: A3 10 promoter, A4 3 detractor, A5 8 passive -> 100 * (1 - 1) / 3
     nps = w["nps"]
     assert (nps.numerator, nps.denominator, nps.value) == (0, 3, 0)
@@ -361,3 +362,35 @@ def test_a_count_is_exact_and_never_marked_low_confidence(history):
     # a duration over one acknowledgement is a small sample
     ack = sl.whole()["time_to_acknowledge"]
     assert (ack.n, ack.low_confidence) == (1, True)
+
+
+def test_a_later_survey_of_another_kind_keeps_the_earlier_answer():
+    engine, ids = build([
+        (t(11, 2, 10), "S1", _report("room", "1203")),
+        (t(11, 2, 11), "S1", _do(_close)),
+        (t(11, 2, 12), "S1", _survey(score=2)),  # CSAT only ...
+        (t(11, 3, 9), "S1", _survey(nps=9)),  # ... then NPS only: the score 2 still counts
+        (t(11, 2, 10, 5), "S2", _report("room", "1501")),
+        (t(11, 2, 11, 5), "S2", _do(_close)),
+        (t(11, 2, 12, 5), "S2", _survey(score=5, nps=2)),
+        (t(11, 3, 9, 5), "S2", _survey(score=3)),  # a later score replaces the 5; the NPS 2 stays
+        (t(11, 3, 10), "S2", _survey(nps=10, self_rated=True, actor="desk")),  # staff's: left out
+    ])
+    got = {k: {c: _row(engine, ids[k])[c] for c in ("surveyed", "csat", "csat_satisfied", "nps", "promoter",
+                                                       "detractor")} for k in ("S1", "S2")}
+    assert got == {"S1": {"surveyed": 1, "csat": 2.0, "csat_satisfied": 0, "nps": 9, "promoter": 1, "detractor": 0},
+                   "S2": {"surveyed": 1, "csat": 3.0, "csat_satisfied": 0, "nps": 2, "promoter": 0, "detractor": 1}}
+    w = figures(engine).whole()
+    assert (w["csat"].numerator, w["csat"].denominator, w["csat"].extra["mean_score"]) == (0, 2, 2.5)
+    assert (w["nps"].numerator, w["nps"].denominator, w["nps"].value) == (0, 2, 0)
+
+
+def test_a_score_on_another_scale_is_mapped_lowest_to_lowest_and_highest_to_highest():
+    # 1..10 onto 1..5: 1 + (s - 1) * 4 / 9. Satisfied (4 of 5) is 7.75 of 10 and up.
+    scores = [(1, 10), (7, 10), (7.75, 10), (8, 10), (10, 10), (2, 3), (5, 5)]
+    engine, ids = build([step for i, (score, scale) in enumerate(scores) for step in (
+        (t(11, 2, 10, i), f"R{i}", _report("room", str(i))),
+        (t(11, 2, 11, i), f"R{i}", _survey(score=score, scale=scale)))])
+    got = [(_row(engine, ids[f"R{i}"])["csat"], _row(engine, ids[f"R{i}"])["csat_satisfied"])
+           for i in range(len(scores))]
+    assert got == [(1.0, 0), (1 + 6 * 4 / 9, 0), (4.0, 1), (1 + 7 * 4 / 9, 1), (5.0, 1), (3.0, 0), (5.0, 1)]

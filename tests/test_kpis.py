@@ -402,16 +402,19 @@ def test_a_survey_before_the_resolution_is_a_response_and_the_rate_stays_of_reso
     engine, ids = build()
     engine.record_survey(ids["I5"], score=5, channel="sms")  # I5 is not resolved
     csat = whole(engine).whole()["csat"]
-    assert csat.extra == {"mean_score": 4.2, "responses": 5, "response_rate": 4 / 7}
+    # I1 5, I6 3, I9 4, I7 8 of 10 (4.11 of 5) and I5's 5
+    assert csat.extra == {"mean_score": pytest.approx((5 + 3 + 4 + 1 + 7 * 4 / 9 + 5) / 5, rel=1e-12),
+                          "responses": 5, "response_rate": 4 / 7}
 
 
 def test_csat_and_nps_leave_self_rated_surveys_out(history):
     engine, _ = history
     w = whole(engine).whole()
-    # I1 5/5, I6 3/5, I9 4/5, I7 8/10 = 4/5 (rescaled); I2's self-rated 1 is left out
+    # I1 5/5, I6 3/5, I9 4/5, I7 8/10 = 1 + 7 x 4/9 = 4.11/5 (mapped end to end); I2's self-rated 1 is left out
     csat = w["csat"]
     assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
-    assert csat.extra == {"mean_score": 4.0, "responses": 4, "response_rate": 4 / 7}
+    assert csat.extra == {"mean_score": pytest.approx((5 + 3 + 4 + 1 + 7 * 4 / 9) / 4, rel=1e-12), "responses": 4,
+                          "response_rate": 4 / 7}
     # NPS answers: I1 10 (promoter), I9 9 (promoter), I6 6 (detractor) -> 100 * (2 - 1) / 3
     nps = w["nps"]
     assert (nps.numerator, nps.denominator, nps.value) == (1, 3, 100 / 3)

@@ -198,9 +198,9 @@ DEFINITIONS: tuple[KPI, ...] = (
            fingerprints=Measure("count_distinct", "fingerprint", (NOT_REJECTED,))),
         _recurrence, higher_is_better=False),
     KPI("csat", "Customer satisfaction (CSAT)", "客户满意度", "rate",
-        "surveys with a score at or above the satisfied mark", "surveys answered by the customer "
-        "(self-rated surveys and rejected reports excluded); response rate = resolved incidents surveyed / "
-        "resolved incidents", "report",
+        "incidents whose score is at or above the satisfied mark (other scales mapped end to end)",
+        "incidents with a score the customer gave, the latest per incident (self-rated surveys and rejected "
+        "reports excluded); response rate = resolved incidents surveyed / resolved incidents", "report",
         # A rejected report is out of the service figures, its survey too (docs/kpis.md).
         _m(satisfied=Measure("count", None, (NOT_REJECTED, F("csat_satisfied", "==", 1))),
            rated=Measure("count", "csat_satisfied", (NOT_REJECTED,)),
@@ -210,14 +210,15 @@ DEFINITIONS: tuple[KPI, ...] = (
            # the rate is of resolved incidents, so it stays within 0 and 1.
            surveyed_resolved=Measure("count", "resolved_at", (NOT_REJECTED, F("surveyed", "==", 1))),
            resolved=Measure("count", "resolved_at", (NOT_REJECTED,))),
-        _csat),
+        _csat, version=2),
     KPI("nps", "Net promoter score", "净推荐值", "score",
-        "promoters (9-10) minus detractors (0-6), times 100", "surveys with a 0-10 answer, rejected reports excluded",
+        "promoters (9-10) minus detractors (0-6), times 100",
+        "incidents with a 0-10 answer the customer gave, the latest per incident (rejected reports excluded)",
         "report",
         _m(promoters=Measure("count", None, (NOT_REJECTED, F("promoter", "==", 1))),
            detractors=Measure("count", None, (NOT_REJECTED, F("detractor", "==", 1))),
            answered=Measure("count", "nps", (NOT_REJECTED,))),
-        _nps),
+        _nps, version=2),
     KPI("action_on_time", "Action on-time rate", "措施按时完成率", "rate",
         "actions done on or before their due date, of the actions due in the period",
         "actions due in the period that are done, plus those still open past their due date "
