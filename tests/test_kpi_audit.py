@@ -394,3 +394,41 @@ def test_a_score_on_another_scale_is_mapped_lowest_to_lowest_and_highest_to_high
     got = [(_row(engine, ids[f"R{i}"])["csat"], _row(engine, ids[f"R{i}"])["csat_satisfied"])
            for i in range(len(scores))]
     assert got == [(1.0, 0), (1 + 6 * 4 / 9, 0), (4.0, 1), (1 + 7 * 4 / 9, 1), (5.0, 1), (3.0, 0), (5.0, 1)]
+
+
+def test_every_figure_is_as_of_the_report_time(history):
+    # November as it stood on Thursday 5 November at 12:00. Reported by then: A2 A3 A4 A5 A7
+    # (A6 rejected; A8-A12 come later). A7 (11:00) is the only one not closed by then.
+    engine, _ = history
+    w = figures(engine, as_of=t(11, 5, 12)).whole()
+
+    def nd(kpi):
+        return (w[kpi].numerator, w[kpi].denominator)
+
+    assert nd("resolution_rate") == (4, 5) and nd("resolution_within_target") == (4, 5)
+    # A7's answer (16:30) and close (Friday) come later, and its due times (16:00, Monday 11:00) too
+    assert nd("on_time_respond") == (4, 4) and w["on_time_respond"].extra["open_breached"] == 0
+    assert nd("on_time_resolve") == (4, 4) and w["on_time_resolve"].extra["open_breached"] == 0
+    # answered by then: A2 1200 / 119400, A3 3600 / 3600, A4 1800 / 1800, A5 3600 / 3600
+    frt = w["first_response_time"]
+    assert (frt.n, frt.value) == (4, 1800)
+    assert frt.extra == {"mean": 2550, "median": 1800, "p90": 3600,
+                         "mean_calendar": 32100, "median_calendar": 3600, "p90_calendar": 119400}
+    assert (w["time_to_acknowledge"].n, w["time_to_acknowledge"].value) == (1, 1800)  # A3
+    # first closes in November by then: A1 7200 / 126600, A2 3600 / 121800, A3 9000 / 104400,
+    # A4 7200 / 7200, A5 10800 / 10800
+    ttr = w["time_to_resolve"]
+    assert (ttr.n, ttr.value) == (5, 7200)
+    assert ttr.extra == {"mean": 7560, "median": 7200, "p90": 10800,
+                         "mean_calendar": 74160, "median_calendar": 104400, "p90_calendar": 126600}
+    # resolved by then A2 A3 A4 A5: A4 reopened (and closed again on the 3rd), A5 reported twice
+    assert nd("first_contact_resolution") == (2, 4) and nd("reopen_rate") == (1, 4)
+    assert nd("recurrence_rate") == (1, 5)  # A2 and A4 at the lobby
+    # surveys: A3 5, A4 2, A5 4; all three of the four resolved were surveyed
+    csat = w["csat"]
+    assert (csat.numerator, csat.denominator) == (2, 3)
+    assert csat.extra == {"mean_score": 11 / 3, "responses": 3, "response_rate": 3 / 4}
+    assert (w["nps"].numerator, w["nps"].denominator, w["nps"].extra) == (0, 3, {"promoters": 1, "detractors": 1})
+    # open then: A7, an hour old (A9, open now, was reported on the 6th)
+    assert (w["backlog"].value, w["backlog"].extra) == (1, {"age 0-1d": 1, "age 1-3d": 0, "age 3-7d": 0,
+                                                            "age 7-30d": 0, "age >30d": 0})

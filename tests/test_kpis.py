@@ -344,9 +344,40 @@ def test_resolution_rate_counts_what_was_resolved_by_the_as_of_time(history):
     engine, _ = history
     p = parse_period("2026-10", _tz(), AS_OF)
     w = compute(engine.store, DEFINITIONS, p, as_of=at(10, 6, 0), min_n=3).whole()
-    # by 6 Oct 00:00Z only I1 (1 Oct), I2 (5 Oct 14:00) and I3 (5 Oct 18:30, late) were resolved
-    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (3, 11)
+    # by 6 Oct 00:00Z only I1, I2 and I3 were reported, and resolved: I1 (1 Oct), I2 (5 Oct 14:00)
+    # and I3 (5 Oct 18:30, late). The incidents reported later are not yet in the cohort.
+    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (3, 3)
     assert w["resolution_within_target"].numerator == 2
+
+
+def test_on_time_rates_and_actions_as_of_a_past_time(history):
+    engine, _ = history
+    p = parse_period("2026-10", _tz(), AS_OF)
+    w = compute(engine.store, DEFINITIONS, p, as_of=at(10, 26, 14, 30), min_n=3).whole()
+    # Reported by Monday 26 Oct 14:30Z: all of October but I10, I11 (and the rejected I4).
+    # respond: I1 I2 I3 I6 I9 I12 kept, I7 late; I8 (due 14:00Z) was answered at 15:00Z, so it was
+    # still running then, and already late: an open breach as of then, like I5 -> 6 of 9
+    otr = w["on_time_respond"]
+    assert (otr.numerator, otr.denominator, otr.extra) == (6, 9, {"open_breached": 2})
+    # resolve: I1 I2 I6 I7 I9 kept, I3 late; running past due: I5 (12 Oct), I12 (21 Oct) -> 5 of 8
+    otv = w["on_time_resolve"]
+    assert (otv.numerator, otv.denominator, otv.extra) == (5, 8, {"open_breached": 2})
+    # actions due in October: I3 A-1 done late; I12 A-1 open past its due date; I8 A-1 (due on the
+    # 28th, done on the 28th) neither done nor due yet -> 0 of 2
+    act = w["action_on_time"]
+    assert (act.numerator, act.denominator, act.extra) == (0, 2, {"overdue": 1})
+
+
+def test_a_close_after_the_as_of_time_leaves_the_respond_clock_running_then():
+    # 10:00 BST on Monday 5 Oct: 4 office hours run out at 15:00 BST (14:00Z); closed at 16:00 BST
+    # without an answer. As of 14:30Z the clock was still running, and late.
+    engine, _ = build(history=[(at(10, 5, 9), "Q", _report("billing", "desk")),
+                               (at(10, 5, 15), "Q", _do(_quick_close))])
+    p = parse_period("2026-10", _tz(), AS_OF)
+    then = compute(engine.store, DEFINITIONS, p, as_of=at(10, 5, 14, 30)).whole()["on_time_respond"]
+    now = compute(engine.store, DEFINITIONS, p, as_of=AS_OF).whole()["on_time_respond"]
+    assert (then.numerator, then.denominator, then.extra) == (0, 1, {"open_breached": 1})
+    assert (now.numerator, now.denominator, now.extra) == (0, 1, {"open_breached": 0})
 
 
 def test_on_time_rates_keep_open_breaches_in_the_denominator(history):
