@@ -294,7 +294,7 @@ def test_the_terminal_report_prints_the_hand_computed_figures(history):
     from qflow_assess._report import build_report
 
     engine, _ = history
-    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, dimensions=())
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, now=AS_OF, dimensions=())
     out = io.StringIO()
     render_text(rep, out)
     lines = out.getvalue().splitlines()
@@ -432,3 +432,91 @@ def test_every_figure_is_as_of_the_report_time(history):
     # open then: A7, an hour old (A9, open now, was reported on the 6th)
     assert (w["backlog"].value, w["backlog"].extra) == (1, {"age 0-1d": 1, "age 1-3d": 0, "age 3-7d": 0,
                                                             "age 7-30d": 0, "age >30d": 0})
+
+
+def test_a_past_report_says_in_every_format_what_it_counts_as_it_stands(history, tmp_path):
+    import io
+    import json
+
+    import openpyxl
+
+    from qflow_assess._render import render_html, render_text, render_xlsx, rows
+    from qflow_assess._report import build_report
+
+    engine, ids = history
+    # November as of 5 November 12:00, made on 5 December: the figures of
+    # test_every_figure_is_as_of_the_report_time, and what the facts cannot date is said
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=t(11, 5, 12), now=AS_OF, dimensions=("team",))
+    out = io.StringIO()
+    render_text(rep, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "KPI audit desk — Period 2026-11 (as of 2026-11-05T12:00+08:00, time zone Asia/Shanghai)"
+    table = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]] for line in lines if "│" in line}
+    # October as of then: A1, answered in 30 office minutes and resolved on 2 November
+    assert table["First response time"][:4] == ["30m", "4", "30m", "+0s"]
+    assert table["Resolution rate"][:4] == ["80.0%", "5", "100.0%", "-20.0 pt"]
+    assert table["First-contact resolution †"][:2] == ["50.0%", "4"]
+    assert table["Reopen rate †"][:2] == ["25.0%", "4"]
+    assert table["Customer satisfaction (CSAT) †"][:2] == ["66.7%", "3"]
+    assert table["Net promoter score †"][:2] == ["+0", "3"]
+    assert table["Backlog and ageing †"][:2] == ["1", "1"]
+    assert lines[lines.index("* low confidence: n < 3") + 1:lines.index("* low confidence: n < 3") + 3] == [
+        "† counted as the facts stood at 2026-12-05T12:00+08:00, not as of 2026-11-05T12:00+08:00: they keep no "
+        "time of reopenings after a close; further answers, reports and hand-overs; surveys; verifications; "
+        "actions planned, cancelled or rescheduled.",
+        "Rejections, and the team, owner, category and severity an incident is grouped by, are as they stood at "
+        "2026-12-05T12:00+08:00 in every figure."]
+    # the problem list as it stood: A2-A5 closed, A7 reported an hour before
+    assert lines[-1] == "Problem list: resolved 4, open 1"
+    assert (rep.problems[0].incident_id, rep.problems[0].status) == (ids["A7"], "pending")
+    assert sorted((p.incident_id, p.status) for p in rep.problems[1:]) == sorted(
+        (ids[k], "resolved") for k in ("A2", "A3", "A4", "A5"))
+    records = {(r["view"], r["group"], r["kpi"]): r for r in json.loads(json.dumps(list(rows(rep))))}
+    assert {k: records[("period", "", k)]["not_as_of"] for k in ("resolution_rate", "csat", "reopen_rate",
+                                                                 "first_contact_resolution", "action_on_time",
+                                                                 "verification_effectiveness", "backlog")} == {
+        "resolution_rate": "rejections", "csat": "rejections, surveys", "reopen_rate": "rejections, reopenings",
+        "first_contact_resolution": "rejections, reopenings, contacts", "action_on_time": "actions",
+        "verification_effectiveness": "verifications", "backlog": "rejections, reopenings"}
+    assert records[("by team", "desk", "csat")]["not_as_of"] == "rejections, surveys"
+    html = render_html(rep)
+    assert "<tr><td>Customer satisfaction (CSAT) †</td><td>66.7%</td>" in html
+    assert "<figcaption>Causes by 6M branch (Pareto) †</figcaption>" in html
+    assert ('<p class="note">† counted as the facts stood at 2026-12-05T12:00+08:00, not as of '
+            "2026-11-05T12:00+08:00: they keep no time of reopenings after a close; further answers, reports and "
+            "hand-overs; surveys; verifications; actions planned, cancelled or rescheduled; cause analyses.</p>") in html
+    assert "resolved 4 · open 1" in html
+    path = tmp_path / "r.xlsx"
+    render_xlsx(rep, str(path))
+    wb = openpyxl.load_workbook(path)
+    about = [(r[0].value, r[1].value) for r in wb["Report"].iter_rows(min_row=2)]
+    assert about[-2:] == [("not as of", lines[lines.index("* low confidence: n < 3") + 1]),
+                          ("not as of", lines[lines.index("* low confidence: n < 3") + 2])]
+    figures = {r[0].value: r[9].value for r in wb["Figures"].iter_rows(min_row=2)}
+    assert (figures["Resolution rate"], figures["Customer satisfaction (CSAT) †"], figures["Reopen rate †"]) == (
+        None, "surveys", "reopenings after a close")
+    # made when it is as of: nothing to say
+    now = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, now=AS_OF, dimensions=())
+    assert {r["not_as_of"] for r in rows(now)} == {None}
+    assert "†" not in render_html(now)
+
+
+def test_a_reopening_the_facts_cannot_date_counts_as_it_stands():
+    # The facts keep the first close and the last one, not when a reopening came. As of Monday
+    # 2 November 12:00: R1 was closed (reopened on the 3rd), R2 was open again (reopened at 11:00,
+    # closed again on the 3rd), R3 was open (first closed on the 3rd). R1 counts as open and
+    # reopened, R2 as closed and reopened, as they stand: docs/kpis.md, and the report says so.
+    def reopen(e, i):
+        e.reopen(i, "again")
+
+    engine, _ = build([
+        (t(11, 2, 9), "R1", _report("room", "1")), (t(11, 2, 10), "R1", _do(_close)),
+        (t(11, 3, 9), "R1", _do(reopen)),
+        (t(11, 2, 9, 1), "R2", _report("room", "2")), (t(11, 2, 10, 1), "R2", _do(_close)),
+        (t(11, 2, 11), "R2", _do(reopen)), (t(11, 3, 10), "R2", _do(_close)),
+        (t(11, 2, 9, 2), "R3", _report("room", "3")), (t(11, 3, 10, 2), "R3", _do(_close)),
+    ])
+    w = figures(engine, as_of=t(11, 2, 12)).whole()
+    assert (w["backlog"].value, w["backlog"].extra["age 0-1d"]) == (2, 2)  # R1 and R3
+    assert (w["reopen_rate"].numerator, w["reopen_rate"].denominator) == (2, 2)  # R1 and R2 of R1 and R2
+    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (2, 3)  # first closes: exact

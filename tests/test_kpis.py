@@ -620,11 +620,12 @@ def test_a_report_on_sqlite_has_the_figures_of_the_memory_store(history, on_sqli
         monkeypatch.setattr(projection_sql, "SMALL_TABLE", 0)
         monkeypatch.setattr(projection_sql, "SCAN_SHARE", 0.0)
     dims = ("team", "category", "severity", "owner", "channel", "place")
-    for period in ("2026-10", "2026-Q4", "30d"):
-        mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
-        sql = build_report(on_sqlite[0].store, on_sqlite[0].ruleset, period, as_of=AS_OF, dimensions=dims,
+    # as of when the report is made, and as of an earlier time (what was open then, closed since)
+    for period, as_of in (("2026-10", AS_OF), ("2026-Q4", AS_OF), ("30d", AS_OF), ("2026-10", at(10, 20, 12))):
+        mem = build_report(history[0].store, history[0].ruleset, period, as_of=as_of, now=AS_OF, dimensions=dims)
+        sql = build_report(on_sqlite[0].store, on_sqlite[0].ruleset, period, as_of=as_of, now=AS_OF, dimensions=dims,
                            workers=2)
-        assert _report_figures(sql) == _report_figures(mem), period
+        assert _report_figures(sql) == _report_figures(mem), (period, as_of)
 
 
 def test_a_report_on_postgresql_has_the_figures_of_the_memory_store(history, pg_url):
@@ -634,8 +635,8 @@ def test_a_report_on_postgresql_has_the_figures_of_the_memory_store(history, pg_
     try:
         dims = ("team", "category", "severity", "owner")
         for period in ("2026-10", "2026-Q4"):
-            mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
-            pg = build_report(engine.store, engine.ruleset, period, as_of=AS_OF, dimensions=dims, workers=2)
+            mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, now=AS_OF, dimensions=dims)
+            pg = build_report(engine.store, engine.ruleset, period, as_of=AS_OF, now=AS_OF, dimensions=dims, workers=2)
             assert _report_figures(pg) == _report_figures(mem), period
     finally:
         engine.store.close()
@@ -660,6 +661,6 @@ def test_the_progress_callback_hears_every_step_in_order_and_the_end(history):
     seen = []
     for workers in (1, 2):
         seen.clear()
-        build_report(history[0].store, history[0].ruleset, "2026-10", as_of=AS_OF, workers=workers,
+        build_report(history[0].store, history[0].ruleset, "2026-10", as_of=AS_OF, now=AS_OF, workers=workers,
                      progress=lambda what, done, total: seen.append((what, done, total)))
         assert seen == [*((s, i, len(STEPS)) for i, s in enumerate(STEPS)), ("done", len(STEPS), len(STEPS))]

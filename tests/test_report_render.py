@@ -19,7 +19,7 @@ from tests.test_kpis import AS_OF, build
 @pytest.fixture(scope="module")
 def report():
     engine, ids = build()
-    return build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, dimensions=("team",)), ids
+    return build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, now=AS_OF, dimensions=("team",)), ids
 
 
 def test_html_is_self_contained(report):
@@ -79,8 +79,8 @@ def test_csv_columns_and_views(report):
     buf = io.StringIO()
     render_csv(rep, buf)
     records = list(csv.DictReader(io.StringIO(buf.getvalue())))
-    assert list(records[0])[:10] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator",
-                                     "denominator", "low_confidence"]
+    assert list(records[0])[:11] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator",
+                                     "denominator", "low_confidence", "not_as_of"]
     assert len(records) == len(list(rows(rep)))
     views = {(r["view"], r["period"]) for r in records}
     assert views == {("period", "2026-10"), ("previous", "2026-09"), ("last_year", "2025-10"), ("by team", "2026-10")}

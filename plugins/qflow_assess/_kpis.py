@@ -51,6 +51,16 @@ class KPI:
     version: int = 1
     higher_is_better: bool = True
     projection: str = "incident_facts"
+    #: What the figure counts that the facts keep no time of (keys of ``UNDATED``): in a
+    #: report as of an earlier time it counts as it stood when the report was made, and
+    #: every format says so. A site metric names its own.
+    undated: tuple[str, ...] = ()
+
+
+#: What the facts keep no time of, so that a report as of an earlier time counts it as
+#: it stands when the report is made (docs/kpis.md). They date the report, the first
+#: acknowledgement, answer and close, the last close, and an action's due and done times.
+UNDATED = ("rejections", "reopenings", "contacts", "surveys", "verifications", "actions")
 
 
 def F(column: str, op: str, value: Any = None) -> Filter:  # noqa: N802 - reads like the SQL it becomes
@@ -195,18 +205,22 @@ def _backlog_v(v: Values) -> Figure:
 DEFINITIONS: tuple[KPI, ...] = (
     KPI("first_response_time", "First response time", "首次响应时间", "duration",
         "time from report to the first answer to the customer (Responded)", "incidents answered",
-        "report", _resp_m, _resp_v, higher_is_better=False),
+        "report", _resp_m, _resp_v, higher_is_better=False,
+        undated=("rejections",)),
     KPI("time_to_acknowledge", "Time to acknowledge", "受理时间", "duration",
         "time from report to acknowledgement (Acknowledged)", "incidents acknowledged",
-        "report", _ack_m, _ack_v, higher_is_better=False),
+        "report", _ack_m, _ack_v, higher_is_better=False,
+        undated=("rejections",)),
     KPI("time_to_resolve", "Time to resolve", "解决时间", "duration",
         "time from report to the first close (the resolve clock's first run; pauses excluded in business time)", "incidents resolved in the period",
-        "resolved", _res_m, _res_v, higher_is_better=False),
+        "resolved", _res_m, _res_v, higher_is_better=False,
+        undated=("rejections",)),
     KPI("resolution_rate", "Resolution rate", "解决率", "rate",
         "incidents of the cohort resolved by the report date", "incidents reported in the period, rejected excluded",
         "report", lambda as_of: {"resolved": Measure("count", None, (NOT_REJECTED, F("resolved_at", "<=", as_of))),
                                  "cohort": Measure("count", None, (NOT_REJECTED,))},
-        _rate("resolution_rate", "resolved", "cohort")),
+        _rate("resolution_rate", "resolved", "cohort"),
+        undated=("rejections",)),
     KPI("resolution_within_target", "Resolved within target", "按时解决率", "rate",
         "incidents of the cohort resolved within the resolve commitment",
         "incidents reported in the period, rejected excluded",
@@ -214,33 +228,39 @@ DEFINITIONS: tuple[KPI, ...] = (
             "kept": Measure("count", None, (NOT_REJECTED, F("resolve_target_met", "==", 1),
                                             F("resolved_at", "<=", as_of))),
             "cohort": Measure("count", None, (NOT_REJECTED,))},
-        _rate("resolution_within_target", "kept", "cohort")),
+        _rate("resolution_within_target", "kept", "cohort"),
+        undated=("rejections",)),
     KPI("on_time_respond", "On-time rate: respond", "响应及时率", "rate",
         "respond clocks stopped on or before their due time",
         "respond clocks stopped, plus those still running past their due time (open breaches stay in)",
-        "report", _otr_m, _otr_v),
+        "report", _otr_m, _otr_v,
+        undated=("rejections",)),
     KPI("on_time_resolve", "On-time rate: resolve", "解决及时率", "rate",
         "resolve clocks stopped on or before their due time",
         "resolve clocks stopped, plus those still running past their due time (open breaches stay in)",
-        "report", _otv_m, _otv_v),
+        "report", _otv_m, _otv_v,
+        undated=("rejections",)),
     KPI("first_contact_resolution", "First-contact resolution", "首次解决率", "rate",
         "resolved incidents with one report, at most one answer, no reassignment and no reopening",
         "resolved incidents, rejected excluded", "report",
         lambda as_of: {"fcr": Measure("count", None, (F("fcr", "==", 1), F("resolved_at", "<=", as_of))),
                        "resolved": Measure("count", "fcr", (F("resolved_at", "<=", as_of),))},
-        _rate("first_contact_resolution", "fcr", "resolved")),
+        _rate("first_contact_resolution", "fcr", "resolved"),
+        undated=("rejections", "reopenings", "contacts")),
     KPI("reopen_rate", "Reopen rate", "重开率", "rate",
         "resolved incidents reopened at least once", "resolved incidents, rejected excluded", "report",
         lambda as_of: {
             "reopened": Measure("count", None, (NOT_REJECTED, F("reopened", "==", 1), F("resolved_at", "<=", as_of))),
             "resolved": Measure("count", None, (NOT_REJECTED, F("resolved_at", "<=", as_of)))},
-        _rate("reopen_rate", "reopened", "resolved"), higher_is_better=False),
+        _rate("reopen_rate", "reopened", "resolved"), higher_is_better=False,
+        undated=("rejections", "reopenings")),
     KPI("recurrence_rate", "Recurrence rate", "再发率", "rate",
         "incidents whose fingerprint (category and place by default) an earlier incident of the period had",
         "incidents reported in the period, rejected excluded", "report",
         _m(incidents=Measure("count", None, (NOT_REJECTED,)),
            fingerprints=Measure("count_distinct", "fingerprint", (NOT_REJECTED,))),
-        _recurrence, higher_is_better=False),
+        _recurrence, higher_is_better=False,
+        undated=("rejections",)),
     KPI("csat", "Customer satisfaction (CSAT)", "客户满意度", "rate",
         "incidents whose score is at or above the satisfied mark (other scales mapped end to end)",
         "incidents with a score the customer gave, the latest per incident (self-rated surveys and rejected "
@@ -256,7 +276,8 @@ DEFINITIONS: tuple[KPI, ...] = (
             "surveyed_resolved": Measure("count", None, (NOT_REJECTED, F("surveyed", "==", 1),
                                                          F("resolved_at", "<=", as_of))),
             "resolved": Measure("count", None, (NOT_REJECTED, F("resolved_at", "<=", as_of)))},
-        _csat, version=2),
+        _csat, version=2,
+        undated=("rejections", "surveys")),
     KPI("nps", "Net promoter score", "净推荐值", "score",
         "promoters (9-10) minus detractors (0-6), times 100",
         "incidents with a 0-10 answer the customer gave, the latest per incident (rejected reports excluded)",
@@ -264,7 +285,8 @@ DEFINITIONS: tuple[KPI, ...] = (
         _m(promoters=Measure("count", None, (NOT_REJECTED, F("promoter", "==", 1))),
            detractors=Measure("count", None, (NOT_REJECTED, F("detractor", "==", 1))),
            answered=Measure("count", "nps", (NOT_REJECTED,))),
-        _nps, version=2),
+        _nps, version=2,
+        undated=("rejections", "surveys")),
     KPI("action_on_time", "Action on-time rate", "措施按时完成率", "rate",
         "actions done on or before their due date, of the actions due in the period",
         "actions due in the period that are done, plus those still open past their due date "
@@ -276,13 +298,16 @@ DEFINITIONS: tuple[KPI, ...] = (
             "open": Measure("count", None, (F("done_at", "is null"), F("due", "<", as_of))),
             "later": Measure("count", None, (F("done_at", ">", as_of), F("due", "<", as_of))),
         },
-        _action_on_time, projection="action_facts"),
+        _action_on_time, projection="action_facts",
+        undated=("actions",)),
     KPI("verification_effectiveness", "Verification effectiveness", "验证有效率", "rate",
         "incidents whose last verification was effective", "incidents verified", "report",
         _m(effective=Measure("count", None, (F("verified_effective", "==", 1),)),
            verified=Measure("count", None, (F("verified", "==", 1),))),
-        _rate("verification_effectiveness", "effective", "verified")),
+        _rate("verification_effectiveness", "effective", "verified"),
+        undated=("verifications",)),
     KPI("backlog", "Backlog and ageing", "积压与账龄", "count",
-        "incidents open now, by age since report", "—", "open", _backlog_m, _backlog_v,
-        higher_is_better=False),
+        "incidents open at the report's as-of time, by age since report", "—", "open", _backlog_m, _backlog_v,
+        higher_is_better=False,
+        undated=("rejections", "reopenings")),
 )

@@ -449,7 +449,8 @@ class Demo:
         self.say(f"  history: {_plural(count, 'incident')} answered, analysed, acted on, verified and surveyed, "
                  f"in {self.target / 'history.sqlite3'}")
         parser, handlers = _build_parser(self.pm)
-        common = [self.paths[0], "--store", url, "--as-of", as_of.isoformat()]
+        # Made at the end of the history, as of then: nothing happened after it.
+        common = [self.paths[0], "--store", url, "--as-of", as_of.isoformat(), "--now", as_of.isoformat()]
         wrote = []
         if "report" not in handlers:
             self.say("  (no report: the assess plugin is blocked)")
