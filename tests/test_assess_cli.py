@@ -57,7 +57,8 @@ def run(capsys, *argv):
 
 def report(capsys, desk, *more):
     rules, url, _ = desk
-    return run(capsys, "report", rules, "--store", url, "--period", "2026-10", "--as-of", AS_OF, *more)
+    return run(capsys, "report", rules, "--store", url, "--period", "2026-10", "--as-of", AS_OF, "--now", AS_OF,
+               *more)
 
 
 # -- qflow report ----------------------------------------------------------------------
@@ -86,9 +87,9 @@ def test_report_csv_columns(capsys, desk):
     assert status == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     head = out.splitlines()[0].split(",")
-    assert head[:10] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator", "denominator",
-                         "low_confidence"]
-    assert all(h.startswith("extra.") for h in head[10:]) and len(head) == len(set(head))
+    assert head[:11] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator", "denominator",
+                         "low_confidence", "not_as_of"]
+    assert all(h.startswith("extra.") for h in head[11:]) and len(head) == len(set(head))
     row = next(r for r in rows if (r["view"], r["kpi"]) == ("period", "resolution_rate"))
     assert (row["numerator"], row["denominator"], row["value"]) == ("7", "11", str(7 / 11))
     assert {r["group"] for r in rows if r["view"] == "by team"} == {"engineering", "front-office", "housekeeping"}
@@ -106,6 +107,24 @@ def test_report_table(capsys, desk):
     assert "Problem list: resolved 7, in progress 2, pending 2" in lines
 
 
+def test_report_as_of_an_earlier_time_says_what_it_counts_as_it_stands(capsys, desk):
+    rules, url, _ = desk
+    status, out, err = run(capsys, "report", rules, "--store", url, "--period", "2026-10",
+                           "--as-of", "2026-10-20T12:00:00Z", "--now", AS_OF, "--by", "team")
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    # reported by then: I1 I2 I3 I5 I6 I12 I9 (and the rejected I4); closed then: I1, I2 (closed
+    # again on the 6th), I3, I6
+    assert [c.strip() for c in next(ln for ln in lines if ln.startswith("Resolution rate")).split("│")[1:3]] == [
+        "57.1%", "7"]
+    assert next(line for line in lines if line.startswith("Customer satisfaction (CSAT) †"))
+    assert [line for line in lines if line.startswith("†")] == [
+        "† counted as the facts stood at 2026-11-03T12:00+00:00, not as of 2026-10-20T12:00+00:00: they keep no "
+        "time of reopenings after a close; further answers, reports and hand-overs; surveys; verifications; "
+        "actions planned, cancelled or rescheduled."]
+    assert "Problem list: resolved 4, open 3" in lines
+
+
 def test_report_html_to_a_file(capsys, desk, tmp_path):
     path = tmp_path / "r.html"
     status, out, err = report(capsys, desk, "--format", "html", "-o", str(path), "--lang", "zh")
@@ -120,15 +139,15 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
     status, _, err = report(capsys, desk, "--format", "xlsx", "-o", str(path))
     assert (status, err) == (0, f"wrote {path}\n")
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Figures", "by team", "by category", "by severity", "Problem list", "Scorecards",
-                             "Definitions"]
+    assert wb.sheetnames == ["Report", "Figures", "by team", "by category", "by severity", "Problem list",
+                             "Scorecards", "Definitions"]
     for ws in wb.worksheets:
         assert ws.freeze_panes == "A2", ws.title
         assert ws["A1"].font.bold
     figures = wb["Figures"]
     header = [c.value for c in figures[1]]
     assert header == ["KPI", "unit", "value", "n", "numerator", "denominator", "previous", "a year ago",
-                      "low confidence"]
+                      "low confidence", "not as of"]
     by_name = {r[0].value: r for r in figures.iter_rows(min_row=2)}
     rate = by_name["On-time rate: respond"]
     assert (rate[2].value, rate[2].number_format, rate[3].value, rate[4].value, rate[5].value) == (
@@ -156,6 +175,30 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
     assert (rate.value, rate.font.i) == (0.5, False)
 
 
+def test_a_rolling_window_is_named_by_its_last_day_in_every_format(capsys, desk, tmp_path):
+    rules, url, _ = desk
+    window = ("report", rules, "--store", url, "--period", "30d", "--as-of", AS_OF, "--now", AS_OF, "--by", "team")
+    # 3 November 12:00 in London: the window is 5 October to 3 November, both days included
+    _, out, _ = run(capsys, *window)
+    assert out.splitlines()[0] == ("KPI fixture desk — Period 30 days to 2026-11-03 (as of 2026-11-03T12:00+00:00, "
+                                   "time zone Europe/London)")
+    labels = {"period": "30 days to 2026-11-03", "previous": "30 days to 2026-10-04",
+              "last_year": "30 days to 2025-11-03", "by team": "30 days to 2026-11-03"}
+    _, out, _ = run(capsys, *window, "--format", "json")
+    assert {r["view"]: r["period"] for r in json.loads(out)} == labels
+    _, out, _ = run(capsys, *window, "--format", "csv")
+    assert {r["view"]: r["period"] for r in csv.DictReader(io.StringIO(out))} == labels
+    _, out, _ = run(capsys, *window, "--format", "html")
+    assert "<title>KPI fixture desk 30 days to 2026-11-03</title>" in out
+    assert '<div class="meta">Period <b>30 days to 2026-11-03</b> · as of 2026-11-03T12:00+00:00' in out
+    path = tmp_path / "r.xlsx"
+    run(capsys, *window, "--format", "xlsx", "-o", str(path))
+    about = {r[0].value: r[1].value for r in openpyxl.load_workbook(path)["Report"].iter_rows(min_row=2)}
+    assert {k: about[k] for k in ("Period", "previous", "a year ago", "as of")} == {
+        "Period": "30 days to 2026-11-03", "previous": "30 days to 2026-10-04", "a year ago": "30 days to 2025-11-03",
+        "as of": "2026-11-03T12:00+00:00"}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--period", "2026-13"], f"qflow: error: argument --period: '2026-13' has no month 13; {PERIOD_HINT}\n"),
     (["--period", "soon"], f"qflow: error: argument --period: 'soon' is not a period; {PERIOD_HINT}\n"),
@@ -164,6 +207,9 @@ def test_report_xlsx_has_number_cells_frozen_headers_and_a_sheet_per_view(capsys
     (["--period", "2026-10", "--format", "xlsx"], "qflow: error: an XLSX workbook needs a file\nhint: add -o report.xlsx\n"),
     (["--period", "2026-10", "--as-of", "yesterday"],
      "qflow: error: argument --as-of: 'yesterday' is not a date and time\n"
+     "hint: use ISO 8601 such as 2026-11-20T23:10:00+08:00\n"),
+    (["--period", "2026-10", "--now", "today"],
+     "qflow: error: argument --now: 'today' is not a date and time\n"
      "hint: use ISO 8601 such as 2026-11-20T23:10:00+08:00\n"),
 ])
 def test_report_usage_errors(capsys, desk, args, message):

@@ -560,6 +560,13 @@ store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/dem
 """
 
 
+def test_the_demo_writes_durations_as_the_report_does():
+    from qflow._demo import _duration_text
+
+    assert [_duration_text(s) for s in (45, 1200, 4800, 2 * 86400 - 60, 86400 + 300)] == [
+        "45s", "20m", "1h20m", "1d23h59m", "1d0h05m"]
+
+
 def test_demo_end_to_end_on_a_small_ruleset(ref, tmp_path):
     result = run("demo", "--ruleset", DESK, "--out", str(tmp_path))
     assert (result.returncode, result.stderr) == (0, "")

@@ -275,11 +275,12 @@ def test_rates(history):
 def test_csat_and_nps_leave_the_rejected_report_out(history):
     engine, _ = history
     w = figures(engine).whole()
-    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8/10 = 4;
-    # A6 (rejected) 1 and A11's self-rated 5 are left out
+    # customer surveys of November's non-rejected incidents: A3 5, A4 2, A5 4, A10 8 of 10 =
+    # 1 + 7 x 4/9 = 4.11 of 5; A6 (rejected) 1 and A11's self-rated 5 are left out
     csat = w["csat"]
     assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
-    assert csat.extra == {"mean_score": 3.75, "responses": 4, "response_rate": 4 / 9}
+    assert csat.extra == {"mean_score": pytest.approx((5 + 2 + 4 + 1 + 7 * 4 / 9) / 4, rel=1e-12), "responses": 4,
+                          "response_rate": 4 / 9}
     # NPS: A3 10 promoter, A4 3 detractor, A5 8 passive -> 100 * (1 - 1) / 3
     nps = w["nps"]
     assert (nps.numerator, nps.denominator, nps.value) == (0, 3, 0)
@@ -293,7 +294,7 @@ def test_the_terminal_report_prints_the_hand_computed_figures(history):
     from qflow_assess._report import build_report
 
     engine, _ = history
-    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, dimensions=())
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, now=AS_OF, dimensions=())
     out = io.StringIO()
     render_text(rep, out)
     lines = out.getvalue().splitlines()
@@ -359,3 +360,174 @@ def test_an_answer_before_a_report_that_arrived_ahead_of_the_clock_waited_nothin
     engine, ids = build([(t(11, 2, 10), "X", ahead), (t(11, 2, 10, 1), "X", _do(_answer))])
     row = _row(engine, ids["X"])
     assert (row["respond_s"], row["respond_bs"]) == (0.0, 0.0)
+
+
+def test_a_count_is_exact_and_never_marked_low_confidence(history):
+    engine, _ = history
+    sl = figures(engine, by="team")
+    backlog = sl.whole()["backlog"]
+    # A9 alone is open: one incident is an exact count, not a small sample (min_n 3)
+    assert (backlog.value, backlog.n, backlog.low_confidence) == (1, 1, False)
+    assert {team: (g["backlog"].value, g["backlog"].low_confidence) for team, g in sl.groups.items()} == {
+        "desk": (1, False), "rooms": (0, False)}
+    # a duration over one acknowledgement is a small sample
+    ack = sl.whole()["time_to_acknowledge"]
+    assert (ack.n, ack.low_confidence) == (1, True)
+
+
+def test_a_later_survey_of_another_kind_keeps_the_earlier_answer():
+    engine, ids = build([
+        (t(11, 2, 10), "S1", _report("room", "1203")),
+        (t(11, 2, 11), "S1", _do(_close)),
+        (t(11, 2, 12), "S1", _survey(score=2)),  # CSAT only ...
+        (t(11, 3, 9), "S1", _survey(nps=9)),  # ... then NPS only: the score 2 still counts
+        (t(11, 2, 10, 5), "S2", _report("room", "1501")),
+        (t(11, 2, 11, 5), "S2", _do(_close)),
+        (t(11, 2, 12, 5), "S2", _survey(score=5, nps=2)),
+        (t(11, 3, 9, 5), "S2", _survey(score=3)),  # a later score replaces the 5; the NPS 2 stays
+        (t(11, 3, 10), "S2", _survey(nps=10, self_rated=True, actor="desk")),  # staff's: left out
+    ])
+    got = {k: {c: _row(engine, ids[k])[c] for c in ("surveyed", "csat", "csat_satisfied", "nps", "promoter",
+                                                       "detractor")} for k in ("S1", "S2")}
+    assert got == {"S1": {"surveyed": 1, "csat": 2.0, "csat_satisfied": 0, "nps": 9, "promoter": 1, "detractor": 0},
+                   "S2": {"surveyed": 1, "csat": 3.0, "csat_satisfied": 0, "nps": 2, "promoter": 0, "detractor": 1}}
+    w = figures(engine).whole()
+    assert (w["csat"].numerator, w["csat"].denominator, w["csat"].extra["mean_score"]) == (0, 2, 2.5)
+    assert (w["nps"].numerator, w["nps"].denominator, w["nps"].value) == (0, 2, 0)
+
+
+def test_a_score_on_another_scale_is_mapped_lowest_to_lowest_and_highest_to_highest():
+    # 1..10 onto 1..5: 1 + (s - 1) * 4 / 9. Satisfied (4 of 5) is 7.75 of 10 and up.
+    scores = [(1, 10), (7, 10), (7.75, 10), (8, 10), (10, 10), (2, 3), (5, 5)]
+    engine, ids = build([step for i, (score, scale) in enumerate(scores) for step in (
+        (t(11, 2, 10, i), f"R{i}", _report("room", str(i))),
+        (t(11, 2, 11, i), f"R{i}", _survey(score=score, scale=scale)))])
+    got = [(_row(engine, ids[f"R{i}"])["csat"], _row(engine, ids[f"R{i}"])["csat_satisfied"])
+           for i in range(len(scores))]
+    assert got == [(1.0, 0), (1 + 6 * 4 / 9, 0), (4.0, 1), (1 + 7 * 4 / 9, 1), (5.0, 1), (3.0, 0), (5.0, 1)]
+
+
+def test_every_figure_is_as_of_the_report_time(history):
+    # November as it stood on Thursday 5 November at 12:00. Reported by then: A2 A3 A4 A5 A7
+    # (A6 rejected; A8-A12 come later). A7 (11:00) is the only one not closed by then.
+    engine, _ = history
+    w = figures(engine, as_of=t(11, 5, 12)).whole()
+
+    def nd(kpi):
+        return (w[kpi].numerator, w[kpi].denominator)
+
+    assert nd("resolution_rate") == (4, 5) and nd("resolution_within_target") == (4, 5)
+    # A7's answer (16:30) and close (Friday) come later, and its due times (16:00, Monday 11:00) too
+    assert nd("on_time_respond") == (4, 4) and w["on_time_respond"].extra["open_breached"] == 0
+    assert nd("on_time_resolve") == (4, 4) and w["on_time_resolve"].extra["open_breached"] == 0
+    # answered by then: A2 1200 / 119400, A3 3600 / 3600, A4 1800 / 1800, A5 3600 / 3600
+    frt = w["first_response_time"]
+    assert (frt.n, frt.value) == (4, 1800)
+    assert frt.extra == {"mean": 2550, "median": 1800, "p90": 3600,
+                         "mean_calendar": 32100, "median_calendar": 3600, "p90_calendar": 119400}
+    assert (w["time_to_acknowledge"].n, w["time_to_acknowledge"].value) == (1, 1800)  # A3
+    # first closes in November by then: A1 7200 / 126600, A2 3600 / 121800, A3 9000 / 104400,
+    # A4 7200 / 7200, A5 10800 / 10800
+    ttr = w["time_to_resolve"]
+    assert (ttr.n, ttr.value) == (5, 7200)
+    assert ttr.extra == {"mean": 7560, "median": 7200, "p90": 10800,
+                         "mean_calendar": 74160, "median_calendar": 104400, "p90_calendar": 126600}
+    # resolved by then A2 A3 A4 A5: A4 reopened (and closed again on the 3rd), A5 reported twice
+    assert nd("first_contact_resolution") == (2, 4) and nd("reopen_rate") == (1, 4)
+    assert nd("recurrence_rate") == (1, 5)  # A2 and A4 at the lobby
+    # surveys: A3 5, A4 2, A5 4; all three of the four resolved were surveyed
+    csat = w["csat"]
+    assert (csat.numerator, csat.denominator) == (2, 3)
+    assert csat.extra == {"mean_score": 11 / 3, "responses": 3, "response_rate": 3 / 4}
+    assert (w["nps"].numerator, w["nps"].denominator, w["nps"].extra) == (0, 3, {"promoters": 1, "detractors": 1})
+    # open then: A7, an hour old (A9, open now, was reported on the 6th)
+    assert (w["backlog"].value, w["backlog"].extra) == (1, {"age 0-1d": 1, "age 1-3d": 0, "age 3-7d": 0,
+                                                            "age 7-30d": 0, "age >30d": 0})
+
+
+def test_a_past_report_says_in_every_format_what_it_counts_as_it_stands(history, tmp_path):
+    import io
+    import json
+
+    import openpyxl
+
+    from qflow_assess._render import render_html, render_text, render_xlsx, rows
+    from qflow_assess._report import build_report
+
+    engine, ids = history
+    # November as of 5 November 12:00, made on 5 December: the figures of
+    # test_every_figure_is_as_of_the_report_time, and what the facts cannot date is said
+    rep = build_report(engine.store, engine.ruleset, "2026-11", as_of=t(11, 5, 12), now=AS_OF, dimensions=("team",))
+    out = io.StringIO()
+    render_text(rep, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "KPI audit desk — Period 2026-11 (as of 2026-11-05T12:00+08:00, time zone Asia/Shanghai)"
+    table = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]] for line in lines if "│" in line}
+    # October as of then: A1, answered in 30 office minutes and resolved on 2 November
+    assert table["First response time"][:4] == ["30m", "4", "30m", "+0s"]
+    assert table["Resolution rate"][:4] == ["80.0%", "5", "100.0%", "-20.0 pt"]
+    assert table["First-contact resolution †"][:2] == ["50.0%", "4"]
+    assert table["Reopen rate †"][:2] == ["25.0%", "4"]
+    assert table["Customer satisfaction (CSAT) †"][:2] == ["66.7%", "3"]
+    assert table["Net promoter score †"][:2] == ["+0", "3"]
+    assert table["Backlog and ageing †"][:2] == ["1", "1"]
+    assert lines[lines.index("* low confidence: n < 3") + 1:lines.index("* low confidence: n < 3") + 3] == [
+        "† counted as the facts stood at 2026-12-05T12:00+08:00, not as of 2026-11-05T12:00+08:00: they keep no "
+        "time of reopenings after a close; further answers, reports and hand-overs; surveys; verifications; "
+        "actions planned, cancelled or rescheduled.",
+        "Rejections, and the team, owner, category and severity an incident is grouped by, are as they stood at "
+        "2026-12-05T12:00+08:00 in every figure."]
+    # the problem list as it stood: A2-A5 closed, A7 reported an hour before
+    assert lines[-1] == "Problem list: resolved 4, open 1"
+    assert (rep.problems[0].incident_id, rep.problems[0].status) == (ids["A7"], "pending")
+    assert sorted((p.incident_id, p.status) for p in rep.problems[1:]) == sorted(
+        (ids[k], "resolved") for k in ("A2", "A3", "A4", "A5"))
+    records = {(r["view"], r["group"], r["kpi"]): r for r in json.loads(json.dumps(list(rows(rep))))}
+    assert {k: records[("period", "", k)]["not_as_of"] for k in ("resolution_rate", "csat", "reopen_rate",
+                                                                 "first_contact_resolution", "action_on_time",
+                                                                 "verification_effectiveness", "backlog")} == {
+        "resolution_rate": "rejections", "csat": "rejections, surveys", "reopen_rate": "rejections, reopenings",
+        "first_contact_resolution": "rejections, reopenings, contacts", "action_on_time": "actions",
+        "verification_effectiveness": "verifications", "backlog": "rejections, reopenings"}
+    assert records[("by team", "desk", "csat")]["not_as_of"] == "rejections, surveys"
+    html = render_html(rep)
+    assert "<tr><td>Customer satisfaction (CSAT) †</td><td>66.7%</td>" in html
+    assert "<figcaption>Causes by 6M branch (Pareto) †</figcaption>" in html
+    assert ('<p class="note">† counted as the facts stood at 2026-12-05T12:00+08:00, not as of '
+            "2026-11-05T12:00+08:00: they keep no time of reopenings after a close; further answers, reports and "
+            "hand-overs; surveys; verifications; actions planned, cancelled or rescheduled; cause analyses.</p>") in html
+    assert "resolved 4 · open 1" in html
+    path = tmp_path / "r.xlsx"
+    render_xlsx(rep, str(path))
+    wb = openpyxl.load_workbook(path)
+    about = [(r[0].value, r[1].value) for r in wb["Report"].iter_rows(min_row=2)]
+    assert about[-2:] == [("not as of", lines[lines.index("* low confidence: n < 3") + 1]),
+                          ("not as of", lines[lines.index("* low confidence: n < 3") + 2])]
+    figures = {r[0].value: r[9].value for r in wb["Figures"].iter_rows(min_row=2)}
+    assert (figures["Resolution rate"], figures["Customer satisfaction (CSAT) †"], figures["Reopen rate †"]) == (
+        None, "surveys", "reopenings after a close")
+    # made when it is as of: nothing to say
+    now = build_report(engine.store, engine.ruleset, "2026-11", as_of=AS_OF, now=AS_OF, dimensions=())
+    assert {r["not_as_of"] for r in rows(now)} == {None}
+    assert "†" not in render_html(now)
+
+
+def test_a_reopening_the_facts_cannot_date_counts_as_it_stands():
+    # The facts keep the first close and the last one, not when a reopening came. As of Monday
+    # 2 November 12:00: R1 was closed (reopened on the 3rd), R2 was open again (reopened at 11:00,
+    # closed again on the 3rd), R3 was open (first closed on the 3rd). R1 counts as open and
+    # reopened, R2 as closed and reopened, as they stand: docs/kpis.md, and the report says so.
+    def reopen(e, i):
+        e.reopen(i, "again")
+
+    engine, _ = build([
+        (t(11, 2, 9), "R1", _report("room", "1")), (t(11, 2, 10), "R1", _do(_close)),
+        (t(11, 3, 9), "R1", _do(reopen)),
+        (t(11, 2, 9, 1), "R2", _report("room", "2")), (t(11, 2, 10, 1), "R2", _do(_close)),
+        (t(11, 2, 11), "R2", _do(reopen)), (t(11, 3, 10), "R2", _do(_close)),
+        (t(11, 2, 9, 2), "R3", _report("room", "3")), (t(11, 3, 10, 2), "R3", _do(_close)),
+    ])
+    w = figures(engine, as_of=t(11, 2, 12)).whole()
+    assert (w["backlog"].value, w["backlog"].extra["age 0-1d"]) == (2, 2)  # R1 and R3
+    assert (w["reopen_rate"].numerator, w["reopen_rate"].denominator) == (2, 2)  # R1 and R2 of R1 and R2
+    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (2, 3)  # first closes: exact

@@ -344,9 +344,40 @@ def test_resolution_rate_counts_what_was_resolved_by_the_as_of_time(history):
     engine, _ = history
     p = parse_period("2026-10", _tz(), AS_OF)
     w = compute(engine.store, DEFINITIONS, p, as_of=at(10, 6, 0), min_n=3).whole()
-    # by 6 Oct 00:00Z only I1 (1 Oct), I2 (5 Oct 14:00) and I3 (5 Oct 18:30, late) were resolved
-    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (3, 11)
+    # by 6 Oct 00:00Z only I1, I2 and I3 were reported, and resolved: I1 (1 Oct), I2 (5 Oct 14:00)
+    # and I3 (5 Oct 18:30, late). The incidents reported later are not yet in the cohort.
+    assert (w["resolution_rate"].numerator, w["resolution_rate"].denominator) == (3, 3)
     assert w["resolution_within_target"].numerator == 2
+
+
+def test_on_time_rates_and_actions_as_of_a_past_time(history):
+    engine, _ = history
+    p = parse_period("2026-10", _tz(), AS_OF)
+    w = compute(engine.store, DEFINITIONS, p, as_of=at(10, 26, 14, 30), min_n=3).whole()
+    # Reported by Monday 26 Oct 14:30Z: all of October but I10, I11 (and the rejected I4).
+    # respond: I1 I2 I3 I6 I9 I12 kept, I7 late; I8 (due 14:00Z) was answered at 15:00Z, so it was
+    # still running then, and already late: an open breach as of then, like I5 -> 6 of 9
+    otr = w["on_time_respond"]
+    assert (otr.numerator, otr.denominator, otr.extra) == (6, 9, {"open_breached": 2})
+    # resolve: I1 I2 I6 I7 I9 kept, I3 late; running past due: I5 (12 Oct), I12 (21 Oct) -> 5 of 8
+    otv = w["on_time_resolve"]
+    assert (otv.numerator, otv.denominator, otv.extra) == (5, 8, {"open_breached": 2})
+    # actions due in October: I3 A-1 done late; I12 A-1 open past its due date; I8 A-1 (due on the
+    # 28th, done on the 28th) neither done nor due yet -> 0 of 2
+    act = w["action_on_time"]
+    assert (act.numerator, act.denominator, act.extra) == (0, 2, {"overdue": 1})
+
+
+def test_a_close_after_the_as_of_time_leaves_the_respond_clock_running_then():
+    # 10:00 BST on Monday 5 Oct: 4 office hours run out at 15:00 BST (14:00Z); closed at 16:00 BST
+    # without an answer. As of 14:30Z the clock was still running, and late.
+    engine, _ = build(history=[(at(10, 5, 9), "Q", _report("billing", "desk")),
+                               (at(10, 5, 15), "Q", _do(_quick_close))])
+    p = parse_period("2026-10", _tz(), AS_OF)
+    then = compute(engine.store, DEFINITIONS, p, as_of=at(10, 5, 14, 30)).whole()["on_time_respond"]
+    now = compute(engine.store, DEFINITIONS, p, as_of=AS_OF).whole()["on_time_respond"]
+    assert (then.numerator, then.denominator, then.extra) == (0, 1, {"open_breached": 1})
+    assert (now.numerator, now.denominator, now.extra) == (0, 1, {"open_breached": 0})
 
 
 def test_on_time_rates_keep_open_breaches_in_the_denominator(history):
@@ -402,16 +433,19 @@ def test_a_survey_before_the_resolution_is_a_response_and_the_rate_stays_of_reso
     engine, ids = build()
     engine.record_survey(ids["I5"], score=5, channel="sms")  # I5 is not resolved
     csat = whole(engine).whole()["csat"]
-    assert csat.extra == {"mean_score": 4.2, "responses": 5, "response_rate": 4 / 7}
+    # I1 5, I6 3, I9 4, I7 8 of 10 (4.11 of 5) and I5's 5
+    assert csat.extra == {"mean_score": pytest.approx((5 + 3 + 4 + 1 + 7 * 4 / 9 + 5) / 5, rel=1e-12),
+                          "responses": 5, "response_rate": 4 / 7}
 
 
 def test_csat_and_nps_leave_self_rated_surveys_out(history):
     engine, _ = history
     w = whole(engine).whole()
-    # I1 5/5, I6 3/5, I9 4/5, I7 8/10 = 4/5 (rescaled); I2's self-rated 1 is left out
+    # I1 5/5, I6 3/5, I9 4/5, I7 8/10 = 1 + 7 x 4/9 = 4.11/5 (mapped end to end); I2's self-rated 1 is left out
     csat = w["csat"]
     assert (csat.numerator, csat.denominator, csat.value) == (3, 4, 0.75)
-    assert csat.extra == {"mean_score": 4.0, "responses": 4, "response_rate": 4 / 7}
+    assert csat.extra == {"mean_score": pytest.approx((5 + 3 + 4 + 1 + 7 * 4 / 9) / 4, rel=1e-12), "responses": 4,
+                          "response_rate": 4 / 7}
     # NPS answers: I1 10 (promoter), I9 9 (promoter), I6 6 (detractor) -> 100 * (2 - 1) / 3
     nps = w["nps"]
     assert (nps.numerator, nps.denominator, nps.value) == (1, 3, 100 / 3)
@@ -516,6 +550,9 @@ def test_rolling_window_ends_at_the_midnight_after_as_of(history):
     engine, _ = history
     p = parse_period("30d", _tz(), AS_OF)
     assert (p.start.astimezone(UTC), p.end.astimezone(UTC)) == (at(10, 4, 23), at(11, 4, 0))
+    # the label names the last day the window holds, not the midnight it ends at
+    assert (p.label, p.previous().label, p.last_year().label) == (
+        "30 days to 2026-11-03", "30 days to 2026-10-04", "30 days to 2025-11-03")
     # 5 Oct 00:00 BST .. 4 Nov 00:00 GMT: I1 and I2 (1 Oct) fall out, the rest of October stays
     assert whole(engine, "30d").whole()["resolution_rate"].denominator == 9
 
@@ -602,11 +639,12 @@ def test_a_report_on_sqlite_has_the_figures_of_the_memory_store(history, on_sqli
         monkeypatch.setattr(projection_sql, "SMALL_TABLE", 0)
         monkeypatch.setattr(projection_sql, "SCAN_SHARE", 0.0)
     dims = ("team", "category", "severity", "owner", "channel", "place")
-    for period in ("2026-10", "2026-Q4", "30d"):
-        mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
-        sql = build_report(on_sqlite[0].store, on_sqlite[0].ruleset, period, as_of=AS_OF, dimensions=dims,
+    # as of when the report is made, and as of an earlier time (what was open then, closed since)
+    for period, as_of in (("2026-10", AS_OF), ("2026-Q4", AS_OF), ("30d", AS_OF), ("2026-10", at(10, 20, 12))):
+        mem = build_report(history[0].store, history[0].ruleset, period, as_of=as_of, now=AS_OF, dimensions=dims)
+        sql = build_report(on_sqlite[0].store, on_sqlite[0].ruleset, period, as_of=as_of, now=AS_OF, dimensions=dims,
                            workers=2)
-        assert _report_figures(sql) == _report_figures(mem), period
+        assert _report_figures(sql) == _report_figures(mem), (period, as_of)
 
 
 def test_a_report_on_postgresql_has_the_figures_of_the_memory_store(history, pg_url):
@@ -616,8 +654,8 @@ def test_a_report_on_postgresql_has_the_figures_of_the_memory_store(history, pg_
     try:
         dims = ("team", "category", "severity", "owner")
         for period in ("2026-10", "2026-Q4"):
-            mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, dimensions=dims)
-            pg = build_report(engine.store, engine.ruleset, period, as_of=AS_OF, dimensions=dims, workers=2)
+            mem = build_report(history[0].store, history[0].ruleset, period, as_of=AS_OF, now=AS_OF, dimensions=dims)
+            pg = build_report(engine.store, engine.ruleset, period, as_of=AS_OF, now=AS_OF, dimensions=dims, workers=2)
             assert _report_figures(pg) == _report_figures(mem), period
     finally:
         engine.store.close()
@@ -642,6 +680,6 @@ def test_the_progress_callback_hears_every_step_in_order_and_the_end(history):
     seen = []
     for workers in (1, 2):
         seen.clear()
-        build_report(history[0].store, history[0].ruleset, "2026-10", as_of=AS_OF, workers=workers,
+        build_report(history[0].store, history[0].ruleset, "2026-10", as_of=AS_OF, now=AS_OF, workers=workers,
                      progress=lambda what, done, total: seen.append((what, done, total)))
         assert seen == [*((s, i, len(STEPS)) for i, s in enumerate(STEPS)), ("done", len(STEPS), len(STEPS))]

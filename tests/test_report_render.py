@@ -19,7 +19,7 @@ from tests.test_kpis import AS_OF, build
 @pytest.fixture(scope="module")
 def report():
     engine, ids = build()
-    return build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, dimensions=("team",)), ids
+    return build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, now=AS_OF, dimensions=("team",)), ids
 
 
 def test_html_is_self_contained(report):
@@ -79,8 +79,8 @@ def test_csv_columns_and_views(report):
     buf = io.StringIO()
     render_csv(rep, buf)
     records = list(csv.DictReader(io.StringIO(buf.getvalue())))
-    assert list(records[0])[:10] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator",
-                                     "denominator", "low_confidence"]
+    assert list(records[0])[:11] == ["view", "period", "group", "kpi", "unit", "value", "n", "numerator",
+                                     "denominator", "low_confidence", "not_as_of"]
     assert len(records) == len(list(rows(rep)))
     views = {(r["view"], r["period"]) for r in records}
     assert views == {("period", "2026-10"), ("previous", "2026-09"), ("last_year", "2025-10"), ("by team", "2026-10")}
@@ -112,3 +112,12 @@ def test_slices_show_the_names_people_know_in_the_rulesets_order(report):
         ("front-office", "Front office"), ("housekeeping", "Housekeeping"), ("engineering", "Engineering")]
     # machines keep the ids
     assert {r["group"] for r in rows(rep) if r["view"] == "by team"} == {"front-office", "housekeeping", "engineering"}
+
+
+def test_durations_read_to_the_minute_beyond_a_day():
+    from qflow_assess._format import duration
+
+    seconds = (None, 0, 45, 3599, 3600, 3900, 86400, 86400 + 300, 86400 + 5 * 3600, 2 * 86400 - 60, 2 * 86400 - 1,
+               9 * 86400 + 3 * 3600 + 7 * 60)
+    assert [duration(s) for s in seconds] == ["—", "0s", "45s", "59m", "1h", "1h05m", "1d", "1d0h05m", "1d5h",
+                                              "1d23h59m", "1d23h59m", "9d3h07m"]

@@ -49,6 +49,16 @@ def test_scores_count_in_the_period_they_are_for(scored):
     assert s2.incident_id == "INC-16" and s1.incident_id is None  # 2 is below the standard 3
 
 
+def test_a_score_recorded_after_the_as_of_time_is_not_yet_there(scored):
+    engine, _, (s1, s2, s3, _s4) = scored
+    october = parse_period("2026-10", _tz(), AS_OF)
+    then = datetime(2026, 11, 1, tzinfo=UTC)  # S-3, for October, was recorded on 2 November
+    assert [s.id for s in scores_in(engine.store, october, then)] == [s1.id, s2.id]
+    lina = {(c.subject_kind, c.subject): c for c in scorecards(engine.store, engine.ruleset, october, as_of=then,
+                                                               kpis=DEFINITIONS)}.get(("person", "Lina"))
+    assert lina is None  # a person has a card for the scores recorded about them: none yet
+
+
 def test_team_scorecard_combines_kpis_and_criteria_by_weight(scored):
     engine, _, _ = scored
     card = cards(engine)[("team", "housekeeping")]

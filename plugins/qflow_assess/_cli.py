@@ -26,6 +26,8 @@ examples:
   {PROG} report rules.yaml --store sqlite:///q.db --period 2026-11 --format html -o report.html --lang zh
   {PROG} report rules.yaml --store sqlite:///q.db --period 90d --format xlsx -o report.xlsx
   {PROG} report rules.yaml --store sqlite:///q.db --period 2026-11 --format csv > figures.csv
+  {PROG} report rules.yaml --store sqlite:///q.db --period 2026-11 --as-of 2026-11-05T12:00:00+08:00
+      (November as it stood on the 5th at noon; what the facts keep no time of is marked †)
 """
 
 
@@ -47,7 +49,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--format", choices=("table", "csv", "json", "xlsx", "html"), default="table")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (xlsx needs a file)")
     p.add_argument("--lang", choices=("en", "zh"), default="en")
-    p.add_argument("--as-of", dest="as_of", metavar="ISO", help="count open breaches as of this time (default now)")
+    p.add_argument("--as-of", dest="as_of", metavar="ISO",
+                   help="every figure as of this time, e.g. 2026-11-05T12:00:00+08:00 (default now); what the "
+                        "facts keep no time of (surveys, reopenings ...) is counted as it stands, and marked †")
+    p.add_argument("--now", metavar="ISO", help="the time the report is made (default: the current time)")
 
     p = sub.add_parser("survey", parents=[common], formatter_class=_FORMATTER,
                        help="record a satisfaction survey against an incident",
@@ -132,15 +137,17 @@ def _cmd_report(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             raise UsageError(f"cannot slice by '{d}'", f"use some of: {', '.join(DIMENSIONS)}")
     if args.format == "xlsx" and not args.output:
         raise UsageError("an XLSX workbook needs a file", "add -o report.xlsx")
+    now = _parse_now(args.now)
     try:
-        as_of = _parse_now(args.as_of)
+        as_of = _parse_now(args.as_of) if args.as_of is not None else now
     except UsageError as exc:  # the kernel's parser names its own option
         raise UsageError(exc.message.replace("argument --now", "argument --as-of", 1), exc.hint) from None
     engine = _engine(args)
     try:
         with _progress(err) as step:
             try:
-                report = build_report(engine.store, engine.ruleset, args.period, as_of=as_of, dimensions=dims,
+                report = build_report(engine.store, engine.ruleset, args.period, as_of=as_of, now=now,
+                                      dimensions=dims,
                                       site_kpis=site_kpis(engine.plugins, engine.ruleset), progress=step,
                                       workers=min(2, os.cpu_count() or 1))
             except ValueError as exc:

@@ -54,26 +54,37 @@ class Comparison:
     last_year: Slice
 
 
-def _filters(kpi: KPI, period: Period) -> tuple[Filter, ...]:
+def _filters(kpi: KPI, period: Period, as_of: datetime, now: datetime | None) -> tuple[Filter, ...]:
+    """The rows of *kpi*'s membership in *period* as of *as_of*: an incident reported (or
+    resolved) after it was not yet there. An action due after it is, and counts once it
+    is done or late."""
     column = _MEMBERSHIP_COLUMN[kpi.membership]
     if column is None:
-        return (Filter("is_open", "==", 1),)  # what is open now: the store reads only those rows
+        if now is not None and as_of >= now:
+            return (Filter("is_open", "==", 1),)  # what is open now: the store reads only those rows
+        # Open then may be closed now: every incident reported by then, the measures pick.
+        return (Filter("reported_at", "<=", as_of.timestamp()),)
+    if kpi.membership != "due" and as_of < period.end:
+        return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<=", as_of.timestamp()))
     return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp()))
 
 
-def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, by: str | None = None,
-            min_n: int = 10, extra_filters: Iterable[Filter] = (), total: Mapping[str, Figure] | None = None) -> Slice:
-    """Every KPI of *kpis* over *period*, for the whole and (with *by*) per value of *by*.
+def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, now: datetime | None = None,
+            by: str | None = None, min_n: int = 10, extra_filters: Iterable[Filter] = (),
+            total: Mapping[str, Figure] | None = None) -> Slice:
+    """Every KPI of *kpis* over *period* as of *as_of*, for the whole and (with *by*) per
+    value of *by*. *now* is when the figures are computed (see :func:`plan_slices`).
 
     *total* is the whole when it is already known (the same period's figures): the
     slice then only groups."""
     if total is not None and by is not None:
-        found = compute_slices(store, kpis, period, as_of=as_of, dims=(by,), whole=False, min_n=min_n,
+        found = compute_slices(store, kpis, period, as_of=as_of, now=now, dims=(by,), whole=False, min_n=min_n,
                                extra_filters=extra_filters)[0]
         return attrs.evolve(found, total=dict(total))
     if by is None:
-        return compute_slices(store, kpis, period, as_of=as_of, dims=(), min_n=min_n, extra_filters=extra_filters)[0]
-    whole, found = compute_slices(store, kpis, period, as_of=as_of, dims=(by,), min_n=min_n,
+        return compute_slices(store, kpis, period, as_of=as_of, now=now, dims=(), min_n=min_n,
+                              extra_filters=extra_filters)[0]
+    whole, found = compute_slices(store, kpis, period, as_of=as_of, now=now, dims=(by,), min_n=min_n,
                                   extra_filters=extra_filters)
     return attrs.evolve(found, total=whole.total)
 
@@ -104,19 +115,26 @@ class Plan:
         return self.finish([job.run(store) for job in self.jobs])
 
 
-def compute_slices(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: Sequence[str],
-                   whole: bool = True, min_n: int = 10, extra_filters: Iterable[Filter] = ()) -> list[Slice]:
+def compute_slices(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime,
+                   now: datetime | None = None, dims: Sequence[str], whole: bool = True, min_n: int = 10,
+                   extra_filters: Iterable[Filter] = ()) -> list[Slice]:
     """The whole of *period* (unless ``whole=False``) and one slice per dimension of
     *dims*, each slice's ``total`` the whole: every KPI sharing a projection and a
     membership is one ``Store.aggregate`` call with a grouping set per slice, so the
     store scans the period once for all of them."""
-    return plan_slices(kpis, period, as_of=as_of, dims=dims, whole=whole, min_n=min_n,
+    return plan_slices(kpis, period, as_of=as_of, now=now, dims=dims, whole=whole, min_n=min_n,
                        extra_filters=extra_filters).run(store)
 
 
-def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: Sequence[str], whole: bool = True,
-                min_n: int = 10, extra_filters: Iterable[Filter] = ()) -> Plan:
-    """:func:`compute_slices` as a :class:`Plan`."""
+def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, now: datetime | None = None,
+                dims: Sequence[str], whole: bool = True, min_n: int = 10,
+                extra_filters: Iterable[Filter] = ()) -> Plan:
+    """:func:`compute_slices` as a :class:`Plan`.
+
+    Every figure is as of *as_of*, as far as the facts date what it counts (docs/kpis.md).
+    *now* is when they are computed: with *as_of* at or after it, the backlog reads only
+    the incidents open now; without it, or with *as_of* before it, the backlog reads every
+    incident reported by *as_of* (open then, it may be closed now)."""
     for by in dims:
         if by not in DIMENSIONS:
             raise ValueError(f"cannot slice by '{by}'; use one of {', '.join(DIMENSIONS)}")
@@ -124,7 +142,8 @@ def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: S
     extra = tuple(extra_filters)
     batches: dict[tuple[str, tuple[Filter, ...]], list[tuple[KPI, dict[str, Measure]]]] = {}
     for kpi in kpis:
-        batches.setdefault((kpi.projection, _filters(kpi, period)), []).append((kpi, dict(kpi.measures(stamp))))
+        batches.setdefault((kpi.projection, _filters(kpi, period, as_of, now)), []).append(
+            (kpi, dict(kpi.measures(stamp))))
     sets = tuple(([()] if whole else []) + [(d,) for d in dims])
     jobs = tuple(Job(_PROJECTIONS[proj_name], tuple(m for _, ms in members for m in ms.values()), sets, where + extra)
                  for (proj_name, where), members in batches.items()) if sets else ()
@@ -139,8 +158,7 @@ def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: S
                     values = iter(row[len(group_by):])
                     for kpi, ms in members:
                         named = {name: next(values) for name in ms}
-                        figure = kpi.value(named)
-                        into[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+                        into[kpi.name] = _flagged(kpi, kpi.value(named), min_n)
         # The backlog reads only the open rows, so a group with none open is not among its
         # answers: it has a backlog of 0, like the whole would.
         for kpi in kpis:
@@ -151,21 +169,26 @@ def plan_slices(kpis: Sequence[KPI], period: Period, *, as_of: datetime, dims: S
                 for figures in found.values():
                     if kpi.name not in figures and any(k.projection == kpi.projection for k in kpis
                                                        if k.name in figures):
-                        figure = kpi.value(empty)
-                        figures[kpi.name] = attrs.evolve(figure, low_confidence=figure.n < min_n)
+                        figures[kpi.name] = _flagged(kpi, kpi.value(empty), min_n)
         out = [Slice(period, None, as_of, total, {})] if whole else []
         return out + [Slice(period, by, as_of, total, found) for by, found in zip(dims, groups, strict=True)]
 
     return Plan(jobs, finish)
 
 
-def compare(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, by: str | None = None,
-            min_n: int = 10) -> Comparison:
-    # What is open now has no "then": backlog is compared only where it was measured.
+def _flagged(kpi: KPI, figure: Figure, min_n: int) -> Figure:
+    """*figure* flagged low confidence when it is a rate, a duration or a score over
+    fewer than *min_n* data points. A count (the backlog) is exact however small."""
+    return attrs.evolve(figure, low_confidence=kpi.unit != "count" and figure.n < min_n)
+
+
+def compare(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, now: datetime | None = None,
+            by: str | None = None, min_n: int = 10) -> Comparison:
+    # The backlog is of the as-of time, not of a period: it is compared only where it was measured.
     dated = [k for k in kpis if k.membership != "open"]
 
     def then(p: Period) -> Slice:
-        return compute(store, dated, p, as_of=as_of, by=by, min_n=min_n)
+        return compute(store, dated, p, as_of=as_of, now=now, by=by, min_n=min_n)
 
-    return Comparison(compute(store, kpis, period, as_of=as_of, by=by, min_n=min_n),
+    return Comparison(compute(store, kpis, period, as_of=as_of, now=now, by=by, min_n=min_n),
                       then(period.previous()), then(period.last_year()))

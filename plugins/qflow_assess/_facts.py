@@ -100,7 +100,9 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     stop: dict[str, int] = {}
     closed = None
     reopens = reassigned = responses = 0
-    survey: Mapping[str, Any] | None = None
+    surveyed = False
+    rated: Mapping[str, Any] | None = None  # the latest survey the customer gave a score in
+    recommended: int | None = None  # the latest NPS answer the customer gave
     for i, e in enumerate(events):
         t = e.type
         if t == ev.RESPONDED:
@@ -121,7 +123,13 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
         elif t == ev.REASSIGNED:
             reassigned += 1
         elif t == ev.SURVEY_RECORDED and not e.data.get("self_rated"):
-            survey = e.data  # the latest survey the customer answered counts
+            # Of each kind of answer the customer's latest counts: a later survey that asks
+            # only the NPS question leaves the earlier score as it is, and the other way round.
+            surveyed = True
+            if e.data.get("score") is not None:
+                rated = e.data
+            if e.data.get("nps") is not None:
+                recommended = e.data["nps"]
 
     row: dict[str, Any] = {
         "reported_at": reported.timestamp(), "reported_day": day, "reported_month": month,
@@ -172,19 +180,14 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     # no reopening. Not "closed within N minutes": speed is what respond_s measures.
     row["fcr"] = (int(reopens == 0 and reassigned == 0 and state.reports == 1 and responses <= 1)
                   if resolved is not None and not row["rejected"] else None)
-    if survey is not None:
-        score, scale = survey.get("score"), survey.get("scale") or settings.csat_scale
-        # Scores on another scale are put on the ruleset's before they are compared.
-        on_ours = score * settings.csat_scale / scale if score is not None else None
-        row["surveyed"] = 1
-        row["csat"] = float(on_ours) if on_ours is not None else None
-        row["csat_satisfied"] = int(on_ours >= settings.csat_satisfied) if on_ours is not None else None
-        nps = survey.get("nps")
-        row["nps"] = nps
-        row["promoter"] = int(nps >= 9) if nps is not None else None
-        row["detractor"] = int(nps <= 6) if nps is not None else None
+    row["surveyed"] = int(surveyed)
+    if rated is not None:
+        row["csat"], row["csat_satisfied"] = _on_our_scale(rated["score"], rated.get("scale"), settings)
     else:
-        row.update(surveyed=0, csat=None, csat_satisfied=None, nps=None, promoter=None, detractor=None)
+        row["csat"] = row["csat_satisfied"] = None
+    row["nps"] = recommended
+    row["promoter"] = int(recommended >= 9) if recommended is not None else None
+    row["detractor"] = int(recommended <= 6) if recommended is not None else None
     row["actions"] = sum(1 for a in state.actions if _status(a) != "cancelled") if state.actions else 0
     row["responsibility"] = d.responsibility if d else None
     confirmed = [c for c in state.causes if getattr(c, "confirmed", False)] if state.causes else None
@@ -195,6 +198,18 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
     row["verification"] = getattr(last.result, "value", None) if last is not None else None
     row["verified_effective"] = int(row["verification"] == "effective") if last is not None else None
     return row
+
+
+def _on_our_scale(score: float, scale: int | None, settings: Any) -> tuple[float, int]:
+    """A score of 1..*scale* on the ruleset's 1..``csat_scale``, and whether it is
+    satisfied. The scales are mapped end to end, lowest on lowest and highest on
+    highest: 8 of 10 is 1 + 7 x 4/9 = 4.11 of 5 (not 8/10 x 5 = 4.0, which would put
+    1 of 10 at 0.5, below any score of 5). Satisfied is compared without rounding:
+    (score - 1)(ours - 1) >= (satisfied - 1)(scale - 1)."""
+    ours = settings.csat_scale
+    scale = scale or ours
+    mapped = float(score) if scale == ours else 1 + (score - 1) * (ours - 1) / (scale - 1)
+    return mapped, int((score - 1) * (ours - 1) >= (settings.csat_satisfied - 1) * (scale - 1))
 
 
 #: The clocks a row measures and their columns: the moment it stopped, seconds and

@@ -23,7 +23,15 @@ LABELS: dict[str, dict[str, str]] = {
            "no_data": "no data", "resolved": "resolved", "in progress": "in progress", "pending": "pending",
            "figures": "Figures", "by": "by", "place": "place", "channel": "channel", "cumulative": "cumulative",
            "durations_note": "Durations are business time (working hours, pauses left out) unless marked calendar.",
-           "ruleset": "ruleset"},
+           "ruleset": "ruleset", "report": "Report", "item": "item", "title": "title", "open": "open",
+           "made_at": "made at", "not_as_of": "not as of",
+           "as_then": "† counted as the facts stood at {made}, not as of {as_of}: they keep no time of {things}.",
+           "as_then_all": "Rejections, and the team, owner, category and severity an incident is grouped by, "
+                          "are as they stood at {made} in every figure.",
+           "undated.rejections": "rejections", "undated.reopenings": "reopenings after a close",
+           "undated.contacts": "further answers, reports and hand-overs", "undated.surveys": "surveys",
+           "undated.verifications": "verifications", "undated.actions": "actions planned, cancelled or rescheduled",
+           "undated.causes": "cause analyses"},
     "zh": {"kpi": "指标", "value": "数值", "n": "样本", "previous": "上期", "last_year": "去年同期",
            "mean": "平均", "median": "中位数", "p90": "P90", "calendar": "日历时间", "business": "工作时间",
            "low": "样本不足", "whole": "全部", "period": "期间", "as_of": "截至", "timezone": "时区",
@@ -37,7 +45,15 @@ LABELS: dict[str, dict[str, str]] = {
            "numerator": "分子", "denominator": "分母", "membership": "期间归属",
            "no_data": "无数据", "resolved": "已解决", "in progress": "处理中", "pending": "待处理",
            "figures": "指标", "by": "按", "place": "地点", "channel": "渠道", "cumulative": "累计",
-           "durations_note": "时长按工作时间计算（不含暂停），标注日历时间者除外。", "ruleset": "规则集"},
+           "durations_note": "时长按工作时间计算（不含暂停），标注日历时间者除外。", "ruleset": "规则集",
+           "report": "报告", "item": "项目", "title": "标题", "open": "未解决", "made_at": "制表时间",
+           "not_as_of": "非截至数据",
+           "as_then": "† 按 {made} 时的记录计，而非截至 {as_of}：{things}未记录发生时间。",
+           "as_then_all": "驳回，以及分组所用的部门、责任人、类型与严重度，在所有指标中均按 {made} 时的情况计。",
+           "undated.rejections": "驳回", "undated.reopenings": "关闭后的重开",
+           "undated.contacts": "后续答复、重复报告与转派", "undated.surveys": "满意度调查",
+           "undated.verifications": "效果验证", "undated.actions": "措施的制定、取消与改期",
+           "undated.causes": "原因分析"},
 }
 
 
@@ -46,6 +62,9 @@ def label(key: str, lang: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
+    """*seconds* to the minute (the seconds of a duration over a minute are left off,
+    never rounded up): 45s, 59m, 1h05m, 1d0h05m, 1d23h59m, from the largest unit that
+    is there down to the smallest, with no unit rounded away in between."""
     if seconds is None:
         return "—"
     s = int(round(seconds))
@@ -53,7 +72,7 @@ def duration(seconds: float | None) -> str:
     h, rest = divmod(rest, 3600)
     m = rest // 60
     if d:
-        return f"{d}d{h}h" if h else f"{d}d"
+        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
     if h:
         return f"{h}h{m:02d}m" if m else f"{h}h"
     return f"{m}m" if m else f"{s}s"

@@ -64,8 +64,10 @@ def _calendar(kind: str, start: datetime) -> Period:
 
 
 def _rolling(end: datetime, days: int) -> Period:
+    # Named by the last day it holds: a window ending at midnight on 3 April is "to 2 April".
     start = end - timedelta(days=days)
-    return Period("rolling", f"{days} days to {end.date().isoformat()}", start, end, days)
+    last = (end - timedelta(days=1)).date()
+    return Period("rolling", f"{days} days to {last.isoformat()}", start, end, days)
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")

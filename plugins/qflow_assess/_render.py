@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from html import escape
 from typing import IO, Any
 
 from qflow_assess import _svg
 from qflow_assess._format import cell, delta, duration, label
-from qflow_assess._kpis import KPI, Figure
+from qflow_assess._kpis import KPI, UNDATED, Figure
 from qflow_assess._report import Report
 
 __all__ = ["render_csv", "render_html", "render_text", "render_xlsx", "rows"]
@@ -28,6 +28,38 @@ SIX_M_NAMES = {
            "measurement": "Measurement", "environment": "Environment"},
     "zh": {"man": "人", "machine": "机", "method": "法", "material": "料", "measurement": "测", "environment": "环"},
 }
+
+
+def _marked(report: Report, kpi: KPI) -> tuple[str, ...]:
+    """What the people's formats mark *kpi* with † for: what it counts that the facts do
+    not date, but rejections, which every figure leaves out and the note says once."""
+    return tuple(u for u in report.undated(kpi) if u != "rejections")
+
+
+def _dagger(report: Report, kpi: KPI) -> str:
+    return " †" if _marked(report, kpi) else ""
+
+
+def _as_then(report: Report, lang: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The note under the figures of a report as of a time before it was made: what the
+    † figures count as it stood then, and what every figure does."""
+    if not report.past or report.made_at is None:
+        return []
+    marked = {u for k in report.kpis for u in _marked(report, k)} | set(extra)
+    things = [u for u in UNDATED if u in marked] + sorted(marked - set(UNDATED))
+    made = report.made_at.astimezone(report.as_of.tzinfo).isoformat(timespec="minutes")
+    as_of = report.as_of.isoformat(timespec="minutes")
+    lines = [label("as_then", lang).format(made=made, as_of=as_of, things=_things(things, lang))] if things else []
+    return lines + [label("as_then_all", lang).format(made=made)]
+
+
+def _things(keys: Iterable[str], lang: str) -> str:
+    """Keys of ``UNDATED`` (or a site metric's own) in words, one after the other."""
+    words = []
+    for key in keys:
+        found = label(f"undated.{key}", lang)
+        words.append(key if found == f"undated.{key}" else found)
+    return ("；" if lang == "zh" else "; ").join(words)
 
 
 def _ordered(sl: Any, report: Report) -> list[tuple[Any, Any]]:
@@ -58,6 +90,7 @@ def rows(report: Report) -> Iterator[dict[str, Any]]:
             yield {"view": view, "period": period, "group": "" if group is None else group, "kpi": kpi.name,
                    "unit": kpi.unit, "value": fig.value, "n": fig.n, "numerator": fig.numerator,
                    "denominator": fig.denominator, "low_confidence": fig.low_confidence,
+                   "not_as_of": ", ".join(report.undated(kpi)) or None,
                    **{f"extra.{k}": v for k, v in sorted(fig.extra.items())}}
 
     c = report.comparison
@@ -87,16 +120,18 @@ def render_text(report: Report, out: IO[str], *, lang: str = "en", width: int = 
     for kpi in report.kpis:
         now, prev, ly = (sl.whole().get(kpi.name) for sl in (c.current, c.previous, c.last_year))
         flag = " *" if now is not None and now.low_confidence else ""
-        t.add_row(_kpi_title(kpi, lang), cell(kpi, now) + flag, str(now.n if now else 0), cell(kpi, prev),
-                  delta(kpi, now, prev)[0], cell(kpi, ly), delta(kpi, now, ly)[0])
+        t.add_row(_kpi_title(kpi, lang) + _dagger(report, kpi), cell(kpi, now) + flag, str(now.n if now else 0),
+                  cell(kpi, prev), delta(kpi, now, prev)[0], cell(kpi, ly), delta(kpi, now, ly)[0])
     console.print(t)
     console.print(f"* {L('low')}: n < {report.min_n}")
+    for line in _as_then(report, lang):
+        console.print(line, soft_wrap=True)  # one line each in a file; a terminal wraps it
     shown = [k for k in report.kpis if k.unit in ("rate", "duration")][:7]
     for sl in report.slices:
         t = Table(title=f"{L('by')} {L(sl.by or '')}", show_edge=False, pad_edge=False)
         t.add_column(L(sl.by or ""), no_wrap=True)  # a name is read whole; the figures' headers wrap
         for kpi in shown:
-            t.add_column(_kpi_title(kpi, lang), justify="right")
+            t.add_column(_kpi_title(kpi, lang) + _dagger(report, kpi), justify="right")
         for group, figures in _ordered(sl, report):
             t.add_row(_named(report, sl.by, group), *[cell(k, figures.get(k.name)) + (" *" if figures.get(k.name) and
                                                                    figures[k.name].low_confidence else "")
@@ -163,11 +198,24 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
             ws.write_number(r, col, fig.value, fmt(num))
 
     c = report.comparison
+    # What the workbook is: the periods its figures are of, and as of when.
+    ws = sheet(L("report"), [L("item"), L("value")])
+    ws.set_column(1, 1, 60)
+    for i, (key, value) in enumerate((
+            (L("title"), report.title), (L("period"), report.period.label), (L("previous"), c.previous.period.label),
+            (L("last_year"), c.last_year.period.label), (L("as_of"), report.as_of.isoformat(timespec="minutes")),
+            (L("timezone"), report.timezone), (L("ruleset"), report.ruleset),
+            (L("low"), f"n < {report.min_n}"),
+            *((L("not_as_of"), line) for line in _as_then(report, lang))), start=1):
+        ws.write_string(i, 0, key)
+        ws.write_string(i, 1, value)
     ws = sheet(L("figures"), [L("kpi"), "unit", L("value"), L("n"), L("numerator"), L("denominator"),
-                              L("previous"), L("last_year"), L("low")])
+                              L("previous"), L("last_year"), L("low"), L("not_as_of")])
     for i, kpi in enumerate(report.kpis, start=1):
         now, prev, ly = (sl.whole().get(kpi.name) for sl in (c.current, c.previous, c.last_year))
-        ws.write_string(i, 0, _kpi_title(kpi, lang))
+        ws.write_string(i, 0, _kpi_title(kpi, lang) + _dagger(report, kpi))
+        if _marked(report, kpi):
+            ws.write_string(i, 9, _things(_marked(report, kpi), lang))
         ws.write_string(i, 1, "hours (business)" if kpi.unit == "duration" else kpi.unit)
         value_cell(ws, i, 2, kpi, now)
         ws.write_number(i, 3, now.n if now else 0)
@@ -178,7 +226,8 @@ def render_xlsx(report: Report, path: str, *, lang: str = "en") -> None:
         ws.write_boolean(i, 8, bool(now and now.low_confidence))
     for sl in report.slices:
         kpis = [k for k in report.kpis if k.unit != "count"]
-        ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) for k in kpis], L("low")])
+        ws = sheet(f"{L('by')} {L(sl.by or '')}", [L(sl.by or ""), *[_kpi_title(k, lang) + _dagger(report, k)
+                                                                     for k in kpis], L("low")])
         r = 1
         for group, figures in _ordered(sl, report):
             ws.write_string(r, 0, _group(group))
@@ -276,7 +325,7 @@ def render_html(report: Report, *, lang: str = "en") -> str:
         d_text, d_dir = delta(kpi, fig, prev.get(name))
         cls = {1: "good", -1: "bad", 0: ""}[d_dir]
         low = ' <span class="low">*</span>' if fig is not None and fig.low_confidence else ""
-        parts.append(f'<div class="card"><div class="t">{escape(_kpi_title(kpi, lang))}</div>'
+        parts.append(f'<div class="card"><div class="t">{escape(_kpi_title(kpi, lang) + _dagger(report, kpi))}</div>'
                      f'<div class="v">{cell(kpi, fig)}{low}</div>'
                      f'<div class="t {cls}">{d_text} {L("previous")}</div></div>')
     parts.append("</section>")
@@ -290,7 +339,8 @@ def render_html(report: Report, *, lang: str = "en") -> str:
     parts.append(f'<figure><figcaption>{L("histogram")}</figcaption>'
                  f'{_svg.bars(list(report.histogram), title=L("histogram"), empty=L("no_data"))}</figure>')
     branches = [(SIX_M_NAMES.get(lang, SIX_M_NAMES["en"]).get(b, b), n) for b, n in report.pareto]
-    parts.append(f'<figure><figcaption>{L("pareto")}</figcaption>'
+    # The causes of a past report's incidents are those recorded since too (their time is not in the facts).
+    parts.append(f'<figure><figcaption>{L("pareto")}{" †" if report.past else ""}</figcaption>'
                  f'{_svg.pareto(branches, title=L("pareto"), cumulative=L("cumulative"), empty=L("no_data"))}</figure>')
     # Only the places where something came back, most repeats first: the chart is where to look next.
     places = [(p, float(r), f"{r} / {n} {L('incidents')}") for p, n, r in report.recurrence_by_place if r > 0][:8]
@@ -309,7 +359,7 @@ def render_html(report: Report, *, lang: str = "en") -> str:
         cls = {1: "good", -1: "bad", 0: ""}
         low = ' <span class="low">*</span>' if fig is not None and fig.low_confidence else ""
         dur = kpi.unit == "duration"
-        parts.append(f'<tr><td>{escape(_kpi_title(kpi, lang))}</td><td>{cell(kpi, fig)}{low}</td>'
+        parts.append(f'<tr><td>{escape(_kpi_title(kpi, lang) + _dagger(report, kpi))}</td><td>{cell(kpi, fig)}{low}</td>'
                      f'<td>{fig.n if fig else 0}</td>'
                      f'<td>{duration(extra.get("mean")) if dur else ""}</td>'
                      f'<td>{duration(extra.get("p90")) if dur else ""}</td>'
@@ -317,11 +367,13 @@ def render_html(report: Report, *, lang: str = "en") -> str:
                      f'<td>{cell(kpi, p)}</td><td class="{cls[dir1]}">{d1}</td>'
                      f'<td>{cell(kpi, ly)}</td><td class="{cls[dir2]}">{d2}</td></tr>')
     parts.append(f'</table><p class="note">* {L("low")}: n &lt; {report.min_n}. {L("durations_note")}</p>')
+    parts.extend(f'<p class="note">{escape(line)}</p>' for line in _as_then(report, lang, ("causes",)))
     # slices
     shown = [k for k in report.kpis if k.unit in ("rate", "duration")][:8]
     for sl in report.slices:
         parts.append(f'<h2>{L("by")} {L(sl.by or "")}</h2><table class="slice"><tr><th>{L(sl.by or "")}</th>'
-                     + "".join(f"<th>{escape(_kpi_title(k, lang))}</th>" for k in shown) + "</tr>")
+                     + "".join(f"<th>{escape(_kpi_title(k, lang) + _dagger(report, k))}</th>" for k in shown)
+                     + "</tr>")
         for group, figures in _ordered(sl, report):
             cells = []
             for k in shown:

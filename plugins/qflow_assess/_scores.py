@@ -138,14 +138,17 @@ def _data(score: Score) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in attrs.asdict(score).items()}
 
 
-def scores_in(store: Store, period: Period) -> list[Score]:
+def scores_in(store: Store, period: Period, as_of: datetime | None = None) -> list[Score]:
     """The scores for *period*: those recorded for a period inside it, and those
-    recorded without one at a moment inside it."""
+    recorded without one at a moment inside it; with *as_of*, only those recorded by
+    then."""
     from qflow_assess._periods import parse_period
 
     out = []
     for _id, _version, data in store.documents(KIND):
         at = datetime.fromisoformat(data["at"])
+        if as_of is not None and at > as_of:
+            continue  # not yet recorded then
         if data.get("period"):
             scored = parse_period(data["period"], period.start.tzinfo, at)  # type: ignore[arg-type]
             inside = period.start <= scored.start and scored.end <= period.end
@@ -176,9 +179,10 @@ def _inputs(figure: Figure) -> str:
     return f"median of {figure.n}"
 
 
-def scorecards(store: Store, ruleset: Ruleset, period: Period, *, as_of: datetime,
+def scorecards(store: Store, ruleset: Ruleset, period: Period, *, as_of: datetime, now: datetime | None = None,
                kpis: Sequence[KPI]) -> list[Scorecard]:
-    """One scorecard per team (and per person with scores), weights from the ruleset."""
+    """One scorecard per team (and per person with scores), weights from the ruleset, as
+    of *as_of* (the KPIs as :func:`compute_slices` gives them, the scores recorded by then)."""
     conf = _settings(ruleset)
     card = conf.scorecard
     if card is None:
@@ -187,10 +191,10 @@ def scorecards(store: Store, ruleset: Ruleset, period: Period, *, as_of: datetim
     by_team: Mapping[Any, Any] = {}
     by_owner: Mapping[Any, Any] = {}
     if weighted:  # both groupings from one scan
-        teams, owners = compute_slices(store, weighted, period, as_of=as_of, dims=("team", "owner"), whole=False,
-                                       min_n=conf.min_n)
+        teams, owners = compute_slices(store, weighted, period, as_of=as_of, now=now, dims=("team", "owner"),
+                                       whole=False, min_n=conf.min_n)
         by_team, by_owner = teams.groups, owners.groups
-    scores = scores_in(store, period)
+    scores = scores_in(store, period, as_of)
     subjects = [("team", t) for t in ruleset.names("team")]
     subjects += sorted({("person", s.subject) for s in scores if s.subject_kind == "person"})
     out = []

@@ -449,7 +449,8 @@ class Demo:
         self.say(f"  history: {_plural(count, 'incident')} answered, analysed, acted on, verified and surveyed, "
                  f"in {self.target / 'history.sqlite3'}")
         parser, handlers = _build_parser(self.pm)
-        common = [self.paths[0], "--store", url, "--as-of", as_of.isoformat()]
+        # Made at the end of the history, as of then: nothing happened after it.
+        common = [self.paths[0], "--store", url, "--as-of", as_of.isoformat(), "--now", as_of.isoformat()]
         wrote = []
         if "report" not in handlers:
             self.say("  (no report: the assess plugin is blocked)")
@@ -525,9 +526,17 @@ class _Sink:
 
 
 def _duration_text(seconds: float) -> str:
+    """As the report writes durations (qflow_assess._format.duration, which the kernel
+    does not import): 45s, 20m, 1h20m, 1d23h59m."""
     s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m"
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    if d:
+        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
+    if h:
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{m}m" if m else f"{s}s"
 
 
 def _event_text(e: Event, demo: Demo) -> str:
