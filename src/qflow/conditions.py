@@ -750,7 +750,9 @@ def _type_hint(field: str, ftype: str, arg: Any = None) -> str:
 # ---------------------------------------------------------------------------
 
 
-_BARE_WORD = re.compile(r"\s*[\w.-]*\s*")
+#: One word and nothing else (``when: complaint``): a mapping was meant, not an
+#: expression. An empty or blank text is no word: it is an empty expression (QF310).
+_BARE_WORD = re.compile(r"\s*[\w.-]+\s*")
 
 
 def _expression_marks(text: str, at: Mark) -> tuple[Callable[[int], Mark], bool]:
