@@ -90,6 +90,10 @@ def _kpi(store: Store, m: MetricSpec, fp: Mapping[str, Any], start: datetime, en
 def _judge(m: MetricSpec, baseline: float | None, after: float | None) -> tuple[R | None, str | None]:
     if after is None or (m.on == "ratio" and baseline is None):
         return None, "no data in a window"
+    if m.on == "ratio" and baseline == 0 and after == 0:
+        # 0 -> 0 is no change measured, not a change to zero: typically windows too short
+        # to hold even the incident being verified.
+        return None, "0 in both windows, nothing to compare yet"
     if m.on == "ratio":
         if baseline == 0:
             value = 0.0 if after == 0 else math.inf
@@ -113,10 +117,15 @@ def measure(state: IncidentState, store: Store, settings: LoopSettings, now: dat
             done: datetime | None = None) -> Verification:
     """Measure every configured metric: the window after runs from the last action
     done to *now* (at most the observation window), the baseline is as long and ends
-    where it starts."""
+    where it starts. Before the last action is done nothing is measured, and a metric
+    with no data, or 0 in both windows of a ratio, judges nothing ("no data")."""
     done = done or latest_done(state) or now
-    span = min(now - done, settings.spec.verification.observe) if now > done else settings.spec.verification.observe
-    span = max(span, timedelta(seconds=1))
+    if now <= done:  # the window after has not begun: whatever it counted would be the future's
+        figures = [MetricFigure(m.name, m.kind, None, None, None, "nothing observed after the last action yet")
+                   for m in settings.metrics]
+        return Verification(result=R.PARTIAL, at=now, verifier=None, method="measured", note=_NOT_YET,
+                            figures=figures, baseline_from=done, measured_from=done, after_until=done)
+    span = max(min(now - done, settings.spec.verification.observe), timedelta(seconds=1))
     start, end = done - span, done + span
     fp = fingerprint(state, settings.spec.fingerprint)
     before = recurrences(store, fp, start, done)
@@ -136,9 +145,13 @@ def measure(state: IncidentState, store: Store, settings: LoopSettings, now: dat
         overall = max(judged, key=_ORDER.__getitem__)
         note = None
     else:
-        overall, note = R.PARTIAL, "no metric had data in both windows; verify by hand"
+        overall, note = R.PARTIAL, _NOT_YET
     return Verification(result=overall, at=end, verifier=None, method="measured", note=note, figures=figures,
                         baseline_from=start, measured_from=done, after_until=end)
+
+
+#: The note of a measured verification no metric could judge.
+_NOT_YET = "not enough data yet: no metric had data in both windows; measure again later, or verify by hand"
 
 
 def figures_text(verification: Verification) -> str:
