@@ -24,6 +24,7 @@ from qflow import (
     WhyStep,
 )
 from qflow import events as ev
+import qflow_loop
 from tests.conftest import BASE, T0
 
 LOOP = BASE + """\
@@ -171,6 +172,31 @@ def test_measuring_too_early_says_there_is_not_enough_data_yet(engine, clock):
     later = engine.measure_effect(iid)
     assert [(f.metric, f.baseline, f.after, f.result) for f in later.figures][0] == (
         "recurrence", 1.0, 0.0, VerificationResult.EFFECTIVE)
+
+
+def test_an_incident_without_a_place_has_no_kind_to_count_recurrences_of(engine, clock):
+    # The fingerprint is category, cause and place: without a place the incident's kind is
+    # unknown, and the other reports without one (or with a blank one) are not its kind.
+    before = [dirty(engine, place=None), dirty(engine, place="")]
+    clock.advance(timedelta(hours=1))
+    iid = dirty(engine, place=None)
+    engine.confirm(iid)
+    engine.record_cause(iid, Cause("C-1", "排班漏排", code="rota-gap", confirmed=True))
+    engine.transition(iid, "acting")
+    engine.plan_action(iid, Action("A-1", "系统排班", "李娜", clock.now() + timedelta(days=2), target="零漏排"))
+    engine.update_action(iid, "A-1", "done")
+    clock.advance(timedelta(days=7))
+    measured = engine.measure_effect(iid)
+    note = "the incident has no place, which the fingerprint needs to count incidents of its kind; verify by hand"
+    assert [(f.metric, f.baseline, f.after, f.result, f.note) for f in measured.figures] == [
+        ("recurrence", None, None, None, note), ("satisfaction", None, None, None, note)]
+    assert (measured.result, measured.note) == (VerificationResult.PARTIAL, note)
+    assert before == ["INC-1", "INC-2"]
+    # With a place the same counts work as before: the incident itself is in the baseline.
+    other = dirty(engine, place="1203")
+    assert qflow_loop.recurrences(engine.store, qflow_loop.fingerprint(engine.get(other), ["category", "place"]),
+                                  clock.now() - timedelta(days=1), clock.now() + timedelta(seconds=1)) == [
+        engine.get(other)]
 
 
 def test_reminders_at_due_and_overdue_escalate(engine, clock):
