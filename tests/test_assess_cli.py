@@ -237,6 +237,23 @@ def test_survey_record_counts_in_the_next_report(capsys, fresh):
     assert {(r["view"], r["kpi"]): r for r in json.loads(out)}[("period", "csat")]["denominator"] == 5
 
 
+def test_survey_record_takes_the_ruleset_first_like_every_command_on_an_incident(capsys, fresh):
+    # verify, confirm, cause ... take RULESET INCIDENT, and score record takes RULESET:
+    # survey record too, with --by for the actor. The order it had (ID RULESET) and
+    # --actor still work, so scripts written for it keep running.
+    rules, url, ids = fresh
+    i10 = ids["I10"]
+    status, out, err = run(capsys, "survey", "record", rules, i10, "--store", url, "--score", "4", "--by", "desk")
+    assert (status, out, err) == (0, f"recorded a survey on {i10} (event 9)\n", "")
+    status, out, err = run(capsys, "survey", "record", i10, rules, "--store", url, "--score", "5", "--actor", "kiosk")
+    assert (status, out, err) == (0, f"recorded a survey on {i10} (event 10)\n", "")
+    surveys = [(e.data["score"], e.actor) for e in _events(url, i10) if e.type == "SurveyRecorded"]
+    assert surveys == [(4, "desk"), (5, "kiosk")]
+    status, out, err = run(capsys, "survey", "record", "nowhere.yaml", i10, "--store", url, "--score", "4")
+    assert (status, out) == (2, "")
+    assert err == "qflow: error: no such ruleset file: 'nowhere.yaml'\nhint: check the path and the current directory\n"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["INC-99", "--score", "4"], "no incident 'INC-99' in this store"),
     (["I5"], "a survey of I5 needs a score (1-5) or an NPS answer (0-10)"),

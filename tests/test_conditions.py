@@ -658,9 +658,35 @@ def test_a_regex_that_can_backtrack_catastrophically(pattern: str):
          "possessive quantifier like a++) @ $.classify[0].when.description.matches (rule 'r')")]
 
 
+@pytest.mark.parametrize(("pattern", "first", "second"), [
+    ("\\s*\\s*\\s*$", "\\s*", "\\s*"),
+    (".*.*.*=.*", ".*", ".*"),
+    ("a*a*$", "a*", "a*"),
+    ("^\\w+\\s?\\w*!", "\\w+", "\\w*"),  # the optional space between them can match nothing
+    ("(\\s*)(\\s*)x", "\\s*", "\\s*"),
+    ("(?:a*|b)a+c", "a*", "a+"),
+    (".*?\\s+$", ".*?", "\\s+"),
+    ("[a-z]*[^0-9]+;", "[a-z]*", "[^0-9]+"),
+    ("\\d+\\d{2,}\\b", "\\d+", "\\d{2,}"),
+    ("x.*\\s*+$", ".*", "\\s*+"),  # a possessive second still retries for every split the first gives back
+])
+def test_a_regex_with_overlapping_repeats_side_by_side_backtracks_polynomially(pattern: str, first: str, second: str):
+    # \s*\s*\s*$ takes over a minute on 600 spaces and an x: each repeat can take any
+    # share of the run, and a search tries every start.
+    quoted = pattern.replace("\\", "\\\\")
+    assert errors_of(f'description: {{matches: "{quoted}"}}') == [
+        (f"r.yaml:4:30: QF305 the regular expression {pattern!r} can backtrack catastrophically "
+         f"(the repeats {first!r} and {second!r} side by side can split the same text in many ways, so a long "
+         "description could stall the engine) (write one repeat instead of the two, or make them match "
+         "different characters) @ $.classify[0].when.description.matches (rule 'r')")]
+
+
 @pytest.mark.parametrize("pattern", [
     "(?i)fire|smoke|火|烟", "^(\\d+\\.)+\\d+$", "(?>a+)+", "(a++)+", "(a+)++", "(\\w+\\s)+", "(ab|ac)+",
     "^[A-Z]{2}\\d{4}$", "(?:[^,]+,)*", "(cat|dog)+", "a+b+c+", "(x(a|aa))+",
+    # repeats side by side that cannot share text, are bounded, or have nothing after them that can fail
+    ".*=.*", "[^=]*=.*", "\\w+\\s+\\w+$", "(\\d+\\.)+\\d+$", "\\s*\\s*", "fire.*.*", "a*+a*$",
+    "(?:工程师|师傅).{0,8}(?:没|未)有?", "\\s{0,3}\\s{0,3}x", "(ab)*(ba)*$", "error.*timeout",
 ])
 def test_safe_regexes_are_accepted(pattern: str):
     c = cond(f"description: {{matches: {pattern!r}}}")

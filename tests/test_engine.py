@@ -403,6 +403,83 @@ def test_a_severity_a_plugin_decides_must_be_the_rulesets(clock):
     assert engine.query() == []
 
 
+class _Lobby:
+    """Decides the severity of lobby incidents ahead of the rules."""
+
+    def __init__(self, severity: str) -> None:
+        self.severity = severity
+
+    @hookimpl(tryfirst=True)
+    def qflow_classify(self, incident):
+        if incident.place == "lobby":
+            return Classification(severity=self.severity, source="plugin:lobby")
+        return None
+
+
+class _Router:
+    @hookimpl(tryfirst=True)
+    def qflow_route(self, incident):
+        return qflow.Assignment(team="engineering", source="plugin:router")
+
+
+def _rule_steps(decision, sections=("classify", "route")):
+    return [(s.section, s.rule, s.outcome, s.reason) for s in decision.trace
+            if s.section in sections and s.outcome in ("matched", "would have matched")]
+
+
+def test_the_trace_names_the_plugin_that_decided_a_field_a_matching_rule_also_sets(clock):
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[_Lobby("critical"), _Router()])
+    engine = Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=pm), plugins=pm, clock=clock)
+    d = engine.decide(GOLD_CALL, T0)
+    assert (d.severity, d.team) == ("critical", "engineering")
+    assert d.sources == {"category": "report", "severity": "plugin:lobby", "team": "plugin:router"}
+    assert _rule_steps(d) == [
+        ("classify", "vip-complaint", "matched",
+         "all hold: channel is 'phone'; category is 'complaint'; customer.tier is 'gold'; would set severity=high, "
+         "but plugin:lobby decided severity=critical"),
+        ("route", "default", "matched",
+         "default (no conditions); would set team=front-office, but plugin:router decided team=engineering"),
+    ]
+    # A rule whose other field stands is credited with that one.
+    smoke = attrs.evolve(GOLD_CALL, category=None, description="大堂有烟 smoke in the lobby")
+    d = engine.decide(smoke, T0)
+    assert (d.category, d.severity) == ("safety", "critical")
+    assert _rule_steps(d, ("classify",)) == [
+        ("classify", "safety", "matched",
+         "description is '大堂有烟 smoke in the lobby', matching '(?i)fire|smoke|火|烟'; sets category=safety, "
+         "but plugin:lobby decided severity=critical"),
+    ]
+    # Where the plugin gives the rule's value, the decision still has it from the plugin,
+    # and so does the trace; without the plugin the rule is credited as before.
+    same = qflow.make_plugin_manager(autoload=False, plugins=[_Lobby("high")])
+    engine = Engine(qflow.load_ruleset_text(BASE_TEXT, file="base.yaml", plugins=same), plugins=same, clock=clock)
+    d = engine.decide(GOLD_CALL, T0)
+    assert d.sources["severity"] == "plugin:lobby"
+    assert [r[3] for r in _rule_steps(d, ("classify",))] == [
+        "all hold: channel is 'phone'; category is 'complaint'; customer.tier is 'gold'; would set severity=high, "
+        "but plugin:lobby decided severity=high"]
+    d = engine.decide(attrs.evolve(GOLD_CALL, place="1203"), T0)
+    assert [r[3] for r in _rule_steps(d, ("classify",))] == [
+        "all hold: channel is 'phone'; category is 'complaint'; customer.tier is 'gold'; sets severity=high"]
+
+
+def test_in_a_section_with_a_mode_and_in_a_shadow_rule_the_trace_names_the_plugin_too(clock):
+    text = BASE_TEXT.split("route:")[0] + (
+        "route:\n  mode: first\n  rules:\n"
+        "    - {id: lobby, when: {place: lobby}, assign: {team: front-office}}\n"
+        "    - {id: try-hsk, shadow: true, when: {place: lobby}, assign: {team: housekeeping}}\n"
+        "  default: {team: front-office}\n")
+    pm = qflow.make_plugin_manager(autoload=False, plugins=[_Router()])
+    engine = Engine(qflow.load_ruleset_text(text, file="modes.yaml", plugins=pm), plugins=pm, clock=clock)
+    d = engine.decide(GOLD_CALL, T0)
+    assert _rule_steps(d, ("route",)) == [
+        ("route", "lobby", "matched",
+         "place is 'lobby'; would set team=front-office, but plugin:router decided team=engineering"),
+        ("route", "try-hsk", "would have matched",
+         "shadow rule, the decision is unchanged: place is 'lobby'; would set team=housekeeping (decided: engineering)"),
+    ]
+
+
 def test_a_plugin_that_raises_in_a_decision_is_named_with_its_hook(clock):
     class Broken:
         @hookimpl(tryfirst=True)

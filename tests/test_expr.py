@@ -109,6 +109,12 @@ def test_a_plugin_predicate_is_a_function_call():
 
 
 @pytest.mark.parametrize(("when", "expected"), [
+    ("''",
+     "T/r.yaml:8:12: QF310 the expression is empty (write a test such as category == \"complaint\", or remove "
+     "'when') @ $.classify[0].when (rule 'r')"),
+    ("'   '",
+     "T/r.yaml:8:12: QF310 the expression is empty (write a test such as category == \"complaint\", or remove "
+     "'when') @ $.classify[0].when (rule 'r')"),
     ("'category == complaint'",
      "T/r.yaml:8:24: QF307 expected a value, found the name 'complaint' (write text in quotes: \"complaint\") "
      "@ $.classify[0].when (rule 'r')"),
@@ -148,6 +154,22 @@ def test_a_plugin_predicate_is_a_function_call():
 ])
 def test_mistakes_point_at_the_character(tmp_path, when, expected):
     assert load_errors(tmp_path, when) == [expected]
+
+
+def test_an_empty_when_is_one_empty_expression_and_a_bare_word_is_still_a_shape_mistake(tmp_path):
+    # '' is a text, and a text under 'when' is an expression: one mistake, QF310, the
+    # same from the loader, compile_condition and inside any:, never QF103 elsewhere.
+    errors: list[Diagnostic] = []
+    assert compile_condition("", at=None, path=("when",), functions={}, errors=errors, file="gen.yaml") is None
+    assert [str(e) for e in errors] == [
+        "gen.yaml:1:1: QF310 the expression is empty (write a test such as category == \"complaint\", or remove "
+        "'when') @ $.when"]
+    assert load_errors(tmp_path, "{any: [{category: a}, '']}") == [
+        "T/r.yaml:8:34: QF310 the expression is empty (write a test such as category == \"complaint\", or remove "
+        "'when') @ $.classify[0].when.any[1] (rule 'r')"]
+    assert load_errors(tmp_path, "complaint") == [
+        "T/r.yaml:8:11: QF103 a condition must be a mapping such as {category: complaint}, not the text "
+        "'complaint' (write field: value pairs (all must hold), or any:/all:/not:) @ $.classify[0].when (rule 'r')"]
 
 
 def test_a_plain_scalar_and_an_expression_inside_any_are_located_too(tmp_path):

@@ -78,7 +78,7 @@ def at(month: int, day: int, hour: int, minute: int = 0, year: int = 2026) -> da
 AS_OF = at(11, 3, 12)  # Tuesday 3 November 2026, 12:00 GMT
 
 
-def _report(category: str, place: str, *tags: str, channel: str = "phone"):
+def _report(category: str, place: str | None, *tags: str, channel: str = "phone"):
     return lambda e, ids, key: ids.__setitem__(key, e.report(Incident(
         description=f"{category} at {place}", category=category, place=place, channel=channel, tags=tags)).id)
 
@@ -427,6 +427,27 @@ def test_first_contact_reopen_and_recurrence(history):
     # equipment|lift x2, noise|lobby x2, room|1501, equipment|boiler, amenities|1501 -> 7 distinct
     rec = w["recurrence_rate"]
     assert (rec.numerator, rec.denominator, rec.value) == (4, 11, 4 / 11)
+
+
+def test_an_incident_without_a_place_is_no_recurrence_of_another_without_one():
+    # The fingerprint is category and place: the two billing reports at the desk are one
+    # kind. Four with no place (none, '', blank) are of no known kind, not one kind "at no
+    # place": no repeats among them, and out of the rate (its n is the incidents of a kind).
+    from qflow_assess._report import build_report
+
+    engine, ids = build(history=[
+        (at(10, 5, 9), "D1", _report("billing", "desk")),
+        (at(10, 5, 10), "D2", _report("billing", "desk")),
+        (at(10, 6, 9), "N1", _report("billing", None)),
+        (at(10, 6, 10), "N2", _report("billing", None)),
+        (at(10, 6, 11), "N3", _report("billing", "")),
+        (at(10, 6, 12), "N4", _report("billing", "  ")),
+    ])
+    assert [_row(engine, ids[k])["fingerprint"] for k in ("D1", "N1", "N3", "N4")] == ["billing|desk", None, None, None]
+    rec = whole(engine).whole()["recurrence_rate"]
+    assert (rec.numerator, rec.denominator, rec.value) == (1, 2, 0.5)
+    rep = build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, dimensions=("team",))
+    assert [(place, n, repeats) for place, n, repeats in rep.recurrence_by_place if repeats] == [("desk", 2, 1)]
 
 
 def test_a_survey_before_the_resolution_is_a_response_and_the_rate_stays_of_resolved_incidents():

@@ -24,6 +24,7 @@ from qflow import (
     WhyStep,
 )
 from qflow import events as ev
+import qflow_loop
 from tests.conftest import BASE, T0
 
 LOOP = BASE + """\
@@ -134,6 +135,68 @@ def test_full_loop_with_an_ineffective_round_and_a_second_that_passes(engine, cl
     assert state.actions[0].ledger[0].percent == 50 and state.actions[0].ledger[0].by == "李娜"
     assert state.causes[0].evidence[0].added_by == "质检"
     assert earlier == ["INC-1", "INC-2"]
+
+
+def _done_a_day_later(engine, clock) -> str:
+    """An incident whose one action is done a day after it was reported."""
+    iid = dirty(engine)
+    engine.confirm(iid)
+    engine.record_cause(iid, Cause("C-1", "排班漏排", code="rota-gap", confirmed=True))
+    engine.transition(iid, "acting")
+    engine.plan_action(iid, Action("A-1", "系统排班", "李娜", clock.now() + timedelta(days=2), target="零漏排"))
+    clock.advance(timedelta(days=1))
+    engine.update_action(iid, "A-1", "done")
+    return iid
+
+
+def test_measuring_too_early_says_there_is_not_enough_data_yet(engine, clock):
+    iid = _done_a_day_later(engine, clock)
+    # At the moment the action is done nothing has been observed after it: no window yet.
+    now = engine.measure_effect(iid)
+    assert [(f.metric, f.baseline, f.after, f.result, f.note) for f in now.figures] == [
+        ("recurrence", None, None, None, "nothing observed after the last action yet"),
+        ("satisfaction", None, None, None, "nothing observed after the last action yet")]
+    # An hour later both hour-long windows hold no incident of the kind (the incident itself
+    # is a day older): 0 -> 0 says nothing about the action, it is not "effective".
+    clock.advance(timedelta(hours=1))
+    early = engine.measure_effect(iid)
+    assert [(f.metric, f.baseline, f.after, f.result, f.note) for f in early.figures] == [
+        ("recurrence", 0.0, 0.0, None, "0 in both windows, nothing to compare yet"),
+        ("satisfaction", None, None, None, "no data in a window")]
+    for measured in (now, early):
+        assert measured.result is VerificationResult.PARTIAL
+        assert measured.note == ("not enough data yet: no metric had data in both windows; measure again later, "
+                                 "or verify by hand")
+    # Once the window holds the anomaly, the same metric judges.
+    clock.advance(timedelta(days=1))
+    later = engine.measure_effect(iid)
+    assert [(f.metric, f.baseline, f.after, f.result) for f in later.figures][0] == (
+        "recurrence", 1.0, 0.0, VerificationResult.EFFECTIVE)
+
+
+def test_an_incident_without_a_place_has_no_kind_to_count_recurrences_of(engine, clock):
+    # The fingerprint is category, cause and place: without a place the incident's kind is
+    # unknown, and the other reports without one (or with a blank one) are not its kind.
+    before = [dirty(engine, place=None), dirty(engine, place="")]
+    clock.advance(timedelta(hours=1))
+    iid = dirty(engine, place=None)
+    engine.confirm(iid)
+    engine.record_cause(iid, Cause("C-1", "排班漏排", code="rota-gap", confirmed=True))
+    engine.transition(iid, "acting")
+    engine.plan_action(iid, Action("A-1", "系统排班", "李娜", clock.now() + timedelta(days=2), target="零漏排"))
+    engine.update_action(iid, "A-1", "done")
+    clock.advance(timedelta(days=7))
+    measured = engine.measure_effect(iid)
+    note = "the incident has no place, which the fingerprint needs to count incidents of its kind; verify by hand"
+    assert [(f.metric, f.baseline, f.after, f.result, f.note) for f in measured.figures] == [
+        ("recurrence", None, None, None, note), ("satisfaction", None, None, None, note)]
+    assert (measured.result, measured.note) == (VerificationResult.PARTIAL, note)
+    assert before == ["INC-1", "INC-2"]
+    # With a place the same counts work as before: the incident itself is in the baseline.
+    other = dirty(engine, place="1203")
+    assert qflow_loop.recurrences(engine.store, qflow_loop.fingerprint(engine.get(other), ["category", "place"]),
+                                  clock.now() - timedelta(days=1), clock.now() + timedelta(seconds=1)) == [
+        engine.get(other)]
 
 
 def test_reminders_at_due_and_overdue_escalate(engine, clock):

@@ -102,6 +102,28 @@ def test_closing_with_an_open_action_is_refused_with_its_due_date(site, capsys):
     assert run(capsys, "reopen", "r.yaml", "INC-1", *s, "--reason", "又投诉了")[0] == 0
 
 
+def test_verify_measure_too_early_records_nothing_and_says_there_is_not_enough_data_yet(site, capsys):
+    s = ("--store", site, "--now", NOW)
+    later = ("--store", site, "--now", "2026-11-22T10:00:00+08:00")
+    for argv in [
+        ("confirm", "r.yaml", "INC-1", *s),
+        ("cause", "r.yaml", "INC-1", *s, "--id", "C-1", "--summary", "x", "--confirmed"),
+        ("act", "r.yaml", "INC-1", *s),
+        ("action", "add", "r.yaml", "INC-1", *s, "--id", "A-1", "--description", "d", "--owner", "o",
+         "--due", "2026-12-01T18:00:00+08:00", "--target", "t"),
+        ("action", "done", "r.yaml", "INC-1", "A-1", *later),
+    ]:
+        assert main(list(argv)) == 0
+    capsys.readouterr()
+    status, out, err = run(capsys, "verify", "r.yaml", "INC-1", "--store", site, "--now", "2026-11-22T11:00:00+08:00",
+                           "--measure")
+    assert (status, out) == (1, "")
+    assert err == ("qflow: error: cannot verify INC-1: not enough data yet: no metric had data in both windows; "
+                   "measure again later, or verify by hand with --result and --metric (recurrence 0 → 0 (no data))\n")
+    status, out, _ = run(capsys, "show", "INC-1", "r.yaml", "--store", site)
+    assert "VerificationRecorded" not in out and "verifying" not in out
+
+
 def test_usage_mistakes_exit_2_with_a_hint(site, capsys):
     s = ("--store", site, "--now", NOW)
     main(["confirm", "r.yaml", "INC-1", *s])

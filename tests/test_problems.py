@@ -54,6 +54,18 @@ def test_ten_in_three_hours_at_one_place_open_a_problem(engine, clock):
     assert sum(e.type == ev.RECURRENCE_CHECKED for e in engine.events(later)) == 1
 
 
+def test_incidents_without_a_place_are_not_ten_at_the_same_place(engine, clock):
+    # No place (none, '' or blank) is no place they share: each is of no known kind,
+    # counted alone, and no problem opens for "place None".
+    ids = [report(engine, place=place) for place in [None] * 10 + ["", "  "]]
+    engine.tick()
+    assert engine.problems() == []
+    for iid in (ids[-3], ids[-2], ids[-1]):
+        checked = [e for e in engine.events(iid) if e.type == ev.RECURRENCE_CHECKED][0]
+        assert dict(checked.data) == {"fingerprint": {"category": "service_delay", "place": None}, "count": 1,
+                                      "window": "3h", "problem": None, "opened": False}
+
+
 def test_outside_the_window_nothing_opens(engine, clock):
     for _ in range(10):
         report(engine)

@@ -178,6 +178,41 @@ def test_every_mistake_in_a_tests_file_is_located_and_nothing_runs_wrongly(desk)
     ]
 
 
+def test_a_bad_time_is_one_diagnostic_however_many_things_read_it(desk):
+    # The case's time falls back to its incident's reported_at, and the incident is read
+    # as well: one bad date, one diagnostic. A bad file-level now is not also "no time"
+    # for every case that relies on it.
+    path = write_tests(desk, """\
+        ruleset: desk.yaml
+        now: 2026-11-20 23:10
+        tests:
+          - name: reported without a zone
+            incident: {channel: phone, reported_at: "2026-11-21 08:00"}
+            expect: {severity: normal}
+          - name: reported on a day that does not exist
+            incident: {channel: phone, reported_at: "2026-11-31T08:00:00+08:00"}
+            expect: {severity: normal}
+          - name: relies on the file's time
+            incident: {channel: phone}
+            expect: {severity: normal}
+          - name: has its own time
+            now: 2026-11-21T09:00:00+08:00
+            incident: {channel: phone}
+            expect: {severity: normal}
+        """)
+    status, out, _ = run_cli("test", "--no-plugins", path)
+    assert status == 1
+    assert out.splitlines() == [
+        f"{path}:2:6: QF605 '2026-11-20 23:10' has no time zone (add an offset such as +08:00 or Z) @ $.now",
+        f"{path}:5:45: QF606 incident: '2026-11-21 08:00' has no time zone (add an offset such as +08:00 or Z)"
+        " @ $.tests[0].incident.reported_at",
+        f"{path}:8:45: QF606 incident: '2026-11-31T08:00:00+08:00' is not a date and time"
+        " (use ISO 8601 such as 2026-11-20T23:10:00+08:00) @ $.tests[1].incident.reported_at",
+        f"{path}: 1 passed, 3 errors ({ref_of(desk)})",
+        "1 passed, 3 errors in 1 file",
+    ]
+
+
 def test_an_expected_name_the_ruleset_does_not_define_is_a_located_error(desk):
     path = write_tests(desk, """\
         ruleset: desk.yaml

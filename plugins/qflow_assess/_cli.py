@@ -31,6 +31,13 @@ examples:
 """
 
 
+_SURVEY_EPILOG = f"""\
+examples:
+  {PROG} survey record rules.yaml INC-7 --store sqlite:///q.db --score 4 --nps 9 --channel sms
+  {PROG} survey record rules.yaml INC-7 --store sqlite:///q.db --score 2 --comment "slow refund" --by desk
+"""
+
+
 def _store_option(p: argparse.ArgumentParser) -> None:
     default = os.environ.get("QFLOW_STORE")
     p.add_argument("--store", metavar="URL", default=default, required=default is None,
@@ -58,9 +65,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
                        help="record a satisfaction survey against an incident",
                        description="Record a customer's satisfaction survey (CSAT score, NPS answer, comment).")
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    r = ssub.add_parser("record", formatter_class=_FORMATTER, help="record one survey result")
-    r.add_argument("incident", metavar="ID")
+    r = ssub.add_parser("record", formatter_class=_FORMATTER, help="record one survey result",
+                        epilog=_SURVEY_EPILOG)
+    # RULESET first, as every command on an incident (verify, confirm ...) and score
+    # record take it; _cmd_survey still reads the old order, ID RULESET.
     r.add_argument("ruleset", metavar="RULESET")
+    r.add_argument("incident", metavar="ID")
     _store_option(r)
     r.add_argument("--score", type=float, help="satisfaction, 1..scale")
     r.add_argument("--scale", type=int, default=5)
@@ -69,7 +79,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     r.add_argument("--channel", help="how the survey was answered (phone, sms, online …)")
     r.add_argument("--respondent")
     r.add_argument("--self-rated", action="store_true", help="filled in by staff: kept, left out of the figures")
-    r.add_argument("--actor")
+    r.add_argument("--by", "--actor", dest="actor", metavar="NAME", help="who records it (recorded as the actor)")
 
     p = sub.add_parser("score", parents=[common], formatter_class=_FORMATTER,
                        help="record an expert review, inspection or mystery-shopper score",
@@ -202,6 +212,8 @@ class _progress:
 
 
 def _cmd_survey(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if not os.path.isfile(args.ruleset) and os.path.isfile(args.incident):
+        args.ruleset, args.incident = args.incident, args.ruleset  # written in the old order, ID RULESET
     durable(args.store, "survey record")
     engine = _engine(args)
     try:

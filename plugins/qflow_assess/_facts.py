@@ -53,6 +53,16 @@ ACTIONS = Projection("action_facts", (
 ), doc="one row per action: its owner, due date and when it was done")
 
 
+def _fingerprint(values: Sequence[Any]) -> str | None:
+    """The kind of anomaly (``billing|desk``), or None when one of its values is unknown
+    (no value, or blank text): an incident without a place is not "at the same place"
+    as another without one, so it is no kind at all, never a repeat and never repeated
+    (the recurrence rate counts the incidents with a fingerprint)."""
+    if any(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+        return None
+    return "|".join(str(v) for v in values)
+
+
 def period_keys(at: datetime, tz: tzinfo) -> tuple[str, str, str, str]:
     """Day, month, quarter and year of *at* as lived in *tz*."""
     local = at.astimezone(tz)
@@ -167,7 +177,7 @@ def facts_row(state: IncidentState, events: Sequence[Event], ruleset: Ruleset, s
                 due = found.due.timestamp() if found is not None else None
                 met = int(stopped <= found.due) if found is not None and stopped is not None else None
             row[due_name], row[met_name] = due, met if stopped is not None else None
-    row["fingerprint"] = "|".join(str(row.get(f) or "") for f in settings.fingerprint)
+    row["fingerprint"] = _fingerprint([row.get(f) for f in settings.fingerprint])
     target = settings.resolve_target
     row["resolve_target_met"] = (int(row["resolve_bs"] <= target.total_seconds())
                                  if target is not None and row["resolve_bs"] is not None else row["resolve_met"])

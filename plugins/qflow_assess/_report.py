@@ -104,9 +104,11 @@ def _reported_in(period: Period, as_of: datetime) -> tuple[Filter, ...]:
 
 def _grouped_counts(store: Store, period: Period, as_of: datetime,
                     columns: Sequence[str]) -> list[list[tuple[Any, ...]]]:
-    """Incidents and distinct fingerprints per value of each of *columns* (one scan)."""
+    """Incidents, distinct fingerprints and incidents with a fingerprint (a known kind)
+    per value of each of *columns* (one scan)."""
     where = _reported_in(period, as_of)
-    return store.aggregate(FACTS, measures=[Measure("count"), Measure("count_distinct", "fingerprint")],
+    return store.aggregate(FACTS, measures=[Measure("count"), Measure("count_distinct", "fingerprint"),
+                                            Measure("count", "fingerprint")],
                            group_by=[(c,) for c in columns], where=where)
 
 
@@ -241,9 +243,10 @@ def build_report(store: Store, ruleset: Ruleset, period_text: str, *, as_of: dat
         trend_slices = tuple(finished(p, a)[0] for p, a in zip(plans[3:], answers[3:], strict=True))
         step("charts")
         by_branch, by_place, by_stage = grouped.result()
-        pareto_rows = [(b or "unknown", int(n)) for b, n, _ in by_branch if b is not None]
+        pareto_rows = [(b or "unknown", int(n)) for b, n, *_ in by_branch if b is not None]
         pareto_rows.sort(key=lambda r: (-r[1], SIX_M.index(r[0]) if r[0] in SIX_M else 99, r[0]))
-        places = [(p or "—", int(n), int(n) - int(distinct)) for p, n, distinct in by_place]
+        # repeats: the incidents of a known kind beyond the first of each kind
+        places = [(p or "—", int(n), int(known) - int(distinct)) for p, n, distinct, known in by_place]
         places.sort(key=lambda r: (-r[2], -r[1], r[0]))
         step("problem list")
         problems, counts = _problems(store, period, problem_limit, by_stage, as_of=as_of,

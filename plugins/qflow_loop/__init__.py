@@ -44,7 +44,7 @@ from qflow import lifecycle
 from qflow.diagnostics import did_you_mean
 from qflow.model import Cause, Problem
 
-from qflow_loop._measure import figures_text, fingerprint, latest_done, matches, measure, recurrences
+from qflow_loop._measure import figures_text, fingerprint, latest_done, matches, measure, recurrences, unknown
 from qflow_loop._spec import LoopSettings, LoopSpec, compile_loop
 
 __all__ = ["fingerprint", "fishbone", "measure", "responsibility_of", "settings"]
@@ -318,9 +318,10 @@ def _arrival(state: IncidentState, store: Store, s: LoopSettings, now: datetime)
     like = recurrences(store, fp, at - p.window, at + timedelta(microseconds=1))
     ids = sorted({x.id for x in like} | {state.id}, key=_id_key)
     fp_data = {k: v for k, v in fp.items()}
-    problem = _open_problem(store, fp_data)
+    kindless = bool(unknown(fp))  # no place is no place they share: counted alone, never a problem
+    problem = None if kindless else _open_problem(store, fp_data)
     opened = False
-    if problem is None and len(ids) >= p.threshold:
+    if problem is None and not kindless and len(ids) >= p.threshold:
         known = {i for i, _, _ in store.documents("problem")}
         n = len(known) + 1
         while f"PRB-{n}" in known:

@@ -21,7 +21,7 @@ import attrs
 from qflow import Assignment, Classification, CompileContext, Diagnostic, Ruleset, Section, TraceStep, hookimpl
 from qflow.conditions import ConditionSpec
 from qflow.diagnostics import json_path
-from qflow_rules._chain import Chain, Rule
+from qflow_rules._chain import Chain, Rule, decided_fields
 from qflow_rules._lint import lint_section
 from qflow_rules._modes import ModeChain
 
@@ -300,9 +300,15 @@ def qflow_route(view: Mapping[str, Any], ruleset: Ruleset) -> Assignment | None:
 
 
 @hookimpl
-def qflow_explain(view: Mapping[str, Any], classification: Classification, ruleset: Ruleset) -> list[TraceStep]:
-    steps = ruleset.compiled("classify").explain(view)
+def qflow_explain(view: Mapping[str, Any], classification: Classification, assignment: Assignment,
+                  ruleset: Ruleset) -> list[TraceStep]:
+    # What the decision took, with its sources: where a plugin decided a field a rule
+    # also sets, the rule's step names the plugin instead of claiming the field.
+    steps = ruleset.compiled("classify").explain(view, decided_fields(classification, _CLASSIFIED))
     routed = {**view, "category": classification.category, "severity": classification.severity,
               "priority": classification.priority}
-    steps += ruleset.compiled("route").explain(routed)
+    steps += ruleset.compiled("route").explain(routed, decided_fields(assignment, _ROUTE_FIELDS))
     return [attrs.evolve(s, source="plugin:rules") for s in steps]
+
+
+_CLASSIFIED = ("category", "severity", "priority")

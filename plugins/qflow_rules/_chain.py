@@ -20,7 +20,7 @@ import attrs
 
 from qflow import TraceStep
 
-__all__ = ["Chain", "Rule"]
+__all__ = ["Chain", "Decided", "Rule", "decided_fields", "sets"]
 
 
 @attrs.frozen
@@ -136,8 +136,11 @@ class Chain:
             _take(rule, out, matched)
         return self._build(out, matched) if out else None
 
-    def explain(self, view: Mapping[str, Any]) -> list[TraceStep]:
-        """The same walk as :meth:`run`, over every rule in file order, with reasons."""
+    def explain(self, view: Mapping[str, Any], decided: Decided | None = None) -> list[TraceStep]:
+        """The same walk as :meth:`run`, over every rule in file order, with reasons.
+
+        *decided* is what the decision took for each field, with its source: a rule
+        whose value another source (a plugin) overrode is not credited with it."""
         steps: list[TraceStep] = []
         out: dict[str, tuple[Any, str]] = {}
         want = len(self.fields)
@@ -149,10 +152,10 @@ class Chain:
             if not ok:
                 steps.append(TraceStep(self.section, rule.id, "no match", why))
                 continue
-            took = [f"{f}={v}" for f, v in rule.values if f not in out]
+            took = [(f, v) for f, v in rule.values if f not in out]
             _take(rule, out, [])
             if took:
-                steps.append(TraceStep(self.section, rule.id, "matched", f"{why}; sets {', '.join(took)}"))
+                steps.append(TraceStep(self.section, rule.id, "matched", sets(why, took, rule.source, decided)))
             else:
                 steps.append(TraceStep(self.section, rule.id, "no effect",
                                        f"{why}; but earlier rules already set {', '.join(f for f, _ in rule.values)}"))
@@ -165,21 +168,22 @@ class Chain:
             if found is None:
                 steps.append(TraceStep(self.section, name, "no match", why(view)))
             else:
-                values, _source = found
-                took = [f"{f}={v}" for f, v in values if f not in out]
+                values, source = found
+                took = [(f, v) for f, v in values if f not in out]
                 for f, v in values:
                     out.setdefault(f, (v, name))
                 steps.append(TraceStep(self.section, name, "matched" if took else "no effect",
-                                       f"{why(view)}; sets {', '.join(took)}" if took
+                                       sets(why(view), took, source, decided) if took
                                        else f"{why(view)}; but earlier rules already set what it gives"))
         for rule in self._defaults:
             if len(out) >= want:
                 steps.append(TraceStep(self.section, rule.id, "not reached", "default not needed: every field is set"))
                 continue
-            took = [f"{f}={v}" for f, v in rule.values if f not in out]
+            took = [(f, v) for f, v in rule.values if f not in out]
             _take(rule, out, [])
             if took:
-                steps.append(TraceStep(self.section, rule.id, "matched", f"default (no conditions); sets {', '.join(took)}"))
+                steps.append(TraceStep(self.section, rule.id, "matched",
+                                       sets("default (no conditions)", took, rule.source, decided)))
             else:
                 steps.append(TraceStep(self.section, rule.id, "not needed",
                                        "default (no conditions); every field it sets is already set"))
@@ -188,8 +192,46 @@ class Chain:
         if missing:
             steps.append(TraceStep(self.section, None, "unset",
                                    f"no rule set {', '.join(missing)}; add a default rule (one without 'when') to set it"))
-        steps += shadow_steps(self.section, self.shadows, view, out)
+        steps += shadow_steps(self.section, self.shadows, view, out if decided is None else decided)
         return steps
+
+
+#: What a decision took for each field it has: field -> (value, the rule or plugin
+#: that set it).
+Decided = Mapping[str, tuple[Any, str]]
+
+
+def sets(why: str, took: Sequence[tuple[str, Any]], source: str, decided: Decided | None) -> str:
+    """The reason of a step whose rule (*source*) sets the fields *took* in its
+    section's answer: ``WHY; sets f=v``, or, where the decision took another value or
+    another source's (a plugin's), ``...; would set f=v, but plugin:x decided f=w``."""
+    kept, overruled = [], []
+    for f, v in took:
+        got = decided.get(f) if decided is not None else (v, source)
+        if got is not None and got[1] == source and got[0] == v:
+            kept.append(f"{f}={v}")
+        else:
+            overruled.append((f, got))
+    if not overruled:
+        return f"{why}; sets {', '.join(kept)}"
+    by: dict[str, list[str]] = {}
+    for f, got in overruled:
+        if got is None:
+            by.setdefault("the decision leaves", []).append(f"{f} unset")
+        elif got[1] == source:  # the value changed, the source did not say who changed it
+            by.setdefault("the decision has", []).append(f"{f}={got[0]}")
+        else:
+            by.setdefault(f"{got[1]} decided", []).append(f"{f}={got[0]}")
+    instead = " and ".join(f"{who} {', '.join(fields)}" for who, fields in by.items())
+    if kept:
+        return f"{why}; sets {', '.join(kept)}, but {instead}"
+    return f"{why}; would set {', '.join(f'{f}={v}' for f, v in took)}, but {instead}"
+
+
+def decided_fields(result: Any, fields: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """What a merged Classification or an Assignment took per field, with its source."""
+    own, default = result.sources, result.source or "?"
+    return {f: (getattr(result, f), own.get(f) or default) for f in fields if getattr(result, f) is not None}
 
 
 def bucket_of(buckets: Mapping[Any, Any], key: str | None, view: Mapping[str, Any]) -> Any:

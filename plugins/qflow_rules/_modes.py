@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qflow import TraceStep
-from qflow_rules._chain import Build, Extra, Rule, _fixed_run, _index, bucket_of, shadow_steps
+from qflow_rules._chain import Build, Decided, Extra, Rule, _fixed_run, _index, bucket_of, sets, shadow_steps
 
 __all__ = ["ModeChain"]
 
@@ -109,8 +109,9 @@ class ModeChain:
                     matched.append(f"{self.section}:{self._extra[0]}")
         return self._finish(out, matched)
 
-    def explain(self, view: Mapping[str, Any]) -> list[TraceStep]:
-        """The same walk as :meth:`run` over every rule in file order, with reasons."""
+    def explain(self, view: Mapping[str, Any], decided: Decided | None = None) -> list[TraceStep]:
+        """The same walk as :meth:`run` over every rule in file order, with reasons
+        (*decided*: see :meth:`Chain.explain`)."""
         section = self.section
         steps = [TraceStep(section, None, "info", _MODE_TEXT[self.mode])]
         first = self.mode == "first"
@@ -133,9 +134,9 @@ class ModeChain:
             if not ok:
                 steps.append(TraceStep(section, rule.id, "no match", why))
                 continue
-            mine = [f"{f}={v}" for f, v in rule.values if out.get(f, (None, ""))[1] == rule.source]
+            mine = [(f, v) for f, v in rule.values if out.get(f, (None, ""))[1] == rule.source]
             if mine:
-                steps.append(TraceStep(section, rule.id, "matched", f"{why}; sets {', '.join(mine)}"))
+                steps.append(TraceStep(section, rule.id, "matched", sets(why, mine, rule.source, decided)))
             else:
                 by = "earlier rules already set" if first else "later rules override"
                 steps.append(TraceStep(section, rule.id, "no effect",
@@ -150,24 +151,25 @@ class ModeChain:
             if found is None:
                 steps.append(TraceStep(section, name, "no match", why_extra(view)))
             else:
-                values, _source = found
-                took = [f"{f}={v}" for f, v in values if f not in out]
+                values, source = found
+                took = [(f, v) for f, v in values if f not in out]
                 for f, v in values:
                     out.setdefault(f, (v, name))
                 steps.append(TraceStep(section, name, "matched" if took else "no effect",
-                                       f"{why_extra(view)}; sets {', '.join(took)}" if took
+                                       sets(why_extra(view), took, source, decided) if took
                                        else f"{why_extra(view)}; but earlier rules already set what it gives"))
         if self.default:
-            took = [f"{f}={v}" for f, v in self.default if f not in out]
+            took = [(f, v) for f, v in self.default if f not in out]
             for f, v in self.default:
                 out.setdefault(f, (v, self._default_source))
             if took:
-                steps.append(TraceStep(section, "default", "matched", f"default; sets {', '.join(took)}"))
+                steps.append(TraceStep(section, "default", "matched", sets("default", took, self._default_source,
+                                                                            decided)))
             else:
                 steps.append(TraceStep(section, "default", "not needed", "default; every field it sets is already set"))
         missing = [f for f in self.fields if f not in out and f != "priority"]
         if missing:
             steps.append(TraceStep(section, None, "unset",
                                    f"no rule set {', '.join(missing)}; add 'default:' to set it"))
-        steps += shadow_steps(section, self.shadows, view, out)
+        steps += shadow_steps(section, self.shadows, view, out if decided is None else decided)
         return steps

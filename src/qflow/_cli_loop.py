@@ -18,7 +18,8 @@ from qflow.cli import PROG, UsageError, _load, _parse_now, _plugins
 from qflow.clock import FakeClock
 from qflow.engine import Engine, open_store
 from qflow._cli_store import durable
-from qflow.errors import QflowError
+from qflow.errors import InputError, QflowError
+from qflow._loop import figures_text
 from qflow.model import (
     Action,
     ActionKind,
@@ -253,6 +254,11 @@ def _verify(engine: Engine, args: argparse.Namespace, out: IO[str]) -> int:
         measured = engine.measure_effect(args.incident)
         if measured is None:
             raise UsageError("no plugin measures this incident's effect", "verify by hand with --result and --metric")
+        if measured.figures and all(f.result is None for f in measured.figures):
+            # Recording it would settle the verification on no evidence (and stop the one
+            # scheduled after the observation window): say so, record nothing.
+            raise InputError(f"cannot verify {args.incident}: {measured.note or 'no metric could judge'} with "
+                             f"--result and --metric ({figures_text(measured)})")
         verification = measured
     else:
         if not args.result:

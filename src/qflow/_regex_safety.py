@@ -15,6 +15,16 @@ probes say two pieces cannot meet: it accepts ``(\d+\.)+\d+``, ``(\w+\s)+``,
 ``(ab|ac)+`` and anything made atomic (``(?>a+)+``, ``(a++)+``). It is a guard for
 the common mistakes, not a proof: exotic constructions (back-references inside
 repeats, lookarounds that change what follows) are treated as harmless.
+
+A second, milder shape is polynomial: two unbounded repeats side by side that can
+share the same text (``\s*\s*$``, ``.*.*=``, ``\w+\s?\w*!``). Each can take any
+share of a run the other could take, so with *k* of them a failing match tries about
+n^k splits, and a search tries every start on top: ``\s*\s*\s*$`` takes over a minute
+on 600 spaces. :func:`overlapping_neighbours` finds the first such pair when
+something after it can fail (at the end of the pattern the first split succeeds, so
+``fire.*.*`` is harmless). Repeats that cannot begin or end on the same character
+(``(\d+\.)+\d+``, ``[^=]*=.*``), bounded ones (``.{0,8}``) and a possessive first
+(``a*+a*``) pass.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["can_backtrack_catastrophically"]
+__all__ = ["can_backtrack_catastrophically", "overlapping_neighbours"]
 
 
 def can_backtrack_catastrophically(pattern: str) -> bool:
@@ -35,6 +45,15 @@ def can_backtrack_catastrophically(pattern: str) -> bool:
     except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
         return False
 
+
+def overlapping_neighbours(pattern: str) -> tuple[str, str] | None:
+    """The first two unbounded repeats of *pattern* (already accepted by ``re.compile``)
+    that stand side by side, can match the same text, and have something after them
+    that can fail, as written (``("\\s*", "\\s*")``); None when there are none."""
+    try:
+        return _neighbours(_sre_parse.parse(pattern).data, [], False)[1]
+    except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
+        return None
 
 
 _REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
@@ -245,3 +264,199 @@ def _inside(op: Any, av: Any) -> list[Any]:
     if op is _sre.GROUPREF_EXISTS:
         return [av[1]] + ([av[2]] if av[2] is not None else [])
     return []
+
+
+# ---------------------------------------------------------------------------
+# Unbounded repeats side by side (polynomial backtracking)
+# ---------------------------------------------------------------------------
+
+#: An unbounded backtracking repeat the walk has passed with nothing since that must
+#: consume a character: (every character set it can consume, its first characters,
+#: its last characters, how it is written).
+_Open = tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], list[tuple[Any, Any]], str]
+
+
+def _neighbours(items: Sequence[tuple[Any, Any]], open_: list[_Open],
+                tail_fails: bool) -> tuple[list[_Open], tuple[str, str] | None]:
+    """Walk *items* left to right with the repeats *open_* that may end where the walk
+    stands; *tail_fails* says whether what follows *items* can fail. Returns the
+    repeats still open after *items*, and the first clashing pair found."""
+    fails_after = [tail_fails] * (len(items) + 1)
+    for i in range(len(items) - 1, -1, -1):
+        fails_after[i] = fails_after[i + 1] or _can_fail(*items[i])
+    for i, (op, av) in enumerate(items):
+        open_, found = _neighbour_step(op, av, open_, fails_after[i + 1])
+        if found is not None:
+            return open_, found
+    return open_, None
+
+
+def _neighbour_step(op: Any, av: Any, open_: list[_Open], fails: bool) -> tuple[list[_Open], tuple[str, str] | None]:
+    if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
+        low, high, body = av
+        if high == _sre.MAXREPEAT:
+            inner = _neighbours(body, [], True)[1]  # side by side within one pass of the body
+            if inner is not None:
+                return open_, inner
+            me = (_chars_in(body), _edge_seq(body, last=False)[0], _edge_seq(body, last=True)[0],
+                  _repeat_text(op, av))
+            if fails:
+                for other in open_:
+                    if _overlap(other[1], me[1]) and _overlap(other[2], me[2]) and _overlap(other[0], me[0]):
+                        return open_, (other[3], me[3])
+            if op is _sre.POSSESSIVE_REPEAT:  # never gives back what it took
+                return (open_ if low == 0 else []), None
+            return ([*open_, me] if low == 0 else [me]), None
+        if high == 0:
+            return open_, None
+        # a bounded repeat: what one pass leaves open, and a second pass when the first
+        # leaves a repeat open that the next could meet (\s*{2} is \s*\s*)
+        once, found = _neighbours(body, open_, fails)
+        if found is not None or high == 1 or not once:
+            return _union(open_ if low == 0 else [], once), found
+        twice, found = _neighbours(body, once, fails)
+        return _union(open_ if low == 0 else [], once, twice), found
+    if op is _sre.SUBPATTERN:
+        return _neighbours(av[-1], open_, fails)
+    if op is _sre.BRANCH or op is _sre.GROUPREF_EXISTS:
+        alts = av[1] if op is _sre.BRANCH else [av[1], av[2] or []]
+        outs: list[list[_Open]] = []
+        for alt in alts:
+            out, found = _neighbours(alt, open_, fails)
+            if found is not None:
+                return out, found
+            outs.append(out)
+        return _union(*outs), None
+    if op is _sre.ATOMIC_GROUP:  # the repeats before it still retry it; its own never give back
+        found = _neighbours(av, open_, fails)[1]
+        return (open_ if _edge_seq(av, last=False)[1] else []), found
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return open_, _neighbours(av[1], [], True)[1]
+    if op is _sre.AT:
+        return open_, None  # an anchor matches no character
+    return [], None  # a character (or a back-reference) ends every run
+
+
+def _union(*groups: list[_Open]) -> list[_Open]:
+    out: list[_Open] = []
+    for group in groups:
+        out += [o for o in group if not any(o is x for x in out)]
+    return out
+
+
+def _can_fail(op: Any, av: Any) -> bool:
+    """Whether the item can fail to match where it stands (one that can always match
+    nothing cannot)."""
+    if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
+        return av[0] > 0 and any(_can_fail(*item) for item in av[2])
+    if op is _sre.SUBPATTERN:
+        return any(_can_fail(*item) for item in av[-1])
+    if op is _sre.ATOMIC_GROUP:
+        return any(_can_fail(*item) for item in av)
+    if op is _sre.BRANCH:
+        return all(any(_can_fail(*item) for item in alt) for alt in av[1])
+    return True
+
+
+def _edge_seq(items: Sequence[tuple[Any, Any]], *, last: bool) -> tuple[list[tuple[Any, Any]], bool]:
+    """The characters a sequence can start (or, with *last*, end) with, and whether it
+    can match nothing."""
+    if not last:
+        return _first_seq(items)
+    atoms: list[tuple[Any, Any]] = []
+    for op, av in reversed(items):
+        more, nullable = _last_item(op, av)
+        atoms += more
+        if not nullable:
+            return atoms, False
+    return atoms, True
+
+
+def _last_item(op: Any, av: Any) -> tuple[list[tuple[Any, Any]], bool]:
+    if op in _CHAR_OPS:
+        return [(op, av)], False
+    if op is _sre.BRANCH:
+        atoms: list[tuple[Any, Any]] = []
+        nullable = False
+        for alt in av[1]:
+            more, n = _edge_seq(alt, last=True)
+            atoms += more
+            nullable = nullable or n
+        return atoms, nullable
+    if op is _sre.SUBPATTERN:
+        return _edge_seq(av[-1], last=True)
+    if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
+        atoms, nullable = _edge_seq(av[2], last=True)
+        return atoms, nullable or av[0] == 0
+    if op is _sre.ATOMIC_GROUP:
+        return _edge_seq(av, last=True)
+    if op is _sre.GROUPREF_EXISTS:
+        yes, ny = _edge_seq(av[1], last=True)
+        no, nn = _edge_seq(av[2], last=True) if av[2] is not None else ([], True)
+        return yes + no, ny or nn
+    if op is _sre.GROUPREF:
+        return [(_sre.ANY, None)], True
+    return [], True
+
+
+_CATEGORY_TEXT = {
+    "CATEGORY_DIGIT": r"\d", "CATEGORY_UNI_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D",
+    "CATEGORY_UNI_NOT_DIGIT": r"\D", "CATEGORY_SPACE": r"\s", "CATEGORY_UNI_SPACE": r"\s",
+    "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_UNI_NOT_SPACE": r"\S", "CATEGORY_WORD": r"\w",
+    "CATEGORY_UNI_WORD": r"\w", "CATEGORY_LOC_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W",
+    "CATEGORY_UNI_NOT_WORD": r"\W", "CATEGORY_LOC_NOT_WORD": r"\W",
+}
+
+
+def _repeat_text(op: Any, av: Any) -> str:
+    """A repeat written back as a person would have written it (``\\s*``, ``[a-z]+``,
+    ``.*?``, ``\\d{2,}``); a group body is shown as ``(…)``."""
+    low, high, body = av
+    quantifier = "*" if low == 0 else "+" if low == 1 else f"{{{low},}}"
+    if high != _sre.MAXREPEAT:
+        quantifier = f"{{{low},{high}}}"
+    if op is _sre.MIN_REPEAT:
+        quantifier += "?"
+    elif op is _sre.POSSESSIVE_REPEAT:
+        quantifier += "+"
+    return (_atom_text(*body[0]) if len(body) == 1 and body[0][0] in _CHAR_OPS else "(…)") + quantifier
+
+
+#: Characters written with a backslash outside and inside a character set.
+_OUTSIDE_SET = ".^$*+?{}[]\\|()"
+_IN_SET = "^]\\-"
+
+
+def _atom_text(op: Any, av: Any) -> str:
+    if op is _sre.ANY:
+        return "."
+    if op is _sre.LITERAL:
+        return _char_text(av, _OUTSIDE_SET)
+    if op is _sre.NOT_LITERAL:
+        return f"[^{_char_text(av, _IN_SET)}]"
+    if len(av) == 1 and av[0][0] is _sre.CATEGORY:
+        return _CATEGORY_TEXT.get(str(av[0][1]), "[…]")
+    parts = []
+    for item_op, item_av in av:
+        if item_op is _sre.NEGATE:
+            parts.append("^")
+        elif item_op is _sre.LITERAL:
+            parts.append(_char_text(item_av, _IN_SET))
+        elif item_op is _sre.RANGE:
+            parts.append(f"{_char_text(item_av[0], _IN_SET)}-{_char_text(item_av[1], _IN_SET)}")
+        elif item_op is _sre.CATEGORY:
+            parts.append(_CATEGORY_TEXT.get(str(item_av), "…"))
+        else:
+            parts.append("…")
+    return "[" + "".join(parts) + "]"
+
+
+def _char_text(code: int, special: str) -> str:
+    ch = chr(code)
+    if ch in special:
+        return "\\" + ch
+    if ch == "\n":
+        return r"\n"
+    if ch == "\t":
+        return r"\t"
+    return ch if ch.isprintable() else f"\\u{code:04x}"

@@ -319,7 +319,7 @@ def parse_test_file(path: str, text: str | None = None) -> tuple[TestFile | None
             p.error(("tests",), "QF603", "the file has no cases", "add at least one '- name: ...' item")
         names: dict[str, int] = {}
         for i, raw in enumerate(tests):
-            case = _parse_case(p, ("tests", i), raw, file_now, defaults or {})
+            case = _parse_case(p, ("tests", i), raw, file_now, defaults or {}, file_has_now="now" in doc)
             if case is None:
                 continue
             if case.name in names:
@@ -342,7 +342,8 @@ def _flow_hint(d: Diagnostic) -> Diagnostic:
     return d
 
 
-def _parse_case(p: _Parser, path: P, raw: Any, file_now: datetime | None, defaults: Mapping[str, Any]) -> Case | None:
+def _parse_case(p: _Parser, path: P, raw: Any, file_now: datetime | None, defaults: Mapping[str, Any], *,
+                file_has_now: bool = False) -> Case | None:
     if not isinstance(raw, YMap):
         p.error(path, "QF604", "a case must be a mapping with name, incident and expect",
                 "write '- name: ...' and indent incident: and expect: below it")
@@ -363,11 +364,14 @@ def _parse_case(p: _Parser, path: P, raw: Any, file_now: datetime | None, defaul
         p.error(path + ("incident",), "QF604", "incident must be a mapping of incident fields")
         data = None
     now = p.time(raw["now"], path + ("now",)) if "now" in raw else None
-    if now is None and "now" not in raw and isinstance(data, dict) and "reported_at" in data:
-        now = p.time(data["reported_at"], path + ("incident", "reported_at"))
+    reported = isinstance(data, dict) and "reported_at" in data
+    if now is None and "now" not in raw and reported:
+        # A bad reported_at is the incident's mistake: reading the incident says so (QF606).
+        now = _time_or_none(data["reported_at"])
     if now is None and "now" not in raw:
         now = file_now
-        if now is None and not (isinstance(data, dict) and "reported_at" in data):
+        # A bad file-level now has been reported once, not again for each case using it.
+        if now is None and not reported and not file_has_now:
             p.error(path, "QF603", "the case has no time", "give 'now:' (when it is reported) here or at the top of the file")
     incident = _parse_incident(p, path + ("incident",), data, defaults, now) if data is not None else None
     until = p.time(raw["at"], path + ("at",)) if "at" in raw else None
@@ -389,6 +393,13 @@ def _parse_case(p: _Parser, path: P, raw: Any, file_now: datetime | None, defaul
     if _errors(p) > errors_before or incident is None or now is None:
         return None
     return Case(str(name), p.path, p.line(path), now, incident, steps, until, checks, skip)
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ShapeError:
+        return None
 
 
 def _errors(p: _Parser) -> int:

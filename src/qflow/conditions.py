@@ -53,7 +53,7 @@ from typing import Annotated, Any
 import attrs
 
 from qflow._expr import ExpressionError, parse_expression
-from qflow._regex_safety import can_backtrack_catastrophically
+from qflow._regex_safety import can_backtrack_catastrophically, overlapping_neighbours
 from qflow._view import FIELDS
 from qflow._yaml import Mark
 from qflow.diagnostics import Diagnostic, did_you_mean, json_path
@@ -750,7 +750,9 @@ def _type_hint(field: str, ftype: str, arg: Any = None) -> str:
 # ---------------------------------------------------------------------------
 
 
-_BARE_WORD = re.compile(r"\s*[\w.-]*\s*")
+#: One word and nothing else (``when: complaint``): a mapping was meant, not an
+#: expression. An empty or blank text is no word: it is an empty expression (QF310).
+_BARE_WORD = re.compile(r"\s*[\w.-]+\s*")
 
 
 def _expression_marks(text: str, at: Mark) -> tuple[Callable[[int], Mark], bool]:
@@ -1244,6 +1246,13 @@ class _Compiler:
                        "description could stall the engine)", at, rel,
                        hint="rewrite without a repeat inside a repeat, or use an atomic group "
                             "(?>...) or a possessive quantifier like a++")
+            return None
+        pair = overlapping_neighbours(arg)
+        if pair is not None:
+            self.error("QF305", f"the regular expression {_show(arg)} can backtrack catastrophically (the repeats "
+                       f"{_show(pair[0])} and {_show(pair[1])} side by side can split the same text in many ways, "
+                       "so a long description could stall the engine)", at, rel,
+                       hint="write one repeat instead of the two, or make them match different characters")
             return None
         search = pattern.search
         pred = lambda x: x.__class__ is str and search(x) is not None

@@ -46,7 +46,7 @@ CODES: dict[str, str] = {
     "QF302": "a condition uses an unknown operator or function",
     "QF303": "a condition operator has an argument it cannot use",
     "QF304": "a regular expression does not compile",
-    "QF305": "a regular expression can backtrack catastrophically",
+    "QF305": "a regular expression can backtrack catastrophically (nested repeats, or overlapping repeats side by side)",
     "QF306": "an expression string has a character or word it cannot read (a quote not closed, '=' for '==')",
     "QF307": "an expression string is incomplete or has something unexpected where a test, operator or value belongs",
     "QF308": "an expression string starts a test with a value instead of a field",
