@@ -446,7 +446,7 @@ def test_an_incident_without_a_place_is_no_recurrence_of_another_without_one():
     assert [_row(engine, ids[k])["fingerprint"] for k in ("D1", "N1", "N3", "N4")] == ["billing|desk", None, None, None]
     rec = whole(engine).whole()["recurrence_rate"]
     assert (rec.numerator, rec.denominator, rec.value) == (1, 2, 0.5)
-    rep = build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, dimensions=("team",))
+    rep = build_report(engine.store, engine.ruleset, "2026-10", as_of=AS_OF, now=AS_OF, dimensions=("team",))
     assert [(place, n, repeats) for place, n, repeats in rep.recurrence_by_place if repeats] == [("desk", 2, 1)]
 
 
