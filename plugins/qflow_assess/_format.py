@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qflow._convert import duration_to_the_minute
 from qflow_assess._kpis import KPI, Figure
 
 __all__ = ["LABELS", "cell", "delta", "duration", "label"]
@@ -62,20 +63,9 @@ def label(key: str, lang: str) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """*seconds* to the minute (the seconds of a duration over a minute are left off,
-    never rounded up): 45s, 59m, 1h05m, 1d0h05m, 1d23h59m, from the largest unit that
-    is there down to the smallest, with no unit rounded away in between."""
-    if seconds is None:
-        return "—"
-    s = int(round(seconds))
-    d, rest = divmod(s, 86400)
-    h, rest = divmod(rest, 3600)
-    m = rest // 60
-    if d:
-        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
-    if h:
-        return f"{h}h{m:02d}m" if m else f"{h}h"
-    return f"{m}m" if m else f"{s}s"
+    """*seconds* to the minute, as every report format shows durations (see
+    ``duration_to_the_minute``); a dash for none."""
+    return "—" if seconds is None else duration_to_the_minute(seconds)
 
 
 def cell(kpi: KPI, fig: Figure | None) -> str:

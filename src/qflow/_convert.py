@@ -108,6 +108,21 @@ def format_duration(delta: timedelta) -> str:
     return sign + ("".join(parts) or "0s")
 
 
+def duration_to_the_minute(seconds: float) -> str:
+    """*seconds* as reports show them, to the minute (the seconds of a duration over a
+    minute are left off, never rounded up): 45s, 59m, 1h05m, 1d0h05m, 1d23h59m, from
+    the largest unit that is there down to the smallest, none rounded away between."""
+    s = int(round(seconds))
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m = rest // 60
+    if d:
+        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
+    if h:
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    return f"{m}m" if m else f"{s}s"
+
+
 def parse_time(value: object) -> datetime:
     """An aware datetime from ISO-8601 text (or a YAML timestamp)."""
     if isinstance(value, datetime):

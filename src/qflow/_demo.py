@@ -32,6 +32,7 @@ from qflow.cli import (
     _open_input,
     _plugins,
 )
+from qflow._convert import duration_to_the_minute
 from qflow.clock import FakeClock
 from qflow.engine import Engine
 from qflow.errors import InputError, QflowError, TransitionError
@@ -482,7 +483,7 @@ class Demo:
 
         def dur(name: str) -> str:
             v = figures.get(name, {}).get("value")
-            return "-" if v is None else _duration_text(v)
+            return "-" if v is None else duration_to_the_minute(v)
 
         self.say(f"  {month}: on time {pct('on_time_respond')} answered, {pct('on_time_resolve')} resolved; "
                  f"median first answer {dur('first_response_time')}, resolution {dur('time_to_resolve')}; "
@@ -523,20 +524,6 @@ class _Sink:
 
     def isatty(self) -> bool:
         return False
-
-
-def _duration_text(seconds: float) -> str:
-    """As the report writes durations (qflow_assess._format.duration, which the kernel
-    does not import): 45s, 20m, 1h20m, 1d23h59m."""
-    s = int(round(seconds))
-    d, rest = divmod(s, 86400)
-    h, rest = divmod(rest, 3600)
-    m = rest // 60
-    if d:
-        return f"{d}d" + (f"{h}h" if h or m else "") + (f"{m:02d}m" if m else "")
-    if h:
-        return f"{h}h{m:02d}m" if m else f"{h}h"
-    return f"{m}m" if m else f"{s}s"
 
 
 def _event_text(e: Event, demo: Demo) -> str:
