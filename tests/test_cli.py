@@ -560,11 +560,13 @@ store:     sqlite:///OUT/demo.sqlite3 (kept: 'qflow ls --store sqlite:///OUT/dem
 """
 
 
-def test_the_demo_writes_durations_as_the_report_does():
-    from qflow._demo import _duration_text
+def test_durations_are_written_to_the_minute_as_reports_and_the_demo_show_them():
+    from qflow._convert import duration_to_the_minute
+    from qflow_assess._format import duration
 
-    assert [_duration_text(s) for s in (45, 1200, 4800, 2 * 86400 - 60, 86400 + 300)] == [
-        "45s", "20m", "1h20m", "1d23h59m", "1d0h05m"]
+    seconds = (45, 1200, 4800, 2 * 86400 - 60, 86400 + 300, 86400 + 59)
+    assert [duration_to_the_minute(s) for s in seconds] == ["45s", "20m", "1h20m", "1d23h59m", "1d0h05m", "1d"]
+    assert [duration(s) for s in (*seconds, None)] == ["45s", "20m", "1h20m", "1d23h59m", "1d0h05m", "1d", "—"]
 
 
 def test_demo_end_to_end_on_a_small_ruleset(ref, tmp_path):
