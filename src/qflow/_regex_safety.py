@@ -122,38 +122,43 @@ def _overlap(a: list[tuple[Any, Any]], b: list[tuple[Any, Any]]) -> bool:
     return any(any(_accepts(x, ch) for x in a) and any(_accepts(y, ch) for y in b) for ch in probes)
 
 
-def _first_seq(items: Iterable[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], bool]:
-    """The characters a sequence can start with, and whether it can match nothing."""
+def _edge_seq(items: Sequence[tuple[Any, Any]], *, last: bool = False) -> tuple[list[tuple[Any, Any]], bool]:
+    """The characters a sequence can start (or, with *last*, end) with, and whether it
+    can match nothing."""
     atoms: list[tuple[Any, Any]] = []
-    for op, av in items:
-        more, nullable = _first_item(op, av)
+    for op, av in (reversed(items) if last else items):
+        more, nullable = _edge_item(op, av, last)
         atoms += more
         if not nullable:
             return atoms, False
     return atoms, True
 
 
-def _first_item(op: Any, av: Any) -> tuple[list[tuple[Any, Any]], bool]:
+def _first_seq(items: Sequence[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], bool]:
+    return _edge_seq(items)
+
+
+def _edge_item(op: Any, av: Any, last: bool = False) -> tuple[list[tuple[Any, Any]], bool]:
     if op in _CHAR_OPS:
         return [(op, av)], False
     if op is _sre.BRANCH:
         atoms: list[tuple[Any, Any]] = []
         nullable = False
         for alt in av[1]:
-            more, n = _first_seq(alt)
+            more, n = _edge_seq(alt, last=last)
             atoms += more
             nullable = nullable or n
         return atoms, nullable
     if op is _sre.SUBPATTERN:
-        return _first_seq(av[-1])
+        return _edge_seq(av[-1], last=last)
     if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
-        atoms, nullable = _first_seq(av[2])
+        atoms, nullable = _edge_seq(av[2], last=last)
         return atoms, nullable or av[0] == 0
     if op is _sre.ATOMIC_GROUP:
-        return _first_seq(av)
+        return _edge_seq(av, last=last)
     if op is _sre.GROUPREF_EXISTS:
-        yes, ny = _first_seq(av[1])
-        no, nn = _first_seq(av[2]) if av[2] is not None else ([], True)
+        yes, ny = _edge_seq(av[1], last=last)
+        no, nn = _edge_seq(av[2], last=last) if av[2] is not None else ([], True)
         return yes + no, ny or nn
     if op is _sre.GROUPREF:
         return [(_sre.ANY, None)], True
@@ -209,7 +214,7 @@ def _ambiguous(items: Sequence[tuple[Any, Any]], follow: list[tuple[Any, Any]]) 
             if _alternatives_clash(alts, follow):
                 return True
         # atomic groups, possessive repeats and lookarounds are never backtracked into
-        atoms, nullable = _first_item(op, av)
+        atoms, nullable = _edge_item(op, av)
         follow = atoms + (follow if nullable else [])
     return False
 
@@ -356,47 +361,6 @@ def _can_fail(op: Any, av: Any) -> bool:
     if op is _sre.BRANCH:
         return all(any(_can_fail(*item) for item in alt) for alt in av[1])
     return True
-
-
-def _edge_seq(items: Sequence[tuple[Any, Any]], *, last: bool) -> tuple[list[tuple[Any, Any]], bool]:
-    """The characters a sequence can start (or, with *last*, end) with, and whether it
-    can match nothing."""
-    if not last:
-        return _first_seq(items)
-    atoms: list[tuple[Any, Any]] = []
-    for op, av in reversed(items):
-        more, nullable = _last_item(op, av)
-        atoms += more
-        if not nullable:
-            return atoms, False
-    return atoms, True
-
-
-def _last_item(op: Any, av: Any) -> tuple[list[tuple[Any, Any]], bool]:
-    if op in _CHAR_OPS:
-        return [(op, av)], False
-    if op is _sre.BRANCH:
-        atoms: list[tuple[Any, Any]] = []
-        nullable = False
-        for alt in av[1]:
-            more, n = _edge_seq(alt, last=True)
-            atoms += more
-            nullable = nullable or n
-        return atoms, nullable
-    if op is _sre.SUBPATTERN:
-        return _edge_seq(av[-1], last=True)
-    if op in _REPEATS or op is _sre.POSSESSIVE_REPEAT:
-        atoms, nullable = _edge_seq(av[2], last=True)
-        return atoms, nullable or av[0] == 0
-    if op is _sre.ATOMIC_GROUP:
-        return _edge_seq(av, last=True)
-    if op is _sre.GROUPREF_EXISTS:
-        yes, ny = _edge_seq(av[1], last=True)
-        no, nn = _edge_seq(av[2], last=True) if av[2] is not None else ([], True)
-        return yes + no, ny or nn
-    if op is _sre.GROUPREF:
-        return [(_sre.ANY, None)], True
-    return [], True
 
 
 _CATEGORY_TEXT = {
