@@ -63,7 +63,7 @@ routes: []
         "r.yaml:11:21: QF201 unknown severity 'hihg' (did you mean 'high'?) @ $.classify[0].set.severity (rule 'default')",
         "r.yaml:12:9: QF202 classify rule 'default' is defined twice (first defined at r.yaml:10) @ $.classify[1].id",
         "r.yaml:13:10: QF102 the rule sets nothing (give at least one of: category, severity) @ $.classify[1].set (rule 'default')",
-        "r.yaml:16:20: QF201 unknown team 'enginering' (no team is defined yet; define one first) @ $.route[0].assign.team (rule 'default')",
+        "r.yaml:16:20: QF201 unknown team 'enginering' (define it or use one of: front-office) @ $.route[0].assign.team (rule 'default')",
         "r.yaml:16:48: QF201 unknown responsibility 'humen' (did you mean 'human'?) @ $.route[0].assign.responsibility (rule 'default')",
         "r.yaml:17:1: QF101 unknown section 'routes' (did you mean 'route'?) @ $.routes",
     ]
@@ -369,3 +369,51 @@ def test_hash_does_not_depend_on_the_directory_it_is_loaded_from(write, pm, monk
     monkeypatch.chdir(tmp_path)
     relative = qflow.load_ruleset("main.yaml", plugins=pm)
     assert absolute.hash == relative.hash
+
+
+def test_an_unknown_key_does_not_hide_the_other_mistakes_of_its_section(pm):
+    # Each section is checked as if its unknown keys were absent, at every depth. A
+    # mapping with a misspelt key is not told what it lacks: the step whose 'notify'
+    # is misspelt is not also said to do nothing.
+    text = """\
+qflow: 1
+teams:
+  desk: {lead: amy, colour: red}
+severities:
+  high: {respond: 1h, resolve: 1d}
+route:
+  mode: first
+  colour: red
+  rules:
+    - id: desk
+      assign: {team: dsk}
+escalation:
+  colour: red
+  ladders:
+    default:
+      - at: {clock: respond, used: 50%}
+        notfy: [team.lead]
+      - at: {clock: respond, used: 100%, colour: red}
+        notify: [team.lead]
+        reassign: {team: dsek}
+  severities: {hgih: default}
+notify:
+  routes:
+    - {channels: [log], severities: [hihg], teams: [dsek], colour: red}
+"""
+    assert errors(text, pm) == [
+        "r.yaml:3:21: QF101 unknown key 'colour' @ $.teams.desk.colour",
+        "r.yaml:8:3: QF101 unknown key 'colour' @ $.route.colour",
+        "r.yaml:11:22: QF201 unknown team 'dsk' (did you mean 'desk'?) @ $.route.rules[0].assign.team (rule 'desk')",
+        "r.yaml:13:3: QF101 unknown key 'colour' @ $.escalation.colour",
+        "r.yaml:17:9: QF101 unknown key 'notfy' (did you mean 'notify'?) @ $.escalation.ladders.default[0].notfy",
+        "r.yaml:18:42: QF101 unknown key 'colour' @ $.escalation.ladders.default[1].at.colour",
+        "r.yaml:20:26: QF201 unknown team 'dsek' (did you mean 'desk'?) "
+        "@ $.escalation.ladders.default[1].reassign.team (rule 'level-2')",
+        "r.yaml:21:22: QF201 unknown severity 'hgih' (did you mean 'high'?) @ $.escalation.severities.hgih",
+        "r.yaml:24:19: QF775 unknown channel 'log' (name a channel of notify.channels) @ $.notify.routes[0].channels[0]",
+        "r.yaml:24:38: QF201 unknown severity 'hihg' (did you mean 'high'?) @ $.notify.routes[0].severities[0]",
+        "r.yaml:24:53: QF201 unknown team 'dsek' (did you mean 'desk'?) @ $.notify.routes[0].teams[0]",
+        "r.yaml:24:60: QF101 unknown key 'colour' @ $.notify.routes[0].colour",
+    ]
+

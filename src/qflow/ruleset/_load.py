@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 from cattrs.errors import BaseValidationError
 
-from qflow._convert import ShapeError, make_converter, structure_errors
+from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
 from qflow._frozen import FrozenDict
 from qflow._yaml import Mark, YMap, YSeq, load_yaml
 from qflow.conditions import ConditionFunction
@@ -302,7 +302,12 @@ class _Loader:
                     ctx.error(full[:-1], code, msg, hint=hint, rule=rule)
                 else:
                     ctx.error(full, code, msg, hint=hint, rule=rule, at=at if not sub else where)
-            return _FAILED
+            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
+            if salvaged is None:
+                return _FAILED
+            value, pruned = salvaged
+            ctx._pruned.update(path + sub for sub in pruned)
+            return value
 
     # -- the whole -------------------------------------------------------------------
 

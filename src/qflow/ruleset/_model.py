@@ -74,6 +74,9 @@ class CompileContext:
         self._sections: Mapping[str, Any] = {}
         self._kept: dict[str, tuple[int, ...]] = {}  # list section -> indices that structured
         self._broken: set[Any] = set()  # names whose definition did not structure
+        # Mappings structured as if their unknown keys were absent: what is said about
+        # one as a whole (it lacks something, it does nothing) may be the misspelt key.
+        self._pruned: set[Path] = set()
 
     def index(self, section: str, position: int) -> int:
         """Where item *position* of a structured list section stood in the YAML.
@@ -113,10 +116,11 @@ class CompileContext:
         channel's options by its backend's config class)."""
         from cattrs.errors import BaseValidationError
 
-        from qflow._convert import ShapeError, make_converter, structure_errors
+        from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
 
+        conv = make_converter()
         try:
-            return make_converter().structure(raw, typ)
+            return conv.structure(raw, typ)
         except (BaseValidationError, ShapeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             problems = structure_errors(exc, typ) or [((), "QF104", str(exc), None, "value")]
             for sub, code, msg, hint, where in problems:
@@ -125,7 +129,12 @@ class CompileContext:
                     self.error(full[:-1], code, msg, hint=hint, rule=rule)
                 else:
                     self.error(full, code, msg, hint=hint, rule=rule, at=where if sub else "value")
-            return None
+            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
+            if salvaged is None:
+                return None
+            value, pruned = salvaged
+            self._pruned.update(path + sub for sub in pruned)
+            return value
 
     def mark(self, path: Path, *, at: str = "value") -> Mark:
         found = locate(self._root, path, at=at)
@@ -144,7 +153,12 @@ class CompileContext:
         at: str = "value",
         severity: str = "error",
     ) -> None:
-        """Report a problem at *path* (``at="key"`` points at the key itself)."""
+        """Report a problem at *path* (``at="key"`` points at the key itself).
+
+        A problem with a mapping as a whole that has an unknown key is not reported:
+        the unknown key, reported with the key it likely means, may be what it lacks."""
+        if path in self._pruned and at == "value":
+            return
         m = self.mark(path, at=at)
         self._diagnostics.append(
             Diagnostic(m.file, m.line + 1, m.col + 1, code, message, json_path(path), hint,
