@@ -417,3 +417,30 @@ notify:
         "r.yaml:24:60: QF101 unknown key 'colour' @ $.notify.routes[0].colour",
     ]
 
+
+def test_a_target_may_be_a_misspelt_key_so_a_step_on_its_clock_is_not_an_error(pm):
+    # 'repond' may be the respond target the ladder's step runs on, and low's 'colour'
+    # hides nothing the step needs: low's acknowledge target is still checked.
+    text = """\
+qflow: 1
+severities:
+  high: {repond: 1h, resolve: 1d}
+  low: {acknowledge: 1h, respond: 4h, resolve: 3d, colour: red}
+escalation:
+  ladders:
+    high:
+      - at: {clock: respond, used: 50%}
+        notify: [assignee]
+      - at: {clock: acknowledge, used: 50%}
+        notify: [assignee]
+    low:
+      - at: {clock: acknowledge, remaining: 2h}
+        notify: [assignee]
+"""
+    assert errors(text, pm) == [
+        "r.yaml:3:10: QF101 unknown key 'repond' (did you mean 'respond'?) @ $.severities.high.repond",
+        "r.yaml:4:52: QF101 unknown key 'colour' @ $.severities.low.colour",
+        "r.yaml:13:45: QF744 remaining 2h is not shorter than the acknowledge target of severity low (1h), so this "
+        "step can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.low[0].at.remaining (rule 'level-1')",
+    ]

@@ -97,6 +97,15 @@ class CompileContext:
         that asks the other plugins about the whole ruleset."""
         return MappingProxyType(dict(self._sections))
 
+    def partial(self, path: Path) -> bool:
+        """Whether the value at *path*, or a part of it, was structured as if its
+        unknown keys were absent. Such a value is checked for its other mistakes, but
+        what it seems to lack may be written under a misspelt key: a section that
+        builds on it should not report that lack (a severity's target spelt
+        ``repond:`` is not a ladder step that can never fire)."""
+        n = len(path)
+        return any(p[:n] == path for p in self._pruned)
+
     # -- positions ---------------------------------------------------------------
 
     def raw(self, path: Path) -> Any:
