@@ -234,6 +234,51 @@ def test_include_cycle_and_missing_file(write, pm):
     ]
 
 
+def test_names_an_include_could_have_defined_are_one_line_while_it_cannot_be_read(write, pm):
+    # The teams and severities may be in the missing file: their references are told
+    # apart from a mistake only once it is read, so they are not one error each.
+    write("common/more.yaml", "qflow: 1\ncalendars: {office: {hours: 24x7}}\n")
+    main = write("main.yaml", """\
+        qflow: 1
+        include: [common/teams.yaml, common/more.yaml]
+        responsibilities: {human: {}}
+        severities: {normal: {respond: 1h, calendar: office}}
+        classify:
+          - {id: a, set: {severity: high}}
+          - {id: b, set: {severity: normal}}
+        route:
+          - {id: a, assign: {team: engineering, responsibility: human}}
+          - {id: b, assign: {team: security, responsibility: guest}}
+          - {id: c, assign: {team: engineering}}
+        """)
+    with pytest.raises(RulesetError) as info:
+        qflow.load_ruleset(main, plugins=pm)
+    assert [str(d) for d in info.value.diagnostics] == [
+        f"{main}:2:11: QF003 file '{os.path.dirname(main)}/common/teams.yaml' does not exist "
+        "(check the path; include paths are relative to the including file) @ $.include[0]",
+        f"{main}:2:11: QF201 5 references to undefined names follow from the include that could not be read: "
+        "severity 'high'; team 'engineering', 'security'; responsibility 'guest' "
+        "(each is checked once it is read; one it does not define is then reported where it is used) "
+        "@ $.include[0]",
+    ]
+
+
+def test_shipped_ruleset_without_its_teams_file_says_so_once(tmp_path, pm):
+    shipped = os.path.join(os.path.dirname(__file__), "..", "rulesets")
+    main = tmp_path / "hotel-front-desk.yaml"
+    main.write_bytes(open(os.path.join(shipped, "hotel-front-desk.yaml"), "rb").read())
+    with pytest.raises(RulesetError) as info:
+        qflow.load_ruleset(main, plugins=pm)
+    assert [str(d) for d in info.value.diagnostics] == [
+        f"{main}:6:11: QF003 file '{tmp_path}/common/hotel-teams.yaml' does not exist "
+        "(check the path; include paths are relative to the including file) @ $.include[0]",
+        f"{main}:6:11: QF201 26 references to undefined names follow from the include that could not be read: "
+        "team 'engineering', 'security', 'fnb', 'housekeeping', 'quality', 'front-office' "
+        "(each is checked once it is read; one it does not define is then reported where it is used) "
+        "@ $.include[0]",
+    ]
+
+
 def test_missing_main_file_and_not_utf8(tmp_path, pm):
     with pytest.raises(RulesetError) as info:
         qflow.load_ruleset(tmp_path / "nope.yaml", plugins=pm)

@@ -226,20 +226,28 @@ class CompileContext:
 
     # -- after all sections --------------------------------------------------------
 
-    def _check_references(self) -> None:
+    def _check_references(self, *, fold: bool = False) -> list[tuple[str, Any]]:
+        """Report every reference to a name not defined; with *fold*, return them as
+        (kind, name) instead, for the loader to say in one line (an include that
+        could not be read may define them)."""
         from qflow.diagnostics import did_you_mean
 
+        folded = []
         for ref in self._refs:
             if ref.kind not in self._closed:
                 continue
             names = self._defined.get(ref.kind, {})
             if ref.name in names or ref.name in self._broken:
                 continue
+            if fold:
+                folded.append((ref.kind, ref.name))
+                continue
             hint = did_you_mean(ref.name, [str(n) for n in names])
             if hint is None:
                 hint = (f"define it or use one of: {', '.join(map(str, names))}" if names
                         else f"no {ref.kind} is defined yet; define one first")
             self.error(ref.path, "QF201", f"unknown {ref.kind} '{ref.name}'", hint=hint, rule=ref.rule)
+        return folded
 
     def _symbols(self) -> FrozenDict:
         return FrozenDict({k: tuple(v) for k, v in self._defined.items()})
