@@ -54,6 +54,7 @@ def test_a_newer_schema_is_refused_with_what_to_do(pg_url, pg_admin):
 def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url, pg_admin):
     engine = _engine(pg_url)
     state = engine.report({"channel": "phone", "category": "complaint", "description": "no hot water"})
+    logged = engine.events(state.id)
     engine.store.close()
     schema = _schema_of(pg_url)
     with pg_admin() as con:  # what version 1 looked like
@@ -71,7 +72,7 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     assert store.upgrade() == (1, 3)
     assert store.upgrade() == (3, 3)
     assert store.get(state.id) == state
-    assert store.events(state.id) == engine.events(state.id)
+    assert store.events(state.id) == logged
     assert store.find_dedup("anything", T0) is None
     store.close()
 
@@ -295,6 +296,31 @@ def test_the_async_store_reconnects_too(pg_url, pg_admin):
         await astore.close()
 
     asyncio.run(main())
+
+
+def test_a_closed_async_store_refuses_as_every_store_does_instead_of_reconnecting(pg_url):
+    import asyncio
+
+    async def main() -> list[str]:
+        qflow_postgres.open_store(pg_url).close()  # creates the tables
+        astore = qflow_postgres.AsyncPostgresStore(qflow_postgres.parse(pg_url))
+        assert await astore.next_id() == "INC-1"
+        await astore.close()
+        await astore.close()  # closing again is harmless
+        said = []
+        for call in (astore.next_id(), astore.get("INC-1"), astore.schema_version()):
+            with pytest.raises(StoreError) as info:
+                await call
+            said.append(str(info.value))
+        with pytest.raises(StoreError) as info:
+            astore.declare([])
+        said.append(str(info.value))
+        assert astore.reconnects == 0
+        return said
+
+    assert asyncio.run(main()) == 4 * [
+        f"the store {pg_url} is closed: close() was called on it (by the application, or AsyncEngine.aclose()); "
+        "open the store again (a new Engine) to go on"]
 
 
 def test_the_async_store_reads_a_batch_in_one_go_as_the_sync_one(pg_url):

@@ -63,7 +63,7 @@ routes: []
         "r.yaml:11:21: QF201 unknown severity 'hihg' (did you mean 'high'?) @ $.classify[0].set.severity (rule 'default')",
         "r.yaml:12:9: QF202 classify rule 'default' is defined twice (first defined at r.yaml:10) @ $.classify[1].id",
         "r.yaml:13:10: QF102 the rule sets nothing (give at least one of: category, severity) @ $.classify[1].set (rule 'default')",
-        "r.yaml:16:20: QF201 unknown team 'enginering' (no team is defined yet; define one first) @ $.route[0].assign.team (rule 'default')",
+        "r.yaml:16:20: QF201 unknown team 'enginering' (define it or use one of: front-office) @ $.route[0].assign.team (rule 'default')",
         "r.yaml:16:48: QF201 unknown responsibility 'humen' (did you mean 'human'?) @ $.route[0].assign.responsibility (rule 'default')",
         "r.yaml:17:1: QF101 unknown section 'routes' (did you mean 'route'?) @ $.routes",
     ]
@@ -234,6 +234,51 @@ def test_include_cycle_and_missing_file(write, pm):
     ]
 
 
+def test_names_an_include_could_have_defined_are_one_line_while_it_cannot_be_read(write, pm):
+    # The teams and severities may be in the missing file: their references are told
+    # apart from a mistake only once it is read, so they are not one error each.
+    write("common/more.yaml", "qflow: 1\ncalendars: {office: {hours: 24x7}}\n")
+    main = write("main.yaml", """\
+        qflow: 1
+        include: [common/teams.yaml, common/more.yaml]
+        responsibilities: {human: {}}
+        severities: {normal: {respond: 1h, calendar: office}}
+        classify:
+          - {id: a, set: {severity: high}}
+          - {id: b, set: {severity: normal}}
+        route:
+          - {id: a, assign: {team: engineering, responsibility: human}}
+          - {id: b, assign: {team: security, responsibility: guest}}
+          - {id: c, assign: {team: engineering}}
+        """)
+    with pytest.raises(RulesetError) as info:
+        qflow.load_ruleset(main, plugins=pm)
+    assert [str(d) for d in info.value.diagnostics] == [
+        f"{main}:2:11: QF003 file '{os.path.dirname(main)}/common/teams.yaml' does not exist "
+        "(check the path; include paths are relative to the including file) @ $.include[0]",
+        f"{main}:2:11: QF201 5 references to undefined names follow from the include that could not be read: "
+        "severity 'high'; team 'engineering', 'security'; responsibility 'guest' "
+        "(each is checked once it is read; one it does not define is then reported where it is used) "
+        "@ $.include[0]",
+    ]
+
+
+def test_shipped_ruleset_without_its_teams_file_says_so_once(tmp_path, pm):
+    shipped = os.path.join(os.path.dirname(__file__), "..", "rulesets")
+    main = tmp_path / "hotel-front-desk.yaml"
+    main.write_bytes(open(os.path.join(shipped, "hotel-front-desk.yaml"), "rb").read())
+    with pytest.raises(RulesetError) as info:
+        qflow.load_ruleset(main, plugins=pm)
+    assert [str(d) for d in info.value.diagnostics] == [
+        f"{main}:6:11: QF003 file '{tmp_path}/common/hotel-teams.yaml' does not exist "
+        "(check the path; include paths are relative to the including file) @ $.include[0]",
+        f"{main}:6:11: QF201 26 references to undefined names follow from the include that could not be read: "
+        "team 'engineering', 'security', 'fnb', 'housekeeping', 'quality', 'front-office' "
+        "(each is checked once it is read; one it does not define is then reported where it is used) "
+        "@ $.include[0]",
+    ]
+
+
 def test_missing_main_file_and_not_utf8(tmp_path, pm):
     with pytest.raises(RulesetError) as info:
         qflow.load_ruleset(tmp_path / "nope.yaml", plugins=pm)
@@ -369,3 +414,78 @@ def test_hash_does_not_depend_on_the_directory_it_is_loaded_from(write, pm, monk
     monkeypatch.chdir(tmp_path)
     relative = qflow.load_ruleset("main.yaml", plugins=pm)
     assert absolute.hash == relative.hash
+
+
+def test_an_unknown_key_does_not_hide_the_other_mistakes_of_its_section(pm):
+    # Each section is checked as if its unknown keys were absent, at every depth. A
+    # mapping with a misspelt key is not told what it lacks: the step whose 'notify'
+    # is misspelt is not also said to do nothing.
+    text = """\
+qflow: 1
+teams:
+  desk: {lead: amy, colour: red}
+severities:
+  high: {respond: 1h, resolve: 1d}
+route:
+  mode: first
+  colour: red
+  rules:
+    - id: desk
+      assign: {team: dsk}
+escalation:
+  colour: red
+  ladders:
+    default:
+      - at: {clock: respond, used: 50%}
+        notfy: [team.lead]
+      - at: {clock: respond, used: 100%, colour: red}
+        notify: [team.lead]
+        reassign: {team: dsek}
+  severities: {hgih: default}
+notify:
+  routes:
+    - {channels: [log], severities: [hihg], teams: [dsek], colour: red}
+"""
+    assert errors(text, pm) == [
+        "r.yaml:3:21: QF101 unknown key 'colour' @ $.teams.desk.colour",
+        "r.yaml:8:3: QF101 unknown key 'colour' @ $.route.colour",
+        "r.yaml:11:22: QF201 unknown team 'dsk' (did you mean 'desk'?) @ $.route.rules[0].assign.team (rule 'desk')",
+        "r.yaml:13:3: QF101 unknown key 'colour' @ $.escalation.colour",
+        "r.yaml:17:9: QF101 unknown key 'notfy' (did you mean 'notify'?) @ $.escalation.ladders.default[0].notfy",
+        "r.yaml:18:42: QF101 unknown key 'colour' @ $.escalation.ladders.default[1].at.colour",
+        "r.yaml:20:26: QF201 unknown team 'dsek' (did you mean 'desk'?) "
+        "@ $.escalation.ladders.default[1].reassign.team (rule 'level-2')",
+        "r.yaml:21:22: QF201 unknown severity 'hgih' (did you mean 'high'?) @ $.escalation.severities.hgih",
+        "r.yaml:24:19: QF775 unknown channel 'log' (name a channel of notify.channels) @ $.notify.routes[0].channels[0]",
+        "r.yaml:24:38: QF201 unknown severity 'hihg' (did you mean 'high'?) @ $.notify.routes[0].severities[0]",
+        "r.yaml:24:53: QF201 unknown team 'dsek' (did you mean 'desk'?) @ $.notify.routes[0].teams[0]",
+        "r.yaml:24:60: QF101 unknown key 'colour' @ $.notify.routes[0].colour",
+    ]
+
+
+def test_a_target_may_be_a_misspelt_key_so_a_step_on_its_clock_is_not_an_error(pm):
+    # 'repond' may be the respond target the ladder's step runs on, and low's 'colour'
+    # hides nothing the step needs: low's acknowledge target is still checked.
+    text = """\
+qflow: 1
+severities:
+  high: {repond: 1h, resolve: 1d}
+  low: {acknowledge: 1h, respond: 4h, resolve: 3d, colour: red}
+escalation:
+  ladders:
+    high:
+      - at: {clock: respond, used: 50%}
+        notify: [assignee]
+      - at: {clock: acknowledge, used: 50%}
+        notify: [assignee]
+    low:
+      - at: {clock: acknowledge, remaining: 2h}
+        notify: [assignee]
+"""
+    assert errors(text, pm) == [
+        "r.yaml:3:10: QF101 unknown key 'repond' (did you mean 'respond'?) @ $.severities.high.repond",
+        "r.yaml:4:52: QF101 unknown key 'colour' @ $.severities.low.colour",
+        "r.yaml:13:45: QF744 remaining 2h is not shorter than the acknowledge target of severity low (1h), so this "
+        "step can never fire (shorten remaining, or use used: with a percentage) "
+        "@ $.escalation.ladders.low[0].at.remaining (rule 'level-1')",
+    ]

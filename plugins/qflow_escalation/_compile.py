@@ -6,6 +6,7 @@ Codes QF740-QF769 belong to this plugin (see docs/diagnostics.md).
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -174,6 +175,19 @@ def _targets(ctx: CompileContext, section: str) -> dict[str, dict[str, timedelta
     for name, policy in (ctx.section(section) or {}).items():
         fields = attrs.fields(type(policy)) if attrs.has(type(policy)) else ()
         out[name] = {f.name: v for f in fields if isinstance(v := getattr(policy, f.name), timedelta)}
+    return out
+
+
+def _misspelt_targets(ctx: CompileContext) -> set[str]:
+    """The clocks a severity or priority with an unknown key has no target for: the
+    unknown key (reported with the key it likely means) may be one of them."""
+    out: set[str] = set()
+    for section in ("severities", "priorities"):
+        for name, policy in (ctx.section(section) or {}).items():
+            if attrs.has(type(policy)) and ctx.partial((section, name)):
+                hints = typing.get_type_hints(type(policy))
+                out.update(f.name for f in attrs.fields(type(policy))
+                           if getattr(policy, f.name) is None and timedelta in typing.get_args(hints[f.name]))
     return out
 
 
@@ -396,6 +410,11 @@ def _check_reachable(name: str, steps: Sequence[Step], severities: Sequence[str]
     for step in steps:
         if step.clock in opaque:
             continue  # a plugin's own clock: its targets are not written here
+        if any(step.clock not in spans and ctx.partial((section, name))
+               for section, names in (("severities", {s: targets.get(s, {}) for s in severities}),
+                                      ("priorities", priorities))
+               for name, spans in names.items()):
+            continue  # its target may be written under a misspelt key, reported as such
         path = ("escalation", "ladders", name, step.level - 1, "at")
         possible = [(f"severity {s}", t) for s in severities if (t := targets.get(s, {}).get(step.clock)) is not None]
         possible += [(f"priority {p}", t) for p, spans in priorities.items()
@@ -425,7 +444,8 @@ def compile_escalation(spec: EscalationSpec | None, ctx: CompileContext) -> Comp
         return None
     targets, priorities = _targets(ctx, "severities"), _targets(ctx, "priorities")
     opaque = ctx.defined("clock")
-    clocks = sorted({c for cl in (*targets.values(), *priorities.values()) for c in cl} | set(opaque))
+    clocks = sorted({c for cl in (*targets.values(), *priorities.values()) for c in cl} | set(opaque)
+                    | _misspelt_targets(ctx))
     roles = _roles(ctx)
     ladders = {name: _ladder(name, steps, ctx, clocks, roles) for name, steps in spec.ladders.items()}
     severities = list(ctx.defined("severity"))

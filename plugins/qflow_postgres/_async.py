@@ -17,6 +17,7 @@ from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
+from qflow_postgres._errors import closed_error
 from qflow_postgres._sync import LOST, refused, session_setup, unavailable
 from qflow_postgres._url import Target
 
@@ -51,6 +52,7 @@ class AsyncPostgresStore:
         self._projections: dict[str, Projection] = {}
         self._undeclared: dict[str, Projection] = {}  # declared, tables not yet made
         self.reconnects = 0
+        self._closed = False  # by close(): a call then is refused, not a reconnection
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._conn
@@ -79,7 +81,9 @@ class AsyncPostgresStore:
     async def _run(self, make: Callable[[bool], _ops.Op], *, tx: bool = True, offload: bool = False) -> Any:
         """Run one operation; with *offload* its Python steps (encoding and decoding
         rows) run in a thread and only the I/O on the loop."""
+        self._ensure_open()
         async with self._lock:
+            self._ensure_open()  # closed while this call waited for the lock
             for attempt in range(self.retries + 1):
                 try:
                     conn = await self._connection()
@@ -108,9 +112,14 @@ class AsyncPostgresStore:
 
     async def close(self) -> None:
         async with self._lock:
+            self._closed = True
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise closed_error(self.target.shown)
 
     async def schema_version(self) -> int:
         return await self._run(lambda retry: _ops.schema_version(), tx=False)
@@ -149,6 +158,7 @@ class AsyncPostgresStore:
     def declare(self, projections: Sequence[Projection]) -> None:
         """Take *projections*; their tables are created by the next call, in the loop
         (this is called from ``Engine.__init__``, where nothing may be awaited)."""
+        self._ensure_open()
         for p in projections:
             projection_sql.table(p)  # a bad name is refused here, not at the first write
             self._projections[p.name] = p

@@ -9,7 +9,15 @@ except ImportError:  # a kernel from before store errors had their own classes
 
     SchemaError = StoreError  # type: ignore[misc]
 
-__all__ = ["SchemaVersionError", "StoreError"]
+try:
+    from qflow.store import closed_error
+except ImportError:  # a kernel from before every store said so the same way
+
+    def closed_error(store: str) -> StoreError:  # type: ignore[misc]
+        return StoreError(f"the store {store} is closed: close() was called on it (by the application, "
+                          "or AsyncEngine.aclose()); open the store again (a new Engine) to go on")
+
+__all__ = ["SchemaVersionError", "StoreError", "closed_error"]
 
 
 class SchemaVersionError(SchemaError):

@@ -20,7 +20,7 @@ from qflow.store import Due, Filter, Measure, Projection
 
 from qflow_postgres import _ops, _schema
 from qflow_postgres._codec import Codec
-from qflow_postgres._errors import StoreError
+from qflow_postgres._errors import StoreError, closed_error
 from qflow_postgres._url import Target
 
 __all__ = ["PostgresStore", "LOST", "refused", "unavailable"]
@@ -94,6 +94,7 @@ class PostgresStore(Store):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
         self.reconnects = 0
+        self._closed = False  # by close(): a call then is refused, not a reconnection
         self._projections: dict[str, Projection] = {}
         self._undeclared: dict[str, Projection] = {}  # declared, tables not yet made
         self._version = _schema.CURRENT  # what bootstrap finds replaces it
@@ -138,9 +139,11 @@ class PostgresStore(Store):
         """Run one operation; *tx=False* for one statement that needs no transaction
         of its own (a read, a claim): autocommit runs it as one, without the BEGIN and
         COMMIT round trips."""
+        self._ensure_open()
         if check and self._version < _schema.CURRENT:
             raise _ops.older(self.target.shown, self._version)
         with self._lock:
+            self._ensure_open()  # closed while this call waited for the lock
             for attempt in range(self.retries + 1):
                 try:
                     conn = self._connection()
@@ -166,9 +169,14 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise closed_error(self.target.shown)
 
     # -- the interface -----------------------------------------------------------------
 
@@ -211,6 +219,7 @@ class PostgresStore(Store):
     def declare(self, projections: Sequence[Projection]) -> None:
         """Create the typed tables of *projections* (idempotent; on a store that still
         needs ``upgrade`` they are created by it)."""
+        self._ensure_open()
         for p in projections:
             projection_sql.table(p)  # a bad name is refused here, not at the first write
             self._projections[p.name] = p

@@ -1,12 +1,13 @@
 """Entries the loader could not structure, rebuilt from the keys that can be.
 
 The loader leaves out an entry of ``calendars``, ``severities`` or ``priorities``
-that has an unknown key or a value of the wrong shape, and reports that key. The
-other keys of the entry can hold mistakes too (a window that ends before it starts
-beside a misspelt ``timezone``, an unknown calendar beside a duration that cannot be
-read): compiling what is left of the entry finds them, so that every mistake is
-reported at once. The ruleset does not load either way; nothing rebuilt here is used
-for deciding.
+that has a value of the wrong shape, and reports that value. (An entry whose only
+mistakes are unknown keys is the loader's to structure as if they were absent, in
+every section; it is not missing here.) The other keys of the entry can hold
+mistakes too (a window that ends before it starts beside a misspelt ``timezone``,
+an unknown calendar beside a duration that cannot be read): compiling what is left
+of the entry finds them, so that every mistake is reported at once. The ruleset does
+not load either way; nothing rebuilt here is used for deciding.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 from qflow import FrozenDict, projection_sql
-from qflow.store import undeclared
+from qflow.store import closed_error, undeclared
 from qflow.errors import ConcurrencyError, DuplicateReportError
 from qflow.events import DECISION_MADE, REASSIGNED, RESPONSIBILITY_CONFIRMED, SEVERITY_CHANGED
 from qflow.model import Event, IncidentState
@@ -275,6 +275,7 @@ class SQLiteStore(Store):
             con.execute("INSERT INTO qflow_schema VALUES (?, datetime('now'))", (version,))
 
     def schema_version(self) -> int:
+        self._ensure_open()
         return self._stored_version
 
     def upgrade(self) -> tuple[int, int]:
@@ -330,6 +331,11 @@ class SQLiteStore(Store):
 
     # -- plumbing ------------------------------------------------------------------------
 
+    def _ensure_open(self) -> None:
+        """For a call that reads without the store's connection (whose use says so)."""
+        if self._closed:
+            raise closed_error(self.path)
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """SQLite's errors as StoreError, with the file and what to do."""
@@ -340,8 +346,7 @@ class SQLiteStore(Store):
         except sqlite3.DatabaseError as exc:
             if self._closed and isinstance(exc, sqlite3.ProgrammingError):
                 # Not a damaged file: the application (or AsyncEngine.aclose) closed it.
-                raise StoreError(f"the store {self.path} is closed: close() was called on it (by the application, "
-                                 "or AsyncEngine.aclose()); open the store again (a new Engine) to go on") from None
+                raise closed_error(self.path) from None
             text = str(exc)
             transient = _transient(exc)
             if transient is not None:
@@ -933,6 +938,7 @@ class SQLiteStore(Store):
 
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
                   where: Sequence[Filter] = ()) -> list[Any]:
+        self._ensure_open()  # the read connections below are its own, not the closed one
         if projection.name not in self._projections:
             self.declare([projection])
         if self.path == ":memory:":  # one connection sees that database: it reads in turn

@@ -51,6 +51,7 @@ __all__ = [
     "make_converter",
     "parse_duration",
     "structure_errors",
+    "structure_without_unknown_keys",
 ]
 
 
@@ -473,6 +474,42 @@ def structure_errors(exc: BaseException, cls: Any = None) -> list[Problem]:
     out: list[Problem] = []
     _walk(exc, (), out, cls)
     return out
+
+
+def structure_without_unknown_keys(
+    conv: cattrs.Converter, raw: Any, typ: Any, problems: list[Problem],
+) -> tuple[Any, list[tuple[str | int, ...]]] | None:
+    """*raw* structured as *typ* as if its unknown keys were absent, with the paths of
+    the mappings that had them; None unless every one of *problems* (those of
+    structuring *raw*) is an unknown key, or when it still does not structure.
+
+    The value is for checking the rest of what was written, so that one unknown key
+    does not hide the other mistakes beside it; the unknown keys are errors, so
+    nothing structured this way is used for deciding."""
+    if not problems or any(code != "QF101" or where != "key" or not sub for sub, code, _, _, where in problems):
+        return None
+    unknown = [sub for sub, *_ in problems]
+    try:
+        return conv.structure(_without(raw, unknown), typ), [sub[:-1] for sub in unknown]
+    except Exception:  # noqa: BLE001 - what is wrong was reported from the first try
+        return None
+
+
+def _without(raw: Any, paths: list[tuple[str | int, ...]]) -> Any:
+    """A copy of plain data *raw* without the keys at *paths*: the mappings and lists
+    on the way to them are copied, the rest is shared."""
+    if not paths:
+        return raw
+    here = {p[0] for p in paths if len(p) == 1}
+    below: dict[Any, list[tuple[str | int, ...]]] = {}
+    for p in paths:
+        if len(p) > 1:
+            below.setdefault(p[0], []).append(p[1:])
+    if isinstance(raw, Mapping):
+        return {k: _without(v, below.get(k, [])) for k, v in raw.items() if k not in here}
+    if isinstance(raw, list):
+        return [_without(v, below.get(i, [])) for i, v in enumerate(raw)]
+    return raw
 
 
 def _walk(exc: BaseException, path: tuple[str | int, ...], out: list[Problem], cls: Any) -> None:

@@ -411,7 +411,16 @@ class Store(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot aggregate projections yet")
 
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
-        """Release connections and files."""
+        """Release connections and files. Every call after it raises the
+        :class:`StoreError` of :func:`closed_error`, in every store; closing again
+        does nothing."""
+
+
+def closed_error(store: str) -> StoreError:
+    """The error every store gives for a call after its ``close()``; *store* names it
+    (its file, its URL without the password, ``memory://``)."""
+    return StoreError(f"the store {store} is closed: close() was called on it (by the application, "
+                      "or AsyncEngine.aclose()); open the store again (a new Engine) to go on")
 
 
 def external_conflict(incident_id: str, external_id: str, owner: str) -> DuplicateReportError:
@@ -468,8 +477,22 @@ class MemoryStore(Store):
         self._documents: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self._rows: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
         self._counter = 0
+        self._closed = False
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise closed_error("memory://")
+
+    def close(self) -> None:
+        """Refuse every call from now on, as the stores on a database do."""
+        self._closed = True
+
+    def schema_version(self) -> int:
+        self._ensure_open()
+        return 0
 
     def next_id(self) -> str:
+        self._ensure_open()
         with self._lock:
             self._counter += 1
             while f"INC-{self._counter}" in self._states:
@@ -506,6 +529,7 @@ class MemoryStore(Store):
                 raise dedup_conflict(iid, key, owner)
 
     def write(self, writes: Sequence[Write]) -> None:
+        self._ensure_open()
         with self._lock:
             pending: dict[str, int] = {}
             for w in writes:  # check everything before changing anything
@@ -543,15 +567,19 @@ class MemoryStore(Store):
                     self._rows.setdefault(name, {})[iid] = projection_rows(rows)
 
     def get(self, incident_id: str) -> IncidentState | None:
+        self._ensure_open()
         return self._states.get(incident_id)
 
     def events(self, incident_id: str) -> tuple[Event, ...]:
+        self._ensure_open()
         return tuple(self._events.get(incident_id, ()))
 
     def find_external(self, external_id: str) -> str | None:
+        self._ensure_open()
         return self._external.get(external_id)
 
     def find_dedup(self, dedup_key: str, since: datetime) -> str | None:
+        self._ensure_open()
         with self._lock:
             return self._open_with_key(dedup_key, since)
 
@@ -563,12 +591,14 @@ class MemoryStore(Store):
         return found[-1].id if found else None
 
     def query(self, query: IncidentQuery) -> list[IncidentState]:
+        self._ensure_open()
         with self._lock:
             states: Iterable[IncidentState] = list(self._states.values())
         out = sorted((s for s in states if query.matches(s)), key=_report_order)
         return out[: query.limit] if query.limit is not None else out
 
     def due(self, until: datetime) -> list[Due]:
+        self._ensure_open()
         with self._lock:
             states = list(self._states.values())
         found = [d for s in states for d in still_due(s, until)]
@@ -586,6 +616,7 @@ class MemoryStore(Store):
 
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:
+        self._ensure_open()
         with self._lock:
             heap = self._timer_heap
             out: list[Timer] = []
@@ -610,6 +641,7 @@ class MemoryStore(Store):
             return out
 
     def release_timers(self, worker: str) -> None:
+        self._ensure_open()
         with self._lock:
             for k in [k for k, (w, _) in self._timer_claims.items() if w == worker]:
                 del self._timer_claims[k]
@@ -617,6 +649,7 @@ class MemoryStore(Store):
                 del self._outbox_claims[k]
 
     def timers(self, incident_id: str | None = None) -> list[Timer]:
+        self._ensure_open()
         with self._lock:
             if incident_id is not None:
                 return list(self._timers.get(incident_id, ()))
@@ -626,6 +659,7 @@ class MemoryStore(Store):
 
     def claim_outbox(self, now: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[OutboxMessage]:
+        self._ensure_open()
         with self._lock:
             ready = sorted((m for m in self._outbox.values() if m.status == "pending" and m.next_attempt_at <= now),
                            key=lambda m: (m.next_attempt_at, m.created_at, m.id))
@@ -639,6 +673,7 @@ class MemoryStore(Store):
             return out
 
     def record_delivery(self, message: OutboxMessage, attempt: DeliveryAttempt, write: Write | None = None) -> bool:
+        self._ensure_open()
         with self._lock:
             stored = self._outbox.get(message.id)
             holder = self._outbox_claims.get(message.id, (None, None))[0]
@@ -654,17 +689,20 @@ class MemoryStore(Store):
             return held
 
     def declare(self, projections: Sequence[Projection]) -> None:
+        self._ensure_open()
         with self._lock:
             for p in projections:
                 self._rows.setdefault(p.name, {})
 
     def aggregate(self, projection: Projection, *, measures: Sequence[Measure], group_by: Sequence[Any] = (),
                   where: Sequence[Filter] = ()) -> list[Any]:
+        self._ensure_open()
         with self._lock:
             rows = [r for per_incident in self._rows.get(projection.name, {}).values() for r in per_incident]
         return aggregate_rows(rows, projection, measures, group_by, where)
 
     def save_document(self, kind: str, doc_id: str, data: Mapping[str, Any], *, version: int) -> None:
+        self._ensure_open()
         with self._lock:
             have = self._documents.get((kind, doc_id), (0, {}))[0]
             if have != version - 1:
@@ -672,19 +710,23 @@ class MemoryStore(Store):
             self._documents[(kind, doc_id)] = (version, dict(data))
 
     def document(self, kind: str, doc_id: str) -> tuple[int, Mapping[str, Any]] | None:
+        self._ensure_open()
         return self._documents.get((kind, doc_id))
 
     def documents(self, kind: str) -> list[tuple[str, int, Mapping[str, Any]]]:
+        self._ensure_open()
         with self._lock:
             return sorted((i, v, d) for (k, i), (v, d) in self._documents.items() if k == kind)
 
     def outbox(self, *, incident_id: str | None = None, status: str | None = None) -> list[OutboxMessage]:
+        self._ensure_open()
         with self._lock:
             found = [m for m in self._outbox.values()
                      if (incident_id is None or m.incident_id == incident_id) and (status is None or m.status == status)]
         return sorted(found, key=lambda m: (m.created_at, m.id))
 
     def attempts(self, message_id: str) -> list[DeliveryAttempt]:
+        self._ensure_open()
         with self._lock:
             return list(self._attempts.get(message_id, ()))
 

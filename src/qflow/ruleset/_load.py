@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 from cattrs.errors import BaseValidationError
 
-from qflow._convert import ShapeError, make_converter, structure_errors
+from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
 from qflow._frozen import FrozenDict
 from qflow._yaml import Mark, YMap, YSeq, load_yaml
 from qflow.conditions import ConditionFunction
@@ -76,6 +76,8 @@ class _Loader:
         self.diags: list[Diagnostic] = []
         self.files: list[str] = []
         self.digest = hashlib.sha256()
+        #: Where each include that could not be read is named (its names are unknown).
+        self.lost: list[tuple[Mark, tuple[str | int, ...]]] = []
 
     # -- files -----------------------------------------------------------------------
 
@@ -165,7 +167,10 @@ class _Loader:
                                                  f"include cycle: {chain}", json_path(ipath),
                                                  "remove one of the includes"))
                     continue
-                docs.extend(self._collect(child, None, stack, m, ipath))
+                found = self._collect(child, None, stack, m, ipath)
+                if not found:
+                    self.lost.append((m, ipath))
+                docs.extend(found)
         docs.append(doc)
         return docs
 
@@ -302,7 +307,12 @@ class _Loader:
                     ctx.error(full[:-1], code, msg, hint=hint, rule=rule)
                 else:
                     ctx.error(full, code, msg, hint=hint, rule=rule, at=at if not sub else where)
-            return _FAILED
+            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
+            if salvaged is None:
+                return _FAILED
+            value, pruned = salvaged
+            ctx._pruned.update(path + sub for sub in pruned)
+            return value
 
     # -- the whole -------------------------------------------------------------------
 
@@ -362,7 +372,7 @@ class _Loader:
             except Exception as exc:  # a plugin bug must not hide the ops person's errors
                 ctx.error((sname,), "QF501", f"plugin '{plugin}' failed on this section: {type(exc).__name__}: {exc}",
                           hint="this is a bug in the plugin; report it to its authors")
-        ctx._check_references()
+        self._fold(ctx._check_references(fold=bool(self.lost)))
         errors = [d for d in self.diags if d.severity == "error"]
         if errors:
             raise RulesetError(self.diags)
@@ -373,6 +383,26 @@ class _Loader:
             definitions=ctx._definitions(),
             description=description,
         )
+
+    def _fold(self, unknown: Sequence[tuple[str, Any]]) -> None:
+        """One line for the references to names not defined while an include could
+        not be read: it may define them, and one error each (26 unknown teams for a
+        misnamed teams file) would bury the reason under its consequences."""
+        if not unknown:
+            return
+        kinds: dict[str, dict[Any, None]] = {}
+        for kind, name in unknown:
+            kinds.setdefault(kind, {})[name] = None
+        shown = "; ".join(f"{kind} " + ", ".join(f"'{n}'" for n in list(names)[:_FOLD_NAMES])
+                          + (f" and {len(names) - _FOLD_NAMES} more" if len(names) > _FOLD_NAMES else "")
+                          for kind, names in kinds.items())
+        what = ("1 reference to an undefined name follows" if len(unknown) == 1
+                else f"{len(unknown)} references to undefined names follow")
+        whence = "the include that could not be read" if len(self.lost) == 1 else "the includes that could not be read"
+        m, ipath = self.lost[0]
+        self.diags.append(Diagnostic(
+            m.file, m.line + 1, m.col + 1, "QF201", f"{what} from {whence}: {shown}", json_path(ipath),
+            "each is checked once it is read; one it does not define is then reported where it is used"))
 
     def _core_text(self, doc: YMap, key: str, display: str) -> str | None:
         if key not in doc:
@@ -387,6 +417,7 @@ class _Loader:
 
 
 _FAILED = object()
+_FOLD_NAMES = 8  # names shown per kind in the line for an include that could not be read
 
 
 def hook_items(impl: Any, hook: str, kind: type, what: str) -> Sequence[Any]:

@@ -74,6 +74,9 @@ class CompileContext:
         self._sections: Mapping[str, Any] = {}
         self._kept: dict[str, tuple[int, ...]] = {}  # list section -> indices that structured
         self._broken: set[Any] = set()  # names whose definition did not structure
+        # Mappings structured as if their unknown keys were absent: what is said about
+        # one as a whole (it lacks something, it does nothing) may be the misspelt key.
+        self._pruned: set[Path] = set()
 
     def index(self, section: str, position: int) -> int:
         """Where item *position* of a structured list section stood in the YAML.
@@ -94,6 +97,15 @@ class CompileContext:
         that asks the other plugins about the whole ruleset."""
         return MappingProxyType(dict(self._sections))
 
+    def partial(self, path: Path) -> bool:
+        """Whether the value at *path*, or a part of it, was structured as if its
+        unknown keys were absent. Such a value is checked for its other mistakes, but
+        what it seems to lack may be written under a misspelt key: a section that
+        builds on it should not report that lack (a severity's target spelt
+        ``repond:`` is not a ladder step that can never fire)."""
+        n = len(path)
+        return any(p[:n] == path for p in self._pruned)
+
     # -- positions ---------------------------------------------------------------
 
     def raw(self, path: Path) -> Any:
@@ -113,10 +125,11 @@ class CompileContext:
         channel's options by its backend's config class)."""
         from cattrs.errors import BaseValidationError
 
-        from qflow._convert import ShapeError, make_converter, structure_errors
+        from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
 
+        conv = make_converter()
         try:
-            return make_converter().structure(raw, typ)
+            return conv.structure(raw, typ)
         except (BaseValidationError, ShapeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             problems = structure_errors(exc, typ) or [((), "QF104", str(exc), None, "value")]
             for sub, code, msg, hint, where in problems:
@@ -125,7 +138,12 @@ class CompileContext:
                     self.error(full[:-1], code, msg, hint=hint, rule=rule)
                 else:
                     self.error(full, code, msg, hint=hint, rule=rule, at=where if sub else "value")
-            return None
+            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
+            if salvaged is None:
+                return None
+            value, pruned = salvaged
+            self._pruned.update(path + sub for sub in pruned)
+            return value
 
     def mark(self, path: Path, *, at: str = "value") -> Mark:
         found = locate(self._root, path, at=at)
@@ -144,7 +162,12 @@ class CompileContext:
         at: str = "value",
         severity: str = "error",
     ) -> None:
-        """Report a problem at *path* (``at="key"`` points at the key itself)."""
+        """Report a problem at *path* (``at="key"`` points at the key itself).
+
+        A problem with a mapping as a whole that has an unknown key is not reported:
+        the unknown key, reported with the key it likely means, may be what it lacks."""
+        if path in self._pruned and at == "value":
+            return
         m = self.mark(path, at=at)
         self._diagnostics.append(
             Diagnostic(m.file, m.line + 1, m.col + 1, code, message, json_path(path), hint,
@@ -203,20 +226,28 @@ class CompileContext:
 
     # -- after all sections --------------------------------------------------------
 
-    def _check_references(self) -> None:
+    def _check_references(self, *, fold: bool = False) -> list[tuple[str, Any]]:
+        """Report every reference to a name not defined; with *fold*, return them as
+        (kind, name) instead, for the loader to say in one line (an include that
+        could not be read may define them)."""
         from qflow.diagnostics import did_you_mean
 
+        folded = []
         for ref in self._refs:
             if ref.kind not in self._closed:
                 continue
             names = self._defined.get(ref.kind, {})
             if ref.name in names or ref.name in self._broken:
                 continue
+            if fold:
+                folded.append((ref.kind, ref.name))
+                continue
             hint = did_you_mean(ref.name, [str(n) for n in names])
             if hint is None:
                 hint = (f"define it or use one of: {', '.join(map(str, names))}" if names
                         else f"no {ref.kind} is defined yet; define one first")
             self.error(ref.path, "QF201", f"unknown {ref.kind} '{ref.name}'", hint=hint, rule=ref.rule)
+        return folded
 
     def _symbols(self) -> FrozenDict:
         return FrozenDict({k: tuple(v) for k, v in self._defined.items()})
