@@ -107,3 +107,16 @@ def test_without_clock_moments_overdue_reads_the_decisions_deadlines(engine, pm)
     assert engine.store.without_dues() == 0
     assert _overdue(engine, T0 + 3 * D + M) == []
     assert engine.due(T0 + 30 * D) == []
+
+
+def test_a_stage_clock_with_a_target_is_due_from_its_stage(store, pm):
+    ruleset = qflow.load_ruleset_text(
+        BASE.replace("normal: {respond: 4h, resolve: 3d}", "normal: {respond: 4h, resolve: 3d, cause: 1d}"),
+        file="base.yaml", plugins=pm)
+    engine = qflow.Engine(ruleset, plugins=pm, store=store, clock=qflow.FakeClock(T0))
+    iid = _answered(engine)
+    assert engine.due(T0 + 30 * D) == [Due(T0 + 3 * D, iid, "resolve")]
+    engine.confirm(iid, actor="值班经理")
+    engine.transition(iid, "analysing", actor="值班经理")  # at T0 + 1h: the cause clock starts
+    assert engine.due(T0 + 30 * D) == [Due(T0 + D + H, iid, "cause"), Due(T0 + 3 * D, iid, "resolve")]
+    assert _overdue(engine, T0 + D + H + M) == [iid]
