@@ -101,7 +101,7 @@ def test_show_of_an_unknown_id_says_how_to_list(url):
 
 
 def test_db_upgrade_and_backup(tmp_path, url):
-    assert run("db", "upgrade", "--store", _made(url)) == (0, f"{url}: schema version 5, up to date\n", "")
+    assert run("db", "upgrade", "--store", _made(url)) == (0, f"{url}: schema version 6, up to date\n", "")
     dest = tmp_path / "copy.sqlite3"
     assert run("db", "backup", "--store", url, str(dest)) == (0, f"{url}: backed up to {dest}\n", "")
     status, _, err = run("db", "backup", "--store", url, str(dest))
@@ -115,7 +115,7 @@ def test_the_store_comes_from_the_environment(tmp_path, monkeypatch):
     path = _lines(tmp_path, GOOD)
     assert run("import", path, RULESET, "--now", NOW)[:2] == (
         0, f"imported 1 incident from {path} into {url} (0 attached to open incidents, 0 retries of recorded ones)\n")
-    assert run("db", "upgrade") == (0, f"{url}: schema version 5, up to date\n", "")
+    assert run("db", "upgrade") == (0, f"{url}: schema version 6, up to date\n", "")
 
 
 def test_a_file_that_is_not_a_store_is_a_usage_error(tmp_path):
@@ -408,3 +408,26 @@ def test_sigterm_interrupts_an_import_as_ctrl_c_does(tmp_path, url, monkeypatch)
     assert (status, err) == (130, f"qflow: interrupted\nhint: nothing from line 1 of {path} on is imported; "
                                   "run the same import with --from-line 1 to go on without recording them twice\n")
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_rows_written_before_due_moments_were_recorded_are_named_until_db_upgrade_records_them(tmp_path, url):
+    import sqlite3
+
+    path = _lines(tmp_path, GOOD)
+    run("import", path, RULESET, "--store", url, "--now", NOW)
+    con = sqlite3.connect(tmp_path / "site.sqlite3")
+    with con:  # what a store of schema version 5 upgraded to 6 holds: no due moments yet
+        con.execute("UPDATE incidents SET dues = NULL")
+    con.close()
+    status, out, err = run("ls", "--store", url, "--overdue", "--now", "2026-12-24T09:00:00+08:00",
+                           "--format", "json")
+    assert (status, [json.loads(line)["id"] for line in out.splitlines()]) == (0, ["INC-1"])
+    assert err == ("qflow: warning: 1 open incident written before qflow recorded the clocks' due moments: until "
+                   "their next change, overdue reads their decision's deadlines, which know no pause, reset or "
+                   "severity change\n"
+                   f"hint: record them with 'qflow db upgrade --store {url} RULESET'\n")
+    assert run("db", "upgrade", "--store", url, RULESET) == (
+        0, f"{url}: schema version 6, up to date\n{url}: recorded the clocks' due moments of 1 open incident\n", "")
+    status, out, err = run("ls", "--store", url, "--overdue", "--now", "2026-12-24T09:00:00+08:00",
+                           "--format", "json")
+    assert (status, [json.loads(line)["id"] for line in out.splitlines()], err) == (0, ["INC-1"], "")

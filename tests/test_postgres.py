@@ -47,7 +47,7 @@ def test_a_newer_schema_is_refused_with_what_to_do(pg_url, pg_admin):
     with pytest.raises(SchemaVersionError) as err:
         qflow_postgres.open_store(pg_url)
     assert str(err.value) == (
-        f"the store {pg_url} has schema version 99, newer than the 3 this qflow knows; "
+        f"the store {pg_url} has schema version 99, newer than the 4 this qflow knows; "
         "upgrade qflow (pip install -U qflow) or open a backup made before the newer qflow touched it")
 
 
@@ -59,6 +59,7 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     schema = _schema_of(pg_url)
     with pg_admin() as con:  # what version 1 looked like
         con.execute(f"ALTER TABLE {schema}.qflow_incidents DROP COLUMN dedup_key")
+        con.execute(f"ALTER TABLE {schema}.qflow_incidents DROP COLUMN clock_dues")
         con.execute(f"DROP INDEX {schema}.qflow_timers_claimed")
         con.execute(f"DROP INDEX {schema}.qflow_outbox_claimed")
         con.execute(f"UPDATE {schema}.qflow_meta SET value = '1' WHERE key = 'schema_version'")
@@ -67,13 +68,16 @@ def test_an_older_schema_is_used_only_after_upgrade_which_keeps_the_data(pg_url,
     with pytest.raises(SchemaVersionError) as err:
         store.get(state.id)
     assert str(err.value) == (
-        f"the store {pg_url} has schema version 1, older than the 3 this qflow needs; "
+        f"the store {pg_url} has schema version 1, older than the 4 this qflow needs; "
         f"run 'qflow db upgrade --store {pg_url}' (after a pg_dump of the database)")
-    assert store.upgrade() == (1, 3)
-    assert store.upgrade() == (3, 3)
+    assert store.upgrade() == (1, 4)
+    assert store.upgrade() == (4, 4)
     assert store.get(state.id) == state
     assert store.events(state.id) == logged
     assert store.find_dedup("anything", T0) is None
+    # Written before the clocks' due moments were recorded: read by its decision's deadlines.
+    assert store.without_dues() == 1
+    assert [d.clock for d in store.due(T0 + timedelta(days=30))] == ["respond", "resolve"]
     store.close()
 
 
@@ -86,7 +90,7 @@ def test_a_failed_upgrade_is_one_line_and_changes_nothing(pg_url, pg_admin, caps
         con.execute(f"UPDATE {schema}.qflow_meta SET value = '2' WHERE key = 'schema_version'")
     assert main(["db", "upgrade", "--store", pg_url]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"qflow: error: the upgrade from schema version 2 to 3 of {pg_url} failed (relation "
+        f"qflow: error: the upgrade from schema version 2 to 4 of {pg_url} failed (relation "
         '"qflow_projection_rows" does not exist); it was rolled back and nothing changed; the tables do not match '
         "the schema version qflow_meta records (edited by hand, or restored in part): restore the pg_dump taken "
         "before, or ask the person who changed them"]
@@ -433,16 +437,18 @@ def _deadline_rows(pg_admin, url: str, iid: str) -> list[tuple[str, object, str]
                                 "WHERE incident_id = %s ORDER BY clock", iid)
 
 
-def test_a_write_keeps_the_deadline_rows_of_the_decision_it_was_read_with(pg_url, pg_admin):
+def test_a_write_keeps_the_deadline_rows_whose_due_moments_it_does_not_change(pg_url, pg_admin):
     eng = _engine(pg_url)
     iid = eng.report({"channel": "phone", "category": "complaint", "description": "cold room"}).id
     reported = _deadline_rows(pg_admin, pg_url, iid)
     assert [r[0] for r in reported] == ["resolve", "respond"]
-    assert eng.tick(T0 + 2 * M).effects == 1  # the step's events are written, the decision kept
+    assert eng.tick(T0 + 2 * M).effects == 1  # the step's events are written, the clocks unmoved
     assert _deadline_rows(pg_admin, pg_url, iid) == reported
     eng.reassign(iid, team="housekeeping", reason="the room's heating", actor="王芳")  # a new decision
+    assert _deadline_rows(pg_admin, pg_url, iid) == reported  # the same clocks
+    eng.set_status(iid, "waiting_customer", actor="王芳")  # resolve pauses: its row goes
     moved = _deadline_rows(pg_admin, pg_url, iid)
-    assert [r[:2] for r in moved] == [r[:2] for r in reported] and moved[0][2] != reported[0][2]
+    assert [r[:2] for r in moved] == [r[:2] for r in reported[1:]] and moved[0][2] != reported[1][2]
     eng.reject(iid, "a duplicate", actor="王芳")
     assert _deadline_rows(pg_admin, pg_url, iid) == []
     eng.store.close()
@@ -557,6 +563,7 @@ def test_projection_rows_of_schema_2_move_into_the_typed_table(pg_url, pg_admin)
                     """('facts', 'INC-7', 0, '{"team": "a", "minutes": 2.5, "late": 1}'),
                        ('facts', 'INC-8', 0, '{"team": "b", "minutes": null, "late": 0}'),
                        ('other', 'INC-8', 0, '{"x": 1}')""")
+        con.execute(f"ALTER TABLE {schema}.qflow_incidents DROP COLUMN clock_dues")
         con.execute(f"DROP INDEX {schema}.qflow_timers_claimed")
         con.execute(f"DROP INDEX {schema}.qflow_outbox_claimed")
         con.execute(f"UPDATE {schema}.qflow_meta SET value = '2' WHERE key = 'schema_version'")

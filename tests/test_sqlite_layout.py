@@ -116,7 +116,7 @@ def test_a_version_2_file_upgrades_and_reads_back_the_same_incidents(tmp_path):
         memory.write([w])
     store = SQLiteStore(path)
     assert store.schema_version() == 2
-    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 5)
+    assert store.upgrade() == (2, SCHEMA_VERSION) == (2, 6)
     ids = ["INC-1", "INC-2", "INC-3"]
     _same(store, memory, ids)
     # Later writes on upgraded incidents and new ones read back as in memory too.
@@ -227,7 +227,7 @@ def test_a_version_4_file_upgrades_to_5_with_its_timers_and_claims_kept(tmp_path
                      None if worker is None else (T0 + timedelta(days=1)).timestamp()))
     con.close()
     store = SQLiteStore(path)
-    assert store.upgrade() == (4, 5)
+    assert store.upgrade() == (4, SCHEMA_VERSION)
     assert store.timers()[:3] == [qflow.Timer("INC-1", "clock:respond", T0),
                                   qflow.Timer("INC-2", "esc:respond:default/warn", utc + timedelta(minutes=1)),
                                   qflow.Timer("INC-1", "clock:resolve", T0 + timedelta(hours=4))]

@@ -179,6 +179,9 @@ class AsyncPostgresStore:
     async def due(self, until: datetime) -> list[Due]:
         return await self._run(lambda retry: _ops.due(self._codec, until), tx=False)
 
+    async def without_dues(self) -> int:
+        return await self._run(lambda retry: _ops.without_dues(), tx=False)  # type: ignore[no-any-return]
+
     async def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                            lease_until: datetime | None = None) -> list[Timer]:
         return await self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until),

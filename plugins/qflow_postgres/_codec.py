@@ -4,6 +4,7 @@ comes back with its keys in the order it was written, as ``qflow show`` prints t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,6 +13,7 @@ import attrs
 import qflow
 from qflow import DeliveryAttempt, Event, IncidentState, OutboxMessage, Timer, Trace
 from qflow._shapes import plain_event, plain_state
+from qflow.store import Due
 from qflow_postgres._errors import StoreError
 
 __all__ = ["Codec", "local", "offset"]
@@ -41,7 +43,7 @@ class Codec:
 
     # -- incidents ---------------------------------------------------------------------
 
-    def state_row(self, state: IncidentState) -> dict[str, Any]:
+    def state_row(self, state: IncidentState, dues: Sequence[Due] | None = None) -> dict[str, Any]:
         d = state.decision
         if d is not None:
             # The trace is derivable and lazy; unstructuring it would compute it.
@@ -55,7 +57,9 @@ class Codec:
             "category": d.category if d else None, "owner": d.owner if d else None,
             "place": inc.place, "reported_at": inc.reported_at, "updated_at": state.updated_at,
             "sort_at": inc.reported_at or state.updated_at, "sort_n": _number(state.id),
-            "min_due": min((x.due for x in deadlines), default=None),
+            "min_due": (min((x.due for x in deadlines), default=None) if dues is None
+                        else min((x.at for x in dues), default=None)),
+            "clock_dues": dues is not None,
             "dedup_key": inc.dedup_key,
             "external_id": inc.external_id,
             "body": self.dumps(self.conv.unstructure(state), f"{state.id}: the state"),

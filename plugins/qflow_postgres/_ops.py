@@ -10,8 +10,8 @@ lost connection; ``retry=True`` tells a write that its first try may have commit
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -137,9 +137,9 @@ def schema_version() -> Op:
 # message however many incidents a batch holds, instead of a statement per row.
 _EVENT_TYPES = ("text", "integer", "timestamptz", "text", "json")
 _INCIDENT_COLUMNS = ("id", "seq", "stage", "open", "team", "severity", "category", "owner", "place", "reported_at",
-                     "updated_at", "sort_at", "sort_n", "min_due", "external_id", "dedup_key", "body")
+                     "updated_at", "sort_at", "sort_n", "min_due", "clock_dues", "external_id", "dedup_key", "body")
 _INCIDENT_TYPES = ("text", "integer", "text", "boolean", "text", "text", "text", "text", "text", "timestamptz",
-                   "timestamptz", "timestamptz", "bigint", "timestamptz", "text", "text", "json")
+                   "timestamptz", "timestamptz", "bigint", "timestamptz", "boolean", "text", "text", "json")
 _CLOCK_TYPES = ("text", "text", "timestamptz", "integer")
 _OUTBOX_COLUMNS = ("id", "incident_id", "channel", "backend", "created_at", "next_attempt_at", "status", "attempts",
                    "body")
@@ -204,10 +204,15 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
     # The projection rows stored for these incidents come back with their seqs, in the
     # same answer: rows equal to them are left as they are (a tick's step changes no
     # fact), which spares their deletion, their insertion and every index entry.
-    rows = yield Q("SELECT id, seq" + "".join(f", ({_stored_rows(projections[n])})" for n in names)
+    # So are the due moments stored (see _due_keys), for writes that record them.
+    rows = yield Q("SELECT id, seq, clock_dues, " + (_STORED_DUES if any(w.dues is not None for w in writes)
+                                                     else "NULL")
+                   + "".join(f", ({_stored_rows(projections[n])})" for n in names)
                    + " FROM qflow_incidents i WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
     stored = {r[0]: r[1] for r in rows}
-    stored_rows = {name: {r[0]: r[2 + k] or [] for r in rows} for k, name in enumerate(names)}
+    # incident -> its deadline rows as _due_keys gives them, where they are due moments
+    stored_dues = {r[0]: r[3] or [] for r in rows if r[2]}
+    stored_rows = {name: {r[0]: r[4 + k] or [] for r in rows} for k, name in enumerate(names)}
     pending: dict[str, int] = {}
     problem = None
     for w in writes:
@@ -238,19 +243,35 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
                 conflict=("qflow_events_pkey", f"{events[0][0]}: another writer recorded it first; "
                           "reload the incident and try again"))
     last_state = {w.state.id: w.state for w in writes}
-    fresh = [codec.state_row(s) for iid, s in last_state.items() if iid not in stored]
+    last_dues = {w.state.id: w.dues for w in writes}
+    fresh = [codec.state_row(s, last_dues[iid]) for iid, s in last_state.items() if iid not in stored]
     if fresh:
         yield Q(_UPSERT_INCIDENTS, _columns(fresh, _INCIDENT_COLUMNS), fetch=False)
-    known = [codec.state_row(s) for iid, s in last_state.items() if iid in stored]
+    known = [codec.state_row(s, last_dues[iid]) for iid, s in last_state.items() if iid in stored]
     if known:
         yield Q(_UPDATE_INCIDENTS, _columns(known, _INCIDENT_COLUMNS), fetch=False)
     yield from _claim_external(writes)
-    # A state that keeps the decision it was read with, as open or closed as it was, has
-    # the deadline rows it was read with (a tick's case): they stay as they are.
-    moved = [s for iid, s in last_state.items() if not codec.same_clocks(s, stored.get(iid))]
-    deadlines = [(s.id, d.clock, d.due, offset(d.due)) for s in moved
-                 if s.decision is not None and s.stage.value not in CLOSED
-                 for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
+    # A write with due moments (Write.dues) replaces the rows with them. Without them the
+    # rows are the decision's deadlines: a state that keeps the decision it was read
+    # with, as open or closed as it was, has the rows it was read with, unless those
+    # were due moments.
+    # were due moments; due moments equal to those stored leave them as they are.
+    moved = []
+    deadlines = []
+    for iid, s in last_state.items():
+        dues = last_dues[iid]
+        if dues is None:
+            if iid in stored_dues or not codec.same_clocks(s, stored.get(iid)):
+                moved.append(s)
+                if s.decision is not None and s.stage.value not in CLOSED:
+                    deadlines += [(iid, d.clock, d.due, offset(d.due))
+                                  for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
+            continue
+        unique = {d.clock: d for d in reversed(dues)}.values()
+        if stored_dues.get(iid) == _due_keys(unique):
+            continue
+        moved.append(s)
+        deadlines += [(iid, d.clock, d.at, offset(d.at)) for d in unique]
     if moved:
         yield Q("DELETE FROM qflow_deadlines WHERE incident_id = ANY(%s)", ([s.id for s in moved],), fetch=False)
     if deadlines:
@@ -294,6 +315,18 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
                                              status, attempts, body) {_unnest(_OUTBOX_TYPES)}
                     ON CONFLICT (id) DO NOTHING""", _columns(outbox, _OUTBOX_COLUMNS), fetch=False)
     return None
+
+
+#: An incident's deadline rows as _due_keys gives them (NULL for none).
+_STORED_DUES = ("(SELECT array_agg(d.clock || ' ' || (extract(epoch FROM d.due) * 1000000)::bigint || ' '"
+                " || d.due_offset ORDER BY d.clock) FROM qflow_deadlines d WHERE d.incident_id = i.id)")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _due_keys(dues: Iterable[Due]) -> list[str]:
+    """Due moments as _STORED_DUES reads their rows: ``clock microseconds offset``, by clock."""
+    return sorted(f"{d.clock} {(d.at - _EPOCH) // _MICROSECOND} {offset(d.at)}" for d in dues)
 
 
 def _stored_rows(p: Projection) -> str:
@@ -484,6 +517,11 @@ def declare(projections: Sequence[Projection]) -> Op:
             yield Q("DELETE FROM qflow_projection_rows WHERE projection = %s", (p.name,))
 
 
+def without_dues() -> Op:
+    rows = yield Q("SELECT count(*) FROM qflow_incidents WHERE open AND NOT clock_dues")
+    return rows[0][0]
+
+
 def find_external(external_id: str) -> Op:
     rows = yield Q("SELECT incident_id FROM qflow_external WHERE external_id = %s", (external_id,))
     return rows[0][0] if rows else None
@@ -493,9 +531,10 @@ def query(codec: Codec, q: IncidentQuery) -> Op:
     where, params = _where(q)
     sql = f"SELECT body FROM qflow_incidents WHERE {where} ORDER BY sort_at, sort_n, id"
     if q.overdue_at is not None:
-        # The SQL only narrows: whether a deadline is still outstanding is read off the state.
-        rows = yield Q(sql, params)
-        return [s for s in map(codec.state, (r[0] for r in rows)) if q.matches(s)][:q.limit]
+        # A row with due moments (clock_dues) is overdue by min_due, their earliest (the
+        # SQL); one without them is read by its decision's deadlines (see Write.dues).
+        rows = yield Q(sql.replace("SELECT body", "SELECT body, clock_dues", 1), params)
+        return [s for s, exact in ((codec.state(r[0]), r[1]) for r in rows) if exact or q.matches(s)][:q.limit]
     if q.limit is not None:
         sql += " LIMIT %s"
         params.append(q.limit)
@@ -528,13 +567,18 @@ def _where(q: IncidentQuery) -> tuple[str, list[Any]]:
 
 
 def due(codec: Codec, until: datetime) -> Op:
-    # Whether a deadline is still outstanding (not met, even late) is read off the state.
-    rows = yield Q("SELECT d.due, d.incident_id, d.clock, d.due_offset, i.body FROM qflow_deadlines d "
+    # Due moments (clock_dues) are due as they are; a decision's deadline while it is
+    # still outstanding (not met, even late), which is read off the state.
+    rows = yield Q("SELECT d.due, d.incident_id, d.clock, d.due_offset, "
+                   "CASE WHEN i.clock_dues THEN NULL ELSE i.body END FROM qflow_deadlines d "
                    "JOIN qflow_incidents i ON i.id = d.incident_id WHERE d.due <= %s "
                    "ORDER BY d.due, d.incident_id, d.clock", (until,))
     states: dict[str, IncidentState] = {}
     out = []
     for at, iid, clock, at_offset, body in rows:
+        if body is None:
+            out.append(Due(local(at, at_offset), iid, clock))
+            continue
         state = states.get(iid)
         if state is None:
             state = states[iid] = codec.state(body)

@@ -115,6 +115,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX qflow_timers_claimed ON qflow_timers (claimed_by) WHERE claimed_by IS NOT NULL",
         "CREATE INDEX qflow_outbox_claimed ON qflow_outbox (claimed_by) WHERE claimed_by IS NOT NULL",
     ),
+    # "Overdue" reads the clocks: an incident's qflow_deadlines rows are the due moments
+    # its last write recorded (Write.dues: the SLA clocks', which count pauses, resets
+    # and severity changes), min_due their earliest, when clock_dues is true. A row
+    # written before (false) keeps its decision's deadlines, read as they were, until
+    # its next write; ``qflow db upgrade --store URL RULESET`` records them.
+    4: (
+        "ALTER TABLE qflow_incidents ADD COLUMN clock_dues boolean NOT NULL DEFAULT false",
+    ),
 }
 
 CURRENT = max(MIGRATIONS)

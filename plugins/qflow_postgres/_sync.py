@@ -242,6 +242,9 @@ class PostgresStore(Store):
     def due(self, until: datetime) -> list[Due]:
         return self._run(lambda retry: _ops.due(self._codec, until), tx=False)
 
+    def without_dues(self) -> int:
+        return self._run(lambda retry: _ops.without_dues(), tx=False)  # type: ignore[no-any-return]
+
     def claim_timers(self, until: datetime, *, worker: str, limit: int = 100,
                      lease_until: datetime | None = None) -> list[Timer]:
         return self._run(lambda retry: _ops.claim_timers(self._codec, until, worker, limit, lease_until), tx=False)

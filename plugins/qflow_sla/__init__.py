@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from datetime import datetime
 
-from qflow import Classification, Deadline, Incident, Ruleset, Section, TraceStep, format_duration, hookimpl
+from qflow import (
+    Classification, Deadline, Event, Incident, IncidentState, Ruleset, Section, TraceStep, format_duration, hookimpl,
+)
 from qflow import events as ev
 from qflow_sla._calendar import BusinessCalendar, NoWorkingTimeError
 from qflow_sla._policy import (
@@ -109,6 +111,19 @@ def qflow_deadline(incident: Incident, classification: Classification, ruleset: 
     # The hot path: inlined (see _deadline).
     return tuple([Deadline(name, start, due := cal.add(start, span), span, calname, cal.warnings(start, due))
                   for name, span, cal, calname, _ in plan]) or None
+
+
+@hookimpl(trylast=True)
+def qflow_clock_dues(state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+                     now: datetime) -> Mapping[str, datetime | None] | None:
+    # Read from the clocks escalation reads (the read is kept per log: the schedule's
+    # read of this same log answers it). A clock running towards its target is due
+    # when the target runs out (a moment passed once breached); one paused, stopped
+    # (met, also late) or not started yet is not due. No clocks: the decision's say.
+    clocks = clock_states(state, events, ruleset, now)
+    if not clocks:
+        return None
+    return {name: c.due if c.running else None for name, c in clocks.items()}
 
 
 @hookimpl(trylast=True)

@@ -24,7 +24,7 @@ import qflow
 from qflow import FrozenDict
 from qflow._shapes import plain_state
 from qflow.model import IncidentState, Stage, Trace
-from qflow.store import CLOSED_STAGES, Timer
+from qflow.store import CLOSED_STAGES, Due, Timer
 
 __all__ = ["OPEN", "STAGE_TEXT", "dumps", "event_json", "incident_order", "loads", "state_from", "state_from_fast",
            "state_json", "due_timers_from", "timers_from", "timers_json", "timestamp"]
@@ -81,18 +81,21 @@ def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray | str]:
     orjson writes the times (a tenth of the cost of ``isoformat``) except where it
     would not be exact: it drops the seconds of an offset, which only zones before
     1973 and odd fixed offsets have; those are written by ``isoformat``."""
+    return _times_json([(t.key, t.at) for t in timers])
+
+
+def _times_json(pairs: Sequence[tuple[str, datetime]]) -> tuple[float, bytearray | str]:
     items: list[tuple[str, Any]] = []
     first: datetime | None = None
-    for t in timers:
-        at = t.at
+    for key, at in pairs:
         tz = at.tzinfo
         if type(tz) is timezone:
             whole = _WHOLE_MINUTES.get(tz)
             if whole is None:
                 whole = _WHOLE_MINUTES[tz] = not tz.utcoffset(None).seconds % 60
-            items.append((t.key, at if whole else at.isoformat()))
+            items.append((key, at if whole else at.isoformat()))
         else:
-            items.append((t.key, at if at.year >= _MINUTE_OFFSETS_SINCE else at.isoformat()))
+            items.append((key, at if at.year >= _MINUTE_OFFSETS_SINCE else at.isoformat()))
         if first is None or at < first:
             first = at
     assert first is not None, "an incident without timers has no timers row"
@@ -100,6 +103,23 @@ def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray | str]:
         return timestamp(first), bytearray(_orjson_dumps(items))
     except orjson.JSONEncodeError:  # a key orjson refuses (a lone surrogate): escaped, read back as written
         return timestamp(first), json.dumps(items, separators=(",", ":"), default=_default)
+
+
+def dues_json(dues: Sequence[Due]) -> tuple[float | None, bytearray | str]:
+    """An incident's due moments (``Write.dues``) as the row keeps them: the earliest in
+    epoch seconds (None for none), and JSON ``[[clock, at], ...]`` written as timers are
+    (see :func:`timers_json`)."""
+    if not dues:
+        return None, "[]"
+    first, text = _times_json([(d.clock, d.at) for d in dues])
+    return first, text
+
+
+def dues_from(incident_id: str, text: str | bytes, until: datetime | None = None) -> list[Due]:
+    """An incident's due moments from its row (those at or before *until*, if given)."""
+    parse = datetime.fromisoformat
+    out = [Due(at, incident_id, clock) for clock, text_at in event_data(text) if (at := parse(text_at)) is not None]
+    return out if until is None else [d for d in out if d.at <= until]
 
 
 def timers_from(incident_id: str, text: str | bytes) -> list[Timer]:

@@ -113,6 +113,16 @@ CREATE INDEX timers_next ON timers (next_ts, incident_id);
 CREATE INDEX timers_claimed ON timers (worker) WHERE worker IS NOT NULL;
 """
 
+# Version 6: "overdue" reads the clocks. ``dues`` holds the incident's due moments as
+# its last write recorded them (``Write.dues``: the SLA clocks', which count pauses,
+# resets and severity changes) as JSON ``[[clock, at], ...]``, and first_due_ts their
+# earliest. A row written
+# before (dues NULL) keeps first_due_ts from its decision's deadlines and is read by
+# them until its next write; ``qflow db upgrade --store URL RULESET`` records them.
+_V6 = """
+ALTER TABLE incidents ADD COLUMN dues TEXT;
+"""
+
 #: ``(version, script)``: running the scripts up to N gives schema N.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5), (6, _V6))
 SCHEMA_VERSION = MIGRATIONS[-1][0]

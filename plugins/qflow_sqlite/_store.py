@@ -41,11 +41,12 @@ from qflow.store import (
     Write,
     dedup_conflict,
     external_conflict,
+    overdue,
     still_due,
 )
 
 from qflow_sqlite import _codec
-from qflow_sqlite._codec import dumps, incident_order, loads
+from qflow_sqlite._codec import dues_from, dues_json, dumps, incident_order, loads
 from qflow_sqlite._schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SQLiteStore"]
@@ -54,9 +55,9 @@ SYNCHRONOUS = ("off", "normal", "full", "extra")
 _INCIDENT_REPORTED = "IncidentReported"
 _CLOSED = tuple(s.value for s in CLOSED_STAGES)
 #: IncidentQuery fields the SQL filters on; any other field set is checked in Python.
-#: (overdue_at only narrows: whether a deadline is still outstanding is read off the state.)
+#: (overdue_at only narrows for a row without due moments: it is read by its decision.)
 _PUSHED = {"stages", "team", "severity", "category", "owner", "place", "open_only", "reported_from",
-           "reported_until", "limit"}
+           "reported_until", "limit", "overdue_at"}
 
 _DECISION_MADE = DECISION_MADE
 #: The events after which the fold's decision is not the DecisionMade data as it is.
@@ -75,21 +76,21 @@ _INSERT_EVENT = "INSERT INTO events (incident_id, seq, at, type, source, ruleset
 _INSERT_EVENT_FULL = ("INSERT INTO events (incident_id, seq, at, type, actor, source, ruleset, data)"
                       " VALUES (?,?,?,?,?,?,?,?)")
 _INCIDENT_COLUMNS = ("id, ord, seq, stage, open, team, severity, category, owner, place, reported_ts, "
-                     "first_due_ts, decision_seq, state")
-_INSERT_INCIDENT = f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                     "first_due_ts, dues, decision_seq, state")
+_INSERT_INCIDENT = f"INSERT INTO incidents ({_INCIDENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_INCIDENT_FULL = (f"INSERT INTO incidents ({_INCIDENT_COLUMNS}, external_id, dedup_key, incident)"
-                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _UPSERT_INCIDENT = _INSERT_INCIDENT_FULL + (
     " ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, stage=excluded.stage, open=excluded.open,"
     " team=excluded.team, severity=excluded.severity, category=excluded.category, owner=excluded.owner,"
-    " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts,"
+    " place=excluded.place, reported_ts=excluded.reported_ts, first_due_ts=excluded.first_due_ts, dues=excluded.dues,"
     " decision_seq=excluded.decision_seq, state=excluded.state, external_id=excluded.external_id,"
     " dedup_key=excluded.dedup_key, incident=COALESCE(excluded.incident, incidents.incident)")
 _UPSERT_TIMERS = ("INSERT INTO timers (incident_id, next_ts, timers) VALUES (?,?,?) ON CONFLICT (incident_id)"
                   " DO UPDATE SET next_ts = excluded.next_ts, timers = excluded.timers, worker = NULL, lease_ts = NULL")
 _UPDATE_FOLLOWING = (
     "UPDATE incidents SET seq=?, stage=?, open=?, team=?, severity=?, category=?, owner=?, place=?, reported_ts=?,"
-    " first_due_ts=?, decision_seq=?, state=?, external_id=?, dedup_key=?, incident=COALESCE(?, incident)"
+    " first_due_ts=?, dues=?, decision_seq=?, state=?, external_id=?, dedup_key=?, incident=COALESCE(?, incident)"
     " WHERE id = ? AND seq = ?")
 _QUERY_FIELDS = attrs.fields(IncidentQuery)
 #: A state row alone (read_many takes its incident and decision from the log).
@@ -100,6 +101,8 @@ _READ_STATE = ("SELECT i.state, COALESCE(i.incident, e.data), i.stage, i.seq, d.
                " FROM incidents i"
                " LEFT JOIN events e ON e.incident_id = i.id AND e.seq = 1"
                " LEFT JOIN events d ON d.incident_id = i.id AND d.seq = i.decision_seq")
+#: _READ_STATE with the row's due moments last (NULL: to be read off the decision).
+_READ_STATE_DUES = _READ_STATE.replace(", i.id FROM", ", i.id, i.dues FROM", 1)
 
 
 def _select_in(con: sqlite3.Connection, sql: str, keys: Sequence[Any]) -> Iterator[Any]:
@@ -508,6 +511,11 @@ class SQLiteStore(Store):
             else:
                 team = severity = category = owner_name = first_due = None
                 decision_seq = None
+            dues = w.dues
+            if dues is not None:  # else read by the decision's deadlines (see Write.dues)
+                first_due, dues_text = dues_json(dues)
+            else:
+                dues_text = None
             if new:
                 own_incident = None if evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
             else:
@@ -522,15 +530,15 @@ class SQLiteStore(Store):
             state_text = state_json(state, decision_seq is not None, at_text)
             if new and external_id is None and dedup_key is None and own_incident is None:
                 created.append((iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity,
-                                category, owner_name, inc.place, reported_ts, first_due, decision_seq, state_text))
+                                category, owner_name, inc.place, reported_ts, first_due, dues_text, decision_seq, state_text))
             elif expect is not None:
                 following.append((state.seq, stage_text[stage], open_of[stage], team, severity, category, owner_name,
-                                  inc.place, reported_ts, first_due, decision_seq, state_text, external_id, dedup_key,
+                                  inc.place, reported_ts, first_due, dues_text, decision_seq, state_text, external_id, dedup_key,
                                   own_incident, iid, expect))
             else:
                 (created_full if new else updated).append(
                     (iid, incident_order(iid), state.seq, stage_text[stage], open_of[stage], team, severity, category,
-                     owner_name, inc.place, reported_ts, first_due, decision_seq, state_text, external_id,
+                     owner_name, inc.place, reported_ts, first_due, dues_text, decision_seq, state_text, external_id,
                      dedup_key, own_incident))
             if w.timers is not None:
                 timer_sets[iid] = (new, w.timers)
@@ -780,6 +788,20 @@ class SQLiteStore(Store):
 
     def query(self, query: IncidentQuery) -> list[IncidentState]:
         where, params, complete = self._where(query)
+        if query.overdue_at is not None:
+            # A row with due moments is overdue by first_due_ts, their earliest (the SQL);
+            # one without them is read by its decision's deadlines (see Write.dues).
+            sql = _READ_STATE_DUES + where + " ORDER BY i.reported_ts, i.ord, i.id"
+            rest = attrs.evolve(query, overdue_at=None, limit=None)
+            out = []
+            for row in self._read(sql, params):
+                state = self._state(row)
+                if ((row[7] is not None or overdue(state, query.overdue_at))
+                        and (complete or rest.matches(state))):
+                    out.append(state)
+                    if query.limit is not None and len(out) >= query.limit:
+                        break
+            return out
         sql = _READ_STATE + where + " ORDER BY i.reported_ts, i.ord, i.id"
         if complete and query.limit is not None:
             sql += f" LIMIT {int(query.limit)}"
@@ -794,16 +816,24 @@ class SQLiteStore(Store):
 
     def count(self, query: IncidentQuery) -> int:
         where, params, complete = self._where(query)
-        if not complete:
+        if not complete or query.overdue_at is not None:
             return super().count(query)
         return int(self._read("SELECT COUNT(*) FROM incidents i" + where, params)[0][0])
 
     def due(self, until: datetime) -> list[Due]:
-        # Whether a deadline is still outstanding is read off the state (see still_due).
-        found = [d for row in self._read(_READ_STATE + " WHERE i.open AND i.first_due_ts <= ?", (until.timestamp(),))
-                 for d in still_due(self._state(row), until)]
+        ts = until.timestamp()
+        found = [d for iid, text in self._read("SELECT id, dues FROM incidents WHERE open AND first_due_ts <= ?"
+                                               " AND dues IS NOT NULL", (ts,))
+                 for d in dues_from(iid, text, until)]
+        # A row without due moments: its decision's deadlines still outstanding (see still_due).
+        found += [d for row in self._read(_READ_STATE + " WHERE i.open AND i.first_due_ts <= ? AND i.dues IS NULL",
+                                          (ts,))
+                  for d in still_due(self._state(row), until)]
         found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
         return found
+
+    def without_dues(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM incidents WHERE open AND dues IS NULL")[0][0])
 
     # -- timers ------------------------------------------------------------------------
 

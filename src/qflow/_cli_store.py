@@ -36,6 +36,7 @@ _STORE_HELP = f"the store URL (default: $QFLOW_STORE, else {DEFAULT_STORE}, a fi
 _DB_EPILOG = f"""\
 examples:
   {PROG} db upgrade --store sqlite:///qflow.sqlite3
+  {PROG} db upgrade --store sqlite:///qflow.sqlite3 rulesets/hotel-front-desk.yaml
   {PROG} db backup --store sqlite:///qflow.sqlite3 backups/qflow-2026-11-20.sqlite3
 """
 _IMPORT_EPILOG = f"""\
@@ -109,6 +110,9 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     dbsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = dbsub.add_parser("upgrade", help="migrate the store's schema forward (one transaction)")
     up.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    up.add_argument("ruleset", metavar="RULESET", nargs="?",
+                    help="the ruleset in force: also record the clocks' due moments (what 'ls --overdue' reads) of "
+                         "open incidents last written before qflow recorded them")
     bk = dbsub.add_parser("backup", help="copy an SQLite store while it stays in use")
     bk.add_argument("--store", metavar="URL", help=_STORE_HELP)
     bk.add_argument("dest", metavar="DEST", help="the new file to write the copy to")
@@ -132,7 +136,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--severity")
     p.add_argument("--stage", action="append", choices=[s.value for s in Stage], help="repeatable")
     p.add_argument("--open", action="store_true", help="only incidents not closed or rejected")
-    p.add_argument("--overdue", action="store_true", help="only open incidents with a deadline before --now still outstanding: not acknowledged, answered, confirmed or closed (a deadline met late is not overdue)")
+    p.add_argument("--overdue", action="store_true", help="only open incidents with an SLA clock due before --now, as escalation reads the clocks: not paused (waiting on the customer), not met (acknowledged, answered, confirmed, closed; also late), resolve counted from a reopening")
     p.add_argument("--now", metavar="ISO", help="the time --overdue compares with (default: the current time)")
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -160,6 +164,13 @@ def _cmd_db(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 out.write(f"{url}: schema version {after}, up to date\n")
             else:
                 out.write(f"{url}: schema upgraded from version {before} to {after}\n")
+            if args.ruleset:
+                pm = _plugins(args)
+                engine = Engine(_load(args.ruleset, pm), plugins=pm, store=store)
+                done = engine.record_dues()
+                out.write(f"{url}: recorded the clocks' due moments of {_plural(done, 'open incident')}\n")
+            else:
+                _warn_without_dues(store, url, err)
             return 0
         backup = getattr(store, "backup", None)
         if backup is None:
@@ -342,6 +353,8 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         open_only=args.open, overdue_at=_parse_now(args.now) if args.overdue else None, limit=args.limit)
     with _opened(args, create=False) as store:
         states = store.query(query)
+        if args.overdue:
+            _warn_without_dues(store, store_url(args), err)
     rows = [_row(s, tz) for s in states]
     if args.format == "json":
         for row in rows:
@@ -357,6 +370,17 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.write("  ".join(str(r[c] or "-").ljust(widths[c]) for c in cols).rstrip() + "\n")
     out.write(f"{_plural(len(rows), 'incident')}\n")
     return 0
+
+
+def _warn_without_dues(store: Store, url: str, err: IO[str]) -> None:
+    """Say so when open incidents are read by their decision's deadlines for want of
+    recorded due moments (written before qflow recorded them)."""
+    missing = store.without_dues()
+    if missing:
+        err.write(f"{PROG}: warning: {_plural(missing, 'open incident')} written before qflow recorded the "
+                  "clocks' due moments: until their next change, overdue reads their decision's deadlines, which "
+                  "know no pause, reset or severity change\n"
+                  f"hint: record them with '{PROG} db upgrade --store {url} RULESET'\n")
 
 
 def _iso(dt: datetime | None, tz: Any) -> str | None:

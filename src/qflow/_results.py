@@ -38,6 +38,7 @@ A_SENTENCE = Expect(str, "None to allow, or a sentence (str) saying why not and 
 TIMERS = Expect(Timer, "a list of qflow.Timer (empty for none)", each=True)
 MESSAGES = Expect(OutboxMessage, "a list of qflow.OutboxMessage (empty for none)", each=True)
 EFFECTS = Expect(Effect, "a list of qflow.Effect (empty for none)", each=True)
+DUE_MOMENTS = Expect(Mapping, "a mapping of clock name to its due moment (None while not running), or None")
 ROWS = Expect(Mapping, "a mapping of projection name to rows (empty for none)")
 A_VERIFICATION = Expect(Verification, "a qflow.Verification, or None when the plugin has no metrics for it")
 SUGGESTIONS = Expect(Suggestion, "a list of qflow.Suggestion (empty for none)", each=True)

@@ -42,7 +42,8 @@ from qflow.model import (
     TraceStep,
 )
 from qflow.ruleset import Ruleset, load_ruleset
-from qflow.store import Due, IncidentQuery, MemoryStore, OutboxMessage, Projection, Store, StoreError, Timer, Write
+from qflow.store import (Due, IncidentQuery, MemoryStore, OutboxMessage, Projection, Store, StoreError, Timer, Write,
+                         clock_dues)
 from qflow._loop import LoopCommands
 from qflow._delivery import Delivery
 from qflow._tick import Scheduling
@@ -54,6 +55,7 @@ from qflow._results import (
     A_SENTENCE,
     AN_ASSIGNMENT,
     DEADLINES,
+    DUE_MOMENTS,
     EFFECTS,
     MESSAGES,
     ROWS,
@@ -266,6 +268,11 @@ class _Hooks:
     def schedule(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime) -> list[Timer]:
         found = self._collect("qflow_schedule", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now), TIMERS)
         return [t for timers in found for t in timers]
+
+    def clock_dues(self, state: IncidentState, events: Sequence[Event], ruleset: Ruleset,
+                   now: datetime) -> tuple[Due, ...]:
+        moments = self._first("qflow_clock_dues", _SCHEDULE_ARGS, (state, tuple(events), ruleset, now), DUE_MOMENTS)
+        return clock_dues(state, moments)
 
     def plan_delivery(self, notification: Notification, state: IncidentState, ruleset: Ruleset,
                       now: datetime) -> list[OutboxMessage]:
@@ -638,14 +645,16 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
                notifications: Sequence[Notification], now: datetime, *,
                dedup_since: datetime | None = None) -> Write:
         """What one command writes: *new* events, the state they fold to, the timers
-        plugins schedule from the whole *history*, and the outbox messages plugins plan
-        for *notifications*."""
+        plugins schedule from the whole *history*, the outbox messages plugins plan
+        for *notifications*, and the clocks' due moments."""
         if notifications:
             notifications, new, after, history = self._hold(history, new, after, notifications, now)
+        history = tuple(history)  # one object for every hook: plugins keep their reads of it by identity
         timers = self._hooks.schedule(after, history, self.ruleset, now)
         outbox = [m for n in notifications for m in self._hooks.plan_delivery(n, after, self.ruleset, now)]
         rows = self._hooks.project(after, history, self.ruleset, now)
-        return Write(tuple(new), after, tuple(timers), tuple(outbox), rows, dedup_since)
+        dues = self._hooks.clock_dues(after, history, self.ruleset, now)
+        return Write(tuple(new), after, tuple(timers), tuple(outbox), rows, dedup_since, dues)
 
     def _hold(self, history: Sequence[Event], new: Sequence[Event], after: IncidentState,
               notifications: Sequence[Notification], now: datetime) -> tuple[Any, Any, IncidentState, Any]:
@@ -687,10 +696,34 @@ class Engine(LoopCommands, ContactCommands, SurveyCommands, Scheduling, Delivery
         return self.store.query(query)
 
     def due(self, until: datetime) -> list[Due]:
-        """Deadlines of open incidents that fall at or before *until* and still wait for
-        what they promise: one met (acknowledged, answered, confirmed in time or late) is
-        not listed, as it is not overdue (``qflow ls --overdue``, ``IncidentQuery.overdue_at``)."""
+        """The moments at or before *until* at which a clock of an open incident runs
+        out, as its last write recorded them (``qflow_clock_dues``; what ``qflow ls
+        --overdue`` and ``IncidentQuery.overdue_at`` read): a clock paused (waiting on
+        the customer) or met (acknowledged, answered, confirmed, closed, in time or
+        late) is not listed; one reset by a reopening counts from the reopening."""
         return self.store.due(given_time(until, "until"))
+
+    def record_dues(self) -> int:
+        """Record the clocks' due moments of the store's open incidents, read from their
+        clocks as they stand, when any of them was last written without them
+        (``Store.without_dues``: before qflow recorded them); return how many open
+        incidents were written (0 when none lacked them). ``qflow db upgrade`` with a
+        ruleset runs this. Nothing is added to any log, no timer is changed."""
+        if not self.store.without_dues():
+            return 0
+        now = self.clock.now()
+        done = 0
+        for state in self.store.query(IncidentQuery(open_only=True)):
+            history = self.store.events(state.id)
+            if not history or history[-1].seq != state.seq:
+                continue  # moved on meanwhile: its write recorded them
+            write = Write((), state, None, (), dues=self._hooks.clock_dues(state, history, self.ruleset, now))
+            try:
+                self.store.write([write])
+            except ConcurrencyError:
+                continue  # written meanwhile, with its moments
+            done += 1
+        return done
 
 
 _NO_ASSIGNMENT = Assignment()

@@ -365,6 +365,35 @@ def qflow_schedule(
     """
 
 
+@hookspec(firstresult=True)
+def qflow_clock_dues(
+    state: IncidentState, events: Sequence[Event], ruleset: Ruleset, now: datetime
+) -> Mapping[str, datetime | None] | None:
+    """Say when each of the incident's clocks runs out, as it stands after a command.
+
+    Called in the transaction of every command that records events, with the
+    incident's whole log, like :func:`qflow_schedule`; the store keeps the moments
+    indexed, and they are what ``IncidentQuery.overdue_at`` (``qflow ls --overdue``)
+    and ``Store.due`` read until the incident's next write, so "overdue" agrees with
+    the clocks escalation reads: a paused clock is not overdue, a reset one counts
+    from its reset, a changed severity moves its moment.
+
+    :param state: the incident after the command.
+    :param events: its whole event log, oldest first, including the new events.
+    :param ruleset: the loaded ruleset.
+    :param now: the moment of the command.
+    :returns: ``{clock name: moment}``, the moment None for a clock that is not
+        running towards its target now (paused, stopped, met, not started); a clock
+        left out keeps its decision's deadline while that waits for what it promises
+        (acknowledged, responded, confirmed, closed). None for no opinion.
+
+    Stops at the first non-None result; the SLA plugin's is ``trylast``. Without
+    one, every clock keeps its decision's deadline.
+
+    .. versionadded:: 0.2
+    """
+
+
 @hookspec
 def qflow_plan_delivery(
     notification: Notification, state: IncidentState, ruleset: Ruleset, now: datetime

@@ -68,7 +68,10 @@ class IncidentQuery:
     overdue_at: datetime | None = None  # open, with a deadline before this still outstanding (see overdue)
     limit: int | None = None
 
-    def matches(self, state: IncidentState) -> bool:
+    def matches(self, state: IncidentState, dues: Sequence[Due] | None = None) -> bool:
+        """Whether *state* is one this query asks for; *dues* are its clocks' due
+        moments as its last write recorded them (``Write.dues``), None for a state
+        written without them (then ``overdue_at`` reads its decision's deadlines)."""
         if self.open_only and state.stage in CLOSED_STAGES:
             return False
         if self.stages is not None and state.stage not in self.stages:
@@ -86,28 +89,64 @@ class IncidentQuery:
             return False
         if self.reported_until is not None and (at is None or at >= self.reported_until):
             return False
-        return self.overdue_at is None or overdue(state, self.overdue_at)
+        if self.overdue_at is None:
+            return True
+        if dues is None:
+            return overdue(state, self.overdue_at)
+        return state.stage not in CLOSED_STAGES and any(d.at < self.overdue_at for d in dues)
+
+
+def clock_dues(state: IncidentState, moments: Mapping[str, datetime | None] | None) -> tuple[Due, ...]:
+    """What a write records as *state*'s due moments (``Write.dues``), earliest first:
+    each clock's moment from *moments* (what ``qflow_clock_dues`` gave: None for a
+    clock paused, stopped or met), and for a clock *moments* leaves out (all of them
+    when it is None: no plugin runs clocks) the decision's deadline while it waits for
+    what it promises (see :func:`overdue`). Nothing for a closed or rejected incident."""
+    if state.stage in CLOSED_STAGES:
+        return ()
+    iid = state.id
+    found = [] if moments is None else [Due(at, iid, clock) for clock, at in moments.items() if at is not None]
+    d = state.decision
+    if d is not None and d.deadlines:
+        left = [dl for dl in d.deadlines if moments is None or dl.clock not in moments]
+        if left:  # the first deadline of a clock counts
+            found += [Due(dl.due, iid, dl.clock) for dl in {dl.clock: dl for dl in reversed(left)}.values()
+                      if _outstanding(state, dl.clock)]
+    if len(found) > 1:
+        found.sort(key=_due_order)
+    return tuple(found)
+
+
+def _due_order(d: Due) -> tuple[datetime, str, str]:
+    return (d.at, d.incident_id, d.clock)
 
 
 def overdue(state: IncidentState, at: datetime) -> bool:
-    """Whether *state* is overdue at *at*: open, with a deadline of its decision before
-    *at* for what has still not happened. A deadline met late is no longer overdue (its
+    """Whether *state* is overdue at *at* by its decision's deadlines alone: open, with a
+    deadline of its decision before *at* for what has still not happened. This is what
+    a state written without due moments (``Write.dues`` None: written before qflow
+    recorded them, or by a caller that did not ask the plugins) is read by; an engine's
+    write records the clocks' own due moments (see :func:`clock_dues`), which count
+    pauses, resets and severity changes. A deadline met late is no longer overdue (its
     breach stays on the timeline), and a closed or rejected incident is overdue for
     nothing. What each deadline waits for is read off the incident as the default
     clocks stop: acknowledge on an acknowledgement, respond on a response, confirm on
-    leaving ``reported``, resolve on the close. The loop's stage clocks (cause, action,
-    verify) start with their stage, later than the decision's deadline for them counts
-    from, so they are left to the escalation plugin, which reads their real clocks."""
+    leaving ``reported``, resolve on the close."""
     if state.stage in CLOSED_STAGES or state.decision is None:
         return False
     return any(dl.due < at and _outstanding(state, dl.clock) for dl in state.decision.deadlines)
 
 
-def still_due(state: IncidentState, until: datetime) -> list[Due]:
-    """The deadlines of *state* falling at or before *until* that still wait for what
-    they promise, as :func:`overdue` reads them (what ``Store.due`` lists): none of a
-    closed or rejected incident, none met (also late), none of the loop's stage clocks."""
-    if state.stage in CLOSED_STAGES or state.decision is None:
+def still_due(state: IncidentState, until: datetime, dues: Sequence[Due] | None = None) -> list[Due]:
+    """The due moments of *state* at or before *until* (what ``Store.due`` lists): of
+    *dues*, as its last write recorded them, or without them of its decision's
+    deadlines that still wait for what they promise, as :func:`overdue` reads them.
+    None of a closed or rejected incident, none met (also late)."""
+    if state.stage in CLOSED_STAGES:
+        return []
+    if dues is not None:
+        return [d for d in dues if d.at <= until]
+    if state.decision is None:
         return []
     return [Due(dl.due, state.id, dl.clock) for dl in state.decision.deadlines
             if dl.due <= until and _outstanding(state, dl.clock)]
@@ -234,6 +273,11 @@ class Write:
     #: the write (:class:`DuplicateReportError`) when such an incident was recorded
     #: after the engine looked, so two workers cannot both open one for one anomaly.
     dedup_since: datetime | None = None
+    #: The incident's due moments after this write, earliest first (see
+    #: :func:`clock_dues`): what ``IncidentQuery.overdue_at`` and ``Store.due`` read
+    #: until its next write. None (a write that did not ask the plugins) leaves them to
+    #: be read off the state's decision, as :func:`overdue` does.
+    dues: tuple[Due, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
 
 
 class Store(abc.ABC):
@@ -388,9 +432,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def due(self, until: datetime) -> list[Due]:
-        """Deadlines of open incidents falling at or before *until* and still
-        outstanding, earliest first: a deadline met (even late) is not due, as it is not
-        overdue (see :func:`still_due`)."""
+        """Due moments of open incidents at or before *until*, earliest first: those
+        each incident's last write recorded (``Write.dues``: the clocks', so a paused
+        clock is not due and a met one, even late, neither), or for an incident written
+        without them its decision's deadlines still outstanding (see :func:`still_due`)."""
+
+    def without_dues(self) -> int:
+        """How many open incidents were last written without due moments (``Write.dues``
+        None: before this qflow recorded them, or by a caller that did not ask the
+        plugins), so that their ``overdue_at`` and ``due`` read their decision's
+        deadlines, which know no pause, reset or severity change. ``qflow db upgrade``
+        with a ruleset records them (``Engine.record_dues``)."""
+        return 0
 
     # -- projections -------------------------------------------------------------------
 
@@ -476,6 +529,7 @@ class MemoryStore(Store):
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
         self._documents: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self._rows: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+        self._dues: dict[str, tuple[Due, ...]] = {}  # as the last write recorded them, if it did
         self._counter = 0
         self._closed = False
 
@@ -542,6 +596,10 @@ class MemoryStore(Store):
                 if w.events:
                     self._events.setdefault(iid, []).extend(w.events)
                 self._states[iid] = w.state
+                if w.dues is not None:
+                    self._dues[iid] = w.dues
+                else:
+                    self._dues.pop(iid, None)
                 ext = w.state.incident.external_id
                 if ext is not None:
                     self._external.setdefault(ext, iid)
@@ -594,16 +652,22 @@ class MemoryStore(Store):
         self._ensure_open()
         with self._lock:
             states: Iterable[IncidentState] = list(self._states.values())
-        out = sorted((s for s in states if query.matches(s)), key=_report_order)
+            dues = dict(self._dues)
+        out = sorted((s for s in states if query.matches(s, dues.get(s.id))), key=_report_order)
         return out[: query.limit] if query.limit is not None else out
 
     def due(self, until: datetime) -> list[Due]:
         self._ensure_open()
         with self._lock:
             states = list(self._states.values())
-        found = [d for s in states for d in still_due(s, until)]
-        found.sort(key=lambda d: (d.at, d.incident_id, d.clock))
+            dues = dict(self._dues)
+        found = [d for s in states for d in still_due(s, until, dues.get(s.id))]
+        found.sort(key=_due_order)
         return found
+
+    def without_dues(self) -> int:
+        with self._lock:
+            return sum(1 for iid, s in self._states.items() if s.stage not in CLOSED_STAGES and iid not in self._dues)
 
     # -- timers ------------------------------------------------------------------------
 
