@@ -27,7 +27,14 @@ class Expect:
     def fits(self, result: Any) -> bool:
         if not self.each:
             return isinstance(result, self.kind)
-        return isinstance(result, (list, tuple)) and all(isinstance(x, self.kind) for x in result)
+        if not isinstance(result, (list, tuple)):
+            return False
+        # A loop, not all() over a generator: this runs on every hook result of a tick.
+        kind = self.kind
+        for x in result:
+            if not isinstance(x, kind):
+                return False
+        return True
 
 
 A_CLASSIFICATION = Expect(Classification, "a qflow.Classification, or None for no opinion")
