@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 from cattrs.errors import BaseValidationError
 
-from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
+from qflow._convert import ShapeError, make_converter
 from qflow._frozen import FrozenDict
 from qflow._yaml import Mark, YMap, YSeq, load_yaml
 from qflow.conditions import ConditionFunction
@@ -297,22 +297,9 @@ class _Loader:
         try:
             return conv.structure(raw, typ)
         except (BaseValidationError, ShapeError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            problems = structure_errors(exc, typ)
-            if not problems:
-                problems = [((), "QF104", str(exc), None, "value")]
             rule = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-            for sub, code, msg, hint, where in problems:
-                full = path + sub
-                if where == "parent":
-                    ctx.error(full[:-1], code, msg, hint=hint, rule=rule)
-                else:
-                    ctx.error(full, code, msg, hint=hint, rule=rule, at=at if not sub else where)
-            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
-            if salvaged is None:
-                return _FAILED
-            value, pruned = salvaged
-            ctx._pruned.update(path + sub for sub in pruned)
-            return value
+            value = ctx.salvage(conv, exc, path, raw, typ, rule=rule, at=at)
+            return _FAILED if value is None else value
 
     # -- the whole -------------------------------------------------------------------
 

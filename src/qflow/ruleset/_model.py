@@ -125,25 +125,34 @@ class CompileContext:
         channel's options by its backend's config class)."""
         from cattrs.errors import BaseValidationError
 
-        from qflow._convert import ShapeError, make_converter, structure_errors, structure_without_unknown_keys
+        from qflow._convert import ShapeError, make_converter
 
         conv = make_converter()
         try:
             return conv.structure(raw, typ)
         except (BaseValidationError, ShapeError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            problems = structure_errors(exc, typ) or [((), "QF104", str(exc), None, "value")]
-            for sub, code, msg, hint, where in problems:
-                full = path + sub
-                if where == "parent":
-                    self.error(full[:-1], code, msg, hint=hint, rule=rule)
-                else:
-                    self.error(full, code, msg, hint=hint, rule=rule, at=where if sub else "value")
-            salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
-            if salvaged is None:
-                return None
-            value, pruned = salvaged
-            self._pruned.update(path + sub for sub in pruned)
-            return value
+            return self.salvage(conv, exc, path, raw, typ, rule=rule)
+
+    def salvage(self, conv: Any, exc: Exception, path: Path, raw: Any, typ: Any, *, rule: str | None = None,
+                at: str = "value") -> Any:
+        """Report, located under *path*, every problem *exc* found structuring *raw* into
+        *typ*; then structure it again without its unknown keys, so that the rest of it
+        is still checked (None when other problems remain)."""
+        from qflow._convert import structure_errors, structure_without_unknown_keys
+
+        problems = structure_errors(exc, typ) or [((), "QF104", str(exc), None, "value")]
+        for sub, code, msg, hint, where in problems:
+            full = path + sub
+            if where == "parent":
+                self.error(full[:-1], code, msg, hint=hint, rule=rule)
+            else:
+                self.error(full, code, msg, hint=hint, rule=rule, at=where if sub else at)
+        salvaged = structure_without_unknown_keys(conv, raw, typ, problems)
+        if salvaged is None:
+            return None
+        value, pruned = salvaged
+        self._pruned.update(path + sub for sub in pruned)
+        return value
 
     def mark(self, path: Path, *, at: str = "value") -> Mark:
         found = locate(self._root, path, at=at)
