@@ -129,3 +129,14 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[StoreFac
 @pytest.fixture
 def store(store_factory: StoreFactory) -> Store:
     return store_factory.open()
+
+
+@pytest.fixture
+def pm() -> object:
+    """For the tests that run the engine over every store: only the plugins intake and
+    the clocks need (rules, sla), so other plugins being rewritten cannot break them."""
+    import qflow_rules
+    import qflow_sla
+
+    return qflow.make_plugin_manager(autoload=False, builtins=False,
+                                     plugins=[(qflow_rules, "rules"), (qflow_sla, "sla")])

@@ -14,16 +14,6 @@ from tests.conftest import BASE, T0
 
 
 @pytest.fixture
-def pm():
-    """Only the plugins intake needs, so other plugins being rewritten cannot break it."""
-    import qflow_rules
-    import qflow_sla
-
-    return qflow.make_plugin_manager(autoload=False, builtins=False,
-                                     plugins=[(qflow_rules, "rules"), (qflow_sla, "sla")])
-
-
-@pytest.fixture
 def engine(store, pm):
     ruleset = qflow.load_ruleset_text(BASE + "intake: {dedup_window: 2h}\n", file="base.yaml", plugins=pm)
     return qflow.Engine(ruleset, plugins=pm, store=store, clock=qflow.FakeClock(T0))

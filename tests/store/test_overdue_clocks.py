@@ -23,15 +23,6 @@ GUEST = {"channel": "phone", "category": "complaint", "place": "1512", "descript
 
 
 @pytest.fixture
-def pm():
-    import qflow_rules
-    import qflow_sla
-
-    return qflow.make_plugin_manager(autoload=False, builtins=False,
-                                     plugins=[(qflow_rules, "rules"), (qflow_sla, "sla")])
-
-
-@pytest.fixture
 def engine(store, pm):
     ruleset = qflow.load_ruleset_text(BASE, file="base.yaml", plugins=pm)
     return qflow.Engine(ruleset, plugins=pm, store=store, clock=qflow.FakeClock(T0))
