@@ -164,6 +164,13 @@ def test_import_makes_the_store_it_is_given(tmp_path, url):
     assert run("ls", "--store", url)[0] == 0
 
 
+def test_import_with_its_two_files_the_wrong_way_round_says_so(tmp_path, url):
+    lines = _lines(tmp_path, GOOD)
+    assert run("import", RULESET, lines, "--store", url) == (
+        2, "", f"qflow: error: {lines} looks like the incidents and {RULESET} like the ruleset\n"
+               f"hint: the incidents file comes first: qflow import {lines} {RULESET}\n")
+
+
 def test_a_database_that_does_not_answer_is_one_error_line_not_a_traceback(monkeypatch):
     # A real refused connection (nothing listens on port 1), retried without pausing.
     import qflow_postgres

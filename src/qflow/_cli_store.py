@@ -185,6 +185,10 @@ def _cmd_db(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_import(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.ruleset.endswith((".jsonl", ".json")) and args.file.endswith((".yaml", ".yml")):
+        # Read the other way round, the incidents fail as a ruleset with a YAML error.
+        raise UsageError(f"{args.ruleset} looks like the incidents and {args.file} like the ruleset",
+                         f"the incidents file comes first: qflow import {args.ruleset} {args.file}")
     if args.file != "-":
         _existing_file(args.file, "incidents file")
     if args.from_line < 1:
