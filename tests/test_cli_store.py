@@ -78,8 +78,17 @@ def test_ls_filters_and_show_prints_the_timeline(tmp_path, url):
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows and {r["severity"] for r in rows} == {"critical"}
     _, out, _ = run("ls", "--store", url, "--format", "json", "--overdue", "--now", "2026-11-24T02:31:00+08:00")
-    overdue = [json.loads(line)["id"] for line in out.splitlines()]
-    assert overdue[:2] == ["FD-20261124-01", "FD-20261124-02"]
+    overdue = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in overdue][:2] == ["FD-20261124-01", "FD-20261124-02"]
+    # What makes each overdue: its clocks due before --now (the smoke alarm's respond, 15m)
+    assert [(r["id"], r["overdue"]) for r in overdue][:2] == [
+        ("FD-20261124-01", [{"clock": "respond", "due": "2026-11-24T01:40+08:00"}]),
+        ("FD-20261124-02", [{"clock": "respond", "due": "2026-11-24T02:30+08:00"}])]
+    _, table, _ = run("ls", "--store", url, "--overdue", "--now", "2026-11-24T02:31:00+08:00", "--limit", "2")
+    header, *lines = table.splitlines()
+    start, end = header.index("overdue since"), header.index("title")  # columns padded by characters
+    assert [line[start:end].strip() for line in lines[:2]] == [
+        "respond 2026-11-24T01:40+08:00", "respond 2026-11-24T02:30+08:00"]
     _, table, _ = run("ls", "--store", url, "--open", "--team", "security")
     assert table.splitlines()[0].split() == ["id", "stage", "severity", "team", "owner", "reported_at",
                                              "respond_by", "title"]

@@ -136,7 +136,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
     p.add_argument("--severity")
     p.add_argument("--stage", action="append", choices=[s.value for s in Stage], help="repeatable")
     p.add_argument("--open", action="store_true", help="only incidents not closed or rejected")
-    p.add_argument("--overdue", action="store_true", help="only open incidents with an SLA clock due before --now, as escalation reads the clocks: not paused (waiting on the customer), not met (acknowledged, answered, confirmed, closed; also late), resolve counted from a reopening")
+    p.add_argument("--overdue", action="store_true", help="only open incidents with an SLA clock due before --now, as escalation reads the clocks: not paused (waiting on the customer), not met (acknowledged, answered, confirmed, closed; also late), resolve counted from a reopening; each listed with the clocks that make it overdue and since when (column 'overdue since', JSON 'overdue')")
     p.add_argument("--now", metavar="ISO", help="the time --overdue compares with (default: the current time)")
     p.add_argument("--limit", type=int, metavar="N")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -355,11 +355,19 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     query = IncidentQuery(
         stages=tuple(Stage(s) for s in args.stage) if args.stage else None, team=args.team, severity=args.severity,
         open_only=args.open, overdue_at=_parse_now(args.now) if args.overdue else None, limit=args.limit)
+    late: dict[str, list[Any]] = {}
     with _opened(args, create=False) as store:
         states = store.query(query)
-        if args.overdue:
+        if query.overdue_at is not None:
             _warn_without_dues(store, store_url(args), err)
+            # What makes each overdue: its clocks due before --now, as the query read them.
+            for due in store.due(query.overdue_at):
+                if due.at < query.overdue_at:
+                    late.setdefault(due.incident_id, []).append(due)
     rows = [_row(s, tz) for s in states]
+    if query.overdue_at is not None:
+        for row in rows:
+            row["overdue"] = [{"clock": d.clock, "due": _iso(d.at, tz)} for d in late.get(row["id"], ())]
     if args.format == "json":
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -367,7 +375,11 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not rows:
         out.write("no incidents match\n")
         return 0
-    cols = ("id", "stage", "severity", "team", "owner", "reported_at", "respond_by", "title")
+    cols: tuple[str, ...] = ("id", "stage", "severity", "team", "owner", "reported_at", "respond_by", "title")
+    if query.overdue_at is not None:
+        cols = ("id", "stage", "severity", "team", "owner", "reported_at", "overdue since", "title")
+        for row in rows:
+            row["overdue since"] = ", ".join(f"{d['clock']} {d['due']}" for d in row["overdue"])
     widths = {c: max(len(c), *(len(str(r[c] or "-")) for r in rows)) for c in cols}
     out.write("  ".join(c.ljust(widths[c]) for c in cols).rstrip() + "\n")
     for r in rows:
