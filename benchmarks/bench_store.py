@@ -87,16 +87,9 @@ def bench_intake(n: int, runs: int) -> None:
             other._con.execute("BEGIN IMMEDIATE")
             other._write(rec, writes)  # type: ignore[arg-type]
             other._con.execute("ROLLBACK")
-            bare = SQLiteStore(Path(d) / "c.sqlite3")
-            con = bare._con
-            t = time.perf_counter()
-            con.execute("BEGIN IMMEDIATE")
-            for sql, rows in rec.calls:
-                con.executemany(sql, rows)
-            con.execute("COMMIT")
-            bare_times.append(time.perf_counter() - t)
-            floor_times.append(_floor(Path(d) / "d.sqlite3", rec.calls))
-            for s in (store, other, bare):
+            bare_times.append(_replay(Path(d) / "c.sqlite3", rec.calls))
+            floor_times.append(_replay(Path(d) / "d.sqlite3", rec.calls, indexes=False))
+            for s in (store, other):
                 s.close()
     s, b = statistics.median(store_times), statistics.median(bare_times)
     f = statistics.median(floor_times)
@@ -107,21 +100,22 @@ def bench_intake(n: int, runs: int) -> None:
     print(f"  SQLite's floor here: the same rows into the same tables without a secondary index {n / f:,.0f}/s")
 
 
-def _floor(path: Path, calls: list[tuple[str, list]]) -> float:
-    """Seconds to write *calls* bare into a store whose tables keep only their primary
-    keys: what SQLite itself costs for these bytes on this machine, whatever a store
-    indexes or encodes."""
-    floor = SQLiteStore(path)
-    con = floor._con
-    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
-        con.execute(f'DROP INDEX "{name}"')
+def _replay(path: Path, calls: list[tuple[str, list]], *, indexes: bool = True) -> float:
+    """Seconds to write *calls* bare, in one transaction, into a new store; without
+    *indexes* its tables keep only their keys: what SQLite itself costs for these bytes
+    on this machine, whatever a store indexes or encodes."""
+    store = SQLiteStore(path)
+    con = store._con
+    if not indexes:
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
+            con.execute(f'DROP INDEX "{name}"')
     t = time.perf_counter()
     con.execute("BEGIN IMMEDIATE")
     for sql, rows in calls:
         con.executemany(sql, rows)
     con.execute("COMMIT")
     spent = time.perf_counter() - t
-    floor.close()
+    store.close()
     return spent
 
 
