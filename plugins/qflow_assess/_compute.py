@@ -19,7 +19,8 @@ from qflow_assess._facts import ACTIONS, FACTS
 from qflow_assess._kpis import KPI, Figure
 from qflow_assess._periods import Period
 
-__all__ = ["DIMENSIONS", "Comparison", "Job", "Plan", "Slice", "compare", "compute", "compute_slices", "plan_slices"]
+__all__ = ["DIMENSIONS", "Comparison", "Job", "Plan", "Slice", "compare", "compute", "compute_slices", "plan_slices",
+           "until_as_of"]
 
 #: What a report may slice by (columns of both projections, except ``owner``, which
 #: is the incident's owner in one and the action's owner in the other).
@@ -64,9 +65,16 @@ def _filters(kpi: KPI, period: Period, as_of: datetime, now: datetime | None) ->
             return (Filter("is_open", "==", 1),)  # what is open now: the store reads only those rows
         # Open then may be closed now: every incident reported by then, the measures pick.
         return (Filter("reported_at", "<=", as_of.timestamp()),)
-    if kpi.membership != "due" and as_of < period.end:
-        return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<=", as_of.timestamp()))
-    return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp()))
+    if kpi.membership == "due":
+        return (Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp()))
+    return until_as_of(column, period, as_of)
+
+
+def until_as_of(column: str, period: Period, as_of: datetime) -> tuple[Filter, ...]:
+    """*column* in *period*, and not after *as_of* (what came later had not happened)."""
+    if as_of < period.end:
+        return Filter(column, ">=", period.start.timestamp()), Filter(column, "<=", as_of.timestamp())
+    return Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp())
 
 
 def compute(store: Store, kpis: Sequence[KPI], period: Period, *, as_of: datetime, now: datetime | None = None,

@@ -13,7 +13,7 @@ import attrs
 
 from qflow import Filter, IncidentQuery, IncidentState, Measure, Ruleset, Stage, Store
 from qflow import events as ev
-from qflow_assess._compute import Comparison, Plan, Slice, plan_slices
+from qflow_assess._compute import Comparison, Plan, Slice, plan_slices, until_as_of
 from qflow_assess._facts import FACTS
 from qflow_assess._kpis import DEFINITIONS, KPI
 from qflow_assess._periods import Period, parse_period
@@ -76,15 +76,8 @@ class Report:
         return kpi.undated if self.past else ()
 
 
-def _until(column: str, period: Period, as_of: datetime) -> tuple[Filter, ...]:
-    """*column* in *period*, and not after *as_of* (what came later had not happened)."""
-    if as_of < period.end:
-        return Filter(column, ">=", period.start.timestamp()), Filter(column, "<=", as_of.timestamp())
-    return Filter(column, ">=", period.start.timestamp()), Filter(column, "<", period.end.timestamp())
-
-
 def _histogram(store: Store, period: Period, as_of: datetime) -> tuple[tuple[str, int], ...]:
-    where = (*_until("resolved_at", period, as_of), Filter("rejected", "==", 0))
+    where = (*until_as_of("resolved_at", period, as_of), Filter("rejected", "==", 0))
     edges = (0, *HISTOGRAM_HOURS, None)
     measures, labels = [], []
     for lo, hi in zip(edges, edges[1:], strict=False):
@@ -99,7 +92,7 @@ def _histogram(store: Store, period: Period, as_of: datetime) -> tuple[tuple[str
 
 def _reported_in(period: Period, as_of: datetime) -> tuple[Filter, ...]:
     """The incidents reported in *period* by *as_of*, rejected ones left out."""
-    return (*_until("reported_at", period, as_of), Filter("rejected", "==", 0))
+    return (*until_as_of("reported_at", period, as_of), Filter("rejected", "==", 0))
 
 
 def _grouped_counts(store: Store, period: Period, as_of: datetime,

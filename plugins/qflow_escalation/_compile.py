@@ -407,13 +407,13 @@ def _check_reachable(name: str, steps: Sequence[Step], severities: Sequence[str]
     """
     if not severities:
         return  # used by no severity: QF756 says so
+    # The targets of the severities and priorities with a misspelt key, read once.
+    partial = [targets.get(s, {}) for s in severities if ctx.partial(("severities", s))]
+    partial += [spans for p, spans in priorities.items() if ctx.partial(("priorities", p))]
     for step in steps:
         if step.clock in opaque:
             continue  # a plugin's own clock: its targets are not written here
-        if any(step.clock not in spans and ctx.partial((section, name))
-               for section, names in (("severities", {s: targets.get(s, {}) for s in severities}),
-                                      ("priorities", priorities))
-               for name, spans in names.items()):
+        if any(step.clock not in spans for spans in partial):
             continue  # its target may be written under a misspelt key, reported as such
         path = ("escalation", "ladders", name, step.level - 1, "at")
         possible = [(f"severity {s}", t) for s in severities if (t := targets.get(s, {}).get(step.clock)) is not None]

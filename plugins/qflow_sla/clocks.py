@@ -418,6 +418,8 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         undone = [run.copy() for run in read.undone] if read.undone is not None else None
         severity, priority, status = read.severity, read.priority, read.status
         last = read.last
+        # The arrival (seq 1), first in the log, was among the events read: what it says
+        # is kept, and the events read on from cannot hold it.
         reported = read.reported
     else:
         severity, priority = initial
@@ -431,7 +433,7 @@ def _clock_states(state: IncidentState, events: Sequence[Event], ruleset: Rulese
         undone = None
     pending = [e for e in rest if e.at <= now]
     complete = len(pending) == len(rest)
-    if reported is None:
+    if found is None or not found[1]:
         reported = _reported(state, pending)
     if len(pending) > 1:
         pending.sort(key=_ORDER if reported is None else lambda e: (_moment(e, reported), e.seq))

@@ -134,10 +134,6 @@ def _edge_seq(items: Sequence[tuple[Any, Any]], *, last: bool = False) -> tuple[
     return atoms, True
 
 
-def _first_seq(items: Sequence[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], bool]:
-    return _edge_seq(items)
-
-
 def _edge_item(op: Any, av: Any, last: bool = False) -> tuple[list[tuple[Any, Any]], bool]:
     if op in _CHAR_OPS:
         return [(op, av)], False
@@ -201,7 +197,7 @@ def _ambiguous(items: Sequence[tuple[Any, Any]], follow: list[tuple[Any, Any]]) 
             low, high, body = av
             if low != high and _overlap(_chars_in(body), follow):
                 return True  # e.g. the a+ in (a+)+ or the .* in (.*a)*
-            inner = follow + (_first_seq(body)[0] if high > 1 else [])
+            inner = follow + (_edge_seq(body)[0] if high > 1 else [])
             if _ambiguous(body, inner):
                 return True
         elif op is _sre.SUBPATTERN:
@@ -231,8 +227,8 @@ def _alternatives_clash(alts: Sequence[Any], follow: list[tuple[Any, Any]]) -> b
                     if not rest or _overlap([(_sre.LITERAL, ord(rest[0]))], follow):
                         return True
                 continue
-            first_a, empty_a = _first_seq(a)
-            first_b, empty_b = _first_seq(b)
+            first_a, empty_a = _edge_seq(a)
+            first_b, empty_b = _edge_seq(b)
             if (_overlap(first_a, first_b) or (empty_a and _overlap(first_b, follow))
                     or (empty_b and _overlap(first_a, follow))):
                 return True
@@ -245,7 +241,7 @@ def _catastrophic(items: Sequence[tuple[Any, Any]]) -> bool:
     for op, av in items:
         if op in _REPEATS:
             _, high, body = av
-            if high > 1 and _ambiguous(body, _first_seq(body)[0]):
+            if high > 1 and _ambiguous(body, _edge_seq(body)[0]):
                 return True
             if _catastrophic(body):
                 return True
