@@ -29,6 +29,7 @@ something after it can fail (at the end of the pattern the first split succeeds,
 
 from __future__ import annotations
 
+import functools
 import re
 import re._constants as _sre  # type: ignore[import-not-found,unused-ignore]
 import re._parser as _sre_parse  # type: ignore[import-not-found,unused-ignore]
@@ -41,7 +42,7 @@ __all__ = ["can_backtrack_catastrophically", "overlapping_neighbours"]
 def can_backtrack_catastrophically(pattern: str) -> bool:
     """True when *pattern* (already accepted by ``re.compile``) has a dangerous repeat."""
     try:
-        return _catastrophic(_sre_parse.parse(pattern).data)
+        return _catastrophic(_parsed(pattern))
     except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
         return False
 
@@ -51,9 +52,15 @@ def overlapping_neighbours(pattern: str) -> tuple[str, str] | None:
     that stand side by side, can match the same text, and have something after them
     that can fail, as written (``("\\s*", "\\s*")``); None when there are none."""
     try:
-        return _neighbours(_sre_parse.parse(pattern).data, [], False)[1]
+        return _neighbours(_parsed(pattern), [], False)[1]
     except Exception:  # noqa: BLE001 - re.compile accepted it; never crash the load
         return None
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(pattern: str) -> Any:
+    # Both checks read the same parse of a rule's pattern (walks only read it).
+    return _sre_parse.parse(pattern).data
 
 
 _REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
