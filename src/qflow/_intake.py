@@ -158,6 +158,7 @@ class Intake(_Base):
                 incident = attrs.evolve(incident, reported_at=now)
             assert incident.reported_at is not None
             target = None
+            since: datetime | None = None  # a new incident's Write.dedup_since
             if incident.dedup_key is not None and window > timedelta(0):
                 since = incident.reported_at - window
                 for iid in reversed(by_key.get(incident.dedup_key, ())):
@@ -194,8 +195,7 @@ class Intake(_Base):
                 events = self._arrival(incident, decision, now, actor, known_errors)
             state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
-            touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)],
-                            self._dedup_since(incident)]
+            touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)], since]
             order.append(iid)
             if incident.external_id is not None:
                 by_external[incident.external_id] = iid
