@@ -57,15 +57,14 @@ class Intake(_Base):
         intake = self.ruleset.compiled("intake")
         return getattr(intake, "clock_skew", _DEFAULT_SKEW)
 
-    def _not_ahead(self, incident: Incident, now: datetime, skew: timedelta | None = None) -> None:
+    def _not_ahead(self, incident: Incident, now: datetime) -> None:
         """Refuse a new report whose ``reported_at`` is further ahead of *now* than the
         clock skew: its deadlines would count from a moment that has not come (or, counted
         from now, fall before the report). Within the skew they count from reported_at."""
         at = incident.reported_at
         if at is None or at <= now:
             return
-        if skew is None:
-            skew = self.clock_skew()
+        skew = self.clock_skew()  # read only for a report ahead of the clock: rare
         if at - now <= skew:
             return
         ahead = timedelta(seconds=math.ceil((at - now).total_seconds()))  # 5m0.5s is not "5m ahead"
@@ -142,7 +141,6 @@ class Intake(_Base):
         out: list[tuple[str, str]] = []
         fresh = iter(self.store.next_ids(sum(1 for i in given if i.id is None)))
         known_errors = self.known_errors()  # one read for the whole batch
-        skew = self.clock_skew()
         for incident in given:
             if incident.external_id is not None:
                 known = by_external.get(incident.external_id) or self.store.find_external(incident.external_id)
@@ -155,11 +153,12 @@ class Intake(_Base):
                     self._same_report(incident, recorded)  # a different report under the id is refused
                     out.append((recorded.id, RETRY))
                     continue
-            self._not_ahead(incident, now, skew)
+            self._not_ahead(incident, now)
             if incident.reported_at is None:
                 incident = attrs.evolve(incident, reported_at=now)
             assert incident.reported_at is not None
             target = None
+            since: datetime | None = None  # a new incident's Write.dedup_since
             if incident.dedup_key is not None and window > timedelta(0):
                 since = incident.reported_at - window
                 for iid in reversed(by_key.get(incident.dedup_key, ())):
@@ -196,8 +195,7 @@ class Intake(_Base):
                 events = self._arrival(incident, decision, now, actor, known_errors)
             state = ev.fold(events, self._conv) if len(events) > 2 else IncidentState(
                 incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
-            touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)],
-                            self._dedup_since(incident)]
+            touched[iid] = [state, (), events, [self._notification(state, "incident.reported", now)], since]
             order.append(iid)
             if incident.external_id is not None:
                 by_external[incident.external_id] = iid

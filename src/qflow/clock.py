@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Protocol, runtime_checkable
 
+from qflow.errors import InputError
+
 __all__ = ["Clock", "FakeClock", "SystemClock"]
 
 
@@ -60,8 +62,6 @@ def given_time(when: object, name: str = "now") -> datetime:
     """*when* as given to an engine command, checked: an aware datetime. A naive one
     (or anything else) is refused here, naming the argument, rather than failing
     later in a comparison with the aware times qflow keeps."""
-    from qflow.errors import InputError
-
     if not isinstance(when, datetime):
         raise InputError(f"{name} must be a datetime with a time zone, got {type(when).__name__} {when!r}")
     if when.utcoffset() is None:
