@@ -370,7 +370,7 @@ def _claim_external(writes: Sequence[Write]) -> Op:
             continue
         holder = wanted.setdefault(ext, iid)
         if holder != iid:
-            raise _external_taken(iid, ext, holder)
+            raise external_conflict(iid, ext, holder)
     if not wanted:
         return None
     yield Q("INSERT INTO qflow_external (external_id, incident_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
@@ -380,12 +380,8 @@ def _claim_external(writes: Sequence[Write]) -> Op:
                    (sorted(wanted),))
     for ext, holder in sorted(rows):
         if holder != wanted[ext]:
-            raise _external_taken(wanted[ext], ext, holder)
+            raise external_conflict(wanted[ext], ext, holder)
     return None
-
-
-def _external_taken(iid: str, ext: str, holder: str) -> ConcurrencyError:
-    return external_conflict(iid, ext, holder)
 
 
 def _check_dedup(keyed: Sequence[tuple[str, str, datetime]]) -> Op:
