@@ -254,7 +254,6 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
     # A write with due moments (Write.dues) replaces the rows with them. Without them the
     # rows are the decision's deadlines: a state that keeps the decision it was read
     # with, as open or closed as it was, has the rows it was read with, unless those
-    # were due moments.
     # were due moments; due moments equal to those stored leave them as they are.
     moved = []
     deadlines = []
@@ -268,7 +267,7 @@ def write(codec: Codec, writes: Sequence[Write], projections: Mapping[str, Proje
                                   for d in {d.clock: d for d in reversed(s.decision.deadlines)}.values()]
             continue
         unique = {d.clock: d for d in reversed(dues)}.values()
-        if stored_dues.get(iid) == _due_keys(unique):
+        if iid in stored_dues and stored_dues[iid] == _due_keys(unique):  # none stored for a new incident
             continue
         moved.append(s)
         deadlines += [(iid, d.clock, d.at, offset(d.at)) for d in unique]
@@ -370,7 +369,7 @@ def _claim_external(writes: Sequence[Write]) -> Op:
             continue
         holder = wanted.setdefault(ext, iid)
         if holder != iid:
-            raise _external_taken(iid, ext, holder)
+            raise external_conflict(iid, ext, holder)
     if not wanted:
         return None
     yield Q("INSERT INTO qflow_external (external_id, incident_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
@@ -380,12 +379,8 @@ def _claim_external(writes: Sequence[Write]) -> Op:
                    (sorted(wanted),))
     for ext, holder in sorted(rows):
         if holder != wanted[ext]:
-            raise _external_taken(wanted[ext], ext, holder)
+            raise external_conflict(wanted[ext], ext, holder)
     return None
-
-
-def _external_taken(iid: str, ext: str, holder: str) -> ConcurrencyError:
-    return external_conflict(iid, ext, holder)
 
 
 def _check_dedup(keyed: Sequence[tuple[str, str, datetime]]) -> Op:

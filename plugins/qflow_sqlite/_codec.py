@@ -14,8 +14,9 @@ goes to the standard encoder too, which writes NaN and Infinity and reads them b
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -72,6 +73,9 @@ def event_json(data: FrozenDict) -> bytearray | str:
 _WHOLE_MINUTES: dict[timezone, bool] = {}  # a fixed-offset zone -> its offset is whole minutes
 #: Before this year some zones had offsets in seconds (Africa/Monrovia until 1972).
 _MINUTE_OFFSETS_SINCE = 1973
+#: A timer's, a due moment's ``(key, at)``, as the timers and dues columns pair them.
+_KEY_AT = attrgetter("key", "at")
+_CLOCK_AT = attrgetter("clock", "at")
 
 
 def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray | str]:
@@ -81,10 +85,10 @@ def timers_json(timers: Sequence[Timer]) -> tuple[float, bytearray | str]:
     orjson writes the times (a tenth of the cost of ``isoformat``) except where it
     would not be exact: it drops the seconds of an offset, which only zones before
     1973 and odd fixed offsets have; those are written by ``isoformat``."""
-    return _times_json([(t.key, t.at) for t in timers])
+    return _times_json(map(_KEY_AT, timers))
 
 
-def _times_json(pairs: Sequence[tuple[str, datetime]]) -> tuple[float, bytearray | str]:
+def _times_json(pairs: Iterable[tuple[str, datetime]]) -> tuple[float, bytearray | str]:
     items: list[tuple[str, Any]] = []
     first: datetime | None = None
     for key, at in pairs:
@@ -111,8 +115,7 @@ def dues_json(dues: Sequence[Due]) -> tuple[float | None, bytearray | str]:
     (see :func:`timers_json`)."""
     if not dues:
         return None, "[]"
-    first, text = _times_json([(d.clock, d.at) for d in dues])
-    return first, text
+    return _times_json(map(_CLOCK_AT, dues))
 
 
 def dues_from(incident_id: str, text: str | bytes, until: datetime | None = None) -> list[Due]:

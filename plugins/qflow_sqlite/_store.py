@@ -501,21 +501,21 @@ class SQLiteStore(Store):
             d = state.decision
             reported = inc.reported_at
             reported_ts = None if reported is None else timestamp(reported)
+            dues = w.dues
+            if dues is not None:
+                first_due, dues_text = dues_json(dues)
+            else:  # read by the decision's deadlines (see Write.dues)
+                dues_text = None
+                first_due = timestamp(min(map(_DUE, d.deadlines))) if d is not None and d.deadlines else None
             if d is not None:
                 team, severity, category, owner_name = d.team, d.severity, d.category, d.owner
-                first_due = timestamp(min(map(_DUE, d.deadlines))) if d.deadlines else None
                 if decision_seq is None and not new:
                     known = read_decisions.get(id(d))
                     if known is not None and known[0] is d and known[1] == iid:
                         decision_seq = known[2]  # the decision as read: its DecisionMade event holds it
             else:
-                team = severity = category = owner_name = first_due = None
+                team = severity = category = owner_name = None
                 decision_seq = None
-            dues = w.dues
-            if dues is not None:  # else read by the decision's deadlines (see Write.dues)
-                first_due, dues_text = dues_json(dues)
-            else:
-                dues_text = None
             if new:
                 own_incident = None if evs[0].type == _INCIDENT_REPORTED else _codec.incident_json(state)
             else:

@@ -182,10 +182,16 @@ def _preview(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         incident = attrs.evolve(incident, reported_at=now)
     decision = engine.decide(incident, now)
     state = IncidentState(incident=incident, stage=Stage.REPORTED, seq=2, updated_at=now, decision=decision)
+    return _preview_topic(out, engine, args, state, now, "this incident")
+
+
+def _preview_topic(out: IO[str], engine: Engine, args: argparse.Namespace, state: IncidentState, now: datetime,
+                   which: str) -> int:
+    """Print the messages --topic raised on *state* at *now* becomes (*which* names it)."""
     note = _note(args, state, now)
     messages = engine._hooks.plan_delivery(note, state, engine.ruleset, now)
     if not messages:
-        out.write(f"no route sends '{note.topic}' for this incident; nothing would be sent\n")
+        out.write(f"no route sends '{note.topic}' for {which}; nothing would be sent\n")
         return 0
     _write_messages(out, engine, messages, now)
     return 0
@@ -232,13 +238,7 @@ def _preview_stored(args: argparse.Namespace, out: IO[str]) -> int:
         if args.topic is not None:
             now = _parse_now(args.now)
             engine = Engine(ruleset, plugins=pm, store=store, clock=FakeClock(now))
-            note = _note(args, state, now)
-            messages = engine._hooks.plan_delivery(note, state, ruleset, now)
-            if not messages:
-                out.write(f"no route sends '{note.topic}' for {state.id}; nothing would be sent\n")
-                return 0
-            _write_messages(out, engine, messages, now)
-            return 0
+            return _preview_topic(out, engine, args, state, now, state.id)
         timers = store.timers(args.incident)
         if not timers:
             out.write(f"nothing is scheduled for {state.id} (stage {state.stage.value}); "

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import IO, Any
 
+from qflow._frozen import thaw
 from qflow._render import _plural
 from qflow.model import Event, IncidentState
 from qflow.store import DeliveryAttempt, OutboxMessage
@@ -51,7 +52,7 @@ def write_show(out: IO[str], state: IncidentState, events: Sequence[Event],
     for e in events:
         out.write(f"  {e.seq:>3}  {_at(e.at, tz)}  {e.type:<24} by {e.actor or '-'}"
                   f"  source {e.source or '-'}  ruleset {e.ruleset or '-'}\n")
-        summary = _summary(e.type, _plain(e.data), tz)
+        summary = _summary(e.type, thaw(e.data), tz)
         if summary:
             out.write(f"       {summary}\n")
     if not messages:
@@ -82,15 +83,6 @@ def _status(m: OutboxMessage, tz: tzinfo) -> str:
     if m.attempts:
         return f"pending ({tried} failed, next {_at(m.next_attempt_at, tz)})"
     return "pending"
-
-
-def _plain(value: Any) -> Any:
-    """Event data as JSON values (frozen maps and tuples become dicts and lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _time(value: Any, tz: tzinfo) -> str:
