@@ -19,8 +19,7 @@ from qflow._delivery import Channel, redact
 from qflow.clock import FakeClock
 from qflow.engine import Engine, parse_incident
 from qflow.errors import InputError
-from qflow.events import apply
-from qflow.model import Event, Incident, IncidentState, Notification, Stage
+from qflow.model import Incident, IncidentState, Notification, Stage
 from qflow.store import OutboxMessage
 
 __all__ = ["add_commands"]
@@ -251,7 +250,10 @@ def _preview_stored(args: argparse.Namespace, out: IO[str]) -> int:
                       f"is due at {_local(timers[0].at, ruleset)}\n")
             return 0
         engine = Engine(ruleset, plugins=pm, store=store, clock=FakeClock(now))
-        messages, held = _due_messages(engine, state, events, due, now, args.lang)
+        # What a tick at now would write, as tick plans it; nothing is written.
+        plan = engine._plan(state.id, due, now, (state, tuple(events)), lang=args.lang or None)
+        assert plan is not None  # the state was read already
+        messages, held = list(plan.write.outbox), list(plan.write.events[plan.effects:])
     out.write(f"{state.id} at {_local(now, ruleset)}: {', '.join(t.key for t in due)}\n")
     for e in held:
         out.write(f"held: {_summary(e.type, dict(e.data), now.tzinfo or timezone.utc)}\n")
@@ -261,26 +263,6 @@ def _preview_stored(args: argparse.Namespace, out: IO[str]) -> int:
     out.write("\n")
     _write_messages(out, engine, messages, now)
     return 0
-
-
-def _due_messages(engine: Engine, state: IncidentState, events: Sequence[Event], due: Sequence[Any],
-                  now: datetime, lang: str | None) -> tuple[list[OutboxMessage], list[Event]]:
-    """What a tick at *now* would put in the outbox for *due* (as ``tick`` plans it,
-    but writing nothing), and the events of the notifications it would hold."""
-    found = [e for effects in engine._hooks.due(state, events, due, engine.ruleset, now) for e in effects]
-    new = [Event(state.id, state.seq + i + 1, now, e.type, source=e.source, ruleset=engine.ruleset.ref, data=e.data)
-           for i, e in enumerate(found)]
-    after = state
-    for event in new:
-        after = apply(after, event, engine._conv)
-    notes = [n for e in found for n in e.notifications]
-    if lang:
-        notes = [attrs.evolve(n, data={**n.data, "lang": lang}) for n in notes]
-    if not notes:
-        return [], []
-    kept, with_held, after, _ = engine._hold(tuple(events) + tuple(new), new, after, notes, now)
-    messages = [m for n in kept for m in engine._hooks.plan_delivery(n, after, engine.ruleset, now)]
-    return messages, list(with_held[len(new):])
 
 
 def _local(at: datetime, ruleset: Any) -> str:

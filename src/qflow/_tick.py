@@ -201,10 +201,11 @@ class Scheduling(_Base):
         return TickReport(conflicts=conflicts, failed=1)
 
     def _plan(self, incident_id: str, due: Sequence[Timer], now: datetime,
-              read: tuple[IncidentState, tuple[Event, ...]] | None = None) -> _Plan | None:
+              read: tuple[IncidentState, tuple[Event, ...]] | None = None, *, lang: str | None = None) -> _Plan | None:
         """What to write for one incident: its effects as events (or, when nothing
         fired, only its timers scheduled anew so the same ones are not handed out
-        again). *read* is its state and log when the batch read them already."""
+        again). *read* is its state and log when the batch read them already; *lang*
+        asks every notification for that language (``qflow notify preview --lang``)."""
         if read is None:
             stored = self.store.get(incident_id)
             if stored is None:
@@ -214,6 +215,8 @@ class Scheduling(_Base):
         found: list[Effect] = [e for effects in self._hooks.due(state, history, due, self.ruleset, now)
                                for e in effects]
         notes: list[Notification] = [n for e in found for n in e.notifications]
+        if lang is not None:
+            notes = [attrs.evolve(n, data={**n.data, "lang": lang}) for n in notes]
         new = [Event(state.id, state.seq + i + 1, now, e.type, source=e.source, ruleset=self.ruleset.ref,
                      data=e.data) for i, e in enumerate(found)]
         after = state
