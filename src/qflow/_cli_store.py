@@ -376,8 +376,8 @@ def _cmd_ls(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         out.write("no incidents match\n")
         return 0
     cols: tuple[str, ...] = ("id", "stage", "severity", "team", "owner", "reported_at", "respond_by", "title")
-    if query.overdue_at is not None:
-        cols = ("id", "stage", "severity", "team", "owner", "reported_at", "overdue since", "title")
+    if query.overdue_at is not None:  # what makes it overdue, in the place of the decided respond_by
+        cols = tuple("overdue since" if c == "respond_by" else c for c in cols)
         for row in rows:
             row["overdue since"] = ", ".join(f"{d['clock']} {d['due']}" for d in row["overdue"])
     widths = {c: max(len(c), *(len(str(r[c] or "-")) for r in rows)) for c in cols}
